@@ -1,0 +1,14 @@
+"""mtrlib.data: from a user's file (or the built-in world) to validated tables, tasks and tensors."""
+from .dataset import FEATURE_KINDS, Dataset
+from .encode import EncodedExamples, FeatureSpace, encode_examples
+from .errors import DataError
+from .examples import Examples, build_examples
+from .split import SPLITS, Split, split
+from .tasks import TaskSpec, parse_task, parse_tasks
+from .world import WorldConfig, make_world
+
+__all__ = [
+    "DataError", "Dataset", "FEATURE_KINDS", "TaskSpec", "parse_task", "parse_tasks", "make_world",
+    "WorldConfig", "Examples", "build_examples", "Split", "split", "SPLITS", "FeatureSpace",
+    "EncodedExamples", "encode_examples",
+]

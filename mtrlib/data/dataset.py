@@ -1,0 +1,122 @@
+"""The validated dataset object every later stage consumes.
+
+Canonical form: interactions have string ids in `user_id` / `item_id` (any size, any
+original type), an optional numeric `timestamp`, and the user's other columns as they
+came; the item and user side tables are indexed by the same string ids and hold
+attributes whose kind (categorical, multi, numeric, text) is recorded in the schema.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+FEATURE_KINDS = ("categorical", "multi", "numeric", "text")
+MULTI_SEP = "|"
+
+
+@dataclass
+class Dataset:
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    layout: str = "generic"  # "world" | "movielens-latest" | "movielens-100k" | "generic"
+    name: str = "data"
+    item_features: dict[str, str] = field(default_factory=dict)
+    user_features: dict[str, str] = field(default_factory=dict)
+    title_column: str | None = None
+    text_columns: list[str] = field(default_factory=list)
+    suggested_tasks: list[str] = field(default_factory=list)
+    ground_truth: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.interactions)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_timestamp(self) -> bool:
+        return "timestamp" in self.interactions.columns
+
+    @property
+    def density(self) -> float:
+        n_pairs = self.interactions[["user_id", "item_id"]].drop_duplicates().shape[0]
+        return n_pairs / max(1, self.n_users * self.n_items)
+
+    def label_columns(self) -> list[str]:
+        """Interaction columns other than ids and time: candidates for task sources."""
+        return [c for c in self.interactions.columns if c not in ("user_id", "item_id", "timestamp")]
+
+    def numeric_columns(self) -> list[str]:
+        return [c for c in self.label_columns() if pd.api.types.is_numeric_dtype(self.interactions[c])]
+
+    def item_popularity(self) -> pd.Series:
+        """Interactions per item (all items, zeros included), most popular first."""
+        counts = self.interactions["item_id"].value_counts()
+        return counts.reindex(self.items.index, fill_value=0).sort_values(ascending=False)
+
+    def item_label(self, item_ids) -> list[str]:
+        """Human-readable label per item id (title when there is one)."""
+        ids = pd.Index(item_ids)
+        if self.title_column and self.title_column in self.items.columns:
+            t = self.items[self.title_column].reindex(ids)
+            return [str(x) if isinstance(x, str) and x else str(i) for i, x in zip(ids, t)]
+        return [str(i) for i in ids]
+
+    def genre_column(self) -> str | None:
+        """The item attribute most like a genre, for colouring and kNN purity."""
+        for c in ("genre", "genres", "category"):
+            if c in self.item_features:
+                return c
+        for c, k in self.item_features.items():
+            if k in ("categorical", "multi"):
+                return c
+        return None
+
+    def report(self) -> dict:
+        """Counts for the `inspect` CLI and the data page."""
+        inter = self.interactions
+        rep = {
+            "name": self.name,
+            "layout": self.layout,
+            "rows": int(len(inter)),
+            "users": int(self.n_users),
+            "items": int(self.n_items),
+            "users_with_interactions": int(inter["user_id"].nunique()),
+            "items_with_interactions": int(inter["item_id"].nunique()),
+            "density": float(self.density),
+            "has_timestamp": bool(self.has_timestamp),
+            "columns": list(inter.columns),
+            "item_features": dict(self.item_features),
+            "user_features": dict(self.user_features),
+            "suggested_tasks": list(self.suggested_tasks),
+            "notes": list(self.notes),
+        }
+        balance = {}
+        for c in self.label_columns():
+            s = inter[c]
+            if pd.api.types.is_numeric_dtype(s):
+                v = s.dropna()
+                if len(v) and set(np.unique(v.to_numpy()[:100000])) <= {0, 1}:
+                    balance[c] = {"positive_rate": float(v.mean()), "observed": int(len(v))}
+                elif len(v):
+                    balance[c] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
+                                  "observed": int(len(v))}
+        rep["label_balance"] = balance
+        return rep
+
+
+def split_multi(series: pd.Series) -> pd.Series:
+    """'A|B|C' -> ['A','B','C'] (empty list for missing); the separator of MovieLens genres."""
+    return series.fillna("").astype(str).map(
+        lambda s: [p.strip() for p in s.split(MULTI_SEP) if p.strip() and p.strip() != "(no genres listed)"]
+    )

@@ -1,0 +1,217 @@
+"""From a dataset and its tasks to labelled examples (rows x tasks, NaN = not observed).
+
+Implicit tasks add K sampled negatives per logged row, drawn uniformly from the items the
+user never interacted with, reproducibly by seed, with one vectorised rejection loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .dataset import Dataset
+from .errors import DataError
+from .tasks import TaskSpec, parse_tasks
+
+_TRUE = {"1", "1.0", "true", "t", "yes", "y"}
+_FALSE = {"0", "0.0", "false", "f", "no", "n"}
+
+
+@dataclass
+class Examples:
+    """Labelled examples: `frame` (user_id, item_id, [timestamp], origin, sampled) + labels [N, T]."""
+    frame: pd.DataFrame
+    labels: np.ndarray  # float32, NaN where a task is not observed
+    tasks: list[TaskSpec]
+    notes: list[str]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def mask(self) -> np.ndarray:
+        return ~np.isnan(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def balance(self) -> dict:
+        """Per task: observed count and positive rate (binary) or mean/std (regression)."""
+        out = {}
+        for j, t in enumerate(self.tasks):
+            y = self.labels[:, j]
+            y = y[~np.isnan(y)]
+            if t.is_binary:
+                out[t.name] = {"observed": int(len(y)), "positive_rate": float(y.mean()) if len(y) else float("nan")}
+            else:
+                out[t.name] = {"observed": int(len(y)), "mean": float(y.mean()) if len(y) else float("nan"),
+                               "std": float(y.std()) if len(y) else float("nan")}
+        return out
+
+
+def _column(ds: Dataset, task: TaskSpec) -> pd.Series:
+    inter = ds.interactions
+    if task.column not in inter.columns:
+        avail = ", ".join(ds.label_columns()) or "(none)"
+        raise DataError(
+            f"Task '{task.name}' uses column '{task.column}', which the interactions table does not have.",
+            fix=f"use one of: {avail}",
+        )
+    return inter[task.column]
+
+
+def _numeric(ds: Dataset, task: TaskSpec) -> np.ndarray:
+    s = _column(ds, task)
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(float).to_numpy()
+    num = pd.to_numeric(s, errors="coerce")
+    bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"Task '{task.name}': column '{task.column}' holds a value that is not a number "
+            f"('{s.iloc[row]}' at row {row + 1}).",
+            fix="clean the column, or pick a numeric column for this task",
+        )
+    arr = num.to_numpy(dtype=float)
+    if np.isinf(arr).any():
+        row = int(np.flatnonzero(np.isinf(arr))[0])
+        raise DataError(f"Task '{task.name}': column '{task.column}' holds an infinite value at row {row + 1}.",
+                        fix="remove or fix that row")
+    return arr
+
+
+def _binary(ds: Dataset, task: TaskSpec) -> np.ndarray:
+    s = _column(ds, task)
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(float).to_numpy()
+    if pd.api.types.is_numeric_dtype(s):
+        arr = s.to_numpy(dtype=float)
+    else:
+        text = s.astype(str).str.strip().str.lower()
+        arr = np.full(len(s), np.nan)
+        arr[text.isin(_TRUE).to_numpy()] = 1.0
+        arr[text.isin(_FALSE).to_numpy()] = 0.0
+        missing = s.isna().to_numpy() | text.isin(["", "nan", "none", "null"]).to_numpy()
+        bad = np.isnan(arr) & ~missing
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"Task '{task.name}': column '{task.column}' should hold 0/1, true/false or yes/no, "
+                f"but row {row + 1} has '{s.iloc[row]}'.",
+                fix=f"fix the value, or define a threshold task such as {task.name}={task.column}>=4",
+            )
+    ok = np.isnan(arr) | (arr == 0) | (arr == 1)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        raise DataError(
+            f"Task '{task.name}': column '{task.column}' should hold only 0 and 1, but row {row + 1} has {arr[row]:g}.",
+            fix=f"use a threshold instead, e.g. {task.name}={task.column}>=1, or {task.column}:reg for regression",
+        )
+    return arr
+
+
+def _threshold(values: np.ndarray, op: str, thr: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        res = {">=": values >= thr, ">": values > thr, "<=": values <= thr,
+               "<": values < thr, "==": values == thr}[op].astype(float)
+    res[np.isnan(values)] = np.nan
+    return res
+
+
+def _logged_labels(ds: Dataset, task: TaskSpec) -> np.ndarray:
+    if task.kind == "implicit":
+        return np.ones(len(ds.interactions))
+    if task.kind == "binary":
+        return _binary(ds, task)
+    values = _numeric(ds, task)
+    if task.kind == "threshold":
+        return _threshold(values, task.op, task.threshold)
+    return values
+
+
+def sample_negatives(
+    user_idx: np.ndarray, item_idx: np.ndarray, n_items: int, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """K items per logged row that the row's user never interacted with.
+
+    Returns (origin row of each negative, sampled item index, number of rows that could not be
+    given all K because the user interacted with (almost) every item).
+    """
+    if k <= 0 or len(user_idx) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+    rng = np.random.default_rng(seed)
+    pos = np.unique(user_idx.astype(np.int64) * n_items + item_idx)
+    origin = np.repeat(np.arange(len(user_idx), dtype=np.int64), k)
+    users = user_idx[origin].astype(np.int64)
+    cand = rng.integers(0, n_items, size=len(origin))
+    todo = np.arange(len(origin))
+    for _ in range(64):
+        keys = users[todo] * n_items + cand[todo]
+        where = np.searchsorted(pos, keys)
+        where[where == len(pos)] = 0
+        clash = pos[where] == keys
+        todo = todo[clash]
+        if len(todo) == 0:
+            break
+        cand[todo] = rng.integers(0, n_items, size=len(todo))
+    keep = np.ones(len(origin), bool)
+    keep[todo] = False
+    return origin[keep], cand[keep], int(len(np.unique(origin[todo])))
+
+
+def build_examples(ds: Dataset, tasks, negatives: int = 4, seed: int = 0) -> Examples:
+    """Label every logged row for every task; add sampled negatives if a task is implicit."""
+    tasks = parse_tasks(tasks)
+    inter = ds.interactions
+    notes: list[str] = []
+    cols = ["user_id", "item_id"] + (["timestamp"] if "timestamp" in inter.columns else [])
+    frame = inter[cols].reset_index(drop=True).copy()
+    frame["origin"] = np.arange(len(frame), dtype=np.int64)
+    frame["sampled"] = False
+    Y = np.column_stack([_logged_labels(ds, t) for t in tasks]).astype(np.float64)
+
+    if any(t.kind == "implicit" for t in tasks):
+        if negatives < 1:
+            raise DataError("An implicit task needs at least 1 sampled negative per positive.",
+                            fix="set negatives per positive to 1 or more (default 4)")
+        item_index = ds.items.index
+        u_codes, _ = pd.factorize(frame["user_id"])
+        i_codes = item_index.get_indexer(frame["item_id"])
+        origin, neg_items, short = sample_negatives(u_codes, i_codes, len(item_index), int(negatives), seed)
+        if short:
+            notes.append(f"{short} rows got fewer than {negatives} negatives: their users interacted with almost every item.")
+        neg = frame.iloc[origin].copy()
+        neg["item_id"] = item_index.to_numpy()[neg_items]
+        neg["sampled"] = True
+        negY = np.full((len(neg), len(tasks)), np.nan)
+        for j, t in enumerate(tasks):
+            if t.is_binary:
+                negY[:, j] = 0.0  # whole-space: a sampled non-interaction is not liked either
+        frame = pd.concat([frame, neg], ignore_index=True)
+        Y = np.vstack([Y, negY])
+        notes.append(f"Sampled {len(neg):,} negatives ({negatives} per logged row, seed {seed}).")
+
+    # conditional tasks: observed only where the parent task is 1 (applied parents-first)
+    by_name = {t.name: j for j, t in enumerate(tasks)}
+    for _ in range(len(tasks)):
+        for j, t in enumerate(tasks):
+            if t.given:
+                Y[Y[:, by_name[t.given]] != 1, j] = np.nan
+
+    for j, t in enumerate(tasks):
+        y = Y[:, j]
+        obs = y[~np.isnan(y)]
+        if len(obs) == 0:
+            raise DataError(f"Task '{t.name}' has no observed labels.",
+                            fix="check its column and its '|' condition")
+        if t.is_binary and len(np.unique(obs)) < 2:
+            only = "positive" if obs[0] == 1 else "negative"
+            raise DataError(
+                f"Task '{t.name}' has only {only} labels, so there is nothing to learn.",
+                fix=("make it implicit to sample negatives, or pick another threshold"
+                     if only == "positive" else "pick another column or threshold"),
+            )
+    return Examples(frame=frame, labels=Y.astype(np.float32), tasks=tasks, notes=notes)

@@ -1,0 +1,94 @@
+"""Train / validation / test splits, seeded; a sampled negative always follows its positive."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .examples import Examples
+
+SPLITS = ("random", "temporal", "cold-items")
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    method: str
+    report: dict = field(default_factory=dict)
+    cold_items: np.ndarray | None = None  # item ids held out entirely (cold-items split)
+
+
+def _by_origin(ex: Examples, part_of_logged: np.ndarray) -> np.ndarray:
+    """Expand a part label per logged row (0 train, 1 val, 2 test) to every example."""
+    return part_of_logged[ex.frame["origin"].to_numpy()]
+
+
+def split(ex: Examples, method: str = "random", val_frac: float = 0.1, test_frac: float = 0.1,
+          seed: int = 0, cold_frac: float = 0.1) -> Split:
+    """Random (per logged row), temporal (each user's last fraction by time) or cold-items."""
+    if method not in SPLITS:
+        raise DataError(f"Unknown split '{method}'.", fix=f"use one of: {', '.join(SPLITS)}")
+    if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 0.9):
+        raise DataError("Validation and test fractions must be between 0 and 1 and leave room for training.",
+                        fix="e.g. validation 0.1, test 0.2")
+    f = ex.frame
+    logged = ~f["sampled"].to_numpy()
+    n_logged = int(logged.sum())
+    rng = np.random.default_rng(seed)
+    cold = None
+    if method == "random":
+        r = rng.random(n_logged)
+        part = np.where(r < test_frac, 2, np.where(r < test_frac + val_frac, 1, 0))
+        parts = _by_origin(ex, part)
+    elif method == "temporal":
+        if "timestamp" not in f.columns:
+            raise DataError("A temporal split needs a timestamp column, and this data has none.",
+                            fix="map a timestamp column, or use the random split")
+        lf = f.loc[logged, ["user_id", "timestamp"]].copy()
+        lf["ts"] = pd.to_numeric(lf["timestamp"], errors="coerce")
+        lf["tie"] = rng.random(len(lf))
+        lf = lf.sort_values(["user_id", "ts", "tie"], kind="stable")
+        rank = lf.groupby("user_id", sort=False).cumcount().to_numpy()
+        count = lf.groupby("user_id", sort=False)["ts"].transform("size").to_numpy()
+        q = (rank + 0.5) / count
+        p = np.where(q >= 1 - test_frac, 2, np.where(q >= 1 - test_frac - val_frac, 1, 0))
+        part = np.empty(n_logged, np.int64)
+        part[lf.index.to_numpy()] = p  # logged rows come first in Examples, index == origin
+        parts = _by_origin(ex, part)
+    else:
+        items = pd.unique(f["item_id"])
+        n_cold = max(1, int(round(cold_frac * len(items))))
+        cold = rng.choice(items, size=n_cold, replace=False)
+        is_cold = f["item_id"].isin(set(cold)).to_numpy()
+        r = rng.random(n_logged)
+        part = np.where(r < val_frac, 1, 0)
+        parts = np.where(is_cold, 2, _by_origin(ex, part))
+    train, val, test = (np.flatnonzero(parts == k) for k in range(3))
+    if len(train) < 10 or len(val) < 1 or len(test) < 1:
+        raise DataError(
+            f"Too few rows to split: {len(train)} for training, {len(val)} for validation, {len(test)} for test.",
+            fix="use a larger file (at least a few dozen interactions) or smaller validation/test fractions",
+        )
+    return Split(train, val, test, method, report=_report(ex, train, val, test), cold_items=cold)
+
+
+def _report(ex: Examples, train, val, test) -> dict:
+    f = ex.frame
+    tr_users = set(f["user_id"].to_numpy()[train])
+    tr_items = set(f["item_id"].to_numpy()[train])
+    rep = {"rows": {"train": int(len(train)), "val": int(len(val)), "test": int(len(test))}}
+    for name, idx in (("val", val), ("test", test)):
+        u = pd.unique(f["user_id"].to_numpy()[idx])
+        i = pd.unique(f["item_id"].to_numpy()[idx])
+        rep[f"{name}_unseen_users"] = int(sum(x not in tr_users for x in u))
+        rep[f"{name}_unseen_items"] = int(sum(x not in tr_items for x in i))
+    for j, t in enumerate(ex.tasks):
+        y = ex.labels[train, j]
+        if not (~np.isnan(y)).any():
+            raise DataError(f"Task '{t.name}' has no observed labels in the training split.",
+                            fix="use more data or a random split")
+    return rep

@@ -1,0 +1,155 @@
+"""Tasks: named labels derived from the data, in a small text grammar.
+
+Grammar (used by the CLI and the run store):
+
+    NAME=COL            binary column (0/1, true/false, yes/no)
+    NAME=COL>=X         threshold of a numeric column (also >, <=, <, ==)
+    NAME=COL:reg        regression on a numeric column
+    NAME=implicit       every logged row is 1; K sampled negatives per positive
+    ...|OTHER           observed only where task OTHER is 1 (ESMM's CVR given click)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import DataError
+
+OPS = (">=", "<=", "==", ">", "<")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str  # "binary" | "threshold" | "regression" | "implicit"
+    column: str | None = None
+    op: str | None = None
+    threshold: float | None = None
+    given: str | None = None
+
+    @property
+    def type(self) -> str:
+        """The loss family: "binary" or "regression"."""
+        return "regression" if self.kind == "regression" else "binary"
+
+    @property
+    def is_binary(self) -> bool:
+        return self.type == "binary"
+
+    def to_string(self) -> str:
+        if self.kind == "implicit":
+            body = "implicit"
+        elif self.kind == "regression":
+            body = f"{self.column}:reg"
+        elif self.kind == "threshold":
+            t = self.threshold
+            body = f"{self.column}{self.op}{int(t) if float(t).is_integer() else t}"
+        else:
+            body = str(self.column)
+        return f"{self.name}={body}" + (f"|{self.given}" if self.given else "")
+
+    def describe(self) -> str:
+        """One plain-English line, for reports and the UI."""
+        if self.kind == "implicit":
+            what = "1 for every logged interaction, 0 for sampled non-interactions"
+        elif self.kind == "regression":
+            what = f"regression on '{self.column}'"
+        elif self.kind == "threshold":
+            what = f"1 where '{self.column}' {self.op} {self.threshold:g}, else 0"
+        else:
+            what = f"binary column '{self.column}'"
+        if self.given:
+            what += f"; observed only where '{self.given}' is 1"
+        return f"{self.name}: {what}"
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+def parse_task(text: str) -> TaskSpec:
+    """Parse one task string of the grammar above; raise DataError with an example on failure."""
+    example = "examples: watched=implicit, liked=rating>=4|watched, click=clicked, dwell=dwell_time:reg"
+    if not isinstance(text, str) or "=" not in text:
+        raise DataError(f"Task '{text}' is not of the form NAME=DEFINITION.", fix=example)
+    name, _, body = text.strip().partition("=")
+    name = name.strip()
+    if body.startswith("="):  # "a==1" would split wrongly; a name never contains '='
+        raise DataError(f"Task '{text}' has no name before '='.", fix=example)
+    if not _NAME.match(name):
+        raise DataError(
+            f"Task name '{name}' is not allowed: use letters, digits, '_' or '-', starting with a letter.",
+            fix=example,
+        )
+    given = None
+    if "|" in body:
+        body, _, given = body.rpartition("|")
+        given = given.strip()
+        if not _NAME.match(given):
+            raise DataError(f"Task '{text}': '{given}' after '|' must be the name of another task.", fix=example)
+        if given == name:
+            raise DataError(f"Task '{name}' cannot be observed only where itself is 1.", fix=example)
+    body = body.strip()
+    if not body:
+        raise DataError(f"Task '{name}' has an empty definition.", fix=example)
+    if body == "implicit":
+        return TaskSpec(name, "implicit", given=given)
+    if body.endswith(":reg"):
+        col = body[: -len(":reg")].strip()
+        if not col:
+            raise DataError(f"Task '{name}': no column before ':reg'.", fix=example)
+        return TaskSpec(name, "regression", column=col, given=given)
+    for op in OPS:
+        if op in body:
+            col, _, value = body.partition(op)
+            col, value = col.strip(), value.strip()
+            try:
+                thr = float(value)
+            except ValueError:
+                raise DataError(
+                    f"Task '{name}': threshold '{value}' is not a number.", fix=example
+                ) from None
+            if not col:
+                raise DataError(f"Task '{name}': no column before '{op}'.", fix=example)
+            return TaskSpec(name, "threshold", column=col, op=op, threshold=thr, given=given)
+    if any(c in body for c in "<>=:!"):
+        raise DataError(f"Task '{name}': cannot read the definition '{body}'.", fix=example)
+    return TaskSpec(name, "binary", column=body, given=given)
+
+
+def parse_tasks(texts) -> list[TaskSpec]:
+    """Parse several tasks and check they fit together (unique names, known 'given' tasks, binary parents)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    tasks = [t if isinstance(t, TaskSpec) else parse_task(t) for t in texts]
+    if not tasks:
+        raise DataError("No tasks are defined.", fix="add at least one task, e.g. watched=implicit")
+    names = [t.name for t in tasks]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"Task names must be unique; repeated: {', '.join(dup)}.", fix="rename one of them")
+    by_name = {t.name: t for t in tasks}
+    for t in tasks:
+        if t.given:
+            parent = by_name.get(t.given)
+            if parent is None:
+                raise DataError(
+                    f"Task '{t.name}' is observed only where '{t.given}' is 1, but there is no task '{t.given}'.",
+                    fix=f"define a binary task named '{t.given}' or remove '|{t.given}'",
+                )
+            if not parent.is_binary:
+                raise DataError(
+                    f"Task '{t.name}' depends on '{t.given}', which is a regression task.",
+                    fix="condition on a binary task",
+                )
+    # no cycles: follow parents
+    for t in tasks:
+        seen, cur = set(), t
+        while cur.given:
+            if cur.name in seen:
+                raise DataError(f"Tasks {', '.join(sorted(seen))} depend on each other in a circle.", fix="remove one '|'")
+            seen.add(cur.name)
+            cur = by_name[cur.given]
+    if sum(t.kind == "implicit" for t in tasks) > 1:
+        raise DataError("Only one task can be 'implicit'.", fix="keep one NAME=implicit task")
+    return tasks
