@@ -1,0 +1,129 @@
+"""The interface every architecture implements, and the parts they all share.
+
+An architecture only writes `body(x)`: from the input row to each task's tower input (plus the
+shared representation and gate weights, for the dashboard). Losses, predictions, target
+scaling and the embedding accessors live here, so the trainer never special-cases a model; a
+model with its own objective (ESMM) overrides `task_losses` / `predict`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..data.tasks import TaskSpec
+from .blocks import InputLayer, Tower
+
+
+@dataclass
+class Body:
+    tower_inputs: list[torch.Tensor]  # one [B, d_t] per task
+    shared: torch.Tensor | None = None  # [B, d] what all tasks share (None for single-task)
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> [B, n_experts]
+
+
+class MultiTaskModel(nn.Module):
+    arch = "base"
+    paper = ""
+
+    def __init__(self, cfg: ModelConfig, desc: dict, tables: dict[str, torch.Tensor], tasks: list[TaskSpec]):
+        super().__init__()
+        self.cfg = cfg
+        self.tasks = list(tasks)
+        self.task_names = [t.name for t in tasks]
+        self.register_buffer("is_binary", torch.tensor([t.is_binary for t in tasks], dtype=torch.bool))
+        # regression targets are standardised with training statistics (set by fit_targets)
+        self.register_buffer("target_mean", torch.zeros(len(tasks)))
+        self.register_buffer("target_std", torch.ones(len(tasks)))
+        self.expert_names: list[str] = []
+
+    # -- what an architecture provides --------------------------------------------------------
+    def make_input(self, desc, tables) -> InputLayer:
+        c = self.cfg
+        return InputLayer(desc, tables, c.emb_dim, c.text_features, c.text_dim, c.text_combine)
+
+    def make_towers(self, in_dims: list[int]) -> nn.ModuleList:
+        return nn.ModuleList(Tower(d, self.cfg.towers, self.cfg.dropout) for d in in_dims)
+
+    def body(self, x: torch.Tensor) -> Body:
+        raise NotImplementedError
+
+    def inputs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.input(user, item)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The last layer all tasks share: where GradNorm measures per-task gradient norms."""
+        raise NotImplementedError
+
+    # -- the common part -------------------------------------------------------------------------
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Raw outputs [B, T]: logits for binary tasks, standardised values for regression."""
+        b = self.body(self.inputs(user, item))
+        return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)
+
+    def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-task mean loss over observed labels [T]: BCE for binary, MSE for (scaled) regression."""
+        target = torch.where(self.is_binary, labels, (labels - self.target_mean) / self.target_std)
+        bce = F.binary_cross_entropy_with_logits(raw, target, reduction="none")
+        mse = (raw - target) ** 2
+        per = torch.where(self.is_binary, bce, mse) * mask
+        return per.sum(0) / mask.sum(0).clamp(min=1)
+
+    def predict(self, raw: torch.Tensor) -> torch.Tensor:
+        """Probabilities for binary tasks, values in original units for regression."""
+        return torch.where(self.is_binary, torch.sigmoid(raw), raw * self.target_std + self.target_mean)
+
+    @torch.no_grad()
+    def fit_targets(self, labels: torch.Tensor, mask: torch.Tensor) -> None:
+        m = mask.float()
+        n = m.sum(0).clamp(min=1)
+        mean = (labels * m).sum(0) / n
+        std = (((labels - mean) ** 2) * m).sum(0).div(n).sqrt().clamp(min=1e-6)
+        self.target_mean.copy_(torch.where(self.is_binary, torch.zeros_like(mean), mean))
+        self.target_std.copy_(torch.where(self.is_binary, torch.ones_like(std), std))
+
+    # -- for the dashboard -----------------------------------------------------------------------
+    @torch.no_grad()
+    def inspect(self, user: torch.Tensor, item: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Representations for a batch: 'input', 'shared', 'task:<name>', 'gate:<name>'."""
+        x = self.inputs(user, item)
+        b = self.body(x)
+        out = {"input": x}
+        if b.shared is not None:
+            out["shared"] = b.shared
+        for name, h in zip(self.task_names, b.tower_inputs):
+            out[f"task:{name}"] = h
+        for name, g in b.gates.items():
+            out[f"gate:{name}"] = g
+        return out
+
+    @torch.no_grad()
+    def item_embeddings(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        inp = self.input_layers()[0]
+        if rows is None:
+            rows = torch.arange(inp.item.slots.shape[0], device=inp.item.slots.device)
+        return inp.item_vectors(rows)
+
+    @torch.no_grad()
+    def user_embeddings(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        inp = self.input_layers()[0]
+        if rows is None:
+            rows = torch.arange(inp.user.slots.shape[0], device=inp.user.slots.device)
+        return inp.user_vectors(rows)
+
+    def input_layers(self) -> list[InputLayer]:
+        return [self.input]
+
+    @property
+    def n_users(self) -> int:
+        return int(self.input_layers()[0].user.slots.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.input_layers()[0].item.slots.shape[0])
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,134 @@
+"""Shared building blocks: the MLP, the tower, and the input layer every architecture uses.
+
+The input layer owns the side-feature tables as buffers (saved with the weights), so a model
+needs only (user row, item row) per example and can score every item of the catalogue.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    """Linear -> ReLU (-> Dropout) per layer."""
+    layers: list[nn.Module] = []
+    for out in sizes:
+        layers += [nn.Linear(in_dim, out), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        in_dim = out
+    return nn.Sequential(*layers)
+
+
+def mlp_out_dim(in_dim: int, sizes: list[int]) -> int:
+    return sizes[-1] if sizes else in_dim
+
+
+class Tower(nn.Module):
+    """A task's head: MLP then one output unit (a logit for binary tasks, a value for regression)."""
+
+    def __init__(self, in_dim: int, sizes: list[int], dropout: float = 0.0):
+        super().__init__()
+        self.body = mlp(in_dim, sizes, dropout)
+        self.out = nn.Linear(mlp_out_dim(in_dim, sizes), 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(h)).squeeze(-1)  # [B,1] -> [B]; batch dim kept at B=1
+
+
+def last_linear(module: nn.Module) -> nn.Linear | None:
+    """The last Linear layer inside a module: GradNorm's "last shared layer" W."""
+    found = None
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            found = m
+    return found
+
+
+class SideEmbedding(nn.Module):
+    """Embeds one entity kind (users or items): id slot + categorical + multi-valued + numeric."""
+
+    def __init__(self, prefix: str, desc: dict, tables: dict[str, torch.Tensor], dim: int):
+        super().__init__()
+        self.prefix = prefix
+        self.id = nn.Embedding(desc["n_slots"], dim)
+        nn.init.normal_(self.id.weight, std=0.05)
+        with torch.no_grad():
+            self.id.weight[0].zero_()  # out-of-vocabulary slot: no id signal, side features only
+        self.register_buffer("slots", tables[f"{prefix}.slots"].clone())
+        self.cat_names = sorted(desc["cat"])
+        self.multi_names = sorted(desc["multi"])
+        self.cat = nn.ModuleDict({c: nn.Embedding(desc["cat"][c], dim) for c in self.cat_names})
+        self.multi = nn.ModuleDict({c: nn.Embedding(desc["multi"][c], dim, padding_idx=0) for c in self.multi_names})
+        for c in self.cat_names:
+            self.register_buffer(f"cat_{c}", tables[f"{prefix}.cat.{c}"].clone())
+        for c in self.multi_names:
+            self.register_buffer(f"multi_{c}", tables[f"{prefix}.multi.{c}"].clone())
+        self.n_numeric = desc["numeric"]
+        if self.n_numeric:
+            self.register_buffer("numeric", tables[f"{prefix}.numeric"].clone())
+        self.feature_dim = dim * (len(self.cat_names) + len(self.multi_names)) + self.n_numeric
+
+    def id_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.id(self.slots[rows])
+
+    def features(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        out = [self.cat[c](getattr(self, f"cat_{c}")[rows]) for c in self.cat_names]
+        for c in self.multi_names:
+            codes = getattr(self, f"multi_{c}")[rows]  # [B, L]
+            emb = self.multi[c](codes)  # pad rows are zero (padding_idx)
+            n = (codes > 0).sum(-1, keepdim=True).clamp(min=1)
+            out.append(emb.sum(1) / n)
+        if self.n_numeric:
+            out.append(self.numeric[rows])
+        return out
+
+
+class InputLayer(nn.Module):
+    """Concatenates user and item vectors and their side features into one input row.
+
+    Item text (language-model vectors) enters through a learned projection and is combined
+    with the item id embedding: "sum" (default) keeps one item space for warm and cold items,
+    so a cold item (zero id vector) is placed by its text alone; "concat" keeps both apart;
+    "gated" learns per dimension how much to trust text vs id.
+    """
+
+    def __init__(self, desc: dict, tables: dict[str, torch.Tensor], dim: int, text_features: bool = False,
+                 text_dim: int = 16, text_combine: str = "sum"):
+        super().__init__()
+        self.user = SideEmbedding("users", desc["users"], tables, dim)
+        self.item = SideEmbedding("items", desc["items"], tables, dim)
+        self.use_text = bool(text_features) and "items.text" in tables
+        self.combine = text_combine
+        item_dim = dim
+        if self.use_text:
+            self.register_buffer("text", tables["items.text"].clone().float())
+            proj_dim = dim if text_combine in ("sum", "gated") else text_dim
+            self.text_proj = nn.Linear(self.text.shape[1], proj_dim)
+            if text_combine == "gated":
+                self.gate = nn.Linear(2 * dim, dim)
+            elif text_combine == "concat":
+                item_dim = dim + text_dim
+        self.item_dim = item_dim
+        self.out_dim = dim + item_dim + self.user.feature_dim + self.item.feature_dim
+
+    def item_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        """The learned item representation (id embedding combined with text, if used)."""
+        v = self.item.id_vectors(rows)
+        if not self.use_text:
+            return v
+        t = self.text_proj(self.text[rows])
+        if self.combine == "sum":
+            return v + t
+        if self.combine == "concat":
+            return torch.cat([v, t], -1)
+        g = torch.sigmoid(self.gate(torch.cat([v, t], -1)))
+        return g * v + (1 - g) * t
+
+    def user_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.user.id_vectors(rows)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        parts = [self.user_vectors(user), self.item_vectors(item)]
+        parts += self.user.features(user) + self.item.features(item)
+        return torch.cat(parts, -1)

@@ -1,0 +1,42 @@
+"""Single-task baseline: one independent network per task (nothing shared, not even embeddings).
+
+What multi-task learning must beat: if sharing does not help, this wins.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Body, MultiTaskModel
+from .blocks import InputLayer, last_linear, mlp, mlp_out_dim
+
+
+class SingleTask(MultiTaskModel):
+    arch = "single"
+    paper = "independent per-task networks (the no-sharing baseline)"
+
+    def __init__(self, cfg, desc, tables, tasks):
+        super().__init__(cfg, desc, tables, tasks)
+        self.inputs_ = nn.ModuleList(self.make_input(desc, tables) for _ in tasks)
+        d_in = self.inputs_[0].out_dim
+        self.bottoms = nn.ModuleList(mlp(d_in, cfg.shared, cfg.dropout) for _ in tasks)
+        self.towers = self.make_towers([mlp_out_dim(d_in, cfg.shared)] * len(tasks))
+
+    def input_layers(self) -> list[InputLayer]:
+        return list(self.inputs_)
+
+    def inputs(self, user, item):
+        # each task sees its own embeddings: stack along a new leading axis
+        return torch.stack([inp(user, item) for inp in self.inputs_], 0)
+
+    def body(self, x):
+        return Body(tower_inputs=[bot(x[k]) for k, bot in enumerate(self.bottoms)])
+
+    def inspect(self, user, item):
+        out = super().inspect(user, item)
+        out["input"] = out["input"][0]
+        return out
+
+    def shared_parameters(self):
+        # nothing is shared: each task's own last layer (task k's loss only reaches its own)
+        return [p for bot in self.bottoms for p in last_linear(bot).parameters()]
