@@ -3,6 +3,8 @@ from .dataset import FEATURE_KINDS, Dataset
 from .encode import EncodedExamples, FeatureSpace, encode_examples
 from .errors import DataError
 from .examples import Examples, build_examples
+from .io import load, read_table
+from .mapping import guess_mapping
 from .split import SPLITS, Split, split
 from .tasks import TaskSpec, parse_task, parse_tasks
 from .world import WorldConfig, make_world
@@ -10,5 +12,5 @@ from .world import WorldConfig, make_world
 __all__ = [
     "DataError", "Dataset", "FEATURE_KINDS", "TaskSpec", "parse_task", "parse_tasks", "make_world",
     "WorldConfig", "Examples", "build_examples", "Split", "split", "SPLITS", "FeatureSpace",
-    "EncodedExamples", "encode_examples",
+    "EncodedExamples", "encode_examples", "load", "read_table", "guess_mapping",
 ]

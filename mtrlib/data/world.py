@@ -36,7 +36,7 @@ GENRES = [
     ("fantasy", ["dragon", "wizard", "magic", "sword", "elf", "quest", "spell", "kingdom", "potion", "giant"]),
     ("science", ["atom", "experiment", "laboratory", "gene", "physics", "robot", "theory", "microscope", "cell", "energy"]),
 ]
-FILLER = ["a", "the", "story", "of", "about", "tale", "journey", "life", "secret", "world"]
+FILLER = ["story", "tale", "journey", "portrait", "chronicle", "saga", "study", "fable", "drama", "account"]
 AGE_BANDS = ["18-24", "25-34", "35-49", "50+"]
 REGIONS = ["north", "south", "east", "west", "central"]
 PRICE_BANDS = ["budget", "standard", "premium"]

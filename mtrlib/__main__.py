@@ -1,0 +1,54 @@
+"""`python -m mtrlib VERB ...`: a small dispatcher over the modules in `mtrlib.cli`.
+
+Each module registers its verbs with `register(subparsers)` and points each at a function
+with `set_defaults(func=...)`; a module that does not exist yet is skipped, so verbs can be
+added one file at a time. Bad data is the user's problem to fix, not a crash: a DataError
+is printed as its message (no traceback) and the exit status is 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+CLI_MODULES = ["data", "train", "runs"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mtrlib",
+                                     description="Multi-task recommender studio: data, training and runs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in CLI_MODULES:
+        modname = f"mtrlib.cli.{name}"
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name == modname:
+                continue  # not written yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mtrlib.data.errors import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        rc = func(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
