@@ -1,0 +1,21 @@
+"""MTR Studio: multi-task representation learning for recommender systems, live in the browser.
+
+Entry point: page config, navigation over pages/, the sidebar. Run with `make run`.
+"""
+import streamlit as st
+
+st.set_page_config(page_title="MTR Studio", page_icon=":material/hub:", layout="wide")
+
+from pages._shared import init_state, sidebar, sync_url  # noqa: E402
+
+init_state()
+nav = st.navigation([
+    st.Page("pages/data.py", title="Data", icon=":material/table_chart:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/runs.py", title="Runs & curves", icon=":material/monitoring:"),
+    st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
+    st.Page("pages/recommend.py", title="Recommend", icon=":material/recommend:"),
+])
+sidebar()
+nav.run()
+sync_url()

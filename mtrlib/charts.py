@@ -1,0 +1,179 @@
+"""Plotly figures for the dashboard (no Streamlit here, so they are testable alone)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .config import ARCH_LABELS, ModelConfig
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.2))
+
+
+def smooth(values: pd.Series, weight: float) -> pd.Series:
+    """TensorBoard-style exponential moving average (0 = raw)."""
+    if weight <= 0 or len(values) == 0:
+        return values
+    return values.ewm(alpha=1 - weight, adjust=True).mean()
+
+
+def series_name(col: str) -> str:
+    """'loss/click' -> 'click'; 'val/click/auc' -> 'click'; anything else unchanged."""
+    parts = col.split("/")
+    return parts[1] if len(parts) >= 2 else col
+
+
+def task_colours(tasks: list[str]) -> dict[str, str]:
+    """One colour per task, the same on every chart of a page."""
+    return {t: PALETTE[k % len(PALETTE)] for k, t in enumerate(tasks)}
+
+
+def curves(runs: dict[str, pd.DataFrame], columns: list[str], title: str, x: str = "step",
+           smoothing: float = 0.0, y_title: str = "", colours: dict[str, str] | None = None) -> go.Figure:
+    """One line per (run, column). `runs` maps a run label to its history rows; a single run is
+    coloured per task (`colours`), several runs are coloured per run and dashed per column."""
+    fig = go.Figure()
+    for r, (label, df) in enumerate(runs.items()):
+        if df is None or df.empty or x not in df.columns:
+            continue
+        for c, col in enumerate(columns):
+            if col not in df.columns:
+                continue
+            d = df[[x, col]].dropna()
+            name = series_name(col) if len(runs) == 1 else f"{label} · {series_name(col)}"
+            color = ((colours or {}).get(series_name(col)) or PALETTE[c % len(PALETTE)]) if len(runs) == 1 \
+                else PALETTE[r % len(PALETTE)]
+            fig.add_trace(go.Scatter(
+                x=d[x], y=smooth(d[col], smoothing), mode="lines+markers" if len(d) < 30 else "lines",
+                name=name, line=dict(color=color, dash=["solid", "dash", "dot", "dashdot"][c % 4] if len(runs) > 1 else "solid"),
+            ))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y_title, **LAYOUT)
+    return fig
+
+
+def tradeoff(points: pd.DataFrame, x: str, y: str, label: str = "run", color: str | None = "model") -> go.Figure:
+    """One point per run: task A's metric vs task B's — the seesaw picture."""
+    fig = go.Figure()
+    groups = points.groupby(color) if color and color in points.columns else [("runs", points)]
+    for k, (g, d) in enumerate(groups):
+        fig.add_trace(go.Scatter(x=d[x], y=d[y], mode="markers+text", text=d[label], textposition="top center",
+                                 name=str(g), marker=dict(size=12, color=PALETTE[k % len(PALETTE)])))
+    fig.update_layout(title=f"Trade-off: {y} vs {x}", xaxis_title=x, yaxis_title=y, **LAYOUT)
+    return fig
+
+
+def long_tail(popularity: pd.Series) -> go.Figure:
+    """Interactions per item, most popular first (log scale): the long tail."""
+    y = popularity.to_numpy()
+    fig = go.Figure(go.Scatter(x=np.arange(1, len(y) + 1), y=np.maximum(y, 0.5), mode="lines", fill="tozeroy"))
+    fig.update_layout(title="Item popularity (long tail)", xaxis_title="item rank", yaxis_title="interactions",
+                      yaxis_type="log", **LAYOUT)
+    return fig
+
+
+def heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=matrix, x=cols, y=rows, colorscale="Blues", zmin=0,
+                               text=np.round(matrix, 2), texttemplate="%{text}"))
+    fig.update_layout(title=title, **{**LAYOUT, "height": 120 + 40 * len(rows)})
+    return fig
+
+
+def scatter(df: pd.DataFrame, color: str | None, hover: list[str], title: str, highlight: list[int] | None = None
+            ) -> go.Figure:
+    """2-D or 3-D projection coloured by any column; hover shows the given columns."""
+    three = "z" in df.columns
+    fig = go.Figure()
+    hover = [h for h in hover if h in df.columns]
+    tmpl = "<br>".join(f"{h}: %{{customdata[{i}]}}" for i, h in enumerate(hover)) + "<extra></extra>"
+    kind = go.Scatter3d if three else go.Scattergl
+    coords = (lambda d: dict(x=d["x"], y=d["y"], z=d["z"])) if three else (lambda d: dict(x=d["x"], y=d["y"]))
+    size = 3 if three else 6
+    if color and color in df.columns and not pd.api.types.is_numeric_dtype(df[color]):
+        top = df[color].astype(str).value_counts().index[:20]
+        col = df[color].astype(str).where(df[color].astype(str).isin(top), "other")
+        for k, g in enumerate(sorted(col.unique())):
+            d = df[col == g]
+            fig.add_trace(kind(**coords(d), mode="markers", name=g, customdata=d[hover].astype(str).to_numpy(),
+                               hovertemplate=tmpl, marker=dict(size=size, color=PALETTE[k % len(PALETTE)], opacity=0.8)))
+    else:
+        marker = dict(size=size, opacity=0.8)
+        if color and color in df.columns:
+            marker.update(color=df[color], colorscale="Viridis", showscale=True, colorbar=dict(title=color))
+        fig.add_trace(kind(**coords(df), mode="markers", name="points", customdata=df[hover].astype(str).to_numpy(),
+                           hovertemplate=tmpl, marker=marker))
+    if highlight:
+        d = df.iloc[highlight]
+        fig.add_trace(kind(**coords(d), mode="markers", name="selected & neighbours",
+                           customdata=d[hover].astype(str).to_numpy(), hovertemplate=tmpl,
+                           marker=dict(size=size * 2.5, color="rgba(0,0,0,0)", line=dict(color="black", width=2))))
+    fig.update_layout(title=title, **{**LAYOUT, "height": 560})
+    return fig
+
+
+def network(cfg: ModelConfig, tasks: list[str]) -> go.Figure:
+    """A small diagram of the configured network: inputs -> shared part -> gates -> towers."""
+    tasks = tasks or ["task"]
+    T = len(tasks)
+    fig = go.Figure()
+    boxes = []  # (x0, y0, x1, y1, label, colour)
+    arrows = []  # ((x, y), (x, y))
+
+    def box(x, y, w, h, label, colour):
+        boxes.append((x - w / 2, y - h / 2, x + w / 2, y + h / 2, label, colour))
+        return (x, y - h / 2), (x, y + h / 2)
+
+    width = max(T, cfg.n_experts if cfg.arch == "mmoe" else T * cfg.specific_experts + cfg.shared_experts, 3)
+    _, inp_top = box(width / 2, 0.3, width * 0.9, 0.4, f"embeddings (dim {cfg.emb_dim})"
+                     + (" + text" if cfg.text_features else ""), "#d9e8f5")
+    tower_y, head_y = 3.2, 4.3
+    xs = [(k + 0.5) * width / T for k in range(T)]
+    sizes = lambda s: "[" + ",".join(map(str, s)) + "]"
+    if cfg.arch == "shared-bottom":
+        b_bot, b_top = box(width / 2, 1.4, width * 0.7, 0.6, f"shared MLP {sizes(cfg.shared)}", "#fde2c8")
+        arrows.append((inp_top, b_bot))
+        for x in xs:
+            arrows.append((b_top, (x, tower_y - 0.3)))
+    elif cfg.arch in ("single", "esmm"):
+        for x, t in zip(xs, tasks):
+            b_bot, b_top = box(x, 1.4, width / T * 0.8, 0.6, f"{'own' if cfg.arch == 'single' else 'MLP'} {sizes(cfg.shared)}",
+                               "#fde2c8")
+            arrows += [((x, inp_top[1]), b_bot), (b_top, (x, tower_y - 0.3))]
+        if cfg.arch == "esmm":
+            fig.add_annotation(x=width / 2, y=head_y + 0.55, showarrow=False,
+                               text="pCTCVR = pCTR × pCVR (trained on the whole space)")
+    else:
+        if cfg.arch == "mmoe":
+            experts = [(f"E{k + 1}", "#fde2c8") for k in range(cfg.n_experts)]
+        else:
+            experts = [(f"{t[:6]}{k + 1}", "#e6d5f0") for t in tasks for k in range(cfg.specific_experts)]
+            experts += [(f"S{k + 1}", "#fde2c8") for k in range(cfg.shared_experts)]
+        n = len(experts)
+        ex_x = [(k + 0.5) * width / n for k in range(n)]
+        for x, (lab, col) in zip(ex_x, experts):
+            b_bot, b_top = box(x, 1.3, width / n * 0.8, 0.5, lab, col)
+            arrows.append(((x, inp_top[1]), b_bot))
+        for x, t in zip(xs, tasks):
+            box(x, 2.3, width / T * 0.5, 0.35, f"gate {t[:8]}", "#fff3b0")
+            for ex, (lab, _) in zip(ex_x, experts):
+                if cfg.arch == "ple" and not (lab.startswith("S") or lab.startswith(t[:6])):
+                    continue
+                arrows.append(((ex, 1.55), (x, 2.12)))
+            arrows.append(((x, 2.48), (x, tower_y - 0.3)))
+        fig.add_annotation(x=width / 2, y=1.75, showarrow=False, font=dict(size=10),
+                           text=f"experts {sizes(cfg.experts)}" + (f" · {cfg.levels} levels" if cfg.arch == "ple" and cfg.levels > 1 else ""))
+    for x, t in zip(xs, tasks):
+        box(x, tower_y, width / T * 0.7, 0.6, f"tower {sizes(cfg.towers)}", "#d7f0d2")
+        box(x, head_y, width / T * 0.7, 0.4, t, "#ffffff")
+        arrows.append(((x, tower_y + 0.3), (x, head_y - 0.2)))
+    for (x0, y0), (x1, y1) in arrows:
+        fig.add_shape(type="line", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#999", width=1), layer="below")
+    for x0, y0, x1, y1, label, colour in boxes:
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, fillcolor=colour, line=dict(color="#555", width=1))
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False, font=dict(size=11))
+    fig.update_xaxes(visible=False, range=[-0.1, width + 0.1])
+    fig.update_yaxes(visible=False, range=[0, 5])
+    fig.update_layout(title=f"{ARCH_LABELS.get(cfg.arch, cfg.arch)} network", height=340,
+                      margin=dict(l=5, r=5, t=40, b=5), plot_bgcolor="white", showlegend=False)
+    return fig

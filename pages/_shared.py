@@ -1,0 +1,255 @@
+"""Streamlit glue shared by the pages: session state, cached data, the run store, small widgets.
+
+Pages stay thin: they read state from here, call mtrlib, and draw. The canonical setup lives
+in `st.session_state["cfg"]` (a TrainConfig, a non-widget key) so it survives page switches;
+widgets are initialised from it and write back to it.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from mtrlib.config import TrainConfig
+from mtrlib.data import DataError, Dataset, build_examples, make_world
+from mtrlib.share import from_params, to_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- state -------------------------------------------------------------------------------------
+def boot() -> None:
+    """Start of every page. Streamlit treats a folder named pages/ as a legacy multipage app
+    until app.py has called st.navigation once in this process; a first request that lands
+    straight on a page URL would then run the page without app.py, so rerun through app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    init_state()
+
+
+def init_state() -> None:
+    """First run of a session: defaults, or the setup encoded in the URL."""
+    ss = st.session_state
+    if "cfg" in ss:
+        return
+    params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
+    cfg, problems = from_params({k: v[-1] for k, v in params.items() if v})
+    ss.cfg = cfg
+    ss.share_problems = problems
+    ss.restored_from_url = bool(params)
+    ss.uploads = {}
+    ss.job = None
+    ss.mapping = None
+
+
+def cfg() -> TrainConfig:
+    return st.session_state.cfg
+
+
+def sync_url() -> None:
+    """Keep the address bar equal to the current setup, so copying it shares the experiment."""
+    want = to_params(cfg())
+    have = {k: st.query_params.get(k) for k in st.query_params.keys()}
+    if want != have:
+        st.query_params.from_dict(want)
+
+
+def widget(fn, label: str, key: str, get, put=None, **kw):
+    """A widget whose value is seeded from the config and written back to it."""
+    if key not in st.session_state:
+        st.session_state[key] = get()
+    value = fn(label, key=key, **kw)
+    if put is not None:
+        put(value)
+    return value
+
+
+def forget_widgets(*prefixes: str) -> None:
+    """Drop widget keys so they are re-seeded from the config (after a reset or URL restore)."""
+    for k in list(st.session_state.keys()):
+        if any(str(k).startswith(p) for p in prefixes):
+            del st.session_state[k]
+
+
+# -- data --------------------------------------------------------------------------------------
+@st.cache_data(max_entries=8, show_spinner="Building the synthetic world…")
+def world_dataset(n_users, n_items, n_genres, correlation, seed, impressions) -> Dataset:
+    return make_world(n_users, n_items, n_genres, correlation, seed, impressions)
+
+
+class _Upload(io.BytesIO):
+    """Uploaded bytes with a display name (used for format hints and messages, never as a path)."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading your files…")
+def upload_dataset(files: tuple, mapping_key: str, _mapping) -> Dataset:
+    from mtrlib.data import load
+
+    def src(role):
+        entry = dict(files).get(role)
+        if entry is None:
+            return None
+        if isinstance(entry, tuple) and len(entry) and isinstance(entry[0], tuple):
+            return [_Upload(d, n) for n, d in entry]
+        name, data = entry
+        return _Upload(data, name)
+
+    return load(src("interactions"), src("items"), src("users"), mapping=_mapping)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _raw_table(entry: tuple):
+    from mtrlib.data import read_table
+    name, data = entry
+    return read_table(_Upload(data, name))
+
+
+def raw_interactions():
+    """The uploaded interactions table as read (strings), for the mapping form; or (None, problem)."""
+    up = st.session_state.get("uploads", {}).get("interactions")
+    if up is None:
+        return None, None
+    try:
+        return _raw_table(up["file"]), None
+    except DataError as e:
+        return None, str(e)
+
+
+def current_dataset() -> tuple[Dataset | None, str | None]:
+    """The dataset the setup points at, or (None, readable problem)."""
+    c = cfg()
+    if c.data.source == "world":
+        w = c.data.world
+        try:
+            return world_dataset(w.n_users, w.n_items, w.n_genres, float(w.correlation), w.seed,
+                                 w.impressions_per_user), None
+        except DataError as e:
+            return None, str(e)
+    ups = st.session_state.get("uploads", {})
+    if "interactions" not in ups:
+        return None, "No interactions file uploaded yet: upload one on the Data page, or switch to the built-in world."
+    files = tuple(sorted((role, up["file"]) for role, up in ups.items()))
+    mapping = st.session_state.get("mapping")
+    try:
+        return upload_dataset(files, repr(mapping), mapping), None
+    except DataError as e:
+        return None, str(e)
+
+
+@st.cache_data(max_entries=8, show_spinner="Labelling examples…")
+def examples_report(_ds: Dataset, ds_key: str, tasks: tuple, negatives: int, seed: int) -> dict:
+    ex = build_examples(_ds, list(tasks), negatives=negatives, seed=seed)
+    return {"rows": len(ex), "balance": ex.balance(), "notes": ex.notes}
+
+
+def dataset_key(ds: Dataset) -> str:
+    """Stable across reruns (cache_data hands out copies), different for different data."""
+    import pandas as pd
+    head = int(pd.util.hash_pandas_object(ds.interactions.head(2000), index=False).sum())
+    return f"{ds.name}|{ds.n_interactions}|{ds.n_users}|{ds.n_items}|{ds.layout}|{head}"
+
+
+def task_list(ds: Dataset | None) -> list[str]:
+    c = cfg()
+    return list(c.data.tasks or (ds.suggested_tasks if ds is not None else []))
+
+
+def task_names(ds: Dataset | None) -> list[str]:
+    from mtrlib.data import parse_tasks
+    try:
+        return [t.name for t in parse_tasks(task_list(ds))]
+    except DataError:
+        return []
+
+
+# -- runs --------------------------------------------------------------------------------------
+def store() -> Path:
+    env = os.environ.get("MTR_RUN_STORE")
+    return Path(env) if env else ROOT / "data" / "runs"
+
+
+def runs_list():
+    from mtrlib import runs
+    problems: list = []
+    try:
+        items = runs.list_runs(store(), problems=problems)
+    except TypeError:
+        items = runs.list_runs(store())
+    return items, problems
+
+
+@st.cache_resource(max_entries=16)
+def _load_run_cached(path: str, stamp: float):
+    from mtrlib import runs
+    return runs.load_run(path)
+
+
+def load_run(path) -> object:
+    """A finished run loaded once per process (read-only: scoring, projections)."""
+    p = Path(path)
+    stamp = max((f.stat().st_mtime for f in p.glob("*") if f.is_file()), default=0.0)
+    return _load_run_cached(str(p), stamp)
+
+
+def run_picker(label: str, key: str, runs, default_index: int = 0):
+    """Select one run by its readable name; returns the RunInfo or None."""
+    if not runs:
+        return None
+    opts = list(range(len(runs)))
+    idx = st.selectbox(label, opts, index=min(default_index, len(opts) - 1), key=key,
+                       format_func=lambda i: f"{runs[i].name} · {runs[i].status}")
+    return runs[idx]
+
+
+# -- small UI helpers ------------------------------------------------------------------------------
+def explain(text: str) -> None:
+    with st.expander("What am I looking at?"):
+        st.markdown(text)
+
+
+def sidebar() -> None:
+    """Data source, job status and the share link, on every page."""
+    ds, err = current_dataset()
+    with st.sidebar:
+        st.caption("Data")
+        if ds is not None:
+            st.write(f"**{ds.name}**")
+            st.caption(f"{ds.n_interactions:,} interactions · {ds.n_users:,} users · {ds.n_items:,} items")
+        else:
+            st.warning(err or "No data yet.")
+        job_status()
+        st.caption("Share this setup: the address bar always holds it. Settings that differ from the defaults:")
+        params = to_params(cfg())
+        st.code("\n".join(f"{k} = {v}" for k, v in params.items()) if params else "(all defaults)", language=None)
+
+
+def _job_active() -> bool:
+    job = st.session_state.get("job")
+    return job is not None and job.active
+
+
+@st.fragment(run_every=2.0)
+def job_status() -> None:
+    """This session's training job, kept current on every page."""
+    job = st.session_state.get("job")
+    if job is None:
+        return
+    st.caption("Your training job")
+    p = job.progress
+    text = {"running": f"running · epoch {p.epoch:.1f}/{p.epochs}", "queued": "waiting for a free slot",
+            "preparing": "preparing data"}.get(job.state, job.state)
+    st.write(f"**{text}**")
+
+
+def copy_cfg() -> TrainConfig:
+    return copy.deepcopy(cfg())

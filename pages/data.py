@@ -1,0 +1,233 @@
+"""Data page: the built-in world (with its knobs) or your own files; tasks; a data report."""
+import pandas as pd
+import streamlit as st
+
+from mtrlib import charts
+from mtrlib.data import DataError, parse_task, parse_tasks
+from mtrlib.data.world import MAX_GENRES
+from pages._shared import (boot, cfg, current_dataset, dataset_key, examples_report, explain, raw_interactions,
+                           task_list, widget)
+
+boot()
+c = cfg()
+st.title("Data")
+explain(
+    "Everything starts from a table of **interactions** (who met which item, and what happened). "
+    "The **built-in world** is synthetic: users and items live near genre centres, so we know the truth. "
+    "Its *task correlation ρ* sets how much the two preferences agree: at ρ = 0.9 a click usually means a "
+    "like; at ρ = −0.5 the items people click are the ones they tend to dislike. That conflict is what "
+    "multi-task models must cope with.\n\n"
+    "A **task** is a label made from the data: `click`, `liked = rating ≥ 4`, or `watched` for logs that only "
+    "hold positives (then we sample *negatives*: items the user never touched). A task can be *observed "
+    "only where* another is positive, like a purchase that can only follow a click."
+)
+
+def mapping_form(raw: pd.DataFrame, problem: str | None) -> None:
+    """Which column is the user, the item, the time; what the other columns are."""
+    from mtrlib.data import guess_mapping
+    from mtrlib.data.dataset import FEATURE_KINDS
+
+    st.subheader("Column mapping")
+    st.caption("We guessed which column is which from names and values. Change any guess and press Apply.")
+    cols = [str(x) for x in raw.columns]
+    g = st.session_state.mapping or guess_mapping(raw)
+    pick = lambda key, opts: opts.index(g.get(key)) if g.get(key) in opts else 0
+    a, b, t = st.columns(3)
+    user = a.selectbox("User id column", cols, index=pick("user", cols), key="map_user")
+    item = b.selectbox("Item id column", cols, index=pick("item", cols) if g.get("item") in cols else min(1, len(cols) - 1),
+                       key="map_item")
+    ts_opts = ["(none)"] + cols
+    ts = t.selectbox("Timestamp (optional)", ts_opts, index=pick("timestamp", ts_opts), key="map_ts")
+    roles = []
+    for col in cols:
+        if col in (user, item, ts):
+            continue
+        if col in (g.get("item_features") or {}):
+            role, kind = "item feature", g["item_features"][col]
+        elif col in (g.get("user_features") or {}):
+            role, kind = "user feature", g["user_features"][col]
+        else:
+            role, kind = "label (task source)", ""
+        roles.append({"column": col, "use as": role, "kind": kind})
+    edited = st.data_editor(pd.DataFrame(roles, columns=["column", "use as", "kind"]), hide_index=True, key="map_roles",
+                            disabled=["column"], column_config={
+                                "use as": st.column_config.SelectboxColumn(
+                                    options=["label (task source)", "item feature", "user feature", "ignore"]),
+                                "kind": st.column_config.SelectboxColumn(options=[""] + list(FEATURE_KINDS))})
+    if problem:
+        st.caption("The file could not be used with the current mapping (see the message below).")
+    if st.button("Apply mapping", key="map_apply", type="primary"):
+        if user == item:
+            st.error("The user and item columns must be different columns.")
+            return
+        m = {"user": user, "item": item, "timestamp": None if ts == "(none)" else ts,
+             "item_features": {}, "user_features": {}, "labels": []}
+        for _, r in edited.iterrows():
+            if r["use as"] == "item feature":
+                m["item_features"][r["column"]] = r["kind"] or "categorical"
+            elif r["use as"] == "user feature":
+                m["user_features"][r["column"]] = r["kind"] or "categorical"
+            elif r["use as"] == "label (task source)":
+                m["labels"].append(r["column"])
+        st.session_state.mapping = m
+        c.data.tasks = []
+        st.rerun()
+
+
+src = st.segmented_control("Data source", ["Built-in world", "Upload files"], key="d_source",
+                           default="Built-in world" if c.data.source == "world" else "Upload files")
+c.data.source = "files" if src == "Upload files" else "world"
+
+if c.data.source == "world":
+    w = c.data.world
+    a, b, cc = st.columns(3)
+    with a:
+        widget(st.slider, "Users", "d_users", lambda: w.n_users, lambda v: setattr(w, "n_users", v),
+               min_value=100, max_value=20000, step=100)
+        widget(st.slider, "Items", "d_items", lambda: w.n_items, lambda v: setattr(w, "n_items", v),
+               min_value=50, max_value=5000, step=50)
+    with b:
+        widget(st.slider, "Genres", "d_genres", lambda: w.n_genres, lambda v: setattr(w, "n_genres", v),
+               min_value=2, max_value=MAX_GENRES)
+        widget(st.slider, "Task correlation ρ (click vs like)", "d_rho", lambda: float(w.correlation),
+               lambda v: setattr(w, "correlation", v), min_value=-1.0, max_value=1.0, step=0.1,
+               help="Ma et al. (KDD 2018): the like direction is ρ·u1 + √(1−ρ²)·u2.")
+    with cc:
+        widget(st.number_input, "Impressions per user", "d_imp", lambda: w.impressions_per_user,
+               lambda v: setattr(w, "impressions_per_user", int(v)), min_value=5, max_value=200, step=5)
+        widget(st.number_input, "Seed", "d_wseed", lambda: w.seed, lambda v: setattr(w, "seed", int(v)),
+               min_value=0, max_value=10**6, step=1)
+else:
+    st.caption("CSV / TSV / other delimiters, Parquet, gzip or zip. MovieLens folders' files are recognised "
+               "automatically (ratings.csv + movies.csv + tags.csv, or u.data + u.item + u.user).")
+    ups = st.session_state.uploads
+    kinds = ["csv", "tsv", "txt", "dat", "data", "gz", "zip", "parquet", "item", "user"]
+
+    def _changed(role: str, multi: bool) -> None:
+        """Keep our own copy of the bytes (uploader widgets forget them on a page switch)."""
+        f = st.session_state.get(f"up_{role}")
+        files = f if isinstance(f, list) else ([f] if f is not None else [])
+        if not files:
+            ups.pop(role, None)
+        else:
+            entry = tuple((x.name, x.getvalue()) for x in files)
+            ups[role] = {"names": [x.name for x in files], "file": entry if multi else entry[0]}
+        if role == "interactions":
+            st.session_state.mapping = None
+        c.data.tasks = []
+
+    a, b, cc = st.columns(3)
+    for col, role, label, multi in ((a, "interactions", "Interactions (required)", False),
+                                    (b, "items", "Items (optional: titles, genres, tags)", True),
+                                    (cc, "users", "Users (optional)", False)):
+        with col:
+            st.file_uploader(label, type=kinds, key=f"up_{role}", accept_multiple_files=multi,
+                             on_change=_changed, args=(role, multi))
+            if role in ups:
+                st.caption("Using: " + ", ".join(ups[role]["names"]))
+                if st.button("Remove", key=f"rm_{role}"):
+                    ups.pop(role, None)
+                    c.data.tasks = []
+                    st.rerun()
+
+ds, err = current_dataset()
+if c.data.source == "files" and "interactions" in st.session_state.uploads:
+    raw, raw_err = raw_interactions()
+    if raw_err:
+        st.error(raw_err)
+        st.stop()
+    if err or ds.layout == "generic":
+        mapping_form(raw, err)
+if err:
+    st.error(err)
+    st.stop()
+
+st.subheader("What was loaded")
+m1, m2, m3, m4, m5 = st.columns(5)
+m1.metric("Interactions", f"{ds.n_interactions:,}")
+m2.metric("Users", f"{ds.n_users:,}")
+m3.metric("Items", f"{ds.n_items:,}")
+m4.metric("Density", f"{ds.density:.2%}")
+m5.metric("Layout", {"world": "World", "movielens-latest": "MovieLens", "movielens-100k": "ML-100k",
+                     "movielens-1m": "ML-1M"}.get(ds.layout, ds.layout.title()), help=f"detected layout: {ds.layout}")
+for note in ds.notes:
+    st.caption("" + note)
+
+with st.expander("Preview", expanded=False):
+    st.dataframe(ds.interactions.head(20), hide_index=True)
+    if len(ds.items.columns):
+        st.dataframe(ds.items.head(10))
+
+st.subheader("Tasks")
+st.caption("One row per task. Kinds: binary column, threshold of a numeric column, regression, or implicit "
+           "(every logged row is 1; negatives are sampled).")
+rows = []
+for text in task_list(ds):
+    try:
+        t = parse_task(text)
+        rows.append({"name": t.name, "kind": t.kind, "column": t.column or "", "op": t.op or "",
+                     "threshold": t.threshold, "observed only where": t.given or ""})
+    except DataError:
+        pass
+cols = ds.label_columns()
+edited = st.data_editor(
+    pd.DataFrame(rows, columns=["name", "kind", "column", "op", "threshold", "observed only where"]),
+    num_rows="dynamic", key=f"d_tasks_{abs(hash(dataset_key(ds))) % 10**8}", hide_index=True,
+    column_config={
+        "kind": st.column_config.SelectboxColumn(options=["binary", "threshold", "regression", "implicit"], required=True),
+        "column": st.column_config.SelectboxColumn(options=[""] + cols),
+        "op": st.column_config.SelectboxColumn(options=["", ">=", ">", "<=", "<", "=="]),
+        "threshold": st.column_config.NumberColumn(),
+        "observed only where": st.column_config.TextColumn(help="name of another (binary) task"),
+    },
+)
+
+
+def _row_to_text(r) -> str:
+    name, kind = str(r["name"] or "").strip(), r["kind"]
+    col = str(r["column"] or "").strip()
+    body = {"implicit": "implicit", "regression": f"{col}:reg", "binary": col}.get(kind)
+    if kind == "threshold":
+        thr = r["threshold"]
+        body = f"{col}{r['op'] or '>='}{'' if pd.isna(thr) else f'{float(thr):g}'}"
+    given = str(r["observed only where"] or "").strip()
+    return f"{name}={body}" + (f"|{given}" if given else "")
+
+
+texts = [_row_to_text(r) for _, r in edited.iterrows() if str(r["name"] or "").strip()]
+task_error = None
+try:
+    parse_tasks(texts)
+except DataError as e:
+    task_error = str(e)
+if task_error:
+    st.error(task_error)
+else:
+    if texts != task_list(ds):
+        c.data.tasks = texts if texts != ds.suggested_tasks else []
+    st.code("  ".join(f"--task {t}" for t in texts), language="bash")
+
+has_implicit = any(t.endswith("=implicit") or "=implicit|" in t for t in texts)
+if has_implicit:
+    widget(st.number_input, "Negatives per positive", "d_neg", lambda: c.data.negatives,
+           lambda v: setattr(c.data, "negatives", int(v)), min_value=1, max_value=50,
+           help="For each logged row, this many items the user never interacted with become 0-labelled examples.")
+
+st.subheader("Data report")
+left, right = st.columns(2)
+with left:
+    if not task_error:
+        try:
+            rep = examples_report(ds, dataset_key(ds), tuple(texts), c.data.negatives, c.seed)
+            bal = pd.DataFrame(rep["balance"]).T
+            st.caption(f"{rep['rows']:,} labelled examples")
+            st.dataframe(bal, column_config={"positive_rate": st.column_config.ProgressColumn(
+                "positive rate", min_value=0.0, max_value=1.0, format="%.2f")} if "positive_rate" in bal else None)
+            for n in rep["notes"]:
+                st.caption("" + n)
+        except DataError as e:
+            st.error(str(e))
+with right:
+    st.plotly_chart(charts.long_tail(ds.item_popularity()), key="d_tail")
+
+st.page_link("pages/train.py", label="Next: configure and train a model →", icon=":material/model_training:")

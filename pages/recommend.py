@@ -1,0 +1,109 @@
+"""Recommend: top-K for a user with per-task scores; fusion sliders re-rank instantly; the same
+user under a second run; ranking metrics of the run vs popularity."""
+import pandas as pd
+import streamlit as st
+
+from mtrlib.recommend import rank_eval, recommend, user_history
+from mtrlib.runs import RunError
+from pages._shared import boot, explain, load_run, run_picker, runs_list
+
+boot()
+st.title("Recommend")
+explain(
+    "A multi-task model gives every (user, item) pair one score per task, e.g. *will they watch it* and "
+    "*will they like it*. To rank items we **fuse** the scores: the weighted sum of each binary task's "
+    "log-probability (so equal weights = the product pWatch × pLike) plus scaled regression outputs. "
+    "Move a slider and the list re-ranks at once, with no retraining: that is the business knob between, "
+    "say, engagement and satisfaction. Items the user already met in training are left out. "
+    "**Cold** items had no interactions in training: they are placed by their side features and text only."
+)
+
+runs, _ = runs_list()
+runs = [r for r in runs if r.has_weights]
+if not runs:
+    st.info("No trained run with saved weights yet. Train one first.")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+info = run_picker("Run", "rc_run", runs)
+run = load_run(info.path)
+users = run.users.index.astype(str)
+a, b = st.columns([2, 1])
+query = a.text_input("Find a user (id)", value="", key="rc_q", placeholder="e.g. 1")
+matches = [u for u in users if query.strip() in u][:500] if query.strip() else list(users[:500])
+exact = query.strip() if query.strip() in set(users) else None
+options = ([exact] if exact else []) + [u for u in matches if u != exact]
+if not options:
+    st.warning(f"No user id contains '{query}'. Unknown users get popular items (shown below).")
+    options = [query.strip() or users[0]]
+uid = b.selectbox("User", options, key=f"rc_user_{query}")
+k = st.slider("How many items (K)", 5, 50, 10, key="rc_k")
+if "true_genre" in run.users.columns and uid in run.users.index:
+    st.caption(f"Ground truth (synthetic world): user {uid}'s favourite genre is "
+               f"**{run.users.loc[uid, 'true_genre']}**.")
+
+st.subheader("Fusion weights")
+cols = st.columns(max(1, len(run.tasks)))
+fusion = {}
+for col, t in zip(cols, run.tasks):
+    fusion[t.name] = col.slider(f"{t.name} ({'log p' if t.is_binary else 'scaled value'})", 0.0, 5.0,
+                                1.0 if t.is_binary else 0.0, 0.1, key=f"rc_f_{t.name}")
+if all(v == 0 for v in fusion.values()):
+    st.warning("Every fusion weight is 0, so nothing ranks the items: raise at least one slider.")
+    st.stop()
+
+
+def _table(r, user, weights) -> pd.DataFrame | None:
+    try:
+        df = recommend(r, user, k=k, fusion=weights)
+    except RunError as e:
+        st.error(str(e))
+        return None
+    for n in df.attrs.get("notes", []):
+        st.info(n)
+    show = [c for c in ["rank", "title", "genres", "genre", "score", *r.task_names, "cold"] if c in df.columns]
+    if "title" not in show:
+        show.insert(1, "item_id")
+    return df[show]
+
+
+left, right = st.columns(2)
+with left:
+    st.markdown(f"**Top {k} for user `{uid}`** · {info.name}")
+    top = _table(run, uid, fusion)
+    if top is not None:
+        st.dataframe(top, hide_index=True, key="rc_top",
+                     column_config={"cold": st.column_config.CheckboxColumn("cold item")})
+with right:
+    other = [r for r in runs if r.id != info.id]
+    if other:
+        info_b = run_picker("Compare with run", "rc_run_b", other)
+        run_b = load_run(info_b.path)
+        fusion_b = {t: w for t, w in fusion.items() if t in run_b.task_names} or None
+        if fusion_b is not None and all(v == 0 for v in fusion_b.values()):
+            fusion_b = None
+        tb = _table(run_b, uid, fusion_b)
+        if tb is not None:
+            st.dataframe(tb, hide_index=True, key="rc_top_b")
+    else:
+        st.caption("Train a second run to compare two models side by side for the same user.")
+
+with st.expander(f"History of user {uid} (items met in training)"):
+    try:
+        st.dataframe(user_history(run, uid), hide_index=True)
+    except (RunError, KeyError):
+        st.caption("This user has no history in the run.")
+
+st.subheader("Ranking quality")
+st.caption("Full ranking over every item the user has not met: Recall / NDCG / HitRate at K for the "
+           "held-out positives of a task, next to ranking by popularity.")
+task = st.selectbox("Task", run.binary_tasks or ["(none)"], key="rc_task")
+if run.binary_tasks and st.button("Compute ranking metrics", key="rc_eval"):
+    with st.spinner("Scoring every user against every item…"):
+        try:
+            res = rank_eval(run, task=task)
+            tab = pd.DataFrame({"model": res["model"], "popularity": res["popularity"]})
+            st.dataframe(tab.style.format("{:.4f}").highlight_max(axis=1, color="#d7f0d2"))
+            st.caption(f"{res.get('users', '?')} users · {res.get('seconds', 0):.2f} s")
+        except RunError as e:
+            st.error(str(e))

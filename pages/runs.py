@@ -1,0 +1,130 @@
+"""Runs & curves: every saved run, overlaid curves, a settings/metrics table that highlights
+what differs, and the trade-off scatter (one task's metric against another's, one point per run)."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from mtrlib import charts
+from mtrlib.runs import RunError, delete_run, read_history, rename_run
+from mtrlib.safe import safe_csv
+from pages._shared import boot, explain, runs_list
+
+boot()
+st.title("Runs & curves")
+explain(
+    "Each training run is saved with its settings, its curves and its final test metrics. Overlay runs to "
+    "compare them: *training loss* shows how fast each task's error falls; *validation AUC* (higher is "
+    "better; 0.5 is a coin toss) or *RMSE* (lower is better) shows how well it generalises.\n\n"
+    "The **trade-off scatter** puts one task's test metric against another's, one point per run. When tasks "
+    "conflict, improving one often costs the other (the *seesaw*); a good multi-task model moves the point "
+    "up *and* right. Columns that differ between runs are highlighted in the table."
+)
+
+runs, problems = runs_list()
+for p in problems:
+    st.warning(f"Skipped a folder in the run store: {getattr(p, 'message', p)}")
+if not runs:
+    st.info("No runs yet. Train a model and it appears here.")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+table = pd.DataFrame([r.to_row() for r in runs])
+differs = [c for c in table.columns if c not in ("id", "name", "created") and table[c].astype(str).nunique() > 1]
+shown = table.drop(columns=["id"])
+
+
+def _highlight(col: pd.Series):
+    return ["background-color: #fff3b0" if col.name in differs else "" for _ in col]
+
+
+st.caption("Select runs in the table (click the left edge of a row) to overlay their curves. "
+           "Highlighted columns differ between runs.")
+sel = st.dataframe(shown.style.apply(_highlight, axis=0).format(precision=4), hide_index=True,
+                   on_select="rerun", selection_mode="multi-row", key="r_table")
+rows = list(sel.selection.rows) if sel and sel.selection else []
+chosen = [runs[i] for i in rows] or runs[:1]
+
+st.subheader("Curves")
+a, b, c3, d = st.columns([1, 1, 1, 2])
+view = a.radio("Show", ["validation", "training loss", "task weights"], key="r_view")
+xaxis = b.radio("x axis", ["epoch", "step", "time"], key="r_x")
+smoothing = c3.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="r_smooth")
+tasks = list(dict.fromkeys(t for r in chosen for t in r.tasks))  # first-seen order
+pick = d.multiselect("Tasks", tasks, default=tasks, key="r_tasks")
+palette = charts.task_colours(tasks)
+
+histories = {}
+for r in chosen:
+    h = read_history(r.path / "history.jsonl")
+    histories[r.name] = h
+label = {"validation": "val", "training loss": "loss", "task weights": "weight"}[view]
+grid = st.columns(2)
+for n_chart, t in enumerate(pick):
+    data, cols, title = {}, [], ""
+    for name, h in histories.items():
+        if label == "val":
+            df = h.epochs
+            metric = "auc" if f"val/{t}/auc" in df.columns else "rmse"
+            col, title = f"val/{t}/{metric}", f"{t}: validation {metric.upper()}"
+            if not df.empty and xaxis == "step" and "step" not in df.columns:
+                continue
+        else:
+            df = h.steps
+            col, title = f"{label}/{t}", f"{t}: {'training loss' if label == 'loss' else 'effective weight'}"
+        data[name] = df
+        cols = [col]
+    if data:
+        grid[n_chart % 2].plotly_chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing, colours=palette),
+                                       key=f"r_curve_{t}")
+
+finished = [r for r in runs if r.metrics]
+if len(finished) >= 1:
+    st.subheader("Trade-off between tasks")
+    pts = pd.DataFrame([{"run": r.name, "model": r.arch_label,
+                         **{f"{t} {k}": v for t, ms in r.metrics.items() for k, v in ms.items()
+                            if k in ("auc", "rmse", "logloss")}} for r in finished])
+    metric_cols = [c for c in pts.columns if c not in ("run", "model")]
+    headline = [c for c in metric_cols if c.endswith((" auc", " rmse"))]
+    metric_cols = headline + [c for c in metric_cols if c not in headline]
+    if len(metric_cols) >= 2:
+        x1, y1 = st.columns(2)
+        mx = x1.selectbox("x: test metric", metric_cols, index=0, key="r_tx")
+        my = y1.selectbox("y: test metric", metric_cols, index=1, key="r_ty")
+        st.plotly_chart(charts.tradeoff(pts, mx, my), key="r_trade")
+    else:
+        st.caption("The trade-off scatter needs runs with two or more tasks.")
+
+if len(chosen) == 1:
+    r = chosen[0]
+    st.subheader(f"Manage: {r.name}")
+    st.caption(f"Status: **{r.status}**" + (f" — {r.reason}" if r.reason else ""))
+    n1, n2 = st.columns([3, 1])
+    new = n1.text_input("New name", value=r.name, key=f"r_name_{r.id}")
+    if n2.button("Rename", key="r_rename"):
+        try:
+            rename_run(r.path, new)
+            st.rerun()
+        except RunError as e:
+            st.error(str(e))
+    h = histories[r.name]
+    d1, d2, d3, d4 = st.columns(4)
+    cfg_text = (r.path / "config.json").read_text(encoding="utf-8") if (r.path / "config.json").exists() else "{}"
+    d1.download_button("Config (JSON)", cfg_text, file_name=f"{r.id}-config.json", mime="application/json",
+                       key="r_dl_cfg")
+    d2.download_button("History (CSV)", safe_csv(pd.concat([h.steps.assign(kind="step"), h.epochs.assign(kind="epoch")],
+                                                           ignore_index=True)) or "",
+                       file_name=f"{r.id}-history.csv", mime="text/csv", key="r_dl_hist")
+    wpath = next((p for p in (r.path / "weights.safetensors", r.path / "checkpoint.safetensors") if p.exists()), None)
+    if wpath is not None:
+        d3.download_button("Weights (safetensors)", wpath.read_bytes(), file_name=f"{r.id}-{wpath.name}",
+                           mime="application/octet-stream", key="r_dl_w")
+    d4.download_button("Metrics (JSON)", json.dumps({"test": r.metrics, "popularity": r.baseline}, indent=2),
+                       file_name=f"{r.id}-metrics.json", mime="application/json", key="r_dl_m")
+    confirm = st.checkbox("I really want to delete this run", key=f"r_confirm_{r.id}")
+    if st.button("Delete run", disabled=not confirm, key="r_delete"):
+        try:
+            delete_run(r.path)
+            st.rerun()
+        except RunError as e:
+            st.error(str(e))

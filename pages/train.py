@@ -1,0 +1,223 @@
+"""Train page: configure the network (with a live diagram), start / stop a background job,
+watch per-task curves, task weights and throughput update about once a second."""
+import copy
+
+import pandas as pd
+import streamlit as st
+
+from mtrlib import charts
+from mtrlib.config import ARCH_LABELS, ARCHS, OPTIMIZERS, WEIGHTINGS, validate
+from mtrlib.data import DataError
+from mtrlib.jobs import BusyError, Job
+from mtrlib.train import available_devices
+from pages._shared import boot, cfg, current_dataset, explain, store, task_list, task_names, widget
+
+boot()
+c = cfg()
+m = c.model
+st.title("Train")
+explain(
+    "**Shared-Bottom** shares one network between all tasks, then gives each task a small *tower*. "
+    "**MMoE** has several *experts*; each task has a *gate* that learns how much to listen to each expert, "
+    "so tasks that disagree can lean on different experts. **PLE** also gives each task experts of its own. "
+    "**ESMM** predicts a conditional task (like given click) as pCTR × pCVR over every impression. "
+    "**Single-task** trains a separate network per task: the baseline multi-task learning must beat.\n\n"
+    "**Task weights** say how much each task's loss counts. *Uncertainty*, *GradNorm* and *DWA* learn them "
+    "as training goes; the *effective weights* chart shows what they chose."
+)
+
+ds, err = current_dataset()
+if err:
+    st.error(err)
+    st.page_link("pages/data.py", label="Go to the Data page", icon=":material/table_chart:")
+    st.stop()
+names = task_names(ds)
+st.caption(f"Data: **{ds.name}** · tasks: " + ", ".join(f"`{t}`" for t in task_list(ds)))
+
+job = st.session_state.get("job")
+busy = job is not None and job.active
+knobs, view = st.columns([1, 1.35], gap="large")
+
+
+def sizes_editor(label: str, key: str, values: list[int], max_layers: int = 4) -> list[int]:
+    """Add/remove layers and set each layer's width."""
+    n = st.number_input(f"{label}: layers", 0 if key == "t_towers" else 1, max_layers, len(values), key=f"{key}_n")
+    vals = (values + [values[-1] if values else 32] * max_layers)[:n]
+    cols = st.columns(max(1, n))
+    out = []
+    for i in range(n):
+        with cols[i]:
+            out.append(int(st.number_input(f"width {i + 1}", 1, 1024, int(vals[i]), step=8, key=f"{key}_{i}")))
+    return out
+
+
+with knobs:
+    st.subheader("Network")
+    widget(st.radio, "Architecture", "t_arch", lambda: m.arch, lambda v: setattr(m, "arch", v), options=list(ARCHS),
+           format_func=lambda a: ARCH_LABELS[a], horizontal=True)
+    widget(st.select_slider, "Embedding dimension", "t_emb", lambda: m.emb_dim, lambda v: setattr(m, "emb_dim", v),
+           options=[4, 8, 16, 32, 64, 128])
+    if m.arch in ("shared-bottom", "single", "esmm"):
+        m.shared = sizes_editor("Shared layers" if m.arch == "shared-bottom" else "Per-task layers", "t_shared", m.shared)
+    if m.arch == "mmoe":
+        widget(st.slider, "Experts", "t_nexp", lambda: m.n_experts, lambda v: setattr(m, "n_experts", v),
+               min_value=1, max_value=16)
+    if m.arch == "ple":
+        a, b, cc = st.columns(3)
+        with a:
+            widget(st.number_input, "Experts per task", "t_spec", lambda: m.specific_experts,
+                   lambda v: setattr(m, "specific_experts", int(v)), min_value=0, max_value=8)
+        with b:
+            widget(st.number_input, "Shared experts", "t_shexp", lambda: m.shared_experts,
+                   lambda v: setattr(m, "shared_experts", int(v)), min_value=0, max_value=8)
+        with cc:
+            widget(st.number_input, "Levels", "t_levels", lambda: m.levels, lambda v: setattr(m, "levels", int(v)),
+                   min_value=1, max_value=4, help="1 level = CGC; more levels = PLE")
+    if m.arch in ("mmoe", "ple"):
+        m.experts = sizes_editor("Expert", "t_experts", m.experts)
+    m.towers = sizes_editor("Tower", "t_towers", m.towers)
+    widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
+           lambda v: setattr(m, "text_features", v),
+           help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
+                "The first use encodes every item once (cached afterwards).")
+
+    st.subheader("Task weights")
+    wm = widget(st.selectbox, "Weighting method", "t_weighting", lambda: c.weighting,
+                lambda v: setattr(c, "weighting", v), options=list(WEIGHTINGS),
+                format_func=lambda x: {"fixed": "Fixed (your weights)", "uncertainty": "Uncertainty (Kendall 2018)",
+                                       "gradnorm": "GradNorm (Chen 2018)", "dwa": "DWA (Liu 2019)"}[x])
+    if wm == "gradnorm":
+        widget(st.slider, "GradNorm α", "t_alpha", lambda: c.gradnorm_alpha, lambda v: setattr(c, "gradnorm_alpha", v),
+               min_value=0.0, max_value=3.0, step=0.25)
+    if wm == "dwa":
+        widget(st.slider, "DWA temperature", "t_temp", lambda: c.dwa_temperature,
+               lambda v: setattr(c, "dwa_temperature", v), min_value=0.5, max_value=10.0, step=0.5)
+    for t in names:
+        widget(st.slider, f"weight: {t}", f"t_w_{t}", lambda t=t: float(c.weights.get(t, 1.0)),
+               lambda v, t=t: c.weights.__setitem__(t, float(v)), min_value=0.0, max_value=5.0, step=0.1)
+    c.weights = {t: w for t, w in c.weights.items() if t in names}
+
+    st.subheader("Training")
+    a, b = st.columns(2)
+    with a:
+        widget(st.selectbox, "Optimiser", "t_opt", lambda: c.optimizer, lambda v: setattr(c, "optimizer", v),
+               options=list(OPTIMIZERS))
+        widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
+               options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+        widget(st.number_input, "Epochs", "t_epochs", lambda: c.epochs, lambda v: setattr(c, "epochs", int(v)),
+               min_value=1, max_value=200)
+    with b:
+        widget(st.select_slider, "Batch size", "t_bs", lambda: c.batch_size, lambda v: setattr(c, "batch_size", v),
+               options=[1, 32, 128, 256, 512, 1024, 2048, 4096, 8192])
+        split_opts = ["random", "temporal", "cold-items"] if ds.has_timestamp else ["random", "cold-items"]
+        if c.data.split not in split_opts:
+            c.data.split = "random"
+        widget(st.selectbox, "Split", "t_split", lambda: c.data.split, lambda v: setattr(c.data, "split", v),
+               options=split_opts, help="temporal: each user's last interactions are the test set; "
+                                        "cold-items: 10% of items never appear in training")
+        devs = ["auto"] + available_devices()
+        if c.device not in devs:
+            c.device = "auto"
+        widget(st.selectbox, "Device", "t_device", lambda: c.device, lambda v: setattr(c, "device", v), options=devs)
+    widget(st.number_input, "Seed", "t_seed", lambda: c.seed, lambda v: setattr(c, "seed", int(v)),
+           min_value=0, max_value=10**6)
+
+problem = None
+try:
+    for w in validate(copy.deepcopy(c), names):
+        st.warning(w)
+except DataError as e:
+    problem = str(e)
+
+with view:
+    st.plotly_chart(charts.network(m, names), key="t_net")
+    if problem:
+        st.error(problem)
+    b1, b2, b3 = st.columns([1, 1, 2])
+    start = b1.button("Train", type="primary", disabled=busy or problem is not None, key="t_train",
+                      width="stretch")
+    stop = b2.button("Stop", disabled=not busy, key="t_stop", width="stretch")
+    if start:
+        new = Job(copy.deepcopy(c), ds, store=store())
+        try:
+            new.start()
+            st.session_state.job = new
+            st.rerun()  # redraw with Train disabled, Stop enabled and the live timer on
+        except BusyError as e:
+            st.warning(str(e))
+    if stop and job is not None:
+        job.stop()
+        job.join(timeout=3)
+        st.rerun()
+
+
+@st.fragment(run_every=1.0 if (job is not None and job.active) else None)
+def live() -> None:
+    j = st.session_state.get("job")
+    if j is None:
+        st.info("Press **Train** to start. Curves appear here while the model learns.")
+        return
+    s = j.snapshot()
+    p = s["progress"]
+    state = s["state"]
+    if state == "queued":
+        st.info(f"Waiting for a free training slot (position {s['queue_position']}).")
+    elif state == "preparing":
+        st.info(s["message"])
+    elif state == "running":
+        frac = min(1.0, p.epoch / max(1, p.epochs))
+        st.progress(frac, text=f"epoch {p.epoch:.2f} / {p.epochs} · step {p.step} · {p.samples_per_s:,.0f} samples/s")
+    elif state == "failed":
+        st.error(s["error"])
+    elif state == "diverged":
+        st.error(s["message"])
+    elif state == "stopped":
+        st.warning(s["message"] or "Stopped; the partial run was kept.")
+    else:
+        st.success(s["message"] or "Finished.")
+    if s["save_error"]:
+        st.warning(s["save_error"])
+    steps = pd.DataFrame(s["steps"])
+    epochs = pd.DataFrame(s["epochs"])
+    tnames = j.prepared.task_names if j.prepared is not None else names
+    palette = charts.task_colours(tnames)
+    if not steps.empty:
+        a, b = st.columns(2)
+        a.plotly_chart(charts.curves({"run": steps}, [f"loss/{t}" for t in tnames], "Training loss per task",
+                                     x="epoch", colours=palette), key="t_loss")
+        b.plotly_chart(charts.curves({"run": steps}, [f"weight/{t}" for t in tnames], "Effective task weights",
+                                     x="epoch", colours=palette), key="t_weights")
+    if not epochs.empty:
+        cols = [col for col in epochs.columns if col.startswith("val/") and col.endswith(("/auc", "/rmse"))]
+        a, b = st.columns(2)
+        a.plotly_chart(charts.curves({"run": epochs}, [x for x in cols if x.endswith("/auc")],
+                                     "Validation AUC per task", x="epoch", colours=palette), key="t_auc")
+        reg = [x for x in cols if x.endswith("/rmse")]
+        if reg:
+            b.plotly_chart(charts.curves({"run": epochs}, reg, "Validation RMSE", x="epoch", colours=palette), key="t_rmse")
+        elif not steps.empty:
+            b.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
+                           key="t_sps")
+    elif not steps.empty:
+        st.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
+                        key="t_sps2")
+    if j.result is not None and not j.active:
+        r = j.result
+        rows = []
+        for t, ms in r.metrics.items():
+            base = r.baseline.get(t, {})
+            row = {"task": t}
+            row.update({k: v for k, v in ms.items() if k != "n"})
+            row["popularity auc" if "auc" in ms else "popularity rmse"] = base.get("auc", base.get("rmse"))
+            rows.append(row)
+        st.caption(f"Test metrics · {r.samples_per_s:,.0f} samples/s · {r.elapsed:.1f} s")
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.page_link("pages/runs.py", label="Compare runs →", icon=":material/monitoring:")
+    if state not in ("queued", "preparing", "running") and st.session_state.get("_was_active"):
+        st.session_state["_was_active"] = False
+        st.rerun()  # switch the timer off and re-enable the Train button
+    st.session_state["_was_active"] = j.active
+
+
+with view:
+    live()
