@@ -16,6 +16,8 @@ nav = st.navigation([
     st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
     st.Page("pages/recommend.py", title="Recommend", icon=":material/recommend:"),
 ])
-sidebar()
-nav.run()
-sync_url()
+try:
+    nav.run()
+finally:  # also after a page's st.stop(): the sidebar and the URL reflect this run's setup
+    sidebar()
+    sync_url()

@@ -23,19 +23,22 @@ ROOT = Path(__file__).resolve().parents[1]
 # -- state -------------------------------------------------------------------------------------
 def boot() -> None:
     """Start of every page. Streamlit treats a folder named pages/ as a legacy multipage app
-    until app.py has called st.navigation once in this process; a first request that lands
-    straight on a page URL would then run the page without app.py, so rerun through app.py."""
+    until app.py has called st.navigation once in this process, so the very first request
+    that lands straight on a page URL (and every AppTest run of a page) runs the page without
+    app.py: make the page work on its own, and switch the legacy mode off for the next run."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
     init_state()
 
 
 def init_state() -> None:
     """First run of a session: defaults, or the setup encoded in the URL."""
     ss = st.session_state
+    for key, value in (("uploads", {}), ("job", None), ("mapping", None)):
+        if key not in ss:
+            ss[key] = value
     if "cfg" in ss:
         return
     params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
@@ -43,9 +46,6 @@ def init_state() -> None:
     ss.cfg = cfg
     ss.share_problems = problems
     ss.restored_from_url = bool(params)
-    ss.uploads = {}
-    ss.job = None
-    ss.mapping = None
 
 
 def cfg() -> TrainConfig:

@@ -105,7 +105,7 @@ with knobs:
         widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
                options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
         widget(st.number_input, "Epochs", "t_epochs", lambda: c.epochs, lambda v: setattr(c, "epochs", int(v)),
-               min_value=1, max_value=200)
+               min_value=1, max_value=1000)
     with b:
         widget(st.select_slider, "Batch size", "t_bs", lambda: c.batch_size, lambda v: setattr(c, "batch_size", v),
                options=[1, 32, 128, 256, 512, 1024, 2048, 4096, 8192])
