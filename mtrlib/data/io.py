@@ -175,8 +175,14 @@ def _open(source, role: str, name: str | None = None):
         if not isinstance(data, (bytes, bytearray)):
             raise DataError("The uploaded object did not give bytes when read.", fix="upload a file", source=shown)
         data = bytes(data)
-        if len(data) > cap:
-            raise _too_big(shown, len(data))
+        if len(data) > cap:  # only cap + 1 bytes were read: ask the object for its real size
+            size = getattr(source, "size", None)  # st.file_uploader's UploadedFile has .size
+            if not isinstance(size, int):
+                try:
+                    size = source.seek(0, os.SEEK_END)
+                except (AttributeError, OSError, ValueError, TypeError):
+                    size = None
+            raise _too_big(shown, size if isinstance(size, int) and size > cap else None)
         return _Blob(data, shown, name or base)
     raise DataError(f"Cannot read data from a {type(source).__name__}.",
                     fix="pass a file path, an uploaded file, raw bytes or a pandas DataFrame")
@@ -432,11 +438,18 @@ def _check_counts(recs, delim, header: bool, name: str, text: str) -> None:
             lines = text.split("\n", line)
             raw = lines[line - 1] if len(lines) >= line else ""
             for other in DELIMITERS:
-                if other != delim and len(raw.split(other)) == n0:
+                if n0 >= 2 and other != delim and other in raw and len(raw.split(other)) == n0:
                     hint = f" (that line seems to use {_delim_words(other)} instead)"
+            if n0 < len(row) and len(recs) > 2 and all(len(r) == len(row) for _, r in recs[1:]):
+                first = _short((delim or "").join(recs[0][1]), 40)
+                raise DataError(
+                    f"The first line ('{first}') has {n0} field{'s' if n0 > 1 else ''} but every line below it has "
+                    f"{len(row):,} (split on {_delim_words(delim)}).",
+                    fix="if the first line is a title or a comment above the table, delete it so the file starts "
+                        "with the header row; if it is the header, give every column a name", source=name)
             raise DataError(
-                f"Line {line} has {len(row)} field(s) when split on {_delim_words(delim)}, but the "
-                f"{'header' if header else 'first line'} has {n0}{hint}.",
+                f"Line {line} has {len(row):,} field(s) when split on {_delim_words(delim)}, but the "
+                f"{'header' if header else 'first line'} has {n0:,}{hint}.",
                 fix="use one separator throughout the file, and put values that contain the separator "
                     "in double quotes", source=name)
 
@@ -456,8 +469,8 @@ def _check_counts_fast(data: bytes, delim: str, n0: int, header: bool, name: str
     if len(bad):
         k = int(bad[0])
         raise DataError(
-            f"Line {k + 1} has {int(counts[k])} field(s) when split on {_delim_words(delim)}, but the "
-            f"{'header' if header else 'first line'} has {n0}"
+            f"Line {k + 1} has {int(counts[k]):,} field(s) when split on {_delim_words(delim)}, but the "
+            f"{'header' if header else 'first line'} has {n0:,}"
             f"{f' ({len(bad) - 1:,} more lines disagree too)' if len(bad) > 1 else ''}.",
             fix="use one separator throughout the file, and put values that contain the separator "
                 "in double quotes", source=name)
@@ -470,8 +483,14 @@ def _parse_text(data: bytes, name: str, header: bool | None, notes: list[str]) -
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if (b"\n " in data or data.startswith(b" ")) and _BLANKISH.search(data):  # blank, not a row of empties
         data = _BLANKISH.sub(b"", data)
-    nl = data.find(b"\n")
-    first_line = data[: nl if nl >= 0 else len(data)]
+    sep_line = re.match(rb'"?sep=(.)"?[ ,;\t|]*\n', data)  # Excel's "sep=;" hint line above the header
+    if sep_line:
+        data = b"\n" + data[sep_line.end():]  # kept as a blank line, so line numbers in messages stay right
+        notes.append(f"{name}: skipped the spreadsheet hint line 'sep={sep_line.group(1).decode('utf-8', 'replace')}' "
+                     "at the top.")
+    lead = len(data) - len(data.lstrip(b"\n"))  # blank lines above the header do not hide its width
+    nl = data.find(b"\n", lead)
+    first_line = data[lead: nl if nl >= 0 else len(data)]
     for d in DELIMITERS:
         n = first_line.count(d.encode()) + 1
         if n > MAX_COLUMNS:
@@ -483,7 +502,7 @@ def _parse_text(data: bytes, name: str, header: bool | None, notes: list[str]) -
         raise DataError(f"The first line is {len(first_line) / 1e6:.1f} MB long with no line break, which is not "
                         "the start of a table.", fix="check that this is a CSV/TSV file with one row per line",
                         source=name)
-    sample = data[: len(first_line) + SNIFF_BYTES]
+    sample = data[: lead + len(first_line) + SNIFF_BYTES]
     truncated = len(sample) < len(data)
     if truncated and b"\n" in sample:
         sample = sample[: sample.rfind(b"\n") + 1]
@@ -751,7 +770,8 @@ def _side(source, what: str, inter_ids: pd.Index, item_cols: list, mapping: dict
                     fix=f"name the id column '{what}_id', or choose it in the column mapping "
                         f"('{what}_table_id')", source=src)
             key = best
-    ids = mp.normalise_ids(raw[key], source=src, column=str(key), what=what, header=header, every="row")
+    lines = header if meta.get("format") == "text" else None  # a DataFrame or Parquet file has rows, not lines
+    ids = mp.normalise_ids(raw[key], source=src, column=str(key), what=what, header=lines, every="row")
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any() and kind is None:
         tagcol = mp._find([c for c in raw.columns if c != key], ["tag", "tags", "keyword", "keywords", "label"])
@@ -949,13 +969,14 @@ def _map_interactions(raw: pd.DataFrame, mapping: dict | None, notes: list[str])
         raise DataError(f"The same column '{m['user']}' is mapped as both user and item.",
                         fix="choose two different columns", source=src)
 
-    uid = mp.normalise_ids(raw[m["user"]], source=src, column=str(m["user"]), what="user", header=header)
-    iid = mp.normalise_ids(raw[m["item"]], source=src, column=str(m["item"]), what="item", header=header)
+    lines = header if meta.get("format") == "text" else None  # a DataFrame or Parquet file has rows, not lines
+    uid = mp.normalise_ids(raw[m["user"]], source=src, column=str(m["user"]), what="user", header=lines)
+    iid = mp.normalise_ids(raw[m["item"]], source=src, column=str(m["item"]), what="item", header=lines)
     inter = pd.DataFrame({"user_id": uid.to_numpy(), "item_id": iid.to_numpy()}).astype("str")
     used = {m["user"], m["item"]}
     ts = m.get("timestamp")
     if ts is not None:
-        secs = mp.to_epoch_seconds(raw[ts], source=src, column=str(ts), header=header, strict=strict_ts)
+        secs = mp.to_epoch_seconds(raw[ts], source=src, column=str(ts), header=lines, strict=strict_ts)
         if secs is None:
             notes.append(f"Column '{ts}' looks like a time but could not be read as one; it is kept as a plain "
                          "column (choose it in the column mapping to see which row is wrong).")

@@ -160,8 +160,13 @@ def normalise_ids(s: pd.Series, *, source: str, column: str, what: str, header: 
     return t.str.replace(_INTEGRAL, r"\1", regex=True).astype("str")
 
 
-def _row_words(pos: int, header: bool) -> str:
-    """'data row 5 (line 6 of the file)': both numbers, since people count either way."""
+def _row_words(pos: int, header: bool | None) -> str:
+    """'data row 5 (line 6 of the file)': both numbers, since people count either way.
+
+    header=None: the table did not come from a text file (a DataFrame, Parquet), so it has no lines.
+    """
+    if header is None:
+        return f"data row {pos + 1}"
     return f"data row {pos + 1} (line {pos + 1 + int(header)} of the file)"
 
 
@@ -172,7 +177,7 @@ def _raise_bad_ids(missing, infinite, *, source, column, what, header, every):
             more = f" (and {len(rows) - 1:,} more rows)" if len(rows) > 1 else ""
             raise DataError(
                 f"Column '{column}' (the {what} id) {problem} on {_row_words(int(rows[0]), header)}{more}. "
-                f"Every {every} needs {'an' if what[0] in 'aeiou' else 'a'} {what} id.",
+                f"Every {every} needs {'an' if what[0] in 'aeio' else 'a'} {what} id.",
                 fix=f"fill in the missing {what} ids or delete those rows, then load the file again",
                 source=source,
             )
