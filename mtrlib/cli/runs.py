@@ -1,0 +1,174 @@
+"""Run verbs: `runs` (list the store), `recommend`, `eval` (full-ranking metrics vs popularity),
+`project` (coordinates to CSV) and `export` (TensorBoard projector TSVs).
+
+RUN is a run id, a unique id prefix, a run name, or a run folder path. Every verb takes
+`--store DIR` (default $MTR_RUN_STORE or data/runs). Bad input exits 2 with a message.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from mtrlib.data.errors import DataError
+
+
+def _store_arg(p) -> None:
+    p.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("runs", help="list saved runs", description="List the runs in the run store, newest first.")
+    _store_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    p.set_defaults(func=cmd_runs)
+
+    p = subparsers.add_parser("recommend", help="top-K items for a user from a saved run",
+                              description="Top-K items for one user, scored by a fusion of the run's task predictions.")
+    p.add_argument("run", metavar="RUN", help="run id, name or folder")
+    p.add_argument("--user", required=True, help="user id")
+    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--fusion", metavar="T=W,...",
+                   help="fusion weights, e.g. watched=1,liked=2 (default: 1 per binary task = product of probabilities)")
+    p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already interacted with")
+    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    _store_arg(p)
+    p.set_defaults(func=cmd_recommend)
+
+    p = subparsers.add_parser("eval", help="full-ranking Recall/NDCG/HitRate@K of a run vs popularity",
+                              description="Rank every unseen item for every test user; compare with popularity. "
+                                          "The last line is one JSON object.")
+    p.add_argument("run", metavar="RUN", help="run id, name or folder")
+    p.add_argument("--task", help="binary task whose held-out positives are relevant (default: the first binary task)")
+    p.add_argument("--k", default="5,10,20", help="cut-offs, e.g. 5,10,20")
+    p.add_argument("--fusion", metavar="T=W,...", help="rank by this fusion instead of the task's own score")
+    _store_arg(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser("project", help="2-D/3-D coordinates of a representation, to CSV",
+                              description="Project item/user embeddings or an internal representation with PCA, "
+                                          "t-SNE or UMAP and write the coordinates with metadata as CSV.")
+    p.add_argument("run", metavar="RUN", help="run id, name or folder")
+    p.add_argument("--what", default="items", help="items, users, text, input, shared, task:NAME or gate:NAME")
+    p.add_argument("--method", default="pca", choices=("pca", "tsne", "umap"))
+    p.add_argument("--dims", type=int, default=2, choices=(2, 3))
+    p.add_argument("--cap", type=int, help="sample cap (default: PCA 50000, t-SNE 10000, UMAP 5000)")
+    p.add_argument("--pairs", type=int, default=2000, help="(user, item) pairs for pair representations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    _store_arg(p)
+    p.set_defaults(func=cmd_project)
+
+    p = subparsers.add_parser("export", help="export a representation for the TensorBoard Embedding Projector",
+                              description="Write vectors.tsv, metadata.tsv and projector_config.pbtxt.")
+    p.add_argument("run", metavar="RUN", help="run id, name or folder")
+    p.add_argument("--projector", required=True, metavar="DIR", help="folder to write the TSV files into")
+    p.add_argument("--what", default="items", help="items, users, text, input, shared, task:NAME or gate:NAME")
+    p.add_argument("--pairs", type=int, default=2000, help="(user, item) pairs for pair representations")
+    _store_arg(p)
+    p.set_defaults(func=cmd_export)
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def cmd_runs(args) -> int:
+    from mtrlib.runs import _store, list_runs
+    from mtrlib.safe import json_clean
+
+    problems: list = []
+    runs = list_runs(args.store, problems=problems)
+    for p in problems:
+        print(f"skipped {p.path}: {p.message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(json_clean([{**r.to_row(), "path": str(r.path), "reason": r.reason} for r in runs])))
+        return 0
+    if not runs:
+        print(f"No runs in {_store(args.store)}.")
+        return 0
+    rows = []
+    for r in runs:
+        key = " ".join(f"{t}:{'auc' if 'auc' in ms else 'rmse'}={_fmt(ms.get('auc', ms.get('rmse')))}"
+                       for t, ms in r.metrics.items())
+        rows.append([r.id, r.name, r.status, r.model, ",".join(r.tasks), r.epochs_done, key or "-"])
+    print(_table(rows, ["id", "name", "status", "model", "tasks", "epochs", "test metrics"]))
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from mtrlib.recommend import recommend
+    from mtrlib.runs import load_run
+    from mtrlib.safe import json_clean
+
+    run = load_run(args.run, args.store)
+    df = recommend(run, args.user, k=args.k, fusion=args.fusion, exclude_seen=not args.include_seen)
+    if args.json:
+        print(json.dumps(json_clean({"user": args.user, "notes": df.attrs.get("notes", []),
+                                     "fusion": df.attrs.get("fusion"), "items": df.to_dict(orient="records")})))
+        return 0
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}")
+    w = df.attrs.get("fusion", {})
+    print(f"Run {run.name} · user {args.user} · fusion " + ", ".join(f"{t}={v:g}" for t, v in w.items()))
+    cols = ["rank", "item_id"] + [c for c in ("title", "genre") if c in df.columns] + ["score"] + run.task_names + ["cold"]
+    print(_table(df[cols].values.tolist(), cols))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from mtrlib.recommend import rank_eval
+    from mtrlib.safe import json_clean
+
+    try:
+        ks = [int(k) for k in str(args.k).split(",") if k.strip()]
+    except ValueError:
+        raise DataError(f"--k takes whole numbers separated by commas (got '{args.k}').", fix="e.g. --k 5,10,20") from None
+    res = rank_eval(args.run, task=args.task, ks=ks, fusion=args.fusion, store=args.store)
+    rows = [[m, res["model"][m], res["popularity"][m]] for m in res["model"]]
+    print(f"Task {res['task']}: {res['users']:,} users, {res['positives']:,} held-out positives, "
+          f"{res['items']:,} items ranked ({res['seconds']:.2f} s)")
+    print(_table(rows, ["metric", "model", "popularity"]))
+    print(json.dumps(json_clean(res)))
+    return 0
+
+
+def cmd_project(args) -> int:
+    from mtrlib.project import project
+    from mtrlib.safe import json_clean, safe_csv
+
+    df = project(args.run, what=args.what, method=args.method, dims=args.dims, cap=args.cap, seed=args.seed,
+                 max_pairs=args.pairs, store=args.store)
+    try:
+        safe_csv(df, args.out)
+    except OSError as e:
+        raise DataError(f"Cannot write {args.out}: {e.strerror or e}.", fix="choose a file you can write") from None
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    a = df.attrs
+    print(json.dumps(json_clean({"out": args.out, "rows": len(df), "what": a["what"], "method": a["method"],
+                                 "dims": a["dims"], "cap": a["cap"], "n_total": a["n_total"], "notes": a["notes"]})))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mtrlib.project import export_projector, vectors
+    from mtrlib.safe import json_clean
+
+    V, meta = vectors(args.run, args.what, max_pairs=args.pairs, store=args.store)
+    keep = [c for c in ("item_id", "user_id", "title", "genre", "genres", "popularity", "true_genre", "cold")
+            if c in meta.columns] + [c for c in meta.columns if c.startswith("label:")]
+    paths = export_projector(V, meta[keep] if keep else meta, args.projector, tensor_name=args.what)
+    print(json.dumps(json_clean({"what": args.what, "rows": int(len(V)), "dims": int(V.shape[1]) if V.ndim == 2 else 0,
+                                 **{k: str(v) for k, v in paths.items()}})))
+    return 0

@@ -1,0 +1,293 @@
+"""`python -m mtrlib train`: train one multi-task model and save it as a run.
+
+Data: `--data FILE|FOLDER [--items FILE] [--users FILE]`, or no `--data` for the built-in
+synthetic world (then `--users N --items M --genres G --correlation R` are its knobs).
+Settings come from `--config FILE` (a TrainConfig JSON) when given, then the flags override.
+A progress bar with per-task numbers goes to stderr; the LAST line of stdout is one JSON
+object: {"run_dir", "status", "metrics" (test split, per task), "samples_per_s", ...}.
+Ctrl-C (or SIGTERM) stops training cleanly after the current batch: status "stopped", run kept.
+Exit status: 0 trained (finished / stopped / diverged: see "status"), 1 trained but the run
+could not be saved, 2 bad input.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from mtrlib.config import ARCHS, DEVICES, OPTIMIZERS, WEIGHTINGS, TrainConfig
+from mtrlib.data.errors import DataError
+from mtrlib.data.split import SPLITS
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a multi-task model and save it as a run",
+        description="Train a multi-task model on a data file (or the built-in synthetic world) and save the run. "
+                    "The last line of output is one JSON object with the run folder, status and test metrics.")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="interactions file or folder (MovieLens, or one written by `world`); "
+                                  "omit for the built-in synthetic world")
+    g.add_argument("--items", help="items table (with --data); else the world's number of items")
+    g.add_argument("--users", help="users table (with --data); else the world's number of users")
+    g.add_argument("--genres", type=int, help="world: number of genres")
+    g.add_argument("--correlation", type=float, help="world: task correlation rho in [-1, 1]")
+    g.add_argument("--impressions", type=int, help="world: impressions per user")
+    g.add_argument("--world-seed", type=int, help="world: seed of the generated data (default 0)")
+    g.add_argument("--task", action="append", metavar="SPEC",
+                   help="a task, repeatable: NAME=COL, NAME=COL>=X, NAME=COL:reg, NAME=implicit, ...|OTHER "
+                        "(default: the data's suggested tasks)")
+    g.add_argument("--negatives", type=int, help="sampled negatives per positive for an implicit task (default 4)")
+    g.add_argument("--split", choices=SPLITS, help="random | temporal (each user's latest) | cold-items")
+    g.add_argument("--test-frac", type=float, help="test fraction (default 0.1)")
+    g.add_argument("--val-frac", type=float, help="validation fraction (default 0.1)")
+    g.add_argument("--ids-only", action="store_true", default=None, help="ignore side features (ids only)")
+    g.add_argument("--text-features", action="store_true", default=None,
+                   help="add language-model item text vectors (all-MiniLM-L6-v2; cached after the first use)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", choices=ARCHS, help="architecture (default mmoe)")
+    m.add_argument("--shared", metavar="SIZES", help="shared / bottom layer sizes, e.g. 128,64")
+    m.add_argument("--experts", metavar="SIZES", help="one expert's layer sizes, e.g. 64,32 (MMoE, PLE)")
+    m.add_argument("--n-experts", type=int, help="number of experts (MMoE)")
+    m.add_argument("--specific-experts", type=int, help="task-specific experts per task (PLE)")
+    m.add_argument("--shared-experts", type=int, help="shared experts (PLE)")
+    m.add_argument("--levels", type=int, help="extraction levels (PLE; 1 = CGC)")
+    m.add_argument("--towers", metavar="SIZES", help="tower layer sizes, e.g. 32")
+    m.add_argument("--emb-dim", type=int, help="embedding dimension (default 16)")
+    m.add_argument("--dropout", type=float, help="dropout rate")
+    t = p.add_argument_group("training")
+    t.add_argument("--weighting", choices=WEIGHTINGS, help="task weighting method (default fixed)")
+    t.add_argument("--weights", metavar="T=W,...", help="fixed task weights, e.g. watched=1,liked=2")
+    t.add_argument("--alpha", type=float, help="GradNorm alpha")
+    t.add_argument("--epochs", type=int, help="epochs (default 5)")
+    t.add_argument("--batch-size", type=int, help="batch size (default 1024)")
+    t.add_argument("--lr", type=float, help="learning rate (default 0.003)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser (default adam)")
+    t.add_argument("--weight-decay", type=float, help="weight decay")
+    t.add_argument("--early-stop", metavar="TASK", help="stop when this task's validation metric stops improving")
+    t.add_argument("--patience", type=int, help="epochs without improvement before an early stop (default 2)")
+    t.add_argument("--device", choices=DEVICES, help="auto (CUDA, then MPS, then CPU) or a device")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--log-every", type=int, help="steps between progress events (default 10)")
+    o = p.add_argument_group("output")
+    o.add_argument("--config", metavar="FILE", help="TrainConfig JSON; flags override its settings")
+    o.add_argument("--save-config", metavar="FILE", help="write the resolved config to FILE and exit without training")
+    o.add_argument("--out", metavar="RUN_DIR", help="folder for this run (default: a new folder in the run store)")
+    o.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
+    o.add_argument("--name", help="a name for the run (default: model + settings + time)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+# -- parsing helpers ------------------------------------------------------------------------------------
+
+def parse_sizes(text: str, flag: str) -> list[int]:
+    text = str(text).strip().strip("[]")
+    if not text:
+        return []
+    try:
+        sizes = [int(float(s)) if float(s).is_integer() else None for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = [None]
+    if any(s is None for s in sizes):
+        raise DataError(f"{flag} takes whole numbers separated by commas (got '{text}').", fix=f"e.g. {flag} 64,32")
+    return sizes
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, eq, val = part.partition("=")
+        try:
+            if not eq or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(val)
+        except ValueError:
+            raise DataError(f"Cannot read the task weight '{part}'.", fix="write TASK=WEIGHT pairs, e.g. watched=1,liked=2") from None
+    return out
+
+
+def _int_or_none(text):
+    try:
+        f = float(text)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if f.is_integer() else None
+
+
+def build_config(args) -> TrainConfig:
+    """--config FILE (if any), then every flag that was given overrides it."""
+    if args.config:
+        try:
+            text = Path(args.config).read_text(encoding="utf-8")
+        except OSError as e:
+            raise DataError(f"Cannot read the config file {args.config}: {e.strerror or e}.") from None
+        except UnicodeDecodeError:
+            raise DataError(f"The config file {args.config} is not UTF-8 text.", fix="give a JSON config file") from None
+        try:
+            cfg = TrainConfig.from_json(text)
+        except TypeError as e:
+            raise DataError(f"The config file {args.config} has a setting of the wrong kind ({e}).") from None
+    else:
+        cfg = TrainConfig()
+    d, w, m = cfg.data, cfg.data.world, cfg.model
+    if args.data:
+        d.source = "files"
+        d.files = {"interactions": args.data}
+        if args.items:
+            d.files["items"] = args.items
+        if args.users:
+            d.files["users"] = args.users
+    else:
+        for flag, val in (("--users", args.users), ("--items", args.items)):
+            if val is not None and _int_or_none(val) is None:
+                raise DataError(f"{flag} {val}: a table file needs --data (the interactions file) too; "
+                                f"without --data, {flag} is the synthetic world's size (a whole number).",
+                                fix="add --data FILE, or give a number")
+        if args.users is not None:
+            w.n_users = _int_or_none(args.users)
+        if args.items is not None:
+            w.n_items = _int_or_none(args.items)
+            if args.impressions is None and w.impressions_per_user > w.n_items:
+                w.impressions_per_user = w.n_items
+    for attr, target, key in (("genres", w, "n_genres"), ("correlation", w, "correlation"),
+                              ("impressions", w, "impressions_per_user"), ("world_seed", w, "seed"),
+                              ("negatives", d, "negatives"), ("split", d, "split"), ("test_frac", d, "test_frac"),
+                              ("val_frac", d, "val_frac"), ("model", m, "arch"), ("n_experts", m, "n_experts"),
+                              ("specific_experts", m, "specific_experts"), ("shared_experts", m, "shared_experts"),
+                              ("levels", m, "levels"), ("emb_dim", m, "emb_dim"), ("dropout", m, "dropout"),
+                              ("weighting", cfg, "weighting"), ("alpha", cfg, "gradnorm_alpha"),
+                              ("epochs", cfg, "epochs"), ("batch_size", cfg, "batch_size"), ("lr", cfg, "lr"),
+                              ("optimizer", cfg, "optimizer"), ("weight_decay", cfg, "weight_decay"),
+                              ("early_stop", cfg, "early_stop_task"), ("patience", cfg, "patience"),
+                              ("device", cfg, "device"), ("seed", cfg, "seed"), ("log_every", cfg, "log_every"),
+                              ("name", cfg, "name")):
+        val = getattr(args, attr, None)
+        if val is not None:
+            setattr(target, key, val)
+    if args.task:
+        d.tasks = list(args.task)
+    if args.ids_only:
+        d.use_features = False
+    if args.text_features:
+        m.text_features = True
+    for flag, attr in (("--shared", "shared"), ("--experts", "experts"), ("--towers", "towers")):
+        val = getattr(args, attr)
+        if val is not None:
+            setattr(m, attr, parse_sizes(val, flag))
+    if args.weights is not None:
+        cfg.weights = parse_weights(args.weights)
+    return cfg
+
+
+# -- progress -----------------------------------------------------------------------------------------
+
+class Progress:
+    """tqdm bar on stderr: steps, per-task train loss, then per-task validation metrics per epoch."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.last = 0
+
+    def __call__(self, e: dict) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        t = e.get("type")
+        if t == "start":
+            self.tasks = e["tasks"]
+            self.bar = tqdm(total=e["epochs"] * e["steps_per_epoch"], file=sys.stderr, unit="step",
+                            dynamic_ncols=True, mininterval=0.5, desc=f"train ({e['device']})")
+            tqdm.write(f"{e['n_train']:,} training examples, {e['n_val']:,} validation, "
+                       f"{e['parameters']:,} parameters, {e['epochs']} epochs", file=sys.stderr)
+        elif t == "step" and self.bar is not None:
+            self.bar.update(max(0, e["step"] - self.last))
+            self.last = e["step"]
+            post = {f"loss/{n}": f"{e.get(f'loss/{n}', float('nan')):.4f}" for n in self.tasks}
+            post["samples/s"] = f"{e.get('samples_per_s', 0):,.0f}"
+            self.bar.set_postfix(post, refresh=False)
+        elif t == "epoch" and self.bar is not None:
+            parts = []
+            for n in self.tasks:
+                for k in ("auc", "logloss", "rmse"):
+                    v = e.get(f"val/{n}/{k}")
+                    if v is not None:
+                        parts.append(f"{n} {k} {v:.4f}")
+            self.bar.write(f"epoch {e['epoch']}: val " + ", ".join(parts), file=sys.stderr)
+        elif t == "end" and self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# -- the verb -------------------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from mtrlib.config import validate
+    from mtrlib.runs import RunWriter
+    from mtrlib.safe import json_clean
+    from mtrlib.train import prepare, train
+
+    cfg = build_config(args)
+    validate(cfg)
+    if args.save_config:
+        try:
+            Path(args.save_config).write_text(cfg.to_json() + "\n", encoding="utf-8")
+        except OSError as e:
+            raise DataError(f"Cannot write {args.save_config}: {e.strerror or e}.") from None
+        print(json.dumps({"config": str(args.save_config)}))
+        return 0
+    if args.out:
+        target = Path(args.out).expanduser()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise DataError(f"The output folder {target} already exists and is not empty.",
+                            fix="choose a new folder for --out, or delete the old one")
+    prep = prepare(cfg)
+    writer = RunWriter(cfg, prep, store=args.store, path=args.out, name=args.name)
+    if writer.error:
+        print(f"warning: {writer.error}", file=sys.stderr)
+    model = writer.new_model()
+    progress = Progress(args.quiet)
+    stop = threading.Event()
+
+    def on_event(e):
+        writer(e)
+        progress(e)
+
+    def on_signal(signum, frame):
+        if stop.is_set():  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = train(cfg, prep, callback=on_event, stop=stop, model=model)
+    except BaseException as e:
+        writer.fail(f"Training failed: {type(e).__name__}: {e}")
+        raise
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if progress.bar is not None:
+            progress.bar.close()
+    path = writer.finish(result)
+    if result.reason:
+        print(result.reason, file=sys.stderr)
+    if writer.error:
+        print(f"warning: {writer.error}", file=sys.stderr)
+    out = {"run_dir": str(path) if path else None, "status": result.status,
+           "metrics": {t: {k: v for k, v in ms.items()} for t, ms in result.metrics.items()},
+           "samples_per_s": result.samples_per_s, "run_id": writer.id if path else None, "name": writer.name,
+           "saved": path is not None, "reason": result.reason, "baseline": result.baseline,
+           "elapsed": result.elapsed}
+    if writer.error:
+        out["error"] = writer.error
+    print(json.dumps(json_clean(out)), flush=True)
+    return 0 if path is not None else 1

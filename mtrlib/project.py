@@ -1,0 +1,358 @@
+"""Look inside a run's representations: 2-D / 3-D projections, nearest neighbours, kNN purity,
+and export to the TensorBoard Embedding Projector.
+
+Representations (`what`):
+    "items"        learned item vectors (id embedding, combined with text features if used)
+    "users"        learned user id embeddings
+    "text"         the raw language-model item vectors (runs trained with text features)
+    "input"        the model's input row for (user, item) pairs
+    "shared"       what all tasks share (bottom output, or the experts' outputs side by side)
+    "task:<name>"  that task's tower input
+    "gate:<name>"  that task's gate weights over the experts (MMoE / PLE)
+The pair representations are computed for a seeded sample of (user, item) pairs of the run's
+held-out test split (logged interactions and sampled negatives alike); the metadata says which.
+
+Projection methods: PCA (exact, scikit-learn), t-SNE (scikit-learn, Barnes-Hut), UMAP (only when
+`umap-learn` imports; otherwise a clear error). As in TensorBoard's projector, large sets are
+sampled to a cap (PCA 50,000, t-SNE 10,000, UMAP 5,000), and the cap used is reported in
+`df.attrs`.
+
+kNN purity: for every point, the fraction of its k nearest neighbours (cosine, original space)
+that share its label, averaged. Reported next to the chance level (the probability that a
+random other point shares the label), so "0.62 vs chance 0.13" reads as learned structure.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .runs import Run, RunError, load_run
+from .safe import tsv_cell
+
+CAPS = {"pca": 50_000, "tsne": 10_000, "umap": 5_000}
+METHODS = ("pca", "tsne", "umap")
+DEFAULT_PAIRS = 2000
+
+
+def umap_available() -> tuple[bool, str]:
+    """(True, '') when umap-learn can be imported, else (False, a message saying how to get it)."""
+    if importlib.util.find_spec("umap") is None:
+        return False, "UMAP needs the package umap-learn, which is not installed (pip install umap-learn)."
+    return True, ""
+
+
+def representations(run, store=None) -> list[str]:
+    """The `what` values this run offers."""
+    run = load_run(run, store)
+    out = ["items", "users"]
+    if run.space.item_text is not None:
+        out.append("text")
+    keys = _inspect_keys(run)
+    out += [k for k in keys if k in ("input", "shared")]
+    out += [k for k in keys if k.startswith("task:")]
+    out += [k for k in keys if k.startswith("gate:")]
+    return out
+
+
+def _inspect_keys(run: Run) -> list[str]:
+    m = run.model
+    z = torch.zeros(1, dtype=torch.long, device=next(iter(m.buffers())).device)
+    with torch.inference_mode():
+        return list(m.inspect(z, z).keys())
+
+
+def _pair_sample(run: Run, max_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, str]:
+    te = run.test
+    n = len(te["user"])
+    if n == 0:
+        raise RunError(f"Run '{run.name}' has no test examples to sample pairs from.")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(n, int(max_pairs)), replace=False))
+    u, i = te["user"][idx], te["item"][idx]
+    items, users = run.items, run.users
+    meta = pd.DataFrame({"user_id": users.index.to_numpy()[u], "item_id": items.index.to_numpy()[i]})
+    for c in items.columns:
+        if c != "cold":
+            meta[c] = items[c].to_numpy()[i]
+    if "true_genre" in users.columns:
+        meta["user_true_genre"] = users["true_genre"].to_numpy()[u]
+    for j, name in enumerate(run.task_names):
+        lab = te["labels"][idx, j].astype(float)
+        lab[~te["mask"][idx, j]] = np.nan
+        meta[f"label:{name}"] = lab
+    meta["logged"] = te["logged"][idx]
+    meta["cold"] = items["cold"].to_numpy()[i]
+    note = (f"{len(idx):,} (user, item) pairs sampled (seed {seed}) from the {n:,} test-split examples "
+            f"({int(te['logged'][idx].sum()):,} logged interactions, {int((~te['logged'][idx]).sum()):,} sampled negatives); "
+            f"{len(np.unique(u)):,} users, {len(np.unique(i)):,} items.")
+    return u, i, meta, note
+
+
+def vectors(run, what: str = "items", max_pairs: int = DEFAULT_PAIRS, seed: int = 0, model=None,
+            store=None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Raw vectors [n, d] (float32) of a representation, with aligned metadata (one row each).
+    `meta.attrs['notes']` says what was sampled. `model` overrides the run's trained model
+    (e.g. `run.build_model(weights=False)` for an untrained comparison)."""
+    run = load_run(run, store)
+    m = model if model is not None else run.model
+    dev = next(iter(m.buffers())).device
+    notes: list[str] = []
+    if what == "items":
+        V = m.item_embeddings().float().cpu().numpy()
+        meta = run.items.reset_index()
+        n_cold = int(meta["cold"].sum())
+        if n_cold:
+            notes.append(f"{n_cold:,} items were never seen in training (cold): they have no learned id vector"
+                         + (" and are placed by their text." if run.config.model.text_features else "."))
+    elif what == "users":
+        V = m.user_embeddings().float().cpu().numpy()
+        meta = run.users.reset_index()
+    elif what == "text":
+        if run.space.item_text is None:
+            raise RunError(f"Run '{run.name}' was trained without text features, so it has no language-model vectors.",
+                           fix="train with --text-features")
+        V = np.asarray(run.space.item_text, np.float32)
+        meta = run.items.reset_index()
+        notes.append("Raw language-model vectors (before training).")
+    elif what in ("input", "shared") or what.startswith(("task:", "gate:")):
+        u, i, meta, note = _pair_sample(run, max_pairs, seed)
+        notes.append(note)
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(u), 65536):
+                rep = m.inspect(torch.as_tensor(u[s:s + 65536], device=dev), torch.as_tensor(i[s:s + 65536], device=dev))
+                if what not in rep:
+                    avail = [k for k in rep if k in ("input", "shared") or k.startswith(("task:", "gate:"))]
+                    raise RunError(f"Run '{run.name}' ({run.info.arch_label}) has no representation '{what}'.",
+                                   fix=f"choose one of: items, users, {', '.join(avail)}")
+                out.append(rep[what].float().cpu())
+        V = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    else:
+        raise RunError(f"Unknown representation '{what}'.",
+                       fix="use items, users, text, input, shared, task:NAME or gate:NAME")
+    meta.attrs["notes"] = notes
+    meta.attrs["what"] = what
+    return np.ascontiguousarray(V, dtype=np.float32), meta
+
+
+def reduce(V: np.ndarray, method: str = "pca", dims: int = 2, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Coordinates [n, dims] of V by PCA / t-SNE / UMAP; info holds e.g. explained variance."""
+    if method not in METHODS:
+        raise RunError(f"Unknown projection method '{method}'.", fix="use pca, tsne or umap")
+    if dims not in (2, 3):
+        raise RunError(f"Projections are 2-D or 3-D (got {dims}).", fix="use 2 or 3")
+    n = V.shape[0]
+    if n < 3:
+        raise RunError(f"At least 3 points are needed for a projection (got {n}).")
+    X = np.nan_to_num(np.asarray(V, np.float64))
+    if X.shape[1] < dims:
+        X = np.hstack([X, np.zeros((n, dims - X.shape[1]))])
+    info: dict = {}
+    with _limit_threads():
+        C = _reduce(X, method, dims, seed, n, info)
+    return np.asarray(C, np.float64), info
+
+
+def _limit_threads():
+    """OpenMP / BLAS threads for the reducers: 1 by default (MTR_SCORING_THREADS), because on a
+    shared 2-core box OpenMP spin-waiting makes t-SNE many times slower when the cores are busy."""
+    import contextlib
+
+    from .recommend import SCORING_THREADS
+
+    if SCORING_THREADS <= 0:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=SCORING_THREADS)
+
+
+def _reduce(X: np.ndarray, method: str, dims: int, seed: int, n: int, info: dict) -> np.ndarray:
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        p = PCA(n_components=dims, random_state=seed)
+        C = p.fit_transform(X)
+        info["explained_variance"] = [float(v) for v in p.explained_variance_ratio_]
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+        C = TSNE(n_components=dims, perplexity=perplexity, init="pca", learning_rate="auto",
+                 random_state=seed).fit_transform(X)
+        info["perplexity"] = perplexity
+    else:
+        ok, msg = umap_available()
+        if not ok:
+            raise RunError(msg, fix="or choose PCA or t-SNE")
+        import umap  # noqa: PLC0415  (slow import: only when asked)
+
+        nn_ = int(min(15, n - 1))
+        C = umap.UMAP(n_components=dims, n_neighbors=nn_, random_state=seed).fit_transform(X)
+        info["n_neighbors"] = nn_
+    return C
+
+
+def project(run, what: str = "items", method: str = "pca", dims: int = 2, cap: int | None = None, seed: int = 0,
+            max_pairs: int = DEFAULT_PAIRS, model=None, store=None) -> pd.DataFrame:
+    """Coordinates x, y (, z) + metadata (+ `index`: row in `vectors(run, what)`).
+
+    `df.attrs`: what, method, dims, cap (the sample cap used), n_total, n_shown, sampled,
+    notes (which pairs / items, cold items, ...), and method info (explained variance...)."""
+    if method not in METHODS:
+        raise RunError(f"Unknown projection method '{method}'.", fix="use pca, tsne or umap")
+    if method == "umap":
+        ok, msg = umap_available()
+        if not ok:
+            raise RunError(msg, fix="or choose PCA or t-SNE")
+    V, meta = vectors(run, what, max_pairs=max_pairs, seed=seed, model=model, store=store)
+    cap = int(cap or CAPS[method])
+    n = len(V)
+    notes = list(meta.attrs.get("notes", []))
+    idx = np.arange(n)
+    if n > cap:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
+        notes.append(f"Showing a random sample of {cap:,} of {n:,} points (the {method.upper()} cap, seed {seed}).")
+    C, info = reduce(V[idx], method, dims, seed)
+    df = pd.DataFrame(C, columns=["x", "y", "z"][:dims])
+    df.insert(0, "index", idx)
+    md = meta.iloc[idx].reset_index(drop=True)
+    df = pd.concat([df, md], axis=1)
+    df.attrs.update({"what": what, "method": method, "dims": dims, "cap": cap, "n_total": int(n),
+                     "n_shown": int(len(idx)), "sampled": bool(n > cap), "notes": notes, **info})
+    return df
+
+
+def _normalise(V: np.ndarray) -> np.ndarray:
+    V = np.asarray(V, np.float32)
+    norm = np.linalg.norm(V, axis=1, keepdims=True)
+    return V / np.maximum(norm, 1e-12)
+
+
+def neighbours(vectors: np.ndarray, index: int, k: int = 10, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The k nearest neighbours (cosine similarity, original space) of row `index`:
+    rank, index, similarity (+ the neighbours' metadata rows when given). Excludes itself."""
+    V = _normalise(vectors)
+    n = len(V)
+    if not 0 <= int(index) < n:
+        raise RunError(f"Point {index} is out of range (there are {n} points).")
+    k = int(max(0, min(k, n - 1)))
+    sims = V @ V[int(index)]
+    sims[int(index)] = -np.inf
+    top = np.argpartition(-sims, k - 1)[:k] if k else np.zeros(0, np.int64)
+    top = top[np.lexsort((top, -sims[top]))]
+    out = pd.DataFrame({"rank": np.arange(1, len(top) + 1), "index": top, "similarity": sims[top].astype(float)})
+    if metadata is not None:
+        out = pd.concat([out, metadata.iloc[top].reset_index(drop=True)], axis=1)
+    return out
+
+
+def knn_purity(vectors: np.ndarray, labels, k: int = 10, max_points: int | None = 20_000, seed: int = 0) -> dict:
+    """Mean fraction of each point's k nearest neighbours (cosine) sharing its label.
+
+    Points without a label (None / NaN / "") are left out. Returns purity, chance (probability
+    that a random other point shares the label), lift (purity / chance), k, n, n_labels."""
+    lab = pd.Series(list(labels) if not isinstance(labels, pd.Series) else labels.to_list(), dtype="object")
+    ok = lab.notna().to_numpy() & (lab.astype(str).str.strip() != "").to_numpy()
+    V = np.asarray(vectors, np.float32)[ok]
+    codes, uniq = pd.factorize(lab[ok].astype(str))
+    n = len(codes)
+    if max_points is not None and n > max_points:
+        sel = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+        V, codes, n = V[sel], codes[sel], max_points
+    if n < 2:
+        return {"purity": float("nan"), "chance": float("nan"), "lift": float("nan"), "k": int(k), "n": int(n),
+                "n_labels": int(len(uniq))}
+    k = int(max(1, min(k, n - 1)))
+    X = _normalise(V)
+    hits = 0.0
+    step = max(1, (1 << 22) // n)
+    with _limit_threads():
+        for s in range(0, n, step):
+            sims = X[s:s + step] @ X.T
+            sims[np.arange(sims.shape[0]), np.arange(s, s + sims.shape[0])] = -np.inf
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            hits += float((codes[top] == codes[s:s + step, None]).sum())
+    purity = hits / (n * k)
+    counts = np.bincount(codes).astype(float)
+    chance = float((counts * (counts - 1)).sum() / (n * (n - 1)))
+    return {"purity": purity, "chance": chance, "lift": purity / chance if chance > 0 else float("nan"),
+            "k": k, "n": int(n), "n_labels": int(len(uniq))}
+
+
+def export_projector(vectors: np.ndarray, metadata, out_dir, tensor_name: str = "embedding") -> dict[str, Path]:
+    """Write TensorBoard Embedding Projector files into `out_dir`:
+    vectors.tsv (tab-separated floats, no header), metadata.tsv (one row per vector; a header
+    row only when there is more than one column, as the projector expects), and
+    projector_config.pbtxt pointing at both. Tabs / newlines in cells become spaces;
+    formula-looking cells are escaped."""
+    V = np.asarray(vectors, np.float32)
+    if V.ndim != 2:
+        raise RunError("Vectors must be a 2-D array (one row per point).")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"Cannot create the folder {out}: {e.strerror or e}.", fix="choose a folder you can write to") from None
+    if metadata is not None and not isinstance(metadata, pd.DataFrame):
+        metadata = pd.DataFrame({"label": list(metadata)})
+    if metadata is not None and len(metadata) != len(V):
+        raise RunError(f"{len(metadata)} metadata rows for {len(V)} vectors.", fix="give one metadata row per vector")
+    paths = {"vectors": out / "vectors.tsv"}
+    try:
+        with open(paths["vectors"], "w", encoding="utf-8", newline="\n") as f:
+            for row in V:
+                f.write("\t".join(f"{x:.6g}" for x in row) + "\n")
+        if metadata is not None:
+            paths["metadata"] = out / "metadata.tsv"
+            cols = list(metadata.columns)
+            with open(paths["metadata"], "w", encoding="utf-8", newline="\n") as f:
+                if len(cols) > 1:
+                    f.write("\t".join(tsv_cell(str(c)) for c in cols) + "\n")
+                for row in metadata.itertuples(index=False, name=None):
+                    f.write("\t".join(tsv_cell(v) for v in row) + "\n")
+        paths["config"] = out / "projector_config.pbtxt"
+        cfg = f'embeddings {{\n  tensor_name: "{tensor_name.replace(chr(34), "")}"\n  tensor_path: "vectors.tsv"\n'
+        if metadata is not None:
+            cfg += '  metadata_path: "metadata.tsv"\n'
+        paths["config"].write_text(cfg + "}\n", encoding="utf-8")
+    except OSError as e:
+        raise RunError(f"Cannot write into {out}: {e.strerror or e}.", fix="choose a folder you can write to") from None
+    return paths
+
+
+def gate_table(run, by: str | None = None, max_pairs: int = DEFAULT_PAIRS, seed: int = 0, store=None) -> pd.DataFrame:
+    """Average gate weight per (task, expert[, group of `by`]) over a sample of test pairs,
+    long format: task, expert, [by], weight. Empty for models without gates."""
+    run = load_run(run, store)
+    m = run.model
+    u, i, meta, _ = _pair_sample(run, max_pairs, seed)
+    dev = next(iter(m.buffers())).device
+    with torch.inference_mode():
+        rep = m.inspect(torch.as_tensor(u, device=dev), torch.as_tensor(i, device=dev))
+    names = list(getattr(m, "expert_names", []))
+    rows = []
+    for key, g in rep.items():
+        if not key.startswith("gate:"):
+            continue
+        G = g.float().cpu().numpy()
+        experts = names if len(names) == G.shape[1] else [f"expert {k + 1}" for k in range(G.shape[1])]
+        frame = pd.DataFrame(G, columns=experts)
+        if by is not None:
+            if by not in meta.columns:
+                raise RunError(f"Cannot split gates by '{by}'.", fix=f"use one of: {', '.join(meta.columns)}")
+            frame[by] = meta[by].to_numpy()
+            mean = frame.groupby(by, dropna=True).mean()
+            for grp, r in mean.iterrows():
+                rows += [{"task": key[5:], "expert": e, by: grp, "weight": float(r[e])} for e in experts]
+        else:
+            rows += [{"task": key[5:], "expert": e, "weight": float(frame[e].mean())} for e in experts]
+    return pd.DataFrame(rows)
+
+
+__all__ = ["project", "vectors", "reduce", "neighbours", "knn_purity", "export_projector", "gate_table",
+           "representations", "umap_available", "CAPS", "METHODS"]
