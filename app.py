@@ -6,7 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="MTR Studio", page_icon=":material/hub:", layout="wide")
 
-from pages._shared import init_state, sidebar, sync_url  # noqa: E402
+from pages._shared import init_state, run_page, sidebar, sync_url  # noqa: E402
 
 init_state()
 nav = st.navigation([
@@ -16,8 +16,6 @@ nav = st.navigation([
     st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
     st.Page("pages/recommend.py", title="Recommend", icon=":material/recommend:"),
 ])
-try:
-    nav.run()
-finally:  # also after a page's st.stop(): the sidebar and the URL reflect this run's setup
-    sidebar()
-    sync_url()
+run_page(nav)  # a page that ends early (halt) still gets the sidebar and the URL below
+sidebar()
+sync_url()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -18,6 +19,30 @@ from mtrlib.data import DataError, Dataset, build_examples, make_world
 from mtrlib.share import from_params, to_params
 
 ROOT = Path(__file__).resolve().parents[1]
+_APP = threading.local()  # set while app.py runs the page (each session's script has its own thread)
+
+
+class PageDone(Exception):
+    """A page has drawn all it can (e.g. no data yet); app.py still draws the sidebar and URL."""
+
+
+def halt() -> None:
+    """End the page here. Unlike st.stop(), the sidebar and the address bar are still updated
+    when the page runs inside app.py; a page run on its own (AppTest) simply stops."""
+    if getattr(_APP, "running", False):
+        raise PageDone
+    st.stop()
+
+
+def run_page(nav) -> None:
+    """Run the selected page inside app.py, turning PageDone into a normal end."""
+    _APP.running = True
+    try:
+        nav.run()
+    except PageDone:
+        pass
+    finally:
+        _APP.running = False
 
 
 # -- state -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import streamlit as st
 from mtrlib import charts
 from mtrlib.data import DataError, parse_task, parse_tasks
 from mtrlib.data.world import MAX_GENRES
-from pages._shared import (boot, cfg, current_dataset, dataset_key, examples_report, explain, raw_interactions,
+from pages._shared import (boot, cfg, current_dataset, dataset_key, examples_report, explain, halt, raw_interactions,
                            task_list, widget)
 
 boot()
@@ -135,12 +135,12 @@ if c.data.source == "files" and "interactions" in st.session_state.uploads:
     raw, raw_err = raw_interactions()
     if raw_err:
         st.error(raw_err)
-        st.stop()
+        halt()
     if err or ds.layout == "generic":
         mapping_form(raw, err)
 if err:
     st.error(err)
-    st.stop()
+    halt()
 
 st.subheader("What was loaded")
 m1, m2, m3, m4, m5 = st.columns(5)

@@ -12,7 +12,7 @@ from mtrlib import charts
 from mtrlib.project import (CAPS, export_projector, gate_table, knn_purity, neighbours, project, representations,
                             umap_available, vectors)
 from mtrlib.runs import RunError
-from pages._shared import boot, explain, load_run, run_picker, runs_list
+from pages._shared import boot, halt, explain, load_run, run_picker, runs_list
 
 boot()
 st.title("Embeddings")
@@ -32,7 +32,7 @@ runs = [r for r in runs if r.has_weights]
 if not runs:
     st.info("No trained run with saved weights yet. Train one first.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+    halt()
 
 info = run_picker("Run", "e_run", runs)
 run = load_run(info.path)
@@ -68,7 +68,7 @@ try:
     df = _project(run, key, what, method, int(dims), int(seed))
 except RunError as e:
     st.error(str(e))
-    st.stop()
+    halt()
 meta_cols = [col for col in df.columns if col not in ("index", "x", "y", "z")]
 prefer = [x for x in ("true_genre", "genre", "genres", "popularity") if x in meta_cols]
 colour = st.selectbox("Colour by", prefer + [x for x in meta_cols if x not in prefer] + ["(none)"], key="e_colour")

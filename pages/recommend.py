@@ -5,7 +5,7 @@ import streamlit as st
 
 from mtrlib.recommend import rank_eval, recommend, user_history
 from mtrlib.runs import RunError
-from pages._shared import boot, explain, load_run, run_picker, runs_list
+from pages._shared import boot, halt, explain, load_run, run_picker, runs_list
 
 boot()
 st.title("Recommend")
@@ -23,7 +23,7 @@ runs = [r for r in runs if r.has_weights]
 if not runs:
     st.info("No trained run with saved weights yet. Train one first.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+    halt()
 
 info = run_picker("Run", "rc_run", runs)
 run = load_run(info.path)
@@ -50,7 +50,7 @@ for col, t in zip(cols, run.tasks):
                                 1.0 if t.is_binary else 0.0, 0.1, key=f"rc_f_{t.name}")
 if all(v == 0 for v in fusion.values()):
     st.warning("Every fusion weight is 0, so nothing ranks the items: raise at least one slider.")
-    st.stop()
+    halt()
 
 
 def _table(r, user, weights) -> pd.DataFrame | None:

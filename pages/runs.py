@@ -8,7 +8,7 @@ import streamlit as st
 from mtrlib import charts
 from mtrlib.runs import RunError, delete_run, read_history, rename_run
 from mtrlib.safe import safe_csv
-from pages._shared import boot, explain, runs_list
+from pages._shared import boot, halt, explain, runs_list
 
 boot()
 st.title("Runs & curves")
@@ -27,7 +27,7 @@ for p in problems:
 if not runs:
     st.info("No runs yet. Train a model and it appears here.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+    halt()
 
 table = pd.DataFrame([r.to_row() for r in runs])
 differs = [c for c in table.columns if c not in ("id", "name", "created") and table[c].astype(str).nunique() > 1]

@@ -10,7 +10,7 @@ from mtrlib.config import ARCH_LABELS, ARCHS, OPTIMIZERS, WEIGHTINGS, validate
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
 from mtrlib.train import available_devices
-from pages._shared import boot, cfg, current_dataset, explain, store, task_list, task_names, widget
+from pages._shared import boot, cfg, current_dataset, explain, halt, store, task_list, task_names, widget
 
 boot()
 c = cfg()
@@ -30,7 +30,7 @@ ds, err = current_dataset()
 if err:
     st.error(err)
     st.page_link("pages/data.py", label="Go to the Data page", icon=":material/table_chart:")
-    st.stop()
+    halt()
 names = task_names(ds)
 st.caption(f"Data: **{ds.name}** · tasks: " + ", ".join(f"`{t}`" for t in task_list(ds)))
 
@@ -213,10 +213,11 @@ def live() -> None:
         st.caption(f"Test metrics · {r.samples_per_s:,.0f} samples/s · {r.elapsed:.1f} s")
         st.dataframe(pd.DataFrame(rows), hide_index=True)
         st.page_link("pages/runs.py", label="Compare runs →", icon=":material/monitoring:")
-    if state not in ("queued", "preparing", "running") and st.session_state.get("_was_active"):
-        st.session_state["_was_active"] = False
-        st.rerun()  # switch the timer off and re-enable the Train button
-    st.session_state["_was_active"] = j.active
+    if busy and state not in ("queued", "preparing", "running"):
+        # The page around this fragment was drawn for an active job (Train disabled, timer on) and the
+        # job has ended since: redraw the whole page to switch the timer off and re-enable Train.
+        # (`busy` is from the full run that drew the page, so a job ending at any moment is caught.)
+        st.rerun()
 
 
 with view:
