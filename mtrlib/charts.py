@@ -80,6 +80,11 @@ def heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str) ->
     return fig
 
 
+def _hover_data(d: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Cell text for hover labels; '<' and '>' escaped because Plotly renders a subset of HTML."""
+    return d[cols].astype(str).apply(lambda c: c.str.replace("<", "&lt;").str.replace(">", "&gt;")).to_numpy()
+
+
 def scatter(df: pd.DataFrame, color: str | None, hover: list[str], title: str, highlight: list[int] | None = None
             ) -> go.Figure:
     """2-D or 3-D projection coloured by any column; hover shows the given columns."""
@@ -95,18 +100,18 @@ def scatter(df: pd.DataFrame, color: str | None, hover: list[str], title: str, h
         col = df[color].astype(str).where(df[color].astype(str).isin(top), "other")
         for k, g in enumerate(sorted(col.unique())):
             d = df[col == g]
-            fig.add_trace(kind(**coords(d), mode="markers", name=g, customdata=d[hover].astype(str).to_numpy(),
+            fig.add_trace(kind(**coords(d), mode="markers", name=g, customdata=_hover_data(d, hover),
                                hovertemplate=tmpl, marker=dict(size=size, color=PALETTE[k % len(PALETTE)], opacity=0.8)))
     else:
         marker = dict(size=size, opacity=0.8)
         if color and color in df.columns:
             marker.update(color=df[color], colorscale="Viridis", showscale=True, colorbar=dict(title=color))
-        fig.add_trace(kind(**coords(df), mode="markers", name="points", customdata=df[hover].astype(str).to_numpy(),
+        fig.add_trace(kind(**coords(df), mode="markers", name="points", customdata=_hover_data(df, hover),
                            hovertemplate=tmpl, marker=marker))
     if highlight:
         d = df.iloc[highlight]
         fig.add_trace(kind(**coords(d), mode="markers", name="selected & neighbours",
-                           customdata=d[hover].astype(str).to_numpy(), hovertemplate=tmpl,
+                           customdata=_hover_data(d, hover), hovertemplate=tmpl,
                            marker=dict(size=size * 2.5, color="rgba(0,0,0,0)", line=dict(color="black", width=2))))
     fig.update_layout(title=title, **{**LAYOUT, "height": 560})
     return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -237,6 +238,16 @@ def run_picker(label: str, key: str, runs, default_index: int = 0):
 
 
 # -- small UI helpers ------------------------------------------------------------------------------
+_MD = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text) -> str:
+    """User-derived text (file and column names, cell values in messages, run names) for the
+    markdown-rendering elements: every markdown character shown literally, never as a link,
+    image or formatting. Streamlit never renders raw HTML here (no unsafe_allow_html anywhere)."""
+    return _MD.sub(r"\\\1", str(text))
+
+
 def explain(text: str) -> None:
     with st.expander("What am I looking at?"):
         st.markdown(text)
@@ -248,10 +259,10 @@ def sidebar() -> None:
     with st.sidebar:
         st.caption("Data")
         if ds is not None:
-            st.write(f"**{ds.name}**")
+            st.write(f"**{plain(ds.name)}**")
             st.caption(f"{ds.n_interactions:,} interactions · {ds.n_users:,} users · {ds.n_items:,} items")
         else:
-            st.warning(err or "No data yet.")
+            st.warning(plain(err) if err else "No data yet.")
         job_status()
         st.caption("Share this setup: the address bar always holds it. Settings that differ from the defaults:")
         params = to_params(cfg())

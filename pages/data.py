@@ -5,7 +5,7 @@ import streamlit as st
 from mtrlib import charts
 from mtrlib.data import DataError, parse_task, parse_tasks
 from mtrlib.data.world import MAX_GENRES
-from pages._shared import (boot, cfg, current_dataset, dataset_key, examples_report, explain, halt, raw_interactions,
+from pages._shared import (boot, cfg, current_dataset, dataset_key, examples_report, explain, halt, plain, raw_interactions,
                            task_list, widget)
 
 boot()
@@ -124,7 +124,7 @@ else:
             st.file_uploader(label, type=kinds, key=f"up_{role}", accept_multiple_files=multi,
                              on_change=_changed, args=(role, multi))
             if role in ups:
-                st.caption("Using: " + ", ".join(ups[role]["names"]))
+                st.caption("Using: " + plain(", ".join(ups[role]["names"])))
                 if st.button("Remove", key=f"rm_{role}"):
                     ups.pop(role, None)
                     c.data.tasks = []
@@ -134,12 +134,12 @@ ds, err = current_dataset()
 if c.data.source == "files" and "interactions" in st.session_state.uploads:
     raw, raw_err = raw_interactions()
     if raw_err:
-        st.error(raw_err)
+        st.error(plain(raw_err))
         halt()
     if err or ds.layout == "generic":
         mapping_form(raw, err)
 if err:
-    st.error(err)
+    st.error(plain(err))
     halt()
 
 st.subheader("What was loaded")
@@ -151,7 +151,7 @@ m4.metric("Density", f"{ds.density:.2%}")
 m5.metric("Layout", {"world": "World", "movielens-latest": "MovieLens", "movielens-100k": "ML-100k",
                      "movielens-1m": "ML-1M"}.get(ds.layout, ds.layout.title()), help=f"detected layout: {ds.layout}")
 for note in ds.notes:
-    st.caption("" + note)
+    st.caption(plain(note))
 
 with st.expander("Preview", expanded=False):
     st.dataframe(ds.interactions.head(20), hide_index=True)
@@ -201,7 +201,7 @@ try:
 except DataError as e:
     task_error = str(e)
 if task_error:
-    st.error(task_error)
+    st.error(plain(task_error))
 else:
     if texts != task_list(ds):
         c.data.tasks = texts if texts != ds.suggested_tasks else []
@@ -224,9 +224,9 @@ with left:
             st.dataframe(bal, column_config={"positive_rate": st.column_config.ProgressColumn(
                 "positive rate", min_value=0.0, max_value=1.0, format="%.2f")} if "positive_rate" in bal else None)
             for n in rep["notes"]:
-                st.caption("" + n)
+                st.caption(plain(n))
         except DataError as e:
-            st.error(str(e))
+            st.error(plain(e))
 with right:
     st.plotly_chart(charts.long_tail(ds.item_popularity()), key="d_tail")
 

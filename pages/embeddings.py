@@ -12,7 +12,7 @@ from mtrlib import charts
 from mtrlib.project import (CAPS, export_projector, gate_table, knn_purity, neighbours, project, representations,
                             umap_available, vectors)
 from mtrlib.runs import RunError
-from pages._shared import boot, halt, explain, load_run, run_picker, runs_list
+from pages._shared import boot, explain, halt, load_run, plain, run_picker, runs_list
 
 boot()
 st.title("Embeddings")
@@ -67,7 +67,7 @@ key = f"{info.path}|{info.status}|{info.epochs_done}"
 try:
     df = _project(run, key, what, method, int(dims), int(seed))
 except RunError as e:
-    st.error(str(e))
+    st.error(plain(e))
     halt()
 meta_cols = [col for col in df.columns if col not in ("index", "x", "y", "z")]
 prefer = [x for x in ("true_genre", "genre", "genres", "popularity") if x in meta_cols]
@@ -95,7 +95,7 @@ with left:
     fig = charts.scatter(df, colour, hover, f"{fmt(what)} · {method.upper()}", highlight=highlight)
     st.plotly_chart(fig, key="e_scatter")
     for n in df.attrs.get("notes", []):
-        st.caption(n)
+        st.caption(plain(n))
     st.caption(f"{df.attrs.get('n_shown', len(df)):,} of {df.attrs.get('n_total', len(df)):,} points shown "
                f"(cap for {method.upper()}: {CAPS[method]:,}).")
 with right:
@@ -135,7 +135,7 @@ if "text" in reps and what == "items":
         t1.plotly_chart(charts.scatter(dt, colour, hover, "Raw language-model vectors"), key="e_text")
         t2.plotly_chart(charts.scatter(df, colour, hover, "Learned item embeddings"), key="e_items2")
     except RunError as e:
-        st.error(str(e))
+        st.error(plain(e))
 
 gates = [r for r in reps if r.startswith("gate:")]
 if gates:
@@ -148,7 +148,7 @@ if gates:
     try:
         gt = gate_table(run, by=None if by.startswith("(") else by)
     except RunError as e:
-        st.caption(str(e))
+        st.caption(plain(e))
         gt = gate_table(run)
         by = "(average over all)"
     if not gt.empty:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from mtrlib.recommend import rank_eval, recommend, user_history
 from mtrlib.runs import RunError
-from pages._shared import boot, halt, explain, load_run, run_picker, runs_list
+from pages._shared import boot, explain, halt, load_run, plain, run_picker, runs_list
 
 boot()
 st.title("Recommend")
@@ -34,12 +34,12 @@ matches = [u for u in users if query.strip() in u][:500] if query.strip() else l
 exact = query.strip() if query.strip() in set(users) else None
 options = ([exact] if exact else []) + [u for u in matches if u != exact]
 if not options:
-    st.warning(f"No user id contains '{query}'. Unknown users get popular items (shown below).")
+    st.warning(f"No user id contains '{plain(query)}'. Unknown users get popular items (shown below).")
     options = [query.strip() or users[0]]
 uid = b.selectbox("User", options, key=f"rc_user_{query}")
 k = st.slider("How many items (K)", 5, 50, 10, key="rc_k")
 if "true_genre" in run.users.columns and uid in run.users.index:
-    st.caption(f"Ground truth (synthetic world): user {uid}'s favourite genre is "
+    st.caption(f"Ground truth (synthetic world): user {plain(uid)}'s favourite genre is "
                f"**{run.users.loc[uid, 'true_genre']}**.")
 
 st.subheader("Fusion weights")
@@ -57,25 +57,36 @@ def _table(r, user, weights) -> pd.DataFrame | None:
     try:
         df = recommend(r, user, k=k, fusion=weights)
     except RunError as e:
-        st.error(str(e))
+        st.error(plain(e))
         return None
     for n in df.attrs.get("notes", []):
-        st.info(n)
+        st.info(plain(n))
     show = [c for c in ["rank", "title", "genres", "genre", "score", *r.task_names, "cold"] if c in df.columns]
     if "title" not in show:
         show.insert(1, "item_id")
     return df[show]
 
 
+def _config(r) -> dict:
+    """Compact columns, so the fused and per-task scores stay in view next to the titles."""
+    cfg = {"rank": st.column_config.NumberColumn("#", width="small"),
+           "title": st.column_config.TextColumn(width="medium"),
+           "genres": st.column_config.TextColumn(width="small"), "genre": st.column_config.TextColumn(width="small"),
+           "score": st.column_config.NumberColumn("fused", format="%.3f", width="small"),
+           "cold": st.column_config.CheckboxColumn("cold", width="small")}
+    cfg.update({t: st.column_config.NumberColumn(t, format="%.3f", width="small") for t in r.task_names})
+    return cfg
+
+
 left, right = st.columns(2)
 with left:
-    st.markdown(f"**Top {k} for user `{uid}`** · {info.name}")
+    st.markdown(f"**Top {k} for user {plain(uid)}** · {plain(info.name)}")
     top = _table(run, uid, fusion)
     if top is not None:
-        st.dataframe(top, hide_index=True, key="rc_top",
-                     column_config={"cold": st.column_config.CheckboxColumn("cold item")})
+        st.dataframe(top, hide_index=True, key="rc_top", column_config=_config(run))
 with right:
-    other = [r for r in runs if r.id != info.id]
+    same = lambda r: all(r.dataset.get(k) == info.dataset.get(k) for k in ("name", "layout", "users", "items"))
+    other = [r for r in runs if r.id != info.id and same(r)]  # same users and items, so the lists compare
     if other:
         info_b = run_picker("Compare with run", "rc_run_b", other)
         run_b = load_run(info_b.path)
@@ -84,9 +95,9 @@ with right:
             fusion_b = None
         tb = _table(run_b, uid, fusion_b)
         if tb is not None:
-            st.dataframe(tb, hide_index=True, key="rc_top_b")
+            st.dataframe(tb, hide_index=True, key="rc_top_b", column_config=_config(run_b))
     else:
-        st.caption("Train a second run to compare two models side by side for the same user.")
+        st.caption("Train a second run on the same data to compare two models side by side for this user.")
 
 with st.expander(f"History of user {uid} (items met in training)"):
     try:
@@ -106,4 +117,4 @@ if run.binary_tasks and st.button("Compute ranking metrics", key="rc_eval"):
             st.dataframe(tab.style.format("{:.4f}").highlight_max(axis=1, color="#d7f0d2"))
             st.caption(f"{res.get('users', '?')} users · {res.get('seconds', 0):.2f} s")
         except RunError as e:
-            st.error(str(e))
+            st.error(plain(e))

@@ -8,7 +8,7 @@ import streamlit as st
 from mtrlib import charts
 from mtrlib.runs import RunError, delete_run, read_history, rename_run
 from mtrlib.safe import safe_csv
-from pages._shared import boot, halt, explain, runs_list
+from pages._shared import boot, explain, halt, plain, runs_list
 
 boot()
 st.title("Runs & curves")
@@ -23,7 +23,7 @@ explain(
 
 runs, problems = runs_list()
 for p in problems:
-    st.warning(f"Skipped a folder in the run store: {getattr(p, 'message', p)}")
+    st.warning(f"Skipped a folder in the run store: {plain(getattr(p, 'message', p))}")
 if not runs:
     st.info("No runs yet. Train a model and it appears here.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -98,7 +98,7 @@ if len(finished) >= 1:
 if len(chosen) == 1:
     r = chosen[0]
     st.subheader(f"Manage: {r.name}")
-    st.caption(f"Status: **{r.status}**" + (f" — {r.reason}" if r.reason else ""))
+    st.caption(f"Status: **{r.status}**" + (f" — {plain(r.reason)}" if r.reason else ""))
     n1, n2 = st.columns([3, 1])
     new = n1.text_input("New name", value=r.name, key=f"r_name_{r.id}")
     if n2.button("Rename", key="r_rename"):
@@ -106,7 +106,7 @@ if len(chosen) == 1:
             rename_run(r.path, new)
             st.rerun()
         except RunError as e:
-            st.error(str(e))
+            st.error(plain(e))
     h = histories[r.name]
     d1, d2, d3, d4 = st.columns(4)
     cfg_text = (r.path / "config.json").read_text(encoding="utf-8") if (r.path / "config.json").exists() else "{}"
@@ -127,4 +127,4 @@ if len(chosen) == 1:
             delete_run(r.path)
             st.rerun()
         except RunError as e:
-            st.error(str(e))
+            st.error(plain(e))

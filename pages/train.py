@@ -10,7 +10,7 @@ from mtrlib.config import ARCH_LABELS, ARCHS, OPTIMIZERS, WEIGHTINGS, validate
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
 from mtrlib.train import available_devices
-from pages._shared import boot, cfg, current_dataset, explain, halt, store, task_list, task_names, widget
+from pages._shared import boot, cfg, current_dataset, explain, halt, plain, store, task_list, task_names, widget
 
 boot()
 c = cfg()
@@ -28,11 +28,11 @@ explain(
 
 ds, err = current_dataset()
 if err:
-    st.error(err)
+    st.error(plain(err))
     st.page_link("pages/data.py", label="Go to the Data page", icon=":material/table_chart:")
     halt()
 names = task_names(ds)
-st.caption(f"Data: **{ds.name}** · tasks: " + ", ".join(f"`{t}`" for t in task_list(ds)))
+st.caption(f"Data: **{plain(ds.name)}** · tasks: " + plain(", ".join(task_list(ds))))
 
 job = st.session_state.get("job")
 busy = job is not None and job.active
@@ -132,7 +132,7 @@ except DataError as e:
 with view:
     st.plotly_chart(charts.network(m, names), key="t_net")
     if problem:
-        st.error(problem)
+        st.error(plain(problem))
     b1, b2, b3 = st.columns([1, 1, 2])
     start = b1.button("Train", type="primary", disabled=busy or problem is not None, key="t_train",
                       width="stretch")
@@ -144,7 +144,7 @@ with view:
             st.session_state.job = new
             st.rerun()  # redraw with Train disabled, Stop enabled and the live timer on
         except BusyError as e:
-            st.warning(str(e))
+            st.warning(plain(e))
     if stop and job is not None:
         job.stop()
         job.join(timeout=3)
@@ -163,20 +163,20 @@ def live() -> None:
     if state == "queued":
         st.info(f"Waiting for a free training slot (position {s['queue_position']}).")
     elif state == "preparing":
-        st.info(s["message"])
+        st.info(plain(s["message"]))
     elif state == "running":
         frac = min(1.0, p.epoch / max(1, p.epochs))
         st.progress(frac, text=f"epoch {p.epoch:.2f} / {p.epochs} · step {p.step} · {p.samples_per_s:,.0f} samples/s")
     elif state == "failed":
-        st.error(s["error"])
+        st.error(plain(s["error"]))
     elif state == "diverged":
-        st.error(s["message"])
+        st.error(plain(s["message"]))
     elif state == "stopped":
-        st.warning(s["message"] or "Stopped; the partial run was kept.")
+        st.warning(plain(s["message"]) or "Stopped; the partial run was kept.")
     else:
-        st.success(s["message"] or "Finished.")
+        st.success(plain(s["message"]) or "Finished.")
     if s["save_error"]:
-        st.warning(s["save_error"])
+        st.warning(plain(s["save_error"]))
     steps = pd.DataFrame(s["steps"])
     epochs = pd.DataFrame(s["epochs"])
     tnames = j.prepared.task_names if j.prepared is not None else names
