@@ -221,6 +221,7 @@ class Job:
             self.run_path = getattr(self._writer, "path", None)
             if getattr(self._writer, "error", None):
                 self.save_error = self._writer.error
+                self.run_path = None  # the folder was never created: do not point at it
         except Exception as e:  # the store is unusable: train anyway, in memory
             self._writer = None
             self.save_error = f"The run store is not writable, so this run will not be saved: {e}"

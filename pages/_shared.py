@@ -238,7 +238,7 @@ def run_picker(label: str, key: str, runs, default_index: int = 0):
 
 
 # -- small UI helpers ------------------------------------------------------------------------------
-_MD = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+_MD = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")  # = (setext headings), & (entities)
 
 
 def plain(text) -> str:

@@ -105,14 +105,14 @@ with right:
     if label_col:
         labels = meta[label_col].astype(str).str.split("|").str[0]
         pur = knn_purity(V, labels, k=10)
-        st.metric(f"kNN purity by {label_col} (k=10)", f"{pur['purity']:.2f}",
+        st.metric(f"kNN purity by {plain(label_col)} (k=10)", f"{pur['purity']:.2f}",
                   delta=f"{pur['purity'] - pur['chance']:+.2f} vs chance {pur['chance']:.2f}")
         if what in ("items", "users"):
             V0, _ = _vectors(run, key, what, int(seed), untrained=True)
             p0 = knn_purity(V0, labels, k=10)
             st.metric("Same, untrained model", f"{p0['purity']:.2f}")
         st.caption("Share of each point's 10 nearest neighbours (cosine, full space) with the same "
-                   f"{label_col}. Higher than chance = the representation learned that structure.")
+                   f"{plain(label_col)}. Higher than chance = the representation learned that structure.")
     if nb is not None:
         st.markdown("**Nearest neighbours**")
         st.dataframe(nb[[x for x in ["rank", "similarity", search_col, "genre", "genres", "true_genre"]

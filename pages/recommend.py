@@ -99,7 +99,7 @@ with right:
     else:
         st.caption("Train a second run on the same data to compare two models side by side for this user.")
 
-with st.expander(f"History of user {uid} (items met in training)"):
+with st.expander(f"History of user {plain(uid)} (items met in training)"):
     try:
         st.dataframe(user_history(run, uid), hide_index=True)
     except (RunError, KeyError):

@@ -97,7 +97,7 @@ if len(finished) >= 1:
 
 if len(chosen) == 1:
     r = chosen[0]
-    st.subheader(f"Manage: {r.name}")
+    st.subheader(f"Manage: {plain(r.name)}")
     st.caption(f"Status: **{r.status}**" + (f" — {plain(r.reason)}" if r.reason else ""))
     n1, n2 = st.columns([3, 1])
     new = n1.text_input("New name", value=r.name, key=f"r_name_{r.id}")
