@@ -128,7 +128,7 @@ def _store_message(e: OSError, where: Path) -> str:
         why = "the disk is full"
     elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "permission denied"
-    elif e.errno == errno.ENOTDIR:
+    elif e.errno == errno.ENOTDIR or (e.errno == errno.EEXIST and where.exists() and not where.is_dir()):
         why = "a part of the path is a file, not a folder"
     else:
         why = e.strerror or str(e)
