@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 
 from .data.errors import DataError
@@ -61,12 +62,18 @@ class TrainConfig:
     gradnorm_alpha: float = 1.5
     dwa_temperature: float = 2.0
     optimizer: str = "adam"
-    lr: float = 0.003
-    weight_decay: float = 0.0
+    # defaults tuned on the built-in world and on ml-latest-small (docs/RESULTS-models.md): the
+    # L2 weight decay shrinks the embeddings of rarely seen items and users, the largest gain
+    lr: float = 0.01
+    weight_decay: float = 1e-4
     batch_size: int = 1024
-    epochs: int = 5
+    epochs: int = 8
     seed: int = 0
     device: str = "auto"
+    # intra-op CPU threads while training; 0 = auto = 1. The models here are small: a second
+    # thread gains little, and on a machine whose cores are shared (a server, a laptop running
+    # the app) one descheduled thread stalls every operation, measured 10-50x slower.
+    cpu_threads: int = 0
     log_every: int = 10  # steps between progress events
     early_stop_task: str | None = None  # None = off
     patience: int = 2
@@ -105,12 +112,54 @@ def _build(cls, d: dict, where: str):
     kw = {}
     for k, v in d.items():
         sub = {"data": DataConfig, "model": ModelConfig, "world": WorldConfig}.get(k)
+        if sub is not None and not isinstance(v, (dict, sub)):
+            raise DataError(f"'{where}.{k}' must be an object of settings (got {type(v).__name__}).",
+                            fix=f'write it as "{k}": {{...}}')
         kw[k] = _build(sub, v, f"{where}.{k}") if sub is not None and isinstance(v, dict) else v
     return cls(**kw)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+_INTS = {"batch_size": "batch size", "epochs": "epochs", "seed": "seed", "log_every": "log_every",
+         "patience": "patience", "cpu_threads": "CPU threads"}
+_NUMBERS = {"lr": "learning rate", "weight_decay": "weight decay", "gradnorm_alpha": "GradNorm alpha",
+            "dwa_temperature": "DWA temperature"}
+_MODEL_INTS = {"emb_dim": "embedding dimension", "n_experts": "number of experts",
+               "specific_experts": "task-specific experts", "shared_experts": "shared experts",
+               "levels": "extraction levels", "text_dim": "text dimension"}
+
+
+def _check_types(cfg: "TrainConfig") -> None:
+    """Settings read from JSON or a URL can hold any type: refuse the wrong ones by name."""
+    for obj, ints, nums in ((cfg, _INTS, _NUMBERS), (cfg.model, _MODEL_INTS, {"dropout": "dropout"})):
+        for k, label in ints.items():
+            v = getattr(obj, k)
+            if not _is_int(v):
+                raise DataError(f"The {label} must be a whole number (got {v!r}).", fix="e.g. " + {
+                    "batch_size": "1024", "epochs": "8", "emb_dim": "16"}.get(k, "1"))
+        for k, label in nums.items():
+            v = getattr(obj, k)
+            if not _is_number(v):
+                raise DataError(f"The {label} must be a number (got {v!r}).", fix="write it without quotes")
+    m = cfg.model
+    for label, sizes in (("shared layer", m.shared), ("expert layer", m.experts), ("tower layer", m.towers)):
+        if not isinstance(sizes, (list, tuple)):
+            raise DataError(f"The {label} sizes must be a list of widths (got {sizes!r}).", fix="e.g. [64, 32]")
+    if not isinstance(cfg.weights, dict):
+        raise DataError(f"Task weights must map task names to numbers (got {cfg.weights!r}).",
+                        fix='e.g. {"click": 1, "like": 2}')
+
+
 def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]:
     """Refuse impossible settings before training, with the fix; return warnings for odd ones."""
+    _check_types(cfg)
     m = cfg.model
     warn: list[str] = []
     if m.arch not in ARCHS:
@@ -139,6 +188,9 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         raise DataError(f"MMoE takes 1 to 64 experts (got {m.n_experts}).", fix="e.g. 4")
     if m.arch == "ple" and (m.specific_experts < 0 or m.shared_experts < 0 or m.specific_experts + m.shared_experts < 1):
         raise DataError("PLE needs at least one expert per task (specific + shared).", fix="e.g. 1 specific, 2 shared")
+    if m.specific_experts > 64 or m.shared_experts > 64:
+        raise DataError(f"PLE takes at most 64 task-specific and 64 shared experts "
+                        f"(got {m.specific_experts} and {m.shared_experts}).", fix="e.g. 1 specific, 2 shared")
     if not 1 <= m.levels <= 4:
         raise DataError(f"PLE takes 1 to 4 extraction levels (got {m.levels}).", fix="1 (CGC) or 2")
     if not 0 <= m.dropout < 1:
@@ -149,12 +201,22 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         raise DataError(f"Learning rate must be above 0 (got {cfg.lr}).", fix="e.g. 0.003 for Adam")
     if cfg.lr > 10:
         raise DataError(f"Learning rate {cfg.lr} is far too high.", fix="use 0.0001..0.1")
+    if not 0 <= cfg.weight_decay <= 1:
+        raise DataError(f"Weight decay must be between 0 and 1 (got {cfg.weight_decay}).", fix="e.g. 0.0001")
+    if not 0 <= cfg.gradnorm_alpha <= 10:
+        raise DataError(f"GradNorm's alpha must be between 0 and 10 (got {cfg.gradnorm_alpha}).", fix="e.g. 1.5")
+    if not 0 < cfg.dwa_temperature <= 100:
+        raise DataError(f"DWA's temperature must be above 0 (got {cfg.dwa_temperature}).", fix="e.g. 2")
     if cfg.batch_size < 1 or cfg.epochs < 1:
         raise DataError("Batch size and epochs must be at least 1.", fix="e.g. batch 1024, 5 epochs")
     if cfg.epochs > 1000:
         raise DataError(f"{cfg.epochs} epochs is more than this tool runs.", fix="use at most 1000")
     if cfg.log_every < 1:
         raise DataError("log_every must be at least 1.")
+    if not isinstance(cfg.cpu_threads, int) or not 0 <= cfg.cpu_threads <= 256:
+        raise DataError(f"CPU threads must be 0 (auto) to 256 (got {cfg.cpu_threads}).", fix="0 (auto) or e.g. 4")
+    if cfg.patience < 1:
+        raise DataError(f"Early-stopping patience must be at least 1 epoch (got {cfg.patience}).", fix="e.g. 2")
     for k, v in cfg.weights.items():
         if not isinstance(v, (int, float)) or v < 0 or v != v:
             raise DataError(f"Task weight for '{k}' must be a number >= 0 (got {v}).", fix="e.g. 1")

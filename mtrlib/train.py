@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -112,6 +113,7 @@ class TrainResult:
     elapsed: float
     best_epoch: int | None = None
     device: str = "cpu"
+    event_overhead: float = 0.0  # share of training time spent building and sending step events
 
 
 def build(cfg: TrainConfig, prep: Prepared) -> MultiTaskModel:
@@ -119,14 +121,24 @@ def build(cfg: TrainConfig, prep: Prepared) -> MultiTaskModel:
     return build_model(cfg.model, prep.space.describe(), prep.space.tensors(), prep.tasks)
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+def make_optimizer(name: str, params, lr: float, weight_decay: float, extra=(),
+                   device: torch.device | None = None) -> torch.optim.Optimizer:
+    """The optimiser over the model's parameters (+ a weighting's own, without weight decay).
+
+    Uses PyTorch's fused single-kernel implementation where it exists for the device: on CPU
+    the default per-parameter loop costs as much as a third of a small model's step.
+    """
+    groups = [{"params": list(params)}]
+    if extra:
+        groups.append({"params": list(extra), "weight_decay": 0.0})
+    cls, kw = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
+               "sgd": (torch.optim.SGD, {"momentum": 0.9}), "adagrad": (torch.optim.Adagrad, {})}[name]
+    if device is not None and device.type in ("cpu", "cuda"):
+        try:
+            return cls(groups, lr=lr, weight_decay=weight_decay, fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):
+            pass  # no fused kernel for this optimiser/device in this PyTorch
+    return cls(groups, lr=lr, weight_decay=weight_decay, **kw)
 
 
 @torch.inference_mode()
@@ -146,18 +158,64 @@ def evaluate(model: MultiTaskModel, data: EncodedExamples, tasks) -> dict[str, d
     return task_metrics(tasks, data.labels.cpu().numpy(), data.mask.cpu().numpy(), preds)
 
 
-def _diverged_reason(cfg: TrainConfig, step: int, task: str | None) -> str:
-    where = f" (task '{task}')" if task else ""
-    hint = (f"learning rate {cfg.lr:g} is too high; try {cfg.lr / 10:g}" if cfg.lr > 0.01
-            else "try a lower learning rate or smaller task weights")
-    return f"Training diverged: the loss became NaN or infinite at step {step}{where}. The {hint}."
+_threads_lock = threading.Lock()
+_threads_state = {"users": 0, "saved": None}
+
+
+@contextmanager
+def cpu_threads(n: int):
+    """Train with `n` intra-op CPU threads. PyTorch's setting is process-wide, so with several
+    trainings at once (the app's jobs) the first to enter saves the old value and the last to
+    leave restores it."""
+    with _threads_lock:
+        if _threads_state["users"] == 0:
+            _threads_state["saved"] = torch.get_num_threads()
+        _threads_state["users"] += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_state["users"] -= 1
+            if _threads_state["users"] == 0:
+                torch.set_num_threads(_threads_state["saved"])
+
+
+EXPLODE = 50.0  # a task's windowed loss above EXPLODE x max(its first loss, 1) counts as diverged
+
+
+# above these learning rates a diverging run is blamed on the learning rate itself
+HIGH_LR = {"adam": 0.03, "adamw": 0.03, "adagrad": 0.1, "sgd": 0.3}
+
+
+def _diverged_reason(cfg: TrainConfig, step: int, task: str | None, what: str) -> str:
+    where = f" for task '{task}'" if task else ""
+    if cfg.lr > HIGH_LR.get(cfg.optimizer, 0.03):
+        hint = f"The learning rate {cfg.lr:g} is too high: try {cfg.lr / 10:g}."
+    else:
+        hint = f"Try a lower learning rate (e.g. {cfg.lr / 10:g}) or smaller task weights."
+    return f"Training diverged at step {step}: the loss{where} {what}. {hint}"
 
 
 def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | None = None,
           stop: threading.Event | None = None, model: MultiTaskModel | None = None) -> TrainResult:
-    """Train; never raises for divergence or a stop request (see `status`)."""
+    """Train one model; never raises for divergence or a stop request (see `TrainResult.status`).
+
+    Events to `callback`: "start"; "step" every `cfg.log_every` steps and at the end of each
+    epoch (mean train loss and effective weight per task, samples/s); "epoch" (validation
+    metrics per task); "end". `stop.set()` ends the run after the current batch, keeping what
+    was learned. With `cfg.early_stop_task`, the weights of the best validation epoch are
+    restored at the end. On CPU it runs with `cfg.cpu_threads` threads (0 = auto = 1).
+    """
+    validate(cfg, prep.task_names)
+    if resolve_device(cfg.device).type != "cpu":
+        return _train(cfg, prep, callback, stop, model)
+    with cpu_threads(cfg.cpu_threads or 1):
+        return _train(cfg, prep, callback, stop, model)
+
+
+def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResult:
     names = prep.task_names
-    validate(cfg, names)
     emit = callback or (lambda e: None)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -166,8 +224,8 @@ def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | N
     model.fit_targets(tr.labels, tr.mask)
     weighting = make_weighting(cfg.weighting, names, cfg.weights, alpha=cfg.gradnorm_alpha,
                                temperature=cfg.dwa_temperature, lr=cfg.lr).to(device)
-    opt = make_optimizer(cfg.optimizer, list(model.parameters()) + weighting.extra_parameters(), cfg.lr,
-                         cfg.weight_decay)
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay,
+                         weighting.extra_parameters(), device)
     shared = model.shared_parameters()
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     n, bs = len(tr), int(cfg.batch_size)
@@ -177,14 +235,17 @@ def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | N
           "epochs": cfg.epochs, "device": str(device), "parameters": model.n_parameters()})
 
     status, reason = "finished", ""
-    step, seen, best_epoch, best_score, best_state, last_good, bad_epochs = 0, 0, None, None, None, None, 0
+    step, seen, best_epoch, best_score, best_state, bad_epochs = 0, 0, None, None, None, 0
+    last_good, epochs_done = _snapshot(model), 0  # restored if the run diverges
+    first_loss: list[float] | None = None
     t0 = time.perf_counter()
-    train_time = 0.0
-    check_each_step = device.type == "cpu"
+    train_time = event_time = 0.0
+    check_each_step = device.type == "cpu"  # a per-step check would stall an accelerator's queue
+    Mf = tr.mask.to(torch.float32)
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         perm = torch.randperm(n, generator=gen).to(device)
-        U, I, Y, M = tr.user[perm], tr.item[perm], tr.labels[perm], tr.mask[perm]
+        U, I, Y, M = tr.user[perm], tr.item[perm], tr.labels[perm], Mf[perm]
         sums = torch.zeros(len(names), device=device)
         win_sums = torch.zeros(len(names), device=device)
         win_n, win_samples, win_t = 0, 0, time.perf_counter()
@@ -193,9 +254,12 @@ def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | N
             raw = model(U[b:b + bs], I[b:b + bs])
             losses = model.task_losses(raw, Y[b:b + bs], M[b:b + bs])
             total = weighting.combine(losses, StepContext(shared, step, epoch))
-            if check_each_step and not torch.isfinite(total):
-                status, reason = "diverged", _diverged_reason(cfg, step + 1, _bad_task(losses, names))
+            if check_each_step and not bool(torch.isfinite(total)):
+                status = "diverged"
+                reason = _diverged_reason(cfg, step + 1, _bad_task(losses, names), "became NaN or infinite")
                 break
+            if first_loss is None:  # the untrained model's loss: the yardstick for an exploding loss
+                first_loss = [max(abs(v), 1.0) if math.isfinite(v) else 1.0 for v in losses.detach().tolist()]
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
@@ -203,44 +267,54 @@ def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | N
             nb = min(bs, n - b)
             seen += nb
             win_samples += nb
-            dl = losses.detach()
-            sums += dl
-            win_sums += dl
+            win_sums += losses.detach()
             win_n += 1
             if step % cfg.log_every == 0 or b + bs >= n:
-                now = time.perf_counter()
+                te = time.perf_counter()
+                sums += win_sums
                 mean = (win_sums / win_n).tolist()
-                if not all(map(math.isfinite, mean)):
-                    status, reason = "diverged", _diverged_reason(cfg, step, _bad_task(win_sums, names))
+                bad = [k for k, v in enumerate(mean) if not math.isfinite(v) or v > EXPLODE * first_loss[k]]
+                if bad:
+                    k, v = bad[0], mean[bad[0]]
+                    what = (f"grew to {v:.3g} (it started near {first_loss[k]:.2g})" if math.isfinite(v)
+                            else "became NaN or infinite")
+                    status, reason = "diverged", _diverged_reason(cfg, step, names[k], what)
                     break
                 w = weighting.effective().tolist()
-                row = {"step": step, "epoch": epoch - 1 + (b + nb) / n, "time": now - t0, "samples": seen,
-                       "samples_per_s": win_samples / max(now - win_t, 1e-9), "loss": float(sum(mean))}
+                row = {"step": step, "epoch": epoch - 1 + (b + nb) / n, "time": te - t0, "samples": seen,
+                       "samples_per_s": win_samples / max(te - win_t, 1e-9), "loss": float(sum(mean))}
                 row.update({f"loss/{t}": v for t, v in zip(names, mean)})
                 row.update({f"weight/{t}": v for t, v in zip(names, w)})
                 hist.steps.append(row)
                 emit({"type": "step", **row})
                 win_sums.zero_()
-                win_n, win_samples, win_t = 0, 0, time.perf_counter()
+                win_n, win_samples = 0, 0
+                win_t = time.perf_counter()
+                event_time += win_t - te
             if stop is not None and stop.is_set():
                 status, reason = "stopped", f"Stopped by the user at step {step} (epoch {epoch})."
                 break
         train_time += time.perf_counter() - ep_t
         if status != "finished":
             break
-        weighting.end_epoch(sums / steps_per_epoch)
+        epoch_loss = sums / steps_per_epoch
+        used = weighting.effective().tolist()  # the weights this epoch trained with
+        weighting.end_epoch(epoch_loss)
         val = evaluate(model, va, prep.tasks)
-        row = {"epoch": epoch, "step": step, "time": time.perf_counter() - t0}
-        row.update({f"train_loss/{t}": v for t, v in zip(names, (sums / steps_per_epoch).tolist())})
+        row = {"epoch": epoch, "step": step, "time": time.perf_counter() - t0,
+               "samples_per_s": seen / max(train_time, 1e-9)}
+        row.update({f"train_loss/{t}": v for t, v in zip(names, epoch_loss.tolist())})
+        row.update({f"weight/{t}": v for t, v in zip(names, used)})
         for t, ms in val.items():
             row.update({f"val/{t}/{k}": v for k, v in ms.items() if k != "n"})
         hist.epochs.append(row)
         emit({"type": "epoch", **row})
-        last_good = _snapshot(model)
+        last_good, epochs_done = _snapshot(model), epoch
         if cfg.early_stop_task:
             task = prep.tasks[names.index(cfg.early_stop_task)]
             key, score = headline(task, val[task.name])
             score = score if key == "auc" else -score
+            score = score if math.isfinite(score) else -math.inf
             if best_score is None or score > best_score:
                 best_score, best_epoch, best_state, bad_epochs = score, epoch, last_good, 0
             else:
@@ -249,23 +323,27 @@ def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | N
                     reason = (f"Early stop after epoch {epoch}: {task.name} validation {key} has not improved "
                               f"for {cfg.patience} epochs; restored epoch {best_epoch}.")
                     break
-    if status == "diverged" and last_good is not None:
-        model.load_state_dict(last_good)  # keep the last finite weights
-    if best_state is not None and status != "diverged":
+    if status == "diverged":
+        model.load_state_dict(last_good)  # the last finite weights (the initial ones in epoch 1)
+    elif best_state is not None:
         model.load_state_dict(best_state)
+        if not reason:
+            reason = f"Restored the weights of epoch {best_epoch}, the best on {cfg.early_stop_task}."
     model.eval()
-    te = prep.test.to(device)
-    finite = status != "diverged" or last_good is not None
-    test_m = evaluate(model, te, prep.tasks) if finite else {}
-    val_m = evaluate(model, va, prep.tasks) if finite else {}
+    te_ = prep.test.to(device)
+    trained = status != "diverged" or epochs_done > 0
+    test_m = evaluate(model, te_, prep.tasks) if trained else {}
+    val_m = evaluate(model, va, prep.tasks) if trained else {}
     base = popularity_baseline(prep.tasks, prep.train.item.numpy(), prep.train.labels.numpy(),
                                prep.train.mask.numpy(), prep.test.item.numpy(), prep.test.labels.numpy(),
                                prep.test.mask.numpy(), model.n_items)
     sps = seen / train_time if train_time > 0 else 0.0
     elapsed = time.perf_counter() - t0
+    overhead = event_time / train_time if train_time > 0 else 0.0
     emit({"type": "end", "status": status, "reason": reason, "metrics": test_m, "samples_per_s": sps,
-          "elapsed": elapsed})
-    return TrainResult(status, reason, model, hist, test_m, val_m, base, sps, elapsed, best_epoch, str(device))
+          "elapsed": elapsed, "event_overhead": overhead})
+    return TrainResult(status, reason, model, hist, test_m, val_m, base, sps, elapsed, best_epoch, str(device),
+                       overhead)
 
 
 def _snapshot(model: torch.nn.Module) -> dict:

@@ -18,14 +18,19 @@ def available() -> bool:
     return (ML_DIR / "ratings.csv").exists() and (ML_DIR / "movies.csv").exists()
 
 
-def load_ml(use_loader: bool = True):
+def load_ml(use_loader: bool = True, genres_only: bool = True):
+    """The protocol's item features are the genres: `genres_only` drops the loader's other
+    features (the release year, parsed from the title)."""
     if use_loader:
         try:
             from mtrlib.data import load  # the file loaders (data issue)
         except ImportError:
             load = None
         if load is not None:
-            return load(str(ML_DIR / "ratings.csv"), str(ML_DIR / "movies.csv"), None)
+            ds = load(str(ML_DIR / "ratings.csv"), str(ML_DIR / "movies.csv"), None)
+            if genres_only:
+                ds.item_features = {c: k for c, k in ds.item_features.items() if c == "genres" or k == "text"}
+            return ds
     from mtrlib.data import Dataset
     r = pd.read_csv(ML_DIR / "ratings.csv")
     m = pd.read_csv(ML_DIR / "movies.csv")

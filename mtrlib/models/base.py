@@ -8,6 +8,7 @@ model with its own objective (ESMM) overrides `task_losses` / `predict`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,9 @@ from .blocks import InputLayer, Tower
 @dataclass
 class Body:
     tower_inputs: list[torch.Tensor]  # one [B, d_t] per task
-    shared: torch.Tensor | None = None  # [B, d] what all tasks share (None for single-task)
+    # [B, d] what all tasks share (None for single-task); or a function giving it, when building
+    # it costs work that training does not need (read only by `inspect`)
+    shared: torch.Tensor | Callable[[], torch.Tensor] | None = None
     gates: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> [B, n_experts]
 
 
@@ -35,6 +38,7 @@ class MultiTaskModel(nn.Module):
         self.tasks = list(tasks)
         self.task_names = [t.name for t in tasks]
         self.register_buffer("is_binary", torch.tensor([t.is_binary for t in tasks], dtype=torch.bool))
+        self.all_binary = all(t.is_binary for t in tasks)
         # regression targets are standardised with training statistics (set by fit_targets)
         self.register_buffer("target_mean", torch.zeros(len(tasks)))
         self.register_buffer("target_std", torch.ones(len(tasks)))
@@ -65,12 +69,19 @@ class MultiTaskModel(nn.Module):
         return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)
 
     def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-task mean loss over observed labels [T]: BCE for binary, MSE for (scaled) regression."""
-        target = torch.where(self.is_binary, labels, (labels - self.target_mean) / self.target_std)
-        bce = F.binary_cross_entropy_with_logits(raw, target, reduction="none")
-        mse = (raw - target) ** 2
-        per = torch.where(self.is_binary, bce, mse) * mask
-        return per.sum(0) / mask.sum(0).clamp(min=1)
+        """Per-task mean loss over observed labels [T]: BCE for binary, MSE for (scaled) regression.
+
+        `mask` [B, T] (bool or float) marks observed labels; a task with no observed label in the
+        batch contributes 0. Unobserved labels must be finite (the encoder stores 0 there).
+        """
+        m = mask.to(raw.dtype)
+        if self.all_binary:
+            per = F.binary_cross_entropy_with_logits(raw, labels, reduction="none")
+        else:
+            target = torch.where(self.is_binary, labels, (labels - self.target_mean) / self.target_std)
+            per = torch.where(self.is_binary, F.binary_cross_entropy_with_logits(raw, target, reduction="none"),
+                              (raw - target) ** 2)
+        return (per * m).sum(0) / m.sum(0).clamp(min=1)
 
     def predict(self, raw: torch.Tensor) -> torch.Tensor:
         """Probabilities for binary tasks, values in original units for regression."""
@@ -93,12 +104,16 @@ class MultiTaskModel(nn.Module):
         b = self.body(x)
         out = {"input": x}
         if b.shared is not None:
-            out["shared"] = b.shared
+            out["shared"] = b.shared() if callable(b.shared) else b.shared
         for name, h in zip(self.task_names, b.tower_inputs):
             out[f"task:{name}"] = h
         for name, g in b.gates.items():
-            out[f"gate:{name}"] = g
+            out[f"gate:{name}"] = self.gate_layout(name, g)
         return out
+
+    def gate_layout(self, task: str, gate: torch.Tensor) -> torch.Tensor:
+        """A task's gate weights [B, n] laid out on `expert_names` (PLE overrides: its gates are partial)."""
+        return gate
 
     @torch.no_grad()
     def item_embeddings(self, rows: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """MMoE: N shared experts, one softmax gate per task mixing them into that task's tower input.
 
 Ma, Zhao, Yi, Chen, Hong, Chi, "Modeling Task Relationships in Multi-task Learning with
-Multi-gate Mixture-of-Experts", KDD 2018.
+Multi-gate Mixture-of-Experts", KDD 2018: f^k(x) = sum_i g^k(x)_i f_i(x), with
+g^k(x) = softmax(W_gk x) and y_k = h^k(f^k(x)).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from .base import Body, MultiTaskModel
-from .blocks import last_linear, mlp, mlp_out_dim
+from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
 
 
 class MMoE(MultiTaskModel):
@@ -27,11 +28,10 @@ class MMoE(MultiTaskModel):
         self.expert_names = [f"expert {k + 1}" for k in range(cfg.n_experts)]
 
     def body(self, x):
-        e = torch.stack([ex(x) for ex in self.experts], 1)  # [B, E, d]
-        gates = [torch.softmax(g(x), -1) for g in self.gates]  # T x [B, E]
-        towers = [torch.bmm(g.unsqueeze(1), e).squeeze(1) for g in gates]
-        return Body(tower_inputs=towers, shared=e.flatten(1),
-                    gates={n: g for n, g in zip(self.task_names, gates)})
+        e = torch.stack([ex(x) for ex in self.experts], 0)  # [E, B, d]
+        gates = [gate(g(x)) for g in self.gates]  # T x [E, B]
+        return Body(tower_inputs=[mix(g, e) for g in gates], shared=lambda: e.transpose(0, 1).flatten(1),
+                    gates={n: g.t() for n, g in zip(self.task_names, gates)})
 
     def shared_parameters(self):
         return [p for ex in self.experts for p in last_linear(ex).parameters()]

@@ -1,7 +1,11 @@
 """PLE / CGC: task-specific plus shared experts, gated per task, over 1..L extraction levels.
 
 Tang, Liu, Zhao, Gong, "Progressive Layered Extraction (PLE): A Novel Multi-Task Learning
-(MTL) Model for Personalized Recommendations", RecSys 2020. One level is CGC.
+(MTL) Model for Personalized Recommendations", RecSys 2020. One level is CGC (section 4.2):
+task k's gate mixes its own specific experts and the shared experts. With L > 1 levels
+(section 4.3) each level also has a shared gate over *all* experts, whose output feeds the
+next level's shared experts, while task k's experts and gate read task k's output of the
+level below; the last level has no shared gate.
 """
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import torch
 from torch import nn
 
 from .base import Body, MultiTaskModel
-from .blocks import last_linear, mlp, mlp_out_dim
+from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
 
 
 class _Level(nn.Module):
@@ -32,16 +36,16 @@ class _Level(nn.Module):
         for t in range(self.n_tasks):
             spec = [ex(task_x[t]) for ex in self.specific[t]]
             all_specific += spec
-            e = torch.stack(spec + shared_e, 1)  # [B, s+h, d]
-            g = torch.softmax(self.task_gates[t](task_x[t]), -1)
-            outs.append(torch.bmm(g.unsqueeze(1), e).squeeze(1))
-            gates.append(g)
-        if self.shared_gate is None:
-            new_shared = torch.stack(shared_e, 1).mean(1) if shared_e else outs[0]
+            g = gate(self.task_gates[t](task_x[t]))  # [s+h, B]
+            outs.append(mix(g, torch.stack(spec + shared_e, 0)))
+            gates.append(g.t())
+        if self.shared_gate is not None:
+            g = gate(self.shared_gate(shared_x))
+            new_shared = mix(g, torch.stack(all_specific + shared_e, 0))
+        elif shared_e:  # last level: what the tasks share is the shared experts' output (for the dashboard)
+            new_shared = lambda: torch.stack(shared_e, 0).mean(0)  # noqa: E731 (built only if asked for)
         else:
-            e = torch.stack(all_specific + shared_e, 1)
-            g = torch.softmax(self.shared_gate(shared_x), -1)
-            new_shared = torch.bmm(g.unsqueeze(1), e).squeeze(1)
+            new_shared = None
         return outs, new_shared, gates
 
 
@@ -60,6 +64,7 @@ class PLE(MultiTaskModel):
             d = lvl.out_dim
         self.levels = nn.ModuleList(levels)
         self.towers = self.make_towers([d] * len(tasks))
+        # gates are reported for the last level, laid out on this global expert list
         self.expert_names = [f"{t.name} {k + 1}" for t in tasks for k in range(cfg.specific_experts)]
         self.expert_names += [f"shared {k + 1}" for k in range(cfg.shared_experts)]
 
@@ -67,15 +72,15 @@ class PLE(MultiTaskModel):
         task_x, shared_x = [x] * len(self.tasks), x
         for lvl in self.levels:
             task_x, shared_x, gates = lvl(task_x, shared_x)
-        # gate over (own specific experts + shared experts), laid out on the global expert list
-        full = {}
-        s, h, T = self.cfg.specific_experts, self.cfg.shared_experts, len(self.tasks)
-        for t, (name, g) in enumerate(zip(self.task_names, gates)):
-            z = g.new_zeros(g.shape[0], T * s + h)
-            z[:, t * s:(t + 1) * s] = g[:, :s]
-            z[:, T * s:] = g[:, s:]
-            full[name] = z
-        return Body(tower_inputs=task_x, shared=shared_x, gates=full)
+        return Body(tower_inputs=task_x, shared=shared_x, gates=dict(zip(self.task_names, gates)))
+
+    def gate_layout(self, task: str, gate: torch.Tensor) -> torch.Tensor:
+        """Task t's gate covers (its own s experts + the shared ones): place it on `expert_names`."""
+        t, s, T = self.task_names.index(task), self.cfg.specific_experts, len(self.tasks)
+        z = gate.new_zeros(gate.shape[0], len(self.expert_names))
+        z[:, t * s:(t + 1) * s] = gate[:, :s]
+        z[:, T * s:] = gate[:, s:]
+        return z
 
     def shared_parameters(self):
         last = self.levels[-1]

@@ -2,7 +2,8 @@
 
 Any model trains with any method: the trainer hands over the per-task losses and gets back the
 scalar to minimise; the method reports the effective weight of each task for the history.
-User weights (the what-if knob) multiply every method's own weights.
+User weights (the what-if knob) multiply every method's own weights; a task with user weight 0
+is left out of the method's own balancing.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ class Weighting(nn.Module):
     def __init__(self, task_names: list[str], user_weights: dict[str, float], **options):
         super().__init__()
         self.task_names = list(task_names)
-        self.register_buffer("user", torch.tensor([float(user_weights.get(t, 1.0)) for t in task_names]))
+        self.user_list = [float(user_weights.get(t, 1.0)) for t in task_names]
+        self.register_buffer("user", torch.tensor(self.user_list))
+        self.all_ones = all(w == 1.0 for w in self.user_list)
 
     def combine(self, losses: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Scalar loss for backward from per-task losses [T]."""

@@ -2,8 +2,18 @@
 its relative training rate.
 
 Chen, Badrinarayanan, Lee, Rabinovich, "GradNorm: Gradient Normalization for Adaptive Loss
-Balancing in Deep Multitask Networks", ICML 2018. Weights have their own optimiser and are
-renormalised to sum to T after each step; alpha sets how strongly rates are equalised.
+Balancing in Deep Multitask Networks", ICML 2018 (Algorithm 1). With W the last shared layer:
+
+    G_i = || grad_W  w_i L_i ||,   G_bar = mean_i G_i,
+    r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0))          (inverse training rate)
+    L_grad = sum_i | G_i - G_bar * r_i^alpha |            (the target is held constant)
+
+L_grad updates only the weights w (their own Adam); the network is trained on sum_i w_i L_i;
+after each step the weights are renormalised to sum to the number of tasks. Since
+G_i = w_i * ||grad_W L_i||, dL_grad/dw_i = sign(G_i - target_i) * ||grad_W L_i|| exactly, so no
+second-order backward pass is needed. alpha sets how strongly training rates are equalised
+(0: equal gradient norms only). L_i(0) is a task's loss in the first batch where it is
+observed (a conditional task can be absent from a small batch).
 """
 import torch
 from torch import nn
@@ -21,34 +31,33 @@ class GradNorm(Weighting):
         self.w = nn.Parameter(torch.ones(len(task_names)))
         self.opt = torch.optim.Adam([self.w], lr=lr)
         self.register_buffer("initial", torch.zeros(len(task_names)))
-        self.started = False
 
     def effective(self):
         return self.user * self.w.detach()
 
     def combine(self, losses, ctx):
-        if not self.started:
-            self.initial.copy_(losses.detach().clamp(min=1e-8))
-            self.started = True
-        params = [p for p in ctx.shared_params if p.requires_grad]
-        weighted = self.user * self.w * losses
-        norms = []
-        for i in range(len(losses)):
-            if self.user[i] == 0 or not losses[i].requires_grad:
-                norms.append(losses.new_zeros(()))
-                continue
-            g = torch.autograd.grad(weighted[i], params, retain_graph=True, create_graph=True, allow_unused=True)
-            norms.append(torch.sqrt(sum((x * x).sum() for x in g if x is not None) + 1e-12))
-        G = torch.stack(norms)
-        active = self.user > 0
-        ratio = (losses.detach() / self.initial)
-        rel = ratio / ratio[active].mean().clamp(min=1e-12)
-        target = (G[active].mean() * rel ** self.alpha).detach()
-        gn_loss = ((G - target).abs() * active).sum()
-        self.opt.zero_grad(set_to_none=True)
-        self.w.grad = torch.autograd.grad(gn_loss, self.w, retain_graph=True)[0]
-        self.opt.step()
+        L = losses.detach()
         with torch.no_grad():
-            self.w.clamp_(min=1e-3)
-            self.w.mul_(len(self.w) / self.w.sum())
+            self.initial.copy_(torch.where((self.initial == 0) & (L > 0), L, self.initial))
+        params = [p for p in ctx.shared_params if p.requires_grad]
+        norms = []
+        for i in range(len(self.task_names)):
+            if self.user_list[i] == 0 or not losses[i].requires_grad or not params:
+                norms.append(L.new_zeros(()))
+                continue
+            g = torch.autograd.grad(losses[i], params, retain_graph=True, allow_unused=True)
+            sq = [(x * x).sum() for x in g if x is not None]
+            norms.append(torch.sqrt(torch.stack(sq).sum()) if sq else L.new_zeros(()))
+        n = torch.stack(norms)  # ||grad_W L_i||
+        with torch.no_grad():
+            G = self.user * self.w * n
+            active = (self.user > 0) & (self.initial > 0) & (n > 0)
+            if int(active.sum()) >= 2:
+                ratio = torch.where(active, L / self.initial.clamp(min=1e-12), torch.zeros_like(L))
+                rel = ratio / ratio[active].mean().clamp(min=1e-12)
+                target = G[active].mean() * rel ** self.alpha
+                self.w.grad = torch.where(active, torch.sign(G - target) * self.user * n, torch.zeros_like(n))
+                self.opt.step()
+                self.w.clamp_(min=1e-3)
+                self.w.mul_(len(self.w) / self.w.sum())
         return (self.user * self.w.detach() * losses).sum()

@@ -1,9 +1,18 @@
 """Homoscedastic uncertainty weighting.
 
 Kendall, Gal, Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene
-Geometry and Semantics", CVPR 2018. With s_i = log sigma_i^2 learned jointly:
-L = sum_i exp(-s_i) * L_i + s_i / 2 ... we use the common form exp(-s_i) L_i + s_i, so the
-effective weight of task i is exp(-s_i).
+Geometry and Semantics", CVPR 2018. Each task i has a learned observation noise sigma_i; the
+paper's objective is  sum_i 1/(2 sigma_i^2) L_i + log sigma_i  (eq. 7, regression; a
+classification task gets 1/sigma_i^2 instead of 1/(2 sigma_i^2), eq. 10). With the learned
+s_i = log sigma_i^2 (stable: any real s_i is a valid variance) this is, times 2,
+
+    L = sum_i  exp(-s_i) * L_i + s_i
+
+which we use for every task, as most implementations do. The effective weight of task i is
+exp(-s_i) (1 at the start, like fixed weights), and s_i settles where exp(s_i) = L_i: a task
+with a small loss gets a large weight, a noisy task a small one, and the + s_i term keeps the
+weights from collapsing to 0. The s_i are trained by the main optimiser (without weight decay).
+User weights multiply each task's whole term.
 """
 import torch
 from torch import nn
