@@ -17,7 +17,7 @@ KEYS: dict[str, tuple[str, type]] = {
     "shexp": ("model.shared_experts", int), "levels": ("model.levels", int), "towers": ("model.towers", list),
     "drop": ("model.dropout", float), "text": ("model.text_features", bool),
     "weighting": ("weighting", str), "alpha": ("gradnorm_alpha", float), "temp": ("dwa_temperature", float),
-    "opt": ("optimizer", str), "lr": ("lr", float), "bs": ("batch_size", int), "epochs": ("epochs", int),
+    "opt": ("optimizer", str), "lr": ("lr", float), "wd": ("weight_decay", float), "bs": ("batch_size", int), "epochs": ("epochs", int),
     "seed": ("seed", int), "device": ("device", str),
 }
 CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "model.arch": ARCHS, "weighting": WEIGHTINGS,

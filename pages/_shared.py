@@ -87,9 +87,17 @@ def sync_url() -> None:
 
 
 def widget(fn, label: str, key: str, get, put=None, **kw):
-    """A widget whose value is seeded from the config and written back to it."""
+    """A widget whose value is seeded from the config and written back to it. A value that is
+    not among a widget's options (a shared URL, a config file) is added to them, not refused."""
     if key not in st.session_state:
         st.session_state[key] = get()
+    if "options" in kw and st.session_state[key] not in kw["options"]:
+        opts = list(kw["options"]) + [st.session_state[key]]
+        try:
+            opts = sorted(opts)
+        except TypeError:
+            pass
+        kw["options"] = opts
     value = fn(label, key=key, **kw)
     if put is not None:
         put(value)

@@ -61,10 +61,29 @@ def _table(r, user, weights) -> pd.DataFrame | None:
         return None
     for n in df.attrs.get("notes", []):
         st.info(plain(n))
-    show = [c for c in ["rank", "title", "genres", "genre", "score", *r.task_names, "cold"] if c in df.columns]
+    held = set(held_out(r, user).get("item_id", pd.Series(dtype=str)))
+    df["held out"] = df["item_id"].isin(held)
+    show = [c for c in ["rank", "title", "genres", "genre", "score", *r.task_names, "cold", "held out"]
+            if c in df.columns]
     if "title" not in show:
         show.insert(1, "item_id")
     return df[show]
+
+
+def held_out(r, user) -> pd.DataFrame:
+    """The user's logged test interactions with their labels per task (not seen in training)."""
+    te = r.test
+    row = int(r.space.user_rows([user])[0])
+    if row < 0:
+        return pd.DataFrame()
+    sel = (te["user"] == row) & te["logged"].astype(bool)
+    items = r.items.iloc[te["item"][sel]]
+    out = items[[c for c in ("title", "genres", "genre") if c in items.columns]].reset_index()
+    for j, t in enumerate(r.task_names):
+        lab = te["labels"][sel, j].astype(float)
+        lab[~te["mask"][sel, j].astype(bool)] = float("nan")
+        out[t] = lab
+    return out
 
 
 def _config(r) -> dict:
@@ -73,7 +92,9 @@ def _config(r) -> dict:
            "title": st.column_config.TextColumn(width="medium"),
            "genres": st.column_config.TextColumn(width="small"), "genre": st.column_config.TextColumn(width="small"),
            "score": st.column_config.NumberColumn("fused", format="%.3f", width="small"),
-           "cold": st.column_config.CheckboxColumn("cold", width="small")}
+           "cold": st.column_config.CheckboxColumn("cold", width="small"),
+           "held out": st.column_config.CheckboxColumn("held out", width="small",
+                                                       help="the user really interacted with it in the test split")}
     cfg.update({t: st.column_config.NumberColumn(t, format="%.3f", width="small") for t in r.task_names})
     return cfg
 
@@ -99,11 +120,19 @@ with right:
     else:
         st.caption("Train a second run on the same data to compare two models side by side for this user.")
 
-with st.expander(f"History of user {plain(uid)} (items met in training)"):
+h1, h2 = st.columns(2)
+with h1.expander(f"History of user {plain(uid)}: items met in training"):
     try:
         st.dataframe(user_history(run, uid), hide_index=True)
     except (RunError, KeyError):
         st.caption("This user has no history in the run.")
+with h2.expander(f"Held out for testing: what user {plain(uid)} did next"):
+    held = held_out(run, uid)
+    if held.empty:
+        st.caption("No held-out interactions for this user.")
+    else:
+        st.caption("The model never saw these. Items marked *held out* in the top list above are hits.")
+        st.dataframe(held, hide_index=True)
 
 st.subheader("Ranking quality")
 st.caption("Full ranking over every item the user has not met: Recall / NDCG / HitRate at K for the "

@@ -54,29 +54,36 @@ tasks = list(dict.fromkeys(t for r in chosen for t in r.tasks))  # first-seen or
 pick = d.multiselect("Tasks", tasks, default=tasks, key="r_tasks")
 palette = charts.task_colours(tasks)
 
-histories = {}
-for r in chosen:
-    h = read_history(r.path / "history.jsonl")
-    histories[r.name] = h
 label = {"validation": "val", "training loss": "loss", "task weights": "weight"}[view]
-grid = st.columns(2)
-for n_chart, t in enumerate(pick):
-    data, cols, title = {}, [], ""
-    for name, h in histories.items():
-        if label == "val":
-            df = h.epochs
-            metric = "auc" if f"val/{t}/auc" in df.columns else "rmse"
-            col, title = f"val/{t}/{metric}", f"{t}: validation {metric.upper()}"
-            if not df.empty and xaxis == "step" and "step" not in df.columns:
-                continue
-        else:
-            df = h.steps
-            col, title = f"{label}/{t}", f"{t}: {'training loss' if label == 'loss' else 'effective weight'}"
-        data[name] = df
-        cols = [col]
-    if data:
-        grid[n_chart % 2].plotly_chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing, colours=palette),
-                                       key=f"r_curve_{t}")
+names = {r.id: (r.name if [x.name for x in chosen].count(r.name) == 1 else f"{r.name} ({r.id[-6:]})") for r in chosen}
+live = any(r.status == "running" for r in chosen)
+
+
+@st.fragment(run_every=2.0 if live else None)
+def curve_grid() -> None:
+    """Re-read each run's history file, so a run still training (here or in another tab) grows."""
+    histories = {names[r.id]: read_history(r.path / "history.jsonl") for r in chosen}
+    if live:
+        st.caption("A selected run is still training: its curves refresh every 2 seconds.")
+    grid = st.columns(2)
+    for n_chart, t in enumerate(pick):
+        data, cols, title = {}, [], ""
+        for name, h in histories.items():
+            if label == "val":
+                df = h.epochs
+                metric = "auc" if f"val/{t}/auc" in df.columns else "rmse"
+                col, title = f"val/{t}/{metric}", f"{t}: validation {metric.upper()}"
+            else:
+                df = h.steps
+                col, title = f"{label}/{t}", f"{t}: {'training loss' if label == 'loss' else 'effective weight'}"
+            data[name] = df
+            cols = [col]
+        if data:
+            grid[n_chart % 2].plotly_chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing,
+                                                         colours=palette), key=f"r_curve_{t}")
+
+
+curve_grid()
 
 finished = [r for r in runs if r.metrics]
 if len(finished) >= 1:
@@ -107,7 +114,7 @@ if len(chosen) == 1:
             st.rerun()
         except RunError as e:
             st.error(plain(e))
-    h = histories[r.name]
+    h = read_history(r.path / "history.jsonl")
     d1, d2, d3, d4 = st.columns(4)
     cfg_text = (r.path / "config.json").read_text(encoding="utf-8") if (r.path / "config.json").exists() else "{}"
     d1.download_button("Config (JSON)", cfg_text, file_name=f"{r.id}-config.json", mime="application/json",

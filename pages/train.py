@@ -79,7 +79,8 @@ with knobs:
     widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
            lambda v: setattr(m, "text_features", v),
            help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
-                "The first use encodes every item once (cached afterwards).")
+                "The first use encodes every item once (cached afterwards). The projection learns "
+                "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
 
     st.subheader("Task weights")
     wm = widget(st.selectbox, "Weighting method", "t_weighting", lambda: c.weighting,
@@ -104,6 +105,10 @@ with knobs:
                options=list(OPTIMIZERS))
         widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
                options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+        widget(st.select_slider, "Weight decay (L2)", "t_wd", lambda: c.weight_decay,
+               lambda v: setattr(c, "weight_decay", v), options=[0.0, 1e-5, 1e-4, 3e-4, 1e-3, 1e-2],
+               format_func=lambda v: "off" if v == 0 else f"{v:g}",
+               help="Shrinks rarely-seen embeddings; the main guard against overfitting here.")
         widget(st.number_input, "Epochs", "t_epochs", lambda: c.epochs, lambda v: setattr(c, "epochs", int(v)),
                min_value=1, max_value=1000)
     with b:

@@ -260,6 +260,7 @@ def test_query_params_restore_the_setup(store):
     at.query_params["rho"] = "-0.5"
     at.query_params["w.like"] = "2"
     at.query_params["epochs"] = "7"
+    at.query_params["lr"] = "0.005"  # not one of the slider's stops: added, not refused
     at.run()
     cfg = at.session_state["cfg"]
     assert cfg.model.arch == "ple" and cfg.data.world.correlation == -0.5
@@ -268,3 +269,5 @@ def test_query_params_restore_the_setup(store):
     assert at.radio(key="t_arch").value == "ple"
     assert at.slider(key="t_w_like").value == 2.0
     assert at.number_input(key="t_epochs").value == 7
+    assert at.select_slider(key="t_lr").value == 0.005
+    assert not at.exception
