@@ -6,8 +6,9 @@ import streamlit as st
 
 st.set_page_config(page_title="MTR Studio", page_icon=":material/hub:", layout="wide")
 
-from pages._shared import init_state, run_page, sidebar, sync_url  # noqa: E402
+from pages._shared import init_state, run_page, sidebar, sync_url, warm_up  # noqa: E402
 
+warm_up()
 init_state()
 nav = st.navigation([
     st.Page("pages/data.py", title="Data", icon=":material/table_chart:", default=True),

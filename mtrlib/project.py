@@ -182,9 +182,13 @@ def _reduce(X: np.ndarray, method: str, dims: int, seed: int, n: int, info: dict
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+        # 500 iterations instead of 1,000 above 2,000 points: the layout has settled by then
+        # (PCA init, automatic learning rate) and 5,000 items draw in about half the time
+        iters = 500 if n > 2000 else 1000
         C = TSNE(n_components=dims, perplexity=perplexity, init="pca", learning_rate="auto",
-                 random_state=seed).fit_transform(X)
+                 max_iter=iters, random_state=seed).fit_transform(X)
         info["perplexity"] = perplexity
+        info["iterations"] = iters
     else:
         ok, msg = umap_available()
         if not ok:

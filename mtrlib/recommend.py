@@ -11,7 +11,9 @@ of the binary tasks' probabilities (pCTR * pCVR, as in ESMM): equal weights on l
 Raising a task's weight makes the ranking care more about that task, with no retraining.
 
 Scoring is vectorised: a chunk of users is repeated against every item row in one forward
-pass (`score_matrix`), so all users x all items of ml-latest-small take about a second.
+pass (`score_matrix`), and the first layer of every network is computed per user and per item,
+not per pair: all 610 users x 9,742 items of ml-latest-small take about 5 s for MMoE on one
+core (1.5 s for Shared-Bottom), 2.6x faster than a forward pass over every pair.
 
 Cold start, said so in the output: an unknown user (not in the run's catalogue) gets the
 most popular items (`source` = "popularity", note in `df.attrs["notes"]`); an item without
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .data.tasks import parse_task_values
 from .runs import Run, RunError, load_run
 
 DEFAULT_CHUNK_PAIRS = 1 << 17  # (user, item) pairs per yielded chunk (ranking, masking, top-k)
@@ -46,22 +49,7 @@ def parse_fusion(text: str | dict | None) -> dict[str, float] | None:
     """'watched=1,liked=2' -> {'watched': 1.0, 'liked': 2.0} (a dict passes through)."""
     if text is None or isinstance(text, dict):
         return text
-    out: dict[str, float] = {}
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, eq, val = part.partition("=")
-        try:
-            if not eq:
-                raise ValueError
-            w = float(val)
-        except ValueError:
-            raise RunError(f"Cannot read the fusion weight '{part}'.", fix="write TASK=WEIGHT pairs, e.g. watched=1,liked=2") from None
-        if not np.isfinite(w):
-            raise RunError(f"Fusion weight for '{name.strip()}' must be a finite number.", fix="e.g. 1")
-        out[name.strip()] = w
-    return out
+    return parse_task_values(text, "fusion weight", error=RunError)
 
 
 def fusion_weights(run: Run, fusion: dict | str | None = None) -> dict[str, float]:

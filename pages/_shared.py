@@ -111,6 +111,17 @@ def forget_widgets(*prefixes: str) -> None:
             del st.session_state[k]
 
 
+@st.cache_resource(show_spinner=False)
+def warm_up() -> bool:
+    """Once per server: import what the first training needs (the fused optimiser pulls in
+    torch._dynamo, about 1 s) on a background thread, so the first Train click is not slower."""
+    def work():
+        import torch._dynamo  # noqa: F401
+
+    threading.Thread(target=work, name="mtr-warm-up", daemon=True).start()
+    return True
+
+
 # -- data --------------------------------------------------------------------------------------
 @st.cache_data(max_entries=8, show_spinner="Building the synthetic world…")
 def world_dataset(n_users, n_items, n_genres, correlation, seed, impressions) -> Dataset:
@@ -233,6 +244,16 @@ def load_run(path) -> object:
     p = Path(path)
     stamp = max((f.stat().st_mtime for f in p.glob("*") if f.is_file()), default=0.0)
     return _load_run_cached(str(p), stamp)
+
+
+def trained_runs() -> list:
+    """Runs that have weights to load; a page that needs one ends here with a pointer to Train."""
+    runs = [r for r in runs_list()[0] if r.has_weights]
+    if not runs:
+        st.info("No trained run with saved weights yet. Train one first.")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        halt()
+    return runs
 
 
 def run_picker(label: str, key: str, runs, default_index: int = 0):

@@ -12,7 +12,7 @@ from mtrlib import charts
 from mtrlib.project import (CAPS, export_projector, gate_table, knn_purity, neighbours, project, representations,
                             umap_available, vectors)
 from mtrlib.runs import RunError
-from pages._shared import boot, explain, halt, load_run, plain, run_picker, runs_list
+from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
 boot()
 st.title("Embeddings")
@@ -27,12 +27,7 @@ explain(
     "agree share experts; tasks that conflict drift apart."
 )
 
-runs, _ = runs_list()
-runs = [r for r in runs if r.has_weights]
-if not runs:
-    st.info("No trained run with saved weights yet. Train one first.")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    halt()
+runs = trained_runs()
 
 info = run_picker("Run", "e_run", runs)
 run = load_run(info.path)

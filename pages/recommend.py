@@ -5,7 +5,7 @@ import streamlit as st
 
 from mtrlib.recommend import rank_eval, recommend, user_history
 from mtrlib.runs import RunError
-from pages._shared import boot, explain, halt, load_run, plain, run_picker, runs_list
+from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
 boot()
 st.title("Recommend")
@@ -18,12 +18,7 @@ explain(
     "**Cold** items had no interactions in training: they are placed by their side features and text only."
 )
 
-runs, _ = runs_list()
-runs = [r for r in runs if r.has_weights]
-if not runs:
-    st.info("No trained run with saved weights yet. Train one first.")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    halt()
+runs = trained_runs()
 
 info = run_picker("Run", "rc_run", runs)
 run = load_run(info.path)

@@ -12,7 +12,6 @@ page says the run was NOT saved.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path

@@ -20,6 +20,7 @@ from pathlib import Path
 from mtrlib.config import ARCHS, DEVICES, OPTIMIZERS, WEIGHTINGS, TrainConfig
 from mtrlib.data.errors import DataError
 from mtrlib.data.split import SPLITS
+from mtrlib.data.tasks import parse_task_values
 
 
 def register(subparsers) -> None:
@@ -96,22 +97,6 @@ def parse_sizes(text: str, flag: str) -> list[int]:
     return sizes
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, eq, val = part.partition("=")
-        try:
-            if not eq or not name.strip():
-                raise ValueError
-            out[name.strip()] = float(val)
-        except ValueError:
-            raise DataError(f"Cannot read the task weight '{part}'.", fix="write TASK=WEIGHT pairs, e.g. watched=1,liked=2") from None
-    return out
-
-
 def _int_or_none(text):
     try:
         f = float(text)
@@ -181,7 +166,7 @@ def build_config(args) -> TrainConfig:
         if val is not None:
             setattr(m, attr, parse_sizes(val, flag))
     if args.weights is not None:
-        cfg.weights = parse_weights(args.weights)
+        cfg.weights = parse_task_values(args.weights, "task weight")
     return cfg
 
 

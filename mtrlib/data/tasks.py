@@ -153,3 +153,24 @@ def parse_tasks(texts) -> list[TaskSpec]:
     if sum(t.kind == "implicit" for t in tasks) > 1:
         raise DataError("Only one task can be 'implicit'.", fix="keep one NAME=implicit task")
     return tasks
+
+
+def parse_task_values(text: str, what: str = "task weight", error=DataError) -> dict[str, float]:
+    """'watched=1,liked=2' -> {'watched': 1.0, 'liked': 2.0}: the CLI's --weights and --fusion."""
+    out: dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, eq, val = part.partition("=")
+        try:
+            if not eq or not name.strip():
+                raise ValueError
+            value = float(val)
+        except ValueError:
+            raise error(f"Cannot read the {what} '{part}'.",
+                        fix="write TASK=WEIGHT pairs, e.g. watched=1,liked=2") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise error(f"The {what} for '{name.strip()}' must be a finite number.", fix="e.g. 1")
+        out[name.strip()] = value
+    return out
