@@ -57,9 +57,11 @@ def tradeoff(points: pd.DataFrame, x: str, y: str, label: str = "run", color: st
     """One point per run: task A's metric vs task B's — the seesaw picture."""
     fig = go.Figure()
     groups = points.groupby(color) if color and color in points.columns else [("runs", points)]
+    labelled = len(points) <= 6  # beyond that the labels overlap: names on hover only
     for k, (g, d) in enumerate(groups):
-        fig.add_trace(go.Scatter(x=d[x], y=d[y], mode="markers+text", text=d[label], textposition="top center",
-                                 name=str(g), marker=dict(size=12, color=PALETTE[k % len(PALETTE)])))
+        fig.add_trace(go.Scatter(x=d[x], y=d[y], mode="markers+text" if labelled else "markers", text=d[label],
+                                 textposition="top center", name=str(g), hovertemplate="%{text}<br>%{x:.4f}, %{y:.4f}"
+                                 "<extra></extra>", marker=dict(size=12, color=PALETTE[k % len(PALETTE)])))
     fig.update_layout(title=f"Trade-off: {y} vs {x}", xaxis_title=x, yaxis_title=y, **LAYOUT)
     return fig
 

@@ -29,7 +29,8 @@ if not runs:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     halt()
 
-table = pd.DataFrame([r.to_row() for r in runs])
+table = pd.DataFrame([{**r.to_row(), "data": r.dataset.get("name", "")} for r in runs])
+table.insert(2, "data", table.pop("data"))
 differs = [c for c in table.columns if c not in ("id", "name", "created") and table[c].astype(str).nunique() > 1]
 shown = table.drop(columns=["id"])
 
@@ -88,7 +89,7 @@ curve_grid()
 finished = [r for r in runs if r.metrics]
 if len(finished) >= 1:
     st.subheader("Trade-off between tasks")
-    pts = pd.DataFrame([{"run": r.name, "model": r.arch_label,
+    pts = pd.DataFrame([{"run": f"{r.arch_label} · {r.created_str[-8:]}", "model": r.arch_label,
                          **{f"{t} {k}": v for t, ms in r.metrics.items() for k, v in ms.items()
                             if k in ("auc", "rmse", "logloss")}} for r in finished])
     metric_cols = [c for c in pts.columns if c not in ("run", "model")]
