@@ -18,7 +18,6 @@ import resource
 import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _files import parquet, zipped
 import mtrlib.data.io as mio
 from mtrlib.data import DataError, Dataset, build_examples, load
 from mtrlib.safe import escape_frame, safe_csv
@@ -67,20 +67,6 @@ def two_col(ids: list[tuple[str, str]], header: str = "user,item") -> bytes:
 def labelled(values: list[str]) -> bytes:
     """user,item,click with the given label values (one row each; 4 users, 5 items)."""
     return ("user,item,click\n" + "".join(f"u{k % 4},i{k % 5},{v}\n" for k, v in enumerate(values))).encode()
-
-
-def zipped(files: dict[str, bytes]) -> bytes:
-    b = io.BytesIO()
-    with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as z:
-        for k, v in files.items():
-            z.writestr(k, v)
-    return b.getvalue()
-
-
-def parquet(df: pd.DataFrame) -> bytes:
-    b = io.BytesIO()
-    df.to_parquet(b)
-    return b.getvalue()
 
 
 def gzip_bomb(unpacked_mib: int = 1024) -> bytes:

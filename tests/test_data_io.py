@@ -13,7 +13,6 @@ import math
 import random
 import re
 import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _files import parquet, zipped
 import mtrlib.data.io as mio
 from mtrlib.data import DataError, build_examples, guess_mapping, load, read_table, split
 from mtrlib.data.encode import FeatureSpace, encode_examples
@@ -58,20 +58,6 @@ def err(source, *args, **kw) -> str:
     return str(e.value)
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    b = io.BytesIO()
-    with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as z:
-        for k, v in files.items():
-            z.writestr(k, v)
-    return b.getvalue()
-
-
-def _parquet(df: pd.DataFrame) -> bytes:
-    b = io.BytesIO()
-    df.to_parquet(b)
-    return b.getvalue()
-
-
 def _tar(name: str, data: bytes) -> bytes:
     b = io.BytesIO()
     with tarfile.open(fileobj=b, mode="w") as t:
@@ -95,7 +81,7 @@ BAD = {
     "xml": (b'<?xml version="1.0"?><rows><row user="1"/></rows>', ["XML document"]),
     "json array": (b'[{"user": 1, "item": 2}, {"user": 2, "item": 3}]', ["JSON"]),
     "json lines": (b'{"user": 1, "item": 2}\n{"user": 2, "item": 3}\n', ["JSON"]),
-    "excel workbook": (_zip({"[Content_Types].xml": b"x", "xl/workbook.xml": b"x"}), ["Excel workbook", "CSV"]),
+    "excel workbook": (zipped({"[Content_Types].xml": b"x", "xl/workbook.xml": b"x"}), ["Excel workbook", "CSV"]),
     "tar archive": (_tar("ratings.csv", GOOD), ["tar archive"]),
     "one column": (b"user\n" + b"".join(b"%d\n" % i for i in range(10)), ["only one column", "'user'"]),
     "colon separated": (table(sep=":").encode(), ["only one column", "separated by something other"]),
@@ -122,14 +108,14 @@ BAD = {
     "single user": (b"user,item\n" + b"".join(b"u1,i%d\n" % i for i in range(9)), ["same user", "at least 2 users"]),
     "truncated gzip": (gzip.compress(GOOD)[:40], ["gzip archive is damaged or cut short"]),
     "truncated bz2": (bz2.compress(GOOD)[:40], ["bz2 archive is damaged"]),
-    "damaged zip": (_zip({"r.csv": GOOD})[:60], ["zip archive is damaged"]),
-    "empty zip": (_zip({}), ["empty zip"]),
+    "damaged zip": (zipped({"r.csv": GOOD})[:60], ["zip archive is damaged"]),
+    "empty zip": (zipped({}), ["empty zip"]),
     "10^6 columns": ((",".join(f"c{i}" for i in range(10**6)) + "\n1\n").encode(), ["1,000,000 columns",
                                                                                    "at most 1,000"]),
     "one endless line": (b"x" * (2 * 1024 * 1024), ["first line is 2.1 MB"]),
-    "parquet nested": (_parquet(pd.DataFrame({"user": [1, 2, 3, 4, 5], "item": [1, 2, 3, 1, 2],
+    "parquet nested": (parquet(pd.DataFrame({"user": [1, 2, 3, 4, 5], "item": [1, 2, 3, 1, 2],
                                               "tags": [[1], [2], [3], [1], [2]]})), ["'tags'", "nested"]),
-    "parquet struct": (_parquet(pd.DataFrame({"user": [1, 2], "item": [1, 2], "s": [{"a": 1}, {"a": 2}]})),
+    "parquet struct": (parquet(pd.DataFrame({"user": [1, 2], "item": [1, 2], "s": [{"a": 1}, {"a": 2}]})),
                        ["nested"]),
     "damaged parquet": (b"PAR1" + bytes(200) + b"PAR1", ["Parquet file is damaged"]),
     "utf-16 damaged": (b"\xff\xfe" + "user,item\n1,2\n".encode("utf-16-le") + b"\x00\xd8", ["UTF-16", "damaged"]),
@@ -170,13 +156,13 @@ def test_small_gzip_bomb_with_low_cap(monkeypatch):
 
 def test_zip_bomb_member(monkeypatch):
     monkeypatch.setenv("MTR_MAX_FILE_MB", "1")
-    assert "unpacks to more than" in err(_zip({"r.csv": b"0" * (3 * 1024 * 1024)}))
+    assert "unpacks to more than" in err(zipped({"r.csv": b"0" * (3 * 1024 * 1024)}))
 
 
 def test_too_many_columns_dataframe_and_parquet():
     wide = pd.DataFrame(np.zeros((2, 1001)), columns=[f"c{i}" for i in range(1001)])
     assert "1,001 columns" in err(wide)
-    assert "1,001 columns" in err(_parquet(wide))
+    assert "1,001 columns" in err(parquet(wide))
 
 
 def test_missing_path_folder_and_types(tmp_path):
@@ -294,9 +280,9 @@ OK = {
     "gzip": gzip.compress(GOOD),
     "bz2": bz2.compress(GOOD),
     "xz": lzma.compress(GOOD),
-    "zip with one file": _zip({"folder/ratings.csv": GOOD}),
-    "zip of gzip": _zip({"r.csv.gz": gzip.compress(GOOD)}),
-    "parquet": _parquet(pd.read_csv(io.BytesIO(GOOD))),
+    "zip with one file": zipped({"folder/ratings.csv": GOOD}),
+    "zip of gzip": zipped({"r.csv.gz": gzip.compress(GOOD)}),
+    "parquet": parquet(pd.read_csv(io.BytesIO(GOOD))),
     "spreadsheet row numbers": pd.read_csv(io.BytesIO(GOOD)).to_csv().encode(),
     "space after separator": GOOD.replace(b",", b", "),
 }
@@ -411,7 +397,7 @@ def test_read_table_preview():
     assert df.attrs["mtr"]["delimiter"] == ";" and df.attrs["mtr"]["header"] is True
     assert read_table(table(header="").encode()).attrs["mtr"]["header"] is False
     with pytest.raises(DataError, match="several files"):
-        read_table(_zip({"a.csv": GOOD, "b.csv": GOOD}))
+        read_table(zipped({"a.csv": GOOD, "b.csv": GOOD}))
 
 
 # ---------------------------------------------------------------- guessing
@@ -534,7 +520,7 @@ def test_movielens_1m_folder_and_zip(tmp_path):
     assert ds.layout == "movielens-1m" and _counts(ds) == (60, 7, 10)
     assert ds.items.loc["2", "title"] == "Amélie: Part 2 (1982)" and ds.items.loc["2", "year"] == 1982
     assert ds.user_features["occupation"] == "categorical"
-    z = _zip({f"ml-1m/{p.name}": p.read_bytes() for p in tmp_path.iterdir()})
+    z = zipped({f"ml-1m/{p.name}": p.read_bytes() for p in tmp_path.iterdir()})
     assert _counts(load(Upload(z, "ml-1m.zip"))) == (60, 7, 10)
 
 
