@@ -30,7 +30,8 @@ if not runs:
     halt()
 
 table = pd.DataFrame([{**r.to_row(), "data": r.dataset.get("name", "")} for r in runs])
-table.insert(2, "data", table.pop("data"))
+first = ["id", "name", "arch", "status", "epochs", "tasks", "data", "created"]  # what tells runs apart, first
+table = table[[c for c in first if c in table.columns] + [c for c in table.columns if c not in first]]
 differs = [c for c in table.columns if c not in ("id", "name", "created") and table[c].astype(str).nunique() > 1]
 shown = table.drop(columns=["id"])
 
