@@ -37,22 +37,23 @@ def ml_available() -> bool:
     return (ML_DIR / "ratings.csv").exists() and (ML_DIR / "movies.csv").exists()
 
 
-def load_ml(genres_only: bool = True):
+def load_ml(genres_only: bool = True, ml_dir: Path = ML_DIR):
     """ml-latest-small through the project's loader; the protocol's only item feature is genres."""
     from mtrlib.data import load
-    ds = load(str(ML_DIR / "ratings.csv"), str(ML_DIR / "movies.csv"), None)
+    ds = load(str(ml_dir / "ratings.csv"), str(ml_dir / "movies.csv"), None)
     if genres_only:
         ds.item_features = {c: k for c, k in ds.item_features.items() if c == "genres" or k == "text"}
     return ds
 
 
-def ml_config(arch: str = "mmoe", use_features: bool = True, epochs: int = 5, seed: int = 0, **kw):
+def ml_config(arch: str = "mmoe", use_features: bool = True, epochs: int = 5, seed: int = 0, device: str = "cpu",
+              **kw):
     """The models issue's protocol: watched=implicit, liked=rating>=4 (whole space), 4 negatives
     per rating, per-user temporal split 70/10/20."""
     from mtrlib.config import DataConfig, ModelConfig, TrainConfig
     data = DataConfig(source="files", tasks=list(ML_TASKS), negatives=4, split="temporal", val_frac=0.1,
                       test_frac=0.2, use_features=use_features)
-    return TrainConfig(data=data, model=ModelConfig(arch=arch), epochs=epochs, seed=seed, device="cpu", **kw)
+    return TrainConfig(data=data, model=ModelConfig(arch=arch), epochs=epochs, seed=seed, device=device, **kw)
 
 
 # -- torch-rechub ----------------------------------------------------------------------------------------

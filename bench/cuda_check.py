@@ -30,15 +30,14 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
+import _common as C  # noqa: E402  (puts the repo on sys.path)
 import torch  # noqa: E402
 
-from mtrlib.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from mtrlib.data import WorldConfig, load  # noqa: E402
+from mtrlib.config import ModelConfig, TrainConfig  # noqa: E402
+from mtrlib.data import WorldConfig  # noqa: E402
 from mtrlib.runs import train_and_save  # noqa: E402
 from mtrlib.train import prepare, train  # noqa: E402
 
@@ -66,22 +65,23 @@ def world_cfg(arch: str, device: str, **kw) -> TrainConfig:
     return cfg
 
 
-def cli(*args: str, store: str) -> dict:
+def cli(*args: str, store: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """Run `python -m mtrlib ARGS`; (the process, its last line as JSON or None)."""
     env = {**os.environ, "MTR_RUN_STORE": store, "PYTHONUNBUFFERED": "1"}
-    p = subprocess.run([sys.executable, "-m", "mtrlib", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "mtrlib", *args], cwd=C.REPO, env=env, capture_output=True, text=True,
                        timeout=300)
-    last = (p.stdout.strip().splitlines() or [""])[-1]
     try:
-        out = json.loads(last)
+        return p, json.loads((p.stdout.strip().splitlines() or [""])[-1])
     except json.JSONDecodeError:
-        out = {"unparsed": last}
-    out["_rc"], out["_stderr"] = p.returncode, p.stderr[-2000:]
-    out["_stdout"] = p.stdout[-3000:]
-    return out
+        return p, None
 
 
-def archs(store: str) -> None:
-    prep = prepare(world_cfg("mmoe", "cpu"))
+def said(p: subprocess.CompletedProcess, out) -> str:
+    """What a failed CLI check shows: exit status, the JSON (or output) and the end of stderr."""
+    return f"rc={p.returncode} {str(out if out is not None else p.stdout[-200:])[:300]} {p.stderr[-300:]}"
+
+
+def archs(prep, store: str) -> None:
     results["archs"] = {}
     for arch in ARCHS:
         row = {}
@@ -90,11 +90,11 @@ def archs(store: str) -> None:
             res, writer = train_and_save(cfg, prep, store=store, name=f"{arch}-{dev}")
             row[dev] = {"status": res.status, "device": res.device, "auc": aucs(res.metrics),
                         "samples_per_s": round(res.samples_per_s), "path": str(writer.path)}
-        row["popularity"] = aucs(row_base := res.baseline)
+        row["popularity"] = aucs(res.baseline)
         results["archs"][arch] = row
         c, g = row["cpu"], row[DEV]
         diff = max(abs(c["auc"][t] - g["auc"][t]) for t in c["auc"])
-        beats = all(g["auc"][t] > row_base[t]["auc"] for t in g["auc"])
+        beats = all(g["auc"][t] > row["popularity"][t] for t in g["auc"])
         check(f"{arch}: trains on cuda", g["status"] == "finished" and g["device"].startswith(DEV),
               f"status={g['status']} device={g['device']}")
         check(f"{arch}: cuda AUC within {AUC_TOL} of cpu", diff <= AUC_TOL,
@@ -103,8 +103,7 @@ def archs(store: str) -> None:
         print(f"      samples/s cpu {c['samples_per_s']:,}  cuda {g['samples_per_s']:,}", flush=True)
 
 
-def weightings() -> None:
-    prep = prepare(world_cfg("mmoe", "cpu"))
+def weightings(prep) -> None:
     results["weightings"] = {}
     for w in WEIGHTINGS:
         res = train(world_cfg("mmoe", DEV, epochs=2, weighting=w), prep)
@@ -113,8 +112,7 @@ def weightings() -> None:
               f"status={res.status} auc={aucs(res.metrics)}")
 
 
-def stop_and_diverge() -> None:
-    prep = prepare(world_cfg("mmoe", "cpu"))
+def stop_and_diverge(prep) -> None:
     stop, steps = threading.Event(), []
 
     def cb(e):
@@ -133,41 +131,32 @@ def stop_and_diverge() -> None:
 
 
 def cli_checks(store: str) -> None:
-    out = cli("train", "--device", DEV, "--epochs", "2", "--users", "800", "--items", "300", "--name", "cli-cuda",
-              "--quiet", store=store)
-    results["cli_train_cuda"] = {k: v for k, v in out.items() if not k.startswith("_")}
-    check("cli: train --device cuda ends with the JSON line", out["_rc"] == 0 and out.get("status") == "finished",
-          f"rc={out['_rc']} last={str({k: v for k, v in out.items() if not k.startswith('_')})[:300]} {out['_stderr'][-300:]}")
-    auto = cli("train", "--device", "auto", "--epochs", "1", "--users", "800", "--items", "300", "--name", "cli-auto",
-               "--quiet", store=store)
-    run_dir = auto.get("run") or auto.get("path") or auto.get("run_dir") or ""
-    meta = {}
-    try:
-        meta = json.loads((Path(run_dir) / "meta.json").read_text())
-    except (OSError, ValueError, TypeError):
-        pass
-    dev = json.dumps(meta).split('"device": ')[1].split(",")[0] if '"device": ' in json.dumps(meta) else "?"
-    check("cli: --device auto trains on cuda", auto["_rc"] == 0 and DEV in dev, f"rc={auto['_rc']} device={dev}")
-    rec = cli("recommend", "cli-cuda", "--user", "u00001", "--k", "5", "--json", store=store)
-    check("cli: a cuda-trained run recommends on the cpu", rec["_rc"] == 0 and '"source": "model"' in rec["_stdout"],
-          f"rc={rec['_rc']} {rec['_stdout'][-200:]} {rec['_stderr'][-300:]}")
-    ev = cli("eval", "cli-cuda", "--k", "10", store=store)
-    check("cli: a cuda-trained run is evaluated on the cpu", ev["_rc"] == 0 and "unparsed" not in ev,
-          f"rc={ev['_rc']} {str({k: v for k, v in ev.items() if not k.startswith('_')})[:300]} {ev['_stderr'][-300:]}")
+    p, out = cli("train", "--device", DEV, "--epochs", "2", "--users", "800", "--items", "300", "--name", "cli-cuda",
+                 "--quiet", store=store)
+    results["cli_train_cuda"] = out
+    check("cli: train --device cuda ends with the JSON line",
+          p.returncode == 0 and (out or {}).get("status") == "finished", said(p, out))
+    p, out = cli("train", "--device", "auto", "--epochs", "1", "--users", "800", "--items", "300", "--name", "cli-auto",
+                 "--quiet", store=store)
+    try:  # the device the trainer resolved 'auto' to, as the run store recorded it
+        dev = json.loads((Path(out["run_dir"]) / "metrics.json").read_text())["device"]
+    except (OSError, ValueError, TypeError, KeyError):
+        dev = "?"
+    check("cli: --device auto trains on cuda", p.returncode == 0 and dev.startswith(DEV), f"device={dev} {said(p, out)}")
+    p, out = cli("recommend", "cli-cuda", "--user", "u00001", "--k", "5", "--json", store=store)
+    check("cli: a cuda-trained run recommends on the cpu", p.returncode == 0 and '"source": "model"' in p.stdout,
+          said(p, out))
+    p, out = cli("eval", "cli-cuda", "--k", "10", store=store)
+    check("cli: a cuda-trained run is evaluated on the cpu", p.returncode == 0 and out is not None, said(p, out))
 
 
-def movielens(ml: Path) -> None:
-    ds = load(str(ml / "ratings.csv"), str(ml / "movies.csv"), None)
-    ds.item_features = {c: k for c, k in ds.item_features.items() if c == "genres"}
-    data = DataConfig(source="files", tasks=["watched=implicit", "liked=rating>=4"], negatives=4, split="temporal",
-                      val_frac=0.1, test_frac=0.2)
-    base = TrainConfig(data=data, model=ModelConfig(arch="mmoe"), epochs=5, seed=0, device="cpu")
-    prep = prepare(base, ds)
+def movielens(ds) -> None:
+    prep = prepare(C.ml_config("mmoe"), ds)
     results["movielens"] = {"n_train": len(prep.train)}
     for bs in (1024, 8192):
         row = {}
         for dev in ("cpu", DEV):
-            cfg = TrainConfig(data=data, model=ModelConfig(arch="mmoe"), epochs=5, seed=0, device=dev, batch_size=bs)
+            cfg = C.ml_config("mmoe", device=dev, batch_size=bs)
             t = time.perf_counter()
             res = train(cfg, prep)
             row[dev] = {"status": res.status, "auc": aucs(res.metrics), "samples_per_s": round(res.samples_per_s),
@@ -181,7 +170,7 @@ def movielens(ml: Path) -> None:
               f"cuda {row[DEV]['samples_per_s']:,} ({row['cuda_vs_cpu_speed']}x)")
 
 
-def text_features(ml: Path) -> None:
+def text_features(ds) -> None:
     import numpy as np
 
     from mtrlib import text
@@ -189,7 +178,6 @@ def text_features(ml: Path) -> None:
     if not ok:
         check("text: the language model is available", False, why)
         return
-    ds = load(str(ml / "ratings.csv"), str(ml / "movies.csv"), None)
     texts = text.item_texts(ds)[:2000]
     row = {"texts": len(texts)}
     vecs = {}
@@ -204,10 +192,8 @@ def text_features(ml: Path) -> None:
     results["text"] = row
     check("text: cuda vectors match the cpu's", cos > 0.999,
           f"min cosine {cos:.6f}; texts/s cpu {row['cpu_texts_per_s']:,} cuda {row[DEV + '_texts_per_s']:,}")
-    ds.item_features = {c: k for c, k in ds.item_features.items() if c == "genres" or k == "text"}
-    data = DataConfig(source="files", tasks=["watched=implicit", "liked=rating>=4"], negatives=4, split="temporal",
-                      val_frac=0.1, test_frac=0.2)
-    cfg = TrainConfig(data=data, model=ModelConfig(arch="mmoe", text_features=True), epochs=5, seed=0, device=DEV)
+    cfg = C.ml_config("mmoe", device=DEV)
+    cfg.model.text_features = True
     t = time.perf_counter()
     prep = prepare(cfg, ds)  # encodes every item's text on the device
     row["prepare_s"] = round(time.perf_counter() - t, 1)
@@ -216,6 +202,16 @@ def text_features(ml: Path) -> None:
     check("text: MMoE with text features trains on cuda",
           res.status == "finished" and np.isfinite(prep.space.item_text).all() and min(aucs(res.metrics).values()) > 0.8,
           f"status={res.status} auc={aucs(res.metrics)} prepare {row['prepare_s']} s")
+
+
+def guarded(name: str, fn, *args):
+    """fn(*args); a crash is a failed check (traceback printed) and the other parts still run."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        traceback.print_exc()
+        check(f"crashed: {name}", False, f"{type(e).__name__}: {e}")
+        return None
 
 
 def main(argv=None) -> int:
@@ -235,26 +231,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as store:
         os.environ["MTR_CACHE_DIR"] = store  # the text cache starts empty
-        for part in (lambda: archs(store), weightings, stop_and_diverge, lambda: cli_checks(store)):
-            try:
-                part()
-            except Exception as e:  # a crash is a failed check, and the rest still run
-                import traceback
-                traceback.print_exc()
-                check(f"crashed: {getattr(part, '__name__', 'part')}", False, f"{type(e).__name__}: {e}")
-        if a.ml:
-            try:
-                movielens(a.ml)
-            except Exception as e:
-                import traceback
-                traceback.print_exc()
-                check("crashed: movielens", False, f"{type(e).__name__}: {e}")
-            try:
-                text_features(a.ml)
-            except Exception as e:
-                import traceback
-                traceback.print_exc()
-                check("crashed: text", False, f"{type(e).__name__}: {e}")
+        world = guarded("world data", prepare, world_cfg("mmoe", "cpu"))  # one split + encoding for 3 parts
+        if world is not None:
+            guarded("archs", archs, world, store)
+            guarded("weightings", weightings, world)
+            guarded("stop and diverge", stop_and_diverge, world)
+        guarded("cli", cli_checks, store)
+        ml = guarded("movielens data", C.load_ml, True, a.ml) if a.ml else None
+        if ml is not None:
+            guarded("movielens", movielens, ml)
+            guarded("text", text_features, ml)
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
