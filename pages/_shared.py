@@ -50,12 +50,18 @@ def run_page(nav) -> None:
 def boot() -> None:
     """Start of every page. Streamlit treats a folder named pages/ as a legacy multipage app
     until app.py has called st.navigation once in this process, so the very first request
-    that lands straight on a page URL (and every AppTest run of a page) runs the page without
-    app.py: make the page work on its own, and switch the legacy mode off for the next run."""
+    that lands straight on a page URL runs the page without app.py (legacy sidebar listing
+    every file, no page config): switch the legacy mode off and, on a session's first run
+    (nothing to lose), rerun at once, which runs app.py and routes to this same page.
+    AppTest turns legacy mode back on for every run, page switches and clicks included: there
+    app.py has made the first run, and the page runs on its own as before (a rerun would drop
+    the click)."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
+        if "job" not in st.session_state:  # init_state has not run: this session's first run
+            st.rerun()
     init_state()
 
 

@@ -15,8 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
-from .helpers import ARTIFACTS, ROOT, open_app
+from .helpers import ARTIFACTS, ROOT, T_IDLE, open_app, wait_idle
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -121,15 +122,30 @@ def browser(chromium_path, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app_url(server, browser) -> str:
-    """The server, warmed up: the first script run of a fresh server process goes through
-    Streamlit's legacy pages/ wrapper, so the very first request opens "/"."""
+def first_visit(server, browser) -> dict:
+    """The very first request of the fresh server, straight to a page link (/runs): until app.py
+    has called st.navigation once, Streamlit runs a page of a folder named pages/ in its legacy
+    mode, without app.py. What the visitor saw: the heading and the sidebar navigation."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = ctx.new_page()
-        open_app(page, server, "/")
+        open_app(page, server, "/runs")
+        try:  # app.py's own sidebar block: only there once app.py has run (the first run starts torch)
+            expect(page.get_by_test_id("stSidebar")).to_contain_text("Share this setup", timeout=T_IDLE)
+        except AssertionError:
+            pass  # the test of the first visit reports what was shown instead
+        wait_idle(page)
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.wait_for(timeout=T_IDLE)
+        return {"heading": page.get_by_role("heading", level=1).first.inner_text(), "nav": nav.inner_text(),
+                "url": page.url}
     finally:
         ctx.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(server, first_visit) -> str:
+    """The server, once its first visit (a page link) has been made."""
     return server
 
 

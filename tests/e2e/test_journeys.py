@@ -85,6 +85,17 @@ def top_titles(page: Page) -> list[str]:
     return [r.get("title", "") for r in grid_rows(table)]
 
 
+# -- 0 ---------------------------------------------------------------------------------------------------
+def test_first_visit_of_a_fresh_server_by_page_link_gets_the_whole_app(first_visit):
+    """A bookmarked or shared page link must not land in Streamlit's legacy pages/ mode: the app's
+    own navigation (titles, not file names such as the helper module _shared) and its sidebar."""
+    assert first_visit["url"].endswith("/runs"), first_visit
+    assert first_visit["heading"] == "Runs & curves", first_visit
+    nav = first_visit["nav"].splitlines()
+    assert "Runs & curves" in nav and "Data" in nav, nav
+    assert not {"app", "shared", "runs", "data"} & set(nav), f"legacy file-name navigation: {nav}"
+
+
 # -- 1 ---------------------------------------------------------------------------------------------------
 def test_journey1_cold_start_train_defaults_live_curves(app_url, page):
     open_app(page, app_url, "/")
