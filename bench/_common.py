@@ -173,6 +173,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Streamlit's default, which the app turns off in .streamlit/config.toml (see BENCHMARKS.md)
+WITH_GC = ["--runner.postScriptGC", "true"]
+
+
 class AppServer:
     """`streamlit run app.py` on a free port with a temporary run store (MTR_RUN_STORE) and cache;
     `extra_env` adds settings (e.g. MTR_MAX_JOBS). A context manager; `.pid`, `.url`, `.store`,

@@ -144,7 +144,6 @@ def tsne_page(br, url: str) -> dict:
 
 
 KEYS = ("open_s", "nav_s", "first_point_s", "finished_s", "trainer_elapsed_s", "server_cpu_s", "chromium_cpu_s")
-WITH_GC = ["--runner.postScriptGC", "true"]
 
 
 def main(argv=None) -> dict:
@@ -164,7 +163,7 @@ def main(argv=None) -> dict:
         br = stack.enter_context(C.Browser())
         servers = {"default": stack.enter_context(C.AppServer())}
         if args.compare_gc:
-            servers["postScriptGC=true"] = stack.enter_context(C.AppServer(extra_args=WITH_GC))
+            servers["postScriptGC=true"] = stack.enter_context(C.AppServer(extra_args=C.WITH_GC))
         srv = servers["default"]
         out["server_start_s"] = srv.started_s
         for name, sv in servers.items():

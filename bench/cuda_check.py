@@ -36,13 +36,11 @@ from pathlib import Path
 import _common as C  # noqa: E402  (puts the repo on sys.path)
 import torch  # noqa: E402
 
-from mtrlib.config import ModelConfig, TrainConfig  # noqa: E402
+from mtrlib.config import ARCHS, WEIGHTINGS, ModelConfig, TrainConfig  # noqa: E402
 from mtrlib.data import WorldConfig  # noqa: E402
 from mtrlib.runs import train_and_save  # noqa: E402
 from mtrlib.train import prepare, train  # noqa: E402
 
-ARCHS = ["single", "shared-bottom", "mmoe", "ple", "esmm"]
-WEIGHTINGS = ["fixed", "uncertainty", "gradnorm", "dwa"]
 AUC_TOL = 0.02
 DEV = "cuda"  # the device under test (--device cpu: a dry run of the script itself)
 results: dict = {"checks": {}, "failed": []}

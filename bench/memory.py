@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
     res = {}
     for n in [int(x) for x in args.sessions.split(",")]:
         r = scenario(n, args.max_jobs, args.epochs,
-                     ["--runner.postScriptGC", "true"] if args.post_script_gc else [])
+                     C.WITH_GC if args.post_script_gc else [])
         res[n] = r
         print(f"  {n} session(s): peak RSS {r['peak_hwm'] / MiB:,.0f} MiB (start {r['after_start']['rss'] / MiB:,.0f}, "
               f"after uploads {r['after_uploads']['rss'] / MiB:,.0f}, end {r['end']['rss'] / MiB:,.0f}); "

@@ -180,15 +180,18 @@ def _aucs(rs, t):
     return [r["metrics"].get(t, {}).get("auc") for r in rs]
 
 
+def per_seed(world: list, w: str, rho: float, arch: str) -> dict:
+    """{seed: AUC of arch}, mean over click and like (and over weightings for w = 'all')."""
+    d: dict = {}
+    for r in world:
+        if r["rho"] == rho and r["arch"] == arch and (w == "all" or r["weighting"] == w):
+            d.setdefault(r["seed"], []).append(np.mean([r["metrics"][t]["auc"] for t in WORLD_T]))
+    return {s: float(np.mean(v)) for s, v in d.items()}
+
+
 def seed_gaps(world: list, w: str, rho: float, name: str) -> dict:
     """{seed: AUC(name) - AUC(shared-bottom)}, mean over click and like (and over weightings for 'all')."""
-    def per_seed(a):
-        d: dict = {}
-        for r in world:
-            if r["rho"] == rho and r["arch"] == a and (w == "all" or r["weighting"] == w):
-                d.setdefault(r["seed"], []).append(np.mean([r["metrics"][t]["auc"] for t in WORLD_T]))
-        return {s: float(np.mean(v)) for s, v in d.items()}
-    sb, other = per_seed("shared-bottom"), per_seed(name)
+    sb, other = per_seed(world, w, rho, "shared-bottom"), per_seed(world, w, rho, name)
     return {s: other[s] - sb[s] for s in sorted(set(sb) & set(other))}
 
 
@@ -241,13 +244,7 @@ def report(results: dict) -> dict:
         gaps: dict = {}
         for w in list(WEIGHTINGS) + ["all"]:
             for rho in rhos:
-                def per_seed(a):
-                    d = {}
-                    for r in world:
-                        if r["rho"] == rho and r["arch"] == a and (w == "all" or r["weighting"] == w):
-                            d.setdefault(r["seed"], []).append(np.mean([r["metrics"][t]["auc"] for t in WORLD_T]))
-                    return {s: float(np.mean(v)) for s, v in d.items()}
-                sb, mm, pl, si = per_seed("shared-bottom"), per_seed("mmoe"), per_seed("ple"), per_seed("single")
+                sb, mm, pl, si = (per_seed(world, w, rho, a) for a in ("shared-bottom", "mmoe", "ple", "single"))
                 row = {}
                 for name, other in (("mmoe", mm), ("ple", pl)):
                     common = sorted(set(sb) & set(other))
