@@ -61,8 +61,7 @@ def cmd_inspect(args) -> int:
     from mtrlib.data.io import load
 
     mapping = {k: v for k, v in (("user", args.user), ("item", args.item), ("timestamp", args.timestamp)) if v}
-    items = args.items if args.items is None or len(args.items) > 1 else args.items[0]
-    ds = load(args.file, items=items, users=args.users, mapping=mapping or None)
+    ds = load(args.file, items=args.items, users=args.users, mapping=mapping or None)
     rep = ds.report()
     if args.json:
         print(json.dumps(rep, indent=2, default=str))

@@ -88,10 +88,7 @@ def parse_sizes(text: str, flag: str) -> list[int]:
     text = str(text).strip().strip("[]")
     if not text:
         return []
-    try:
-        sizes = [int(float(s)) if float(s).is_integer() else None for s in text.split(",") if s.strip()]
-    except ValueError:
-        sizes = [None]
+    sizes = [_int_or_none(s) for s in text.split(",") if s.strip()]
     if any(s is None for s in sizes):
         raise DataError(f"{flag} takes whole numbers separated by commas (got '{text}').", fix=f"e.g. {flag} 64,32")
     return sizes

@@ -56,9 +56,6 @@ class Dataset:
         """Interaction columns other than ids and time: candidates for task sources."""
         return [c for c in self.interactions.columns if c not in ("user_id", "item_id", "timestamp")]
 
-    def numeric_columns(self) -> list[str]:
-        return [c for c in self.label_columns() if pd.api.types.is_numeric_dtype(self.interactions[c])]
-
     def item_popularity(self) -> pd.Series:
         """Interactions per item (all items, zeros included), most popular first."""
         counts = self.interactions["item_id"].value_counts()

@@ -367,17 +367,18 @@ def _records(text: str, delim: str, quoting: int) -> list[tuple[int, list[str]]]
 
 def _sniff(text: str, truncated: bool) -> tuple[str | None, int, list[tuple[int, list[str]]]]:
     """Pick the delimiter whose field count agrees with the first line on the most lines."""
+    def records(txt: str, delim: str, quoting: int) -> list[tuple[int, list[str]]]:
+        recs = _records(txt, delim, quoting)
+        if truncated and len(recs) > 1:
+            recs = recs[:-1]  # the sample's last record may be cut off
+        return recs
+
     lines = [ln for ln in text.split("\n")[:60] if ln.strip()]
     if lines and sum("::" in ln for ln in lines) >= 0.9 * len(lines):
-        recs = _records(text.replace("::", "\x1f"), "\x1f", csv.QUOTE_NONE)
-        if truncated and len(recs) > 1:
-            recs = recs[:-1]
-        return "::", csv.QUOTE_NONE, recs
+        return "::", csv.QUOTE_NONE, records(text.replace("::", "\x1f"), "\x1f", csv.QUOTE_NONE)
     best = None
     for order, d in enumerate(DELIMITERS):
-        recs = _records(text, d, csv.QUOTE_MINIMAL)
-        if truncated and len(recs) > 1:
-            recs = recs[:-1]
+        recs = records(text, d, csv.QUOTE_MINIMAL)
         if not recs:
             continue
         counts = np.array([len(r) for _, r in recs])
@@ -388,10 +389,7 @@ def _sniff(text: str, truncated: bool) -> tuple[str | None, int, list[tuple[int,
         if best is None or key > best[0]:
             best = (key, d, recs)
     if best is None:
-        recs = _records(text, "\x1f", csv.QUOTE_MINIMAL)
-        if truncated and len(recs) > 1:
-            recs = recs[:-1]
-        return None, csv.QUOTE_MINIMAL, recs
+        return None, csv.QUOTE_MINIMAL, records(text, "\x1f", csv.QUOTE_MINIMAL)
     return best[1], csv.QUOTE_MINIMAL, best[2]
 
 
@@ -558,8 +556,8 @@ def _parse_text(data: bytes, name: str, header: bool | None, notes: list[str]) -
         s = df[c]
         if s.isna().all():
             df = df.drop(columns=c)
-        elif c == df.columns[0] and (mp.as_numeric(s) is not None) and \
-                np.array_equal(mp.as_numeric(s).to_numpy(), np.arange(len(s))):
+        elif c == df.columns[0] and (num := mp.as_numeric(s)) is not None and \
+                np.array_equal(num.to_numpy(), np.arange(len(s))):
             df = df.drop(columns=c)
             notes.append(f"{name}: dropped an unnamed first column holding row numbers.")
     if len(df) == 0:
@@ -856,13 +854,11 @@ def _catalogue(side: _Side | None, attrs: pd.DataFrame | None, used: pd.Index, w
     if len(extra):
         notes.append(f"{_n(len(extra), noun)} in the interactions {'is' if len(extra) == 1 else 'are'} missing "
                      f"from {side.source}; {'it gets' if len(extra) == 1 else 'they get'} empty attributes.")
-        if attrs is not None:
-            fill = attrs.reindex(extra)
         table = table.reindex(table.index.append(pd.Index(extra, dtype="str")))
-        if attrs is not None:
+        if attrs is not None:  # every attrs column is in table (added above) and in fill
+            fill = attrs.reindex(extra)
             for c in attrs.columns:
-                if c in fill.columns and c in table.columns:
-                    table.loc[extra, c] = fill[c].to_numpy()
+                table.loc[extra, c] = fill[c].to_numpy()
     if unused:
         notes.append(f"{_n(unused, noun)} {'has' if unused == 1 else 'have'} no {event}; kept in the catalogue.")
     table.index.name = f"{what}_id"
@@ -875,7 +871,7 @@ def _catalogue(side: _Side | None, attrs: pd.DataFrame | None, used: pd.Index, w
 def _resolve_folder(folder: _Folder) -> tuple:
     """A folder or multi-file zip -> (interactions source, item sources, users source, name)."""
     files = {k.lower(): v for k, v in folder.files.items()}
-    for inter, item_files, user_file, _ in ml.FOLDERS:
+    for inter, item_files, user_file in ml.FOLDERS:
         if inter in files:
             items = [files[f] for f in item_files if f in files] or None
             users = files.get(user_file) if user_file else None

@@ -335,9 +335,8 @@ def _timestamp_ok(s: pd.Series) -> bool:
         return False
 
 
-def guess_mapping(df: pd.DataFrame, items: pd.DataFrame | None = None,
-                  users: pd.DataFrame | None = None) -> dict:
-    """Pre-filled column mapping for an interactions table (and optional side tables).
+def guess_mapping(df: pd.DataFrame) -> dict:
+    """Pre-filled column mapping for an interactions table.
 
     Returns {"user", "item", "timestamp", "item_features", "user_features", "labels"}; user or
     item is None when nothing looks like one (then `load` asks the user to choose).
@@ -388,15 +387,6 @@ def guess_mapping(df: pd.DataFrame, items: pd.DataFrame | None = None,
                     (item_features if c in per_item else user_features)[c] = k
     labels = [c for c in rest if c not in item_features and c not in user_features
               and (is_boolish(df[c]) or as_numeric(df[c]) is not None)]
-
-    if items is not None:
-        key = find_id_column(items, [item] if item else [], ITEM_NAMES, ITEM_WORDS)
-        for c, k in guess_kinds(items, exclude=(key,)).items():
-            item_features.setdefault(c, k)
-    if users is not None:
-        key = find_id_column(users, [user] if user else [], USER_NAMES, USER_WORDS)
-        for c, k in guess_kinds(users, exclude=(key,)).items():
-            user_features.setdefault(c, k)
     return {"user": user, "item": item, "timestamp": ts, "item_features": item_features,
             "user_features": user_features, "labels": labels}
 
@@ -412,8 +402,6 @@ def find_id_column(table: pd.DataFrame, same_as: list, names, words) -> str | No
 
 def check_mapping(mapping: dict, columns, *, source: str) -> dict:
     """Validate a user-given mapping's shape early, with messages about the mapping itself."""
-    if mapping is None:
-        return {}
     if not isinstance(mapping, dict):
         raise DataError("The column mapping must be a dictionary such as {'user': 'customer', 'item': 'sku'}.")
     unknown = [k for k in mapping if k not in MAPPING_KEYS]
@@ -468,6 +456,18 @@ def suggest_tasks(inter: pd.DataFrame, labels: list[str]) -> list[str]:
               and _task_name(c)]
     binary = [c for c in usable if is_boolish(inter[c])]
     out: list[str] = []
+    parent_values: dict[str, np.ndarray] = {}
+
+    def values_of(p: str) -> np.ndarray:
+        if p not in parent_values:
+            pv = pd.to_numeric(inter[p], errors="coerce").to_numpy(dtype=float, na_value=np.nan) \
+                if not pd.api.types.is_bool_dtype(inter[p]) else inter[p].to_numpy(float)
+            if pd.api.types.is_string_dtype(inter[p]) or pd.api.types.is_object_dtype(inter[p]):
+                low = inter[p].astype("str").str.strip().str.lower()
+                pv = np.where(low.isin(["1", "true", "t", "yes", "y"]), 1.0,
+                              np.where(low.isin(["0", "false", "f", "no", "n"]), 0.0, np.nan))
+            parent_values[p] = pv
+        return parent_values[p]
 
     def parent_of(c: str) -> str | None:
         obs = inter[c].notna().to_numpy()
@@ -476,12 +476,7 @@ def suggest_tasks(inter: pd.DataFrame, labels: list[str]) -> list[str]:
         for p in binary:
             if p == c:
                 continue
-            pv = pd.to_numeric(inter[p], errors="coerce").to_numpy(dtype=float, na_value=np.nan) \
-                if not pd.api.types.is_bool_dtype(inter[p]) else inter[p].to_numpy(float)
-            if pd.api.types.is_string_dtype(inter[p]) or pd.api.types.is_object_dtype(inter[p]):
-                low = inter[p].astype("str").str.strip().str.lower()
-                pv = np.where(low.isin(["1", "true", "t", "yes", "y"]), 1.0,
-                              np.where(low.isin(["0", "false", "f", "no", "n"]), 0.0, np.nan))
+            pv = values_of(p)
             is_one = pv == 1
             if (pv == 0).any() and not (obs & ~is_one).any():
                 return p

@@ -147,8 +147,8 @@ def users(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, str, dict]:
     return out, "user_id", {"gender": "categorical", "age": "categorical", "occupation": "categorical"}
 
 
-FOLDERS = [  # (interactions file, item files, users file, label)
-    ("ratings.csv", ["movies.csv", "tags.csv"], None, "movielens-latest"),
-    ("u.data", ["u.item"], "u.user", "movielens-100k"),
-    ("ratings.dat", ["movies.dat"], "users.dat", "movielens-1m"),
+FOLDERS = [  # (interactions file, item files, users file): latest, 100k, 1m
+    ("ratings.csv", ["movies.csv", "tags.csv"], None),
+    ("u.data", ["u.item"], "u.user"),
+    ("ratings.dat", ["movies.dat"], "users.dat"),
 ]
