@@ -42,6 +42,7 @@ from .config import ModelConfig, TrainConfig
 from .data import Dataset
 from .data.errors import DataError
 from .metrics import task_metrics
+from .recommend import hit_metrics
 from .train import Prepared, load_dataset, predict, prepare, train
 
 KS = (5, 10, 20)
@@ -91,15 +92,7 @@ def _per_user(scores: np.ndarray, relevant: np.ndarray, ks, rng: np.random.Gener
     order = np.lexsort((tie, -scores), axis=-1)  # by score, ties in a random order per user
     kmax = min(max(ks), scores.shape[1])
     hits = np.take_along_axis(relevant, order[:, :kmax], 1)
-    n_rel = relevant.sum(1)
-    disc = 1.0 / np.log2(np.arange(2, max(ks) + 2))
-    ideal = np.cumsum(disc)
-    out = {}
-    for k in ks:
-        h = hits[:, :min(k, kmax)]
-        out[f"recall@{k}"] = h.sum(1) / n_rel
-        out[f"ndcg@{k}"] = (h * disc[:h.shape[1]]).sum(1) / ideal[np.minimum(n_rel, k) - 1]
-    return out
+    return hit_metrics(hits, relevant.sum(1), ks)
 
 
 def ranking_metrics(scores: np.ndarray, relevant: np.ndarray, ks=KS, seed: int = 0) -> dict[str, float]:

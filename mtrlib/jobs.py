@@ -117,6 +117,7 @@ class Job:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._writer = None  # the RunWriter while saving; None when not saving or the store is unusable
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> "Job":
@@ -164,8 +165,6 @@ class Job:
         if self._writer is not None:
             self._writer(e)
 
-    _writer = None
-
     def _run(self) -> None:
         from . import train as trainer  # heavy imports stay off the UI thread's first paint
 
@@ -195,7 +194,7 @@ class Job:
                     self._writer.finish(res)
                 except Exception as e:  # disk full, permissions: keep the result, say it was not saved
                     self.save_error = f"The run could not be saved: {e}"
-                self.save_error = self.save_error or getattr(self._writer, "error", None)
+                self.save_error = self.save_error or self._writer.error
             self.message = res.reason or {"finished": "Finished."}.get(res.status, res.status)
             self.state = res.status
         except DataError as e:
@@ -205,7 +204,7 @@ class Job:
             self.error, self.state = f"Training failed unexpectedly: {type(e).__name__}: {e}", "failed"
             self.message = self.error
             self.traceback = traceback.format_exc()
-            if self._writer is not None and hasattr(self._writer, "fail"):
+            if self._writer is not None:
                 try:
                     self._writer.fail(self.error)
                 except Exception:
@@ -218,8 +217,8 @@ class Job:
         try:
             from .runs import RunWriter
             self._writer = RunWriter(self.cfg, prep, store=self.store, name=self.name)
-            self.run_path = getattr(self._writer, "path", None)
-            if getattr(self._writer, "error", None):
+            self.run_path = self._writer.path
+            if self._writer.error:
                 self.save_error = self._writer.error
                 self.run_path = None  # the folder was never created: do not point at it
         except Exception as e:  # the store is unusable: train anyway, in memory

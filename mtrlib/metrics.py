@@ -63,12 +63,10 @@ def popularity_baseline(tasks, train_items: np.ndarray, train_labels: np.ndarray
     for j, t in enumerate(tasks):
         m = train_mask[:, j]
         it, y = train_items[m], train_labels[m, j]
-        if t.is_binary:
-            score = np.bincount(it, weights=y, minlength=n_items)
-        else:
-            s = np.bincount(it, weights=y, minlength=n_items)
+        score = np.bincount(it, weights=y, minlength=n_items)
+        if not t.is_binary:
             c = np.bincount(it, minlength=n_items)
-            score = np.where(c > 0, s / np.maximum(c, 1), y.mean() if len(y) else 0.0)
+            score = np.where(c > 0, score / np.maximum(c, 1), y.mean() if len(y) else 0.0)
         tm = test_mask[:, j]
         if not tm.any():
             continue

@@ -59,8 +59,10 @@ def representations(run, store=None) -> list[str]:
 
 
 def _inspect_keys(run: Run) -> list[str]:
+    from .recommend import _device_of
+
     m = run.model
-    z = torch.zeros(1, dtype=torch.long, device=next(iter(m.buffers())).device)
+    z = torch.zeros(1, dtype=torch.long, device=_device_of(m))
     with torch.inference_mode():
         return list(m.inspect(z, z).keys())
 
@@ -97,9 +99,11 @@ def vectors(run, what: str = "items", max_pairs: int = DEFAULT_PAIRS, seed: int 
     """Raw vectors [n, d] (float32) of a representation, with aligned metadata (one row each).
     `meta.attrs['notes']` says what was sampled. `model` overrides the run's trained model
     (e.g. `run.build_model(weights=False)` for an untrained comparison)."""
+    from .recommend import _device_of
+
     run = load_run(run, store)
     m = model if model is not None else run.model
-    dev = next(iter(m.buffers())).device
+    dev = _device_of(m)
     notes: list[str] = []
     if what == "items":
         V = m.item_embeddings().float().cpu().numpy()
@@ -332,10 +336,12 @@ def export_projector(vectors: np.ndarray, metadata, out_dir, tensor_name: str = 
 def gate_table(run, by: str | None = None, max_pairs: int = DEFAULT_PAIRS, seed: int = 0, store=None) -> pd.DataFrame:
     """Average gate weight per (task, expert[, group of `by`]) over a sample of test pairs,
     long format: task, expert, [by], weight. Empty for models without gates."""
+    from .recommend import _device_of
+
     run = load_run(run, store)
     m = run.model
     u, i, meta, _ = _pair_sample(run, max_pairs, seed)
-    dev = next(iter(m.buffers())).device
+    dev = _device_of(m)
     with torch.inference_mode():
         rep = m.inspect(torch.as_tensor(u, device=dev), torch.as_tensor(i, device=dev))
     names = list(getattr(m, "expert_names", []))

@@ -245,9 +245,11 @@ def _task_index(run: Run, task: str | None) -> int:
     return run.task_names.index(run.task(task).name)
 
 
-def _seen_csr(run: Run, parts=("train", "val")) -> tuple[np.ndarray, np.ndarray]:
-    """(indptr [n_users+1], item rows) of seen items per user row."""
-    keys = run.seen_keys(parts)
+def _seen_csr(run: Run, parts=("train", "val"), keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr [n_users+1], item rows) of seen items per user row. `keys`: run.seen_keys(parts)
+    when the caller already has it."""
+    if keys is None:
+        keys = run.seen_keys(parts)
     n_i = run.n_items
     users = keys // n_i
     indptr = np.searchsorted(users, np.arange(run.n_users + 1))
@@ -353,10 +355,9 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
     results: dict[int, pd.DataFrame] = {}
     for lo, hi, preds in iter_scores(model, uniq_rows, None, chunk_pairs):
         S = (_transform(model, preds) * w).sum(-1)
-        if exclude_seen:
-            _mask_seen(S, uniq_rows[lo:hi], indptr, seen_items)
         kk = k_eff
         if exclude_seen:
+            _mask_seen(S, uniq_rows[lo:hi], indptr, seen_items)
             n_cand = run.n_items - (indptr[uniq_rows[lo:hi] + 1] - indptr[uniq_rows[lo:hi]])
             kk = int(min(k_eff, max(1, n_cand.max())))
         top_s, top_i = torch.topk(S, kk, dim=1)
@@ -416,6 +417,25 @@ def user_history(run, user_id, store=None) -> pd.DataFrame:
     return _display_items(run).loc[ids].reset_index()
 
 
+def held_out(run, user_id, store=None) -> pd.DataFrame:
+    """The user's logged test interactions with their labels per task (not seen in training): item_id,
+    title / genres / genre when the run has them, one column per task (NaN where the task has no
+    label). Kept here, next to `user_history`, so a page only displays it. Empty for unknown users."""
+    run = load_run(run, store)
+    te = run.test
+    row = int(run.space.user_rows([user_id])[0])
+    if row < 0:
+        return pd.DataFrame()
+    sel = (te["user"] == row) & te["logged"].astype(bool)
+    items = run.items.iloc[te["item"][sel]]
+    out = items[[c for c in ("title", "genres", "genre") if c in items.columns]].reset_index()
+    for j, t in enumerate(run.task_names):
+        lab = te["labels"][sel, j].astype(float)
+        lab[~te["mask"][sel, j].astype(bool)] = float("nan")
+        out[t] = lab
+    return out
+
+
 # -- full-ranking evaluation -----------------------------------------------------------------------------
 
 def _in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -426,13 +446,13 @@ def _in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[pos] == keys
 
 
-def topk_metrics(top: np.ndarray, user_rows: np.ndarray, pos_keys: np.ndarray, n_pos: np.ndarray, n_items: int,
-                 ks=KS) -> dict[str, np.ndarray]:
-    """Per-user Recall@K, NDCG@K, HitRate@K from the top items [U, Kmax] (item rows, best first).
+def hit_metrics(hit: np.ndarray, n_rel: np.ndarray, ks=KS, hitrate: bool = False) -> dict[str, np.ndarray]:
+    """Per-row Recall@K, NDCG@K (and HitRate@K when `hitrate`) from `hit` [U, Kmax] (whether the
+    item at each rank, best first, is relevant) and `n_rel` [U] (number of relevant items).
     Recall = hits / |relevant|; NDCG = DCG / ideal DCG over min(|relevant|, K) (binary gains);
-    HitRate = 1 when at least one relevant item is in the top K."""
-    kmax = top.shape[1]
-    hit = _in_sorted(user_rows[:, None].astype(np.int64) * n_items + top.astype(np.int64), pos_keys)
+    HitRate = 1 when at least one relevant item is in the top K. Shared by `topk_metrics` and
+    the cold-start ranking, so both compute the same numbers."""
+    kmax = hit.shape[1]
     disc = 1.0 / np.log2(np.arange(2, max(kmax, max(ks)) + 2))
     ideal = np.cumsum(disc)
     out = {}
@@ -440,11 +460,21 @@ def topk_metrics(top: np.ndarray, user_rows: np.ndarray, pos_keys: np.ndarray, n
         h = hit[:, :min(K, kmax)]
         nh = h.sum(1)
         dcg = (h * disc[:h.shape[1]]).sum(1)
-        idcg = ideal[np.minimum(n_pos, K) - 1]
-        out[f"recall@{K}"] = nh / n_pos
+        idcg = ideal[np.minimum(n_rel, K) - 1]
+        out[f"recall@{K}"] = nh / n_rel
         out[f"ndcg@{K}"] = dcg / idcg
-        out[f"hitrate@{K}"] = (nh > 0).astype(float)
+        if hitrate:
+            out[f"hitrate@{K}"] = (nh > 0).astype(float)
     return out
+
+
+def topk_metrics(top: np.ndarray, user_rows: np.ndarray, pos_keys: np.ndarray, n_pos: np.ndarray, n_items: int,
+                 ks=KS) -> dict[str, np.ndarray]:
+    """Per-user Recall@K, NDCG@K, HitRate@K from the top items [U, Kmax] (item rows, best first).
+    Recall = hits / |relevant|; NDCG = DCG / ideal DCG over min(|relevant|, K) (binary gains);
+    HitRate = 1 when at least one relevant item is in the top K."""
+    hit = _in_sorted(user_rows[:, None].astype(np.int64) * n_items + top.astype(np.int64), pos_keys)
+    return hit_metrics(hit, n_pos, ks, hitrate=True)
 
 
 def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
@@ -476,7 +506,7 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     users = np.unique(keys // n_i)
     n_pos = np.bincount(keys // n_i, minlength=run.n_users)[users]
     kmax = min(max(ks), n_i)
-    indptr, seen_items = _seen_csr(run)
+    indptr, seen_items = _seen_csr(run, keys=seen)
     model = run.model
     dev = _device_of(model)
     w = _weights_tensor(run, fusion_weights(run, fusion), dev) if fusion is not None else None
@@ -507,4 +537,4 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
 
 
 __all__ = ["recommend", "recommend_many", "score_matrix", "rank_eval", "topk_metrics", "parse_fusion",
-           "fusion_weights", "iter_scores", "user_history", "KS"]
+           "fusion_weights", "iter_scores", "user_history", "held_out", "KS"]

@@ -187,21 +187,25 @@ def settings_of(cfg: TrainConfig) -> dict:
 
 # -- process liveness -------------------------------------------------------------------------------
 
+def _proc_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux), read once; None if unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()
+    except (OSError, ValueError):
+        return None
+
+
+def _start_of(fields: list[str] | None) -> int | None:
+    try:
+        return int(fields[19]) if fields is not None else None
+    except (ValueError, IndexError):
+        return None
+
+
 def _proc_start(pid: int) -> int | None:
     """Start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()[0]
-    except (OSError, ValueError, IndexError):
-        return None
+    return _start_of(_proc_fields(pid))
 
 
 def _alive(pid: int, start: int | None) -> bool:
@@ -215,10 +219,11 @@ def _alive(pid: int, start: int | None) -> bool:
         pass
     except OSError:
         return False
-    if _proc_state(pid) in ("Z", "X"):
+    fields = _proc_fields(pid)
+    if fields and fields[0] in ("Z", "X"):
         return False
     if start is not None:
-        now = _proc_start(pid)
+        now = _start_of(fields)
         if now is not None and now != start:
             return False
     return True
@@ -269,12 +274,24 @@ def _cell_text(v) -> str | None:
     return str(v)
 
 
+def _by_str_id(obj, ids):
+    """A copy of a frame / series with its index as strings, reindexed to `ids` (row order)."""
+    obj = obj.copy()
+    obj.index = obj.index.map(str)
+    return obj.reindex(ids)
+
+
+def _add_true_genre(out: pd.DataFrame, ds, key: str, ids) -> None:
+    """out["true_genre"] from the dataset's ground truth `key` (item_genre / user_genre), if it has one."""
+    gt = ds.ground_truth or {}
+    if isinstance(gt.get(key), pd.Series):
+        out["true_genre"] = _by_str_id(gt[key], ids).map(_cell_text).to_numpy()
+
+
 def _item_table(prep, train_counts: np.ndarray) -> pd.DataFrame:
     """Display attributes per item row: title, genre (first when multi-valued), genres, popularity, ..."""
     ds, ids = prep.dataset, prep.space.items.ids
-    items = ds.items.copy()
-    items.index = items.index.map(str)
-    items = items.reindex(ids)
+    items = _by_str_id(ds.items, ids)
     out = pd.DataFrame(index=pd.Index(ids, name="item_id"))
     out["title"] = ds.item_label(items.index) if ds.title_column else list(ids)
     gcol = ds.genre_column()
@@ -289,29 +306,19 @@ def _item_table(prep, train_counts: np.ndarray) -> pd.DataFrame:
         if kind == "categorical" and c != gcol and c in items.columns and c not in out.columns:
             out[c] = items[c].map(_cell_text)
     out["popularity"] = train_counts.astype(np.int64)
-    gt = ds.ground_truth or {}
-    if isinstance(gt.get("item_genre"), pd.Series):
-        s = gt["item_genre"].copy()
-        s.index = s.index.map(str)
-        out["true_genre"] = s.reindex(ids).map(_cell_text).to_numpy()
+    _add_true_genre(out, ds, "item_genre", ids)
     return out
 
 
 def _user_table(prep, train_counts: np.ndarray) -> pd.DataFrame:
     ds, ids = prep.dataset, prep.space.users.ids
-    users = ds.users.copy()
-    users.index = users.index.map(str)
-    users = users.reindex(ids)
+    users = _by_str_id(ds.users, ids)
     out = pd.DataFrame(index=pd.Index(ids, name="user_id"))
     for c, kind in ds.user_features.items():
         if kind in ("categorical", "multi") and c in users.columns:
             out[c] = users[c].map(_cell_text)
     out["n_train"] = train_counts.astype(np.int64)
-    gt = ds.ground_truth or {}
-    if isinstance(gt.get("user_genre"), pd.Series):
-        s = gt["user_genre"].copy()
-        s.index = s.index.map(str)
-        out["true_genre"] = s.reindex(ids).map(_cell_text).to_numpy()
+    _add_true_genre(out, ds, "user_genre", ids)
     return out
 
 
@@ -405,12 +412,7 @@ class RunWriter:
     def _store_failed(self, e: OSError, where) -> None:
         if self.error is None:
             self.error = _store_message(e, Path(where))
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
+        self.close()
 
     def _create(self, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -503,9 +505,6 @@ class RunWriter:
 
         self.model = build(self.cfg, self.prep)
         return self.model
-
-    def attach(self, model) -> None:
-        self.model = model
 
     # -- the end ----------------------------------------------------------------------------------
     def finish(self, result) -> Path | None:
@@ -731,9 +730,7 @@ def list_runs(store=None, problems: list | None = None) -> list[RunInfo]:
 
 def resolve_run(id_or_path, store=None) -> Path:
     """A run folder from a path, an id (folder name), a unique id prefix or a unique name."""
-    if isinstance(id_or_path, Run):
-        return id_or_path.path
-    if isinstance(id_or_path, RunInfo):
+    if isinstance(id_or_path, (Run, RunInfo)):
         return id_or_path.path
     text = str(id_or_path).strip()
     if not text:

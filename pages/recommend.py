@@ -3,7 +3,7 @@ user under a second run; ranking metrics of the run vs popularity."""
 import pandas as pd
 import streamlit as st
 
-from mtrlib.recommend import rank_eval, recommend, user_history
+from mtrlib.recommend import held_out, rank_eval, recommend, user_history
 from mtrlib.runs import RunError
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
@@ -48,7 +48,8 @@ if all(v == 0 for v in fusion.values()):
     halt()
 
 
-def _table(r, user, weights) -> pd.DataFrame | None:
+def _table(r, user, weights, held_r: pd.DataFrame) -> pd.DataFrame | None:
+    """The top-K table of run `r` for `user`; `held_r` = held_out(r, user), marked in it."""
     try:
         df = recommend(r, user, k=k, fusion=weights)
     except RunError as e:
@@ -56,29 +57,13 @@ def _table(r, user, weights) -> pd.DataFrame | None:
         return None
     for n in df.attrs.get("notes", []):
         st.info(plain(n))
-    held = set(held_out(r, user).get("item_id", pd.Series(dtype=str)))
+    held = set(held_r.get("item_id", pd.Series(dtype=str)))
     df["held out"] = df["item_id"].isin(held)
     show = [c for c in ["rank", "title", "genres", "genre", "score", *r.task_names, "cold", "held out"]
             if c in df.columns]
     if "title" not in show:
         show.insert(1, "item_id")
     return df[show]
-
-
-def held_out(r, user) -> pd.DataFrame:
-    """The user's logged test interactions with their labels per task (not seen in training)."""
-    te = r.test
-    row = int(r.space.user_rows([user])[0])
-    if row < 0:
-        return pd.DataFrame()
-    sel = (te["user"] == row) & te["logged"].astype(bool)
-    items = r.items.iloc[te["item"][sel]]
-    out = items[[c for c in ("title", "genres", "genre") if c in items.columns]].reset_index()
-    for j, t in enumerate(r.task_names):
-        lab = te["labels"][sel, j].astype(float)
-        lab[~te["mask"][sel, j].astype(bool)] = float("nan")
-        out[t] = lab
-    return out
 
 
 def _config(r) -> dict:
@@ -94,10 +79,11 @@ def _config(r) -> dict:
     return cfg
 
 
+held = held_out(run, uid)  # once per rerun: the top list and the expander below both show it
 left, right = st.columns(2)
 with left:
     st.markdown(f"**Top {k} for user {plain(uid)}** · {plain(info.name)}")
-    top = _table(run, uid, fusion)
+    top = _table(run, uid, fusion, held)
     if top is not None:
         st.dataframe(top, hide_index=True, key="rc_top", column_config=_config(run))
 with right:
@@ -109,7 +95,7 @@ with right:
         fusion_b = {t: w for t, w in fusion.items() if t in run_b.task_names} or None
         if fusion_b is not None and all(v == 0 for v in fusion_b.values()):
             fusion_b = None
-        tb = _table(run_b, uid, fusion_b)
+        tb = _table(run_b, uid, fusion_b, held_out(run_b, uid))
         if tb is not None:
             st.dataframe(tb, hide_index=True, key="rc_top_b", column_config=_config(run_b))
     else:
@@ -122,7 +108,6 @@ with h1.expander(f"History of user {plain(uid)}: items met in training"):
     except (RunError, KeyError):
         st.caption("This user has no history in the run.")
 with h2.expander(f"Held out for testing: what user {plain(uid)} did next"):
-    held = held_out(run, uid)
     if held.empty:
         st.caption("No held-out interactions for this user.")
     else:
