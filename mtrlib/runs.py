@@ -952,10 +952,7 @@ class Run:
     # -- the model ------------------------------------------------------------------------------------
     @property
     def weights_path(self) -> Path | None:
-        for f in ("weights.safetensors", "checkpoint.safetensors"):
-            if (self.path / f).is_file():
-                return self.path / f
-        return None
+        return weights_file(self.path)
 
     @property
     def from_checkpoint(self) -> bool:
@@ -990,6 +987,15 @@ class Run:
     def model(self):
         with self._lock:
             return self.build_model()
+
+
+def weights_file(path: Path) -> Path | None:
+    """A run folder's weights: the final file, else the last epoch's checkpoint (a run still
+    training or interrupted); None when it has neither."""
+    for f in ("weights.safetensors", "checkpoint.safetensors"):
+        if (path / f).is_file():
+            return path / f
+    return None
 
 
 def load_run(id_or_path, store=None, device: str = "cpu") -> Run:

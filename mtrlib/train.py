@@ -66,9 +66,7 @@ class Prepared:
 def load_dataset(cfg: TrainConfig) -> Dataset:
     d = cfg.data
     if d.source == "world":
-        w = d.world
-        return make_world(w.n_users, w.n_items, w.n_genres, w.correlation, w.seed, w.impressions_per_user,
-                          w.latent_dim, w.zipf)
+        return make_world(**d.world.to_dict())
     from .data import load  # the file loaders
     f = d.files
     if "interactions" not in f:

@@ -6,7 +6,6 @@ widgets are initialised from it and write back to it.
 """
 from __future__ import annotations
 
-import copy
 import io
 import os
 import re
@@ -110,13 +109,6 @@ def widget(fn, label: str, key: str, get, put=None, **kw):
     return value
 
 
-def forget_widgets(*prefixes: str) -> None:
-    """Drop widget keys so they are re-seeded from the config (after a reset or URL restore)."""
-    for k in list(st.session_state.keys()):
-        if any(str(k).startswith(p) for p in prefixes):
-            del st.session_state[k]
-
-
 @st.cache_resource(show_spinner=False)
 def warm_up() -> bool:
     """Once per server: import what the first training needs (the fused optimiser pulls in
@@ -130,8 +122,9 @@ def warm_up() -> bool:
 
 # -- data --------------------------------------------------------------------------------------
 @st.cache_data(max_entries=8, show_spinner="Building the synthetic world…")
-def world_dataset(n_users, n_items, n_genres, correlation, seed, impressions) -> Dataset:
-    return make_world(n_users, n_items, n_genres, correlation, seed, impressions)
+def world_dataset(world: tuple) -> Dataset:
+    """`world`: the WorldConfig's (field, value) pairs, hashable, so they key the cache."""
+    return make_world(**dict(world))
 
 
 class _Upload(io.BytesIO):
@@ -181,9 +174,9 @@ def current_dataset() -> tuple[Dataset | None, str | None]:
     c = cfg()
     if c.data.source == "world":
         w = c.data.world
+        fields = {**w.to_dict(), "correlation": float(w.correlation), "zipf": float(w.zipf)}
         try:
-            return world_dataset(w.n_users, w.n_items, w.n_genres, float(w.correlation), w.seed,
-                                 w.impressions_per_user), None
+            return world_dataset(tuple(fields.items())), None
         except DataError as e:
             return None, str(e)
     ups = st.session_state.get("uploads", {})
@@ -232,10 +225,7 @@ def store() -> Path:
 def runs_list():
     from mtrlib import runs
     problems: list = []
-    try:
-        items = runs.list_runs(store(), problems=problems)
-    except TypeError:
-        items = runs.list_runs(store())
+    items = runs.list_runs(store(), problems=problems)
     return items, problems
 
 
@@ -304,11 +294,6 @@ def sidebar() -> None:
         st.code("\n".join(f"{k} = {v}" for k, v in params.items()) if params else "(all defaults)", language=None)
 
 
-def _job_active() -> bool:
-    job = st.session_state.get("job")
-    return job is not None and job.active
-
-
 @st.fragment(run_every=2.0)
 def job_status() -> None:
     """This session's training job, kept current on every page."""
@@ -320,7 +305,3 @@ def job_status() -> None:
     text = {"running": f"running · epoch {p.epoch:.1f}/{p.epochs}", "queued": "waiting for a free slot",
             "preparing": "preparing data"}.get(job.state, job.state)
     st.write(f"**{text}**")
-
-
-def copy_cfg() -> TrainConfig:
-    return copy.deepcopy(cfg())

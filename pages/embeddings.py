@@ -58,6 +58,30 @@ def _vectors(_run, key: str, what: str, seed: int, untrained: bool = False):
     return vectors(_run, what, seed=seed, model=model)
 
 
+# The helpers below take what they work on unhashed (_V, _labels, _meta, _run); the other
+# arguments name it: the run key, the representation and seed (as for _vectors), the label column.
+@st.cache_data(max_entries=32, show_spinner=False)
+def _purity(_V, _labels, key: str, what: str, seed: int, label_col: str, untrained: bool = False) -> dict:
+    return knn_purity(_V, _labels, k=10)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _projector_zip(_V, _meta, key: str, what: str, seed: int) -> bytes:
+    """The TensorBoard projector files (vectors.tsv, metadata.tsv, ...) as a zip, in memory."""
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = export_projector(_V, _meta.drop(columns=[x for x in ("index",) if x in _meta.columns]), tmp)
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in paths.values():
+                z.write(p, Path(p).name)
+    return buf.getvalue()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _gates(_run, key: str, by: str | None) -> pd.DataFrame:
+    return gate_table(_run, by=by)
+
+
 key = f"{info.path}|{info.status}|{info.epochs_done}"
 try:
     df = _project(run, key, what, method, int(dims), int(seed))
@@ -99,12 +123,12 @@ with right:
         label_col = colour
     if label_col:
         labels = meta[label_col].astype(str).str.split("|").str[0]
-        pur = knn_purity(V, labels, k=10)
+        pur = _purity(V, labels, key, what, int(seed), label_col)
         st.metric(f"kNN purity by {plain(label_col)} (k=10)", f"{pur['purity']:.2f}",
                   delta=f"{pur['purity'] - pur['chance']:+.2f} vs chance {pur['chance']:.2f}")
         if what in ("items", "users"):
             V0, _ = _vectors(run, key, what, int(seed), untrained=True)
-            p0 = knn_purity(V0, labels, k=10)
+            p0 = _purity(V0, labels, key, what, int(seed), label_col, untrained=True)
             st.metric("Same, untrained model", f"{p0['purity']:.2f}")
         st.caption("Share of each point's 10 nearest neighbours (cosine, full space) with the same "
                    f"{plain(label_col)}. Higher than chance = the representation learned that structure.")
@@ -112,15 +136,9 @@ with right:
         st.markdown("**Nearest neighbours**")
         st.dataframe(nb[[x for x in ["rank", "similarity", search_col, "genre", "genres", "true_genre"]
                          if x in nb.columns]], hide_index=True)
-    buf = io.BytesIO()
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = export_projector(V, meta.drop(columns=[x for x in ("index",) if x in meta.columns]), tmp)
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for p in paths.values():
-                z.write(p, Path(p).name)
-    st.download_button("Download for TensorBoard Projector", buf.getvalue(), file_name=f"{info.id}-{what.replace(':', '-')}-projector.zip",
-                       mime="application/zip", key="e_dl", help="vectors.tsv + metadata.tsv: load them at "
-                       "projector.tensorflow.org")
+    st.download_button("Download for TensorBoard Projector", _projector_zip(V, meta, key, what, int(seed)),
+                       file_name=f"{info.id}-{what.replace(':', '-')}-projector.zip", mime="application/zip",
+                       key="e_dl", help="vectors.tsv + metadata.tsv: load them at projector.tensorflow.org")
 
 if "text" in reps and what == "items":
     st.subheader("Before and after: what the language model knew vs what training learned")
@@ -141,10 +159,10 @@ if gates:
         split_opts.append("user_true_genre")
     by = st.selectbox("Split by (item or user attribute)", ["(average over all)"] + split_opts, key="e_gate_by")
     try:
-        gt = gate_table(run, by=None if by.startswith("(") else by)
+        gt = _gates(run, key, None if by.startswith("(") else by)
     except RunError as e:
         st.caption(plain(e))
-        gt = gate_table(run)
+        gt = _gates(run, key, None)
         by = "(average over all)"
     if not gt.empty:
         if by.startswith("("):

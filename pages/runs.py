@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from mtrlib import charts
-from mtrlib.runs import RunError, delete_run, read_history, rename_run
+from mtrlib.runs import RunError, delete_run, read_history, rename_run, weights_file
 from mtrlib.safe import safe_csv
 from pages._shared import boot, explain, halt, plain, runs_list
 
@@ -62,8 +62,9 @@ live = any(r.status == "running" for r in chosen)
 
 
 @st.fragment(run_every=2.0 if live else None)
-def curve_grid() -> None:
-    """Re-read each run's history file, so a run still training (here or in another tab) grows."""
+def curve_grid() -> dict:
+    """Re-read each run's history file, so a run still training (here or in another tab) grows.
+    Returns the histories it read (by display name), so the full run does not read them twice."""
     histories = {names[r.id]: read_history(r.path / "history.jsonl") for r in chosen}
     if live:
         st.caption("A selected run is still training: its curves refresh every 2 seconds.")
@@ -83,9 +84,10 @@ def curve_grid() -> None:
         if data:
             grid[n_chart % 2].plotly_chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing,
                                                          colours=palette), key=f"r_curve_{t}")
+    return histories
 
 
-curve_grid()
+histories = curve_grid()
 
 finished = [r for r in runs if r.metrics]
 if len(finished) >= 1:
@@ -116,7 +118,7 @@ if len(chosen) == 1:
             st.rerun()
         except RunError as e:
             st.error(plain(e))
-    h = read_history(r.path / "history.jsonl")
+    h = histories[names[r.id]]
     d1, d2, d3, d4 = st.columns(4)
     cfg_text = (r.path / "config.json").read_text(encoding="utf-8") if (r.path / "config.json").exists() else "{}"
     d1.download_button("Config (JSON)", cfg_text, file_name=f"{r.id}-config.json", mime="application/json",
@@ -124,9 +126,9 @@ if len(chosen) == 1:
     d2.download_button("History (CSV)", safe_csv(pd.concat([h.steps.assign(kind="step"), h.epochs.assign(kind="epoch")],
                                                            ignore_index=True)) or "",
                        file_name=f"{r.id}-history.csv", mime="text/csv", key="r_dl_hist")
-    wpath = next((p for p in (r.path / "weights.safetensors", r.path / "checkpoint.safetensors") if p.exists()), None)
+    wpath = weights_file(r.path)
     if wpath is not None:
-        d3.download_button("Weights (safetensors)", wpath.read_bytes(), file_name=f"{r.id}-{wpath.name}",
+        d3.download_button("Weights (safetensors)", wpath.read_bytes, file_name=f"{r.id}-{wpath.name}",
                            mime="application/octet-stream", key="r_dl_w")
     d4.download_button("Metrics (JSON)", json.dumps({"test": r.metrics, "popularity": r.baseline}, indent=2),
                        file_name=f"{r.id}-metrics.json", mime="application/json", key="r_dl_m")
