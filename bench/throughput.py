@@ -20,6 +20,10 @@ user/item id embeddings of dimension 16 (ids only, so all three have the same sh
           task, torch.optim.Adam with its defaults; nothing else. `plain_fused` is the same with
           Adam(fused=True), which ours uses.
 
+Whole runs (`--run-epochs`, default 8): each contender also trains one model for that many
+consecutive epochs; the first and last epoch's samples/s and their ratio are reported, for
+ours and the peers alike (long runs meet a slowdown that one epoch never shows).
+
 Each contender gets one warm-up epoch, then `--repeats` timed epochs, interleaved round by round
 (ours, rechub, plain in rotating order) so that load changes on this shared machine hit all
 three alike; medians are reported. The headline is the first `--threads` value (default 1;
@@ -174,6 +178,27 @@ class Ours:
         return len(self.prep.test) / (time.perf_counter() - t0)
 
 
+# -- whole runs ---------------------------------------------------------------------------------------------
+
+def whole_runs(prep, threads: int, epochs: int, have_rechub: bool, tmp: str) -> dict:
+    """Each contender trains ONE model for `epochs` consecutive epochs: the first and last epoch's
+    samples/s and their ratio. A single-epoch measurement never reaches the slowdown that long
+    runs meet (denormal floats in decayed weights, BENCHMARKS.md), so this is what a user feels."""
+    out = {}
+    res = train(config(threads, epochs=epochs), prep)
+    assert res.status == "finished", res.reason
+    per = [e["epoch_samples_per_s"] for e in res.history.epochs]
+    out["ours"] = per
+    torch.set_num_threads(threads)
+    contenders = {"plain": Plain(prep, False), "plain_fused": Plain(prep, True)}
+    if have_rechub:
+        contenders["rechub"] = Rechub(prep, tmp)
+    for name, c in contenders.items():
+        out[name] = [c.epoch() for _ in range(epochs)]
+        torch.set_num_threads(threads)
+    return {n: {"first": v[0], "last": v[-1], "last_vs_first": v[-1] / v[0], "epochs": v} for n, v in out.items()}
+
+
 # -- full ranking -------------------------------------------------------------------------------------------
 
 def ranking(prep, threads: int, repeats: int, rechub_model=None) -> dict:
@@ -236,6 +261,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-ranking", action="store_true")
     ap.add_argument("--no-rechub", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--run-epochs", type=int, default=8,
+                    help="epochs of the whole-run measurement (first vs last epoch); 0 = skip it")
     args = ap.parse_args(argv)
     if not C.ml_available():
         sys.exit(f"ml-latest-small not found at {C.ML_DIR}")
@@ -285,6 +312,8 @@ def main(argv=None) -> dict:
                        "eval": {n: C.median(v) for n, v in ev.items() if v}, "eval_runs": ev,
                        "event_overhead": C.median(contenders["ours"].overheads),
                        "loadavg": [round(x, 2) for x in C.loadavg()]}
+        if th == threads_list[0] and args.run_epochs > 0:
+            results[th]["whole_run"] = whole_runs(prep, th, args.run_epochs, have_rechub, tmp.name)
         if th == threads_list[0] and not args.no_ranking:
             results[th]["ranking"] = ranking(prep, th, args.repeats,
                                              contenders["rechub"].model if have_rechub else None)
@@ -310,6 +339,12 @@ def main(argv=None) -> dict:
         e = R["eval"]
         print(f"| {th} | {e['ours']:,.0f} | {e.get('rechub', float('nan')):,.0f} | {e['plain']:,.0f} | "
               f"{e['ours'] / e.get('rechub', float('nan')):.2f} | {e['ours'] / e['plain']:.2f} |")
+    if "whole_run" in H:
+        print(f"\n## Whole runs: one model trained {args.run_epochs} epochs, samples/s of the first and last epoch\n")
+        print("| contender | first epoch | last epoch | last / first |")
+        print("|---|---|---|---|")
+        for n, w in H["whole_run"].items():
+            print(f"| {n} | {w['first']:,.0f} | {w['last']:,.0f} | {w['last_vs_first']:.2f} |")
     if "ranking" in H:
         k = H["ranking"]
         print(f"\n## Full ranking, every user x every item ({k['users']} x {k['items']} = {k['pairs']:,} pairs), "
@@ -330,6 +365,8 @@ def main(argv=None) -> dict:
            "plain_fused": round(m["plain_fused"]), "vs_plain_fused": round(m["ours"] / m["plain_fused"], 3),
            "threads": head, "repeats": args.repeats,
            "eval": {k: round(v) for k, v in H["eval"].items()},
+           "whole_run": {n: {k: round(v, 3) if k == "last_vs_first" else round(v) for k, v in w.items() if k != "epochs"}
+                         for n, w in H.get("whole_run", {}).items()},
            "ranking": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in H.get("ranking", {}).items()
                        if not k.endswith("_runs")},
            "by_threads": {str(th): {"train": {k: round(v) for k, v in R["train"].items()},

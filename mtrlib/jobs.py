@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 from .data import DataError, Dataset
+from .series import Downsampled
 
 ACTIVE_STATES = ("queued", "preparing", "running")
 
@@ -104,8 +105,10 @@ class Job:
         self.state = "new"
         self.message = ""
         self.error: str | None = None
-        self.steps: list[dict] = []
-        self.epochs: list[dict] = []
+        # bounded live series for the charts (a few hundred rows whatever the run length);
+        # the full history is in the run folder
+        self.steps = Downsampled()
+        self.epochs = Downsampled()
         self.progress = Progress(epochs=cfg.epochs)
         self.result = None
         self.prepared = None
@@ -230,6 +233,6 @@ class Job:
         """A consistent copy of what a UI needs to draw (cheap; called about once a second)."""
         with self._lock:
             return {"state": self.state, "message": self.message, "error": self.error,
-                    "steps": list(self.steps), "epochs": list(self.epochs),
+                    "steps": self.steps.rows(), "epochs": self.epochs.rows(),
                     "progress": Progress(**vars(self.progress)), "queue_position": self.queue_position,
                     "save_error": self.save_error, "run_path": self.run_path}

@@ -7,6 +7,7 @@ Dataset), data moves to the device once, evaluation runs in large batches under
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -160,6 +161,63 @@ _threads_lock = threading.Lock()
 _threads_state = {"users": 0, "saved": None}
 
 
+_TINY = torch.finfo(torch.float32).tiny
+# MTR_DENORMAL_FIX=0 turns the two measures below off: only for measuring what they buy
+# (bench/live_training.py --before); training is 4-5x slower by the end of a long run without them.
+DENORMAL_FIX = os.environ.get("MTR_DENORMAL_FIX", "1").strip() != "0"
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread flushes denormal floats to zero (the CPU flag is per thread)."""
+    return float(torch.full((1,), 1e-39) * 1.0) == 0.0
+
+
+@contextmanager
+def flush_denormals():
+    """Treat denormal floats as zero on this thread while training, then restore the old state.
+
+    Weight decay shrinks the weights of ReLU units that stopped firing (and Adam's moments for
+    them) towards zero; after about 1,600 steps thousands of them are denormal, and every matrix
+    product touching them runs 5-10x slower on x86 (ml-latest-small, 8 epochs: 160k -> 36k
+    samples/s by the last epoch; BENCHMARKS.md). The flag lives in each thread's MXCSR register,
+    so concurrent jobs on their own threads cannot disturb each other or the caller.
+    """
+    if not DENORMAL_FIX:
+        yield
+        return
+    was = denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if not was:
+            torch.set_flush_denormal(False)
+
+
+@torch.no_grad()
+def scrub_denormals(tensors) -> int:
+    """Set denormal values to exact zeros; returns how many there were. The thread flag above
+    does not reach PyTorch's extra intra-op threads (cpu_threads > 1), so once an epoch the
+    source is removed as well: parameters and optimiser moments."""
+    n = 0
+    for t in tensors:
+        if t.is_floating_point() and t.device.type == "cpu" and t.numel():
+            tiny = (t != 0) & (t.abs() < _TINY)
+            k = int(tiny.sum())
+            if k:
+                t.masked_fill_(tiny, 0.0)
+                n += k
+    return n
+
+
+def _float_state(model: torch.nn.Module, opt: torch.optim.Optimizer):
+    yield from model.parameters()
+    for st in opt.state.values():
+        for v in st.values():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                yield v
+
+
 @contextmanager
 def cpu_threads(n: int):
     """Train with `n` intra-op CPU threads. PyTorch's setting is process-wide, so with several
@@ -208,7 +266,7 @@ def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | N
     validate(cfg, prep.task_names)
     if resolve_device(cfg.device).type != "cpu":
         return _train(cfg, prep, callback, stop, model)
-    with cpu_threads(cfg.cpu_threads or 1):
+    with cpu_threads(cfg.cpu_threads or 1), flush_denormals():
         return _train(cfg, prep, callback, stop, model)
 
 
@@ -292,15 +350,18 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
             if stop is not None and stop.is_set():
                 status, reason = "stopped", f"Stopped by the user at step {step} (epoch {epoch})."
                 break
-        train_time += time.perf_counter() - ep_t
+        ep_time = time.perf_counter() - ep_t
+        train_time += ep_time
         if status != "finished":
             break
+        if device.type == "cpu" and DENORMAL_FIX:
+            scrub_denormals(_float_state(model, opt))
         epoch_loss = sums / steps_per_epoch
         used = weighting.effective().tolist()  # the weights this epoch trained with
         weighting.end_epoch(epoch_loss)
         val = evaluate(model, va, prep.tasks)
         row = {"epoch": epoch, "step": step, "time": time.perf_counter() - t0,
-               "samples_per_s": seen / max(train_time, 1e-9)}
+               "samples_per_s": seen / max(train_time, 1e-9), "epoch_samples_per_s": n / max(ep_time, 1e-9)}
         row.update({f"train_loss/{t}": v for t, v in zip(names, epoch_loss.tolist())})
         row.update({f"weight/{t}": v for t, v in zip(names, used)})
         for t, ms in val.items():
