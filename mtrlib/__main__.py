@@ -14,7 +14,9 @@ import sys
 CLI_MODULES = ["data", "train", "runs"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `verb`, verbs other than it may register only their name and help (a
+    verb whose flags come from the registries then costs nothing for `inspect` and friends)."""
     parser = argparse.ArgumentParser(prog="python -m mtrlib",
                                      description="Multi-task recommender studio: data, training and runs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -26,15 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == modname:
                 continue  # not written yet
             raise
-        mod.register(sub)
+        mod.register(sub, verb)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from mtrlib.data.errors import DataError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    verb = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(verb)
+    args = parser.parse_args(args_list)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

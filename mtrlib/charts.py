@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .config import ARCH_LABELS, ModelConfig
+from .config import ModelConfig, arch_class
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
@@ -120,67 +120,30 @@ def scatter(df: pd.DataFrame, color: str | None, hover: list[str], title: str, h
 
 
 def network(cfg: ModelConfig, tasks: list[str]) -> go.Figure:
-    """A small diagram of the configured network: inputs -> shared part -> gates -> towers."""
+    """A small diagram of the configured network: inputs -> the architecture's own part (each
+    architecture draws it: `draw` in its file) -> towers -> task heads."""
+    from .models.diagram import Canvas, sizes
     tasks = tasks or ["task"]
+    cls = arch_class(cfg)
+    c = Canvas(width=cls.diagram_width(cfg, tasks), tasks=list(tasks))
+    c.box(c.width / 2, 0.3, c.width * 0.9, 0.4, f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""),
+          "input")
+    cls.draw(c, cfg)
     T = len(tasks)
+    for x, t in zip(c.task_x, tasks):
+        c.box(x, 3.2, c.width / T * 0.7, 0.6, f"tower {sizes(cfg.towers)}", "tower")
+        c.box(x, 4.3, c.width / T * 0.7, 0.4, t, "head")
+        c.arrow((x, 3.5), (x, 4.1))
     fig = go.Figure()
-    boxes = []  # (x0, y0, x1, y1, label, colour)
-    arrows = []  # ((x, y), (x, y))
-
-    def box(x, y, w, h, label, colour):
-        boxes.append((x - w / 2, y - h / 2, x + w / 2, y + h / 2, label, colour))
-        return (x, y - h / 2), (x, y + h / 2)
-
-    width = max(T, cfg.n_experts if cfg.arch == "mmoe" else T * cfg.specific_experts + cfg.shared_experts, 3)
-    _, inp_top = box(width / 2, 0.3, width * 0.9, 0.4, f"embeddings (dim {cfg.emb_dim})"
-                     + (" + text" if cfg.text_features else ""), "#d9e8f5")
-    tower_y, head_y = 3.2, 4.3
-    xs = [(k + 0.5) * width / T for k in range(T)]
-    sizes = lambda s: "[" + ",".join(map(str, s)) + "]"
-    if cfg.arch == "shared-bottom":
-        b_bot, b_top = box(width / 2, 1.4, width * 0.7, 0.6, f"shared MLP {sizes(cfg.shared)}", "#fde2c8")
-        arrows.append((inp_top, b_bot))
-        for x in xs:
-            arrows.append((b_top, (x, tower_y - 0.3)))
-    elif cfg.arch in ("single", "esmm"):
-        for x, t in zip(xs, tasks):
-            b_bot, b_top = box(x, 1.4, width / T * 0.8, 0.6, f"{'own' if cfg.arch == 'single' else 'MLP'} {sizes(cfg.shared)}",
-                               "#fde2c8")
-            arrows += [((x, inp_top[1]), b_bot), (b_top, (x, tower_y - 0.3))]
-        if cfg.arch == "esmm":
-            fig.add_annotation(x=width / 2, y=head_y + 0.55, showarrow=False,
-                               text="pCTCVR = pCTR × pCVR (trained on the whole space)")
-    else:
-        if cfg.arch == "mmoe":
-            experts = [(f"E{k + 1}", "#fde2c8") for k in range(cfg.n_experts)]
-        else:
-            experts = [(f"{t[:6]}{k + 1}", "#e6d5f0") for t in tasks for k in range(cfg.specific_experts)]
-            experts += [(f"S{k + 1}", "#fde2c8") for k in range(cfg.shared_experts)]
-        n = len(experts)
-        ex_x = [(k + 0.5) * width / n for k in range(n)]
-        for x, (lab, col) in zip(ex_x, experts):
-            b_bot, b_top = box(x, 1.3, width / n * 0.8, 0.5, lab, col)
-            arrows.append(((x, inp_top[1]), b_bot))
-        for x, t in zip(xs, tasks):
-            box(x, 2.3, width / T * 0.5, 0.35, f"gate {t[:8]}", "#fff3b0")
-            for ex, (lab, _) in zip(ex_x, experts):
-                if cfg.arch == "ple" and not (lab.startswith("S") or lab.startswith(t[:6])):
-                    continue
-                arrows.append(((ex, 1.55), (x, 2.12)))
-            arrows.append(((x, 2.48), (x, tower_y - 0.3)))
-        fig.add_annotation(x=width / 2, y=1.75, showarrow=False, font=dict(size=10),
-                           text=f"experts {sizes(cfg.experts)}" + (f" · {cfg.levels} levels" if cfg.arch == "ple" and cfg.levels > 1 else ""))
-    for x, t in zip(xs, tasks):
-        box(x, tower_y, width / T * 0.7, 0.6, f"tower {sizes(cfg.towers)}", "#d7f0d2")
-        box(x, head_y, width / T * 0.7, 0.4, t, "#ffffff")
-        arrows.append(((x, tower_y + 0.3), (x, head_y - 0.2)))
-    for (x0, y0), (x1, y1) in arrows:
+    for (x0, y0), (x1, y1) in c.arrows:
         fig.add_shape(type="line", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#999", width=1), layer="below")
-    for x0, y0, x1, y1, label, colour in boxes:
+    for x0, y0, x1, y1, label, colour in c.boxes:
         fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, fillcolor=colour, line=dict(color="#555", width=1))
         fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False, font=dict(size=11))
-    fig.update_xaxes(visible=False, range=[-0.1, width + 0.1])
+    for x, y, text, size in c.notes:
+        fig.add_annotation(x=x, y=y, showarrow=False, font=dict(size=size), text=text)
+    fig.update_xaxes(visible=False, range=[-0.1, c.width + 0.1])
     fig.update_yaxes(visible=False, range=[0, 5])
-    fig.update_layout(title=f"{ARCH_LABELS.get(cfg.arch, cfg.arch)} network", height=340,
+    fig.update_layout(title=f"{cls.label} network", height=340,
                       margin=dict(l=5, r=5, t=40, b=5), plot_bgcolor="white", showlegend=False)
     return fig

@@ -1,22 +1,28 @@
 """Typed run configuration: one dataclass tree drives the UI, the CLI and the run store.
 
 `TrainConfig.to_dict()` / `TrainConfig.from_dict()` round-trip through JSON; unknown keys are
-refused with a message so a typo in a config file does not silently do nothing.
+refused with a message so a typo in a config file does not silently do nothing. The
+architecture and weighting names, and their own settings, come from the registries
+(`mtrlib.models`, `mtrlib.weighting`): a new architecture or method file adds its knobs here.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import numbers
 from dataclasses import asdict, dataclass, field
 
 from .data.errors import DataError
 from .data.world import WorldConfig
+from .models import ARCHITECTURES
+from .registry import (check_knob_rule, check_knob_type, is_int as _is_int, is_number as _is_number, knob_fields,
+                       merge_knobs, options_of)
+from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
 
-ARCHS = ("single", "shared-bottom", "mmoe", "ple", "esmm")
-ARCH_LABELS = {"single": "Single-task", "shared-bottom": "Shared-Bottom", "mmoe": "MMoE", "ple": "PLE / CGC",
-               "esmm": "ESMM"}
-WEIGHTINGS = ("fixed", "uncertainty", "gradnorm", "dwa")
+# names derived from the registries (one file per architecture / weighting method)
+ARCHS = tuple(ARCHITECTURES)
+ARCH_LABELS = {a: cls.label for a, cls in ARCHITECTURES.items()}
+WEIGHTINGS = tuple(_WEIGHTING_CLASSES)
+WEIGHTING_LABELS = {w: cls.label for w, cls in _WEIGHTING_CLASSES.items()}
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TEXT_COMBINE = ("sum", "concat", "gated")
@@ -37,15 +43,10 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class _ModelCommon:
+    """What every architecture has; its own knobs are added from its `Options` (below)."""
     arch: str = "mmoe"
     emb_dim: int = 16
-    shared: list[int] = field(default_factory=lambda: [64, 32])  # Shared-Bottom / single-task / ESMM MLP
-    experts: list[int] = field(default_factory=lambda: [64, 32])  # one expert's MLP (MMoE, PLE)
-    n_experts: int = 4  # MMoE
-    specific_experts: int = 1  # PLE: per task
-    shared_experts: int = 2  # PLE
-    levels: int = 1  # PLE extraction levels (1 = CGC)
     towers: list[int] = field(default_factory=lambda: [32])
     dropout: float = 0.0
     text_features: bool = False
@@ -53,14 +54,59 @@ class ModelConfig:
     text_combine: str = "sum"
 
 
+def _weighting_prefix(name: str) -> str:
+    return name.replace("-", "_") + "_"
+
+
+# knob fields: every architecture's Options (shared names once, e.g. `experts` of MMoE and PLE),
+# and every weighting method's Options as `<method>_<knob>` (e.g. gradnorm_alpha)
+MODEL_KNOBS = merge_knobs([(f"{c.__module__}.{c.__name__}", knob_fields(c.Options)) for c in ARCHITECTURES.values()])
+WEIGHTING_KNOBS = merge_knobs([(f"{c.__module__}.{c.__name__}", knob_fields(c.Options, _weighting_prefix(w)))
+                               for w, c in _WEIGHTING_CLASSES.items()])
+TOWER_SIZES = ("towers", "tower layer")
+
+
+def knob_owners(name: str) -> list[tuple[type, object]]:
+    """(class, its Knob) for every architecture / weighting method that declares config field `name`."""
+    out = []
+    for prefix_of, classes in ((lambda c: "", ARCHITECTURES), (lambda c: _weighting_prefix(c.name), _WEIGHTING_CLASSES)):
+        for c in classes.values():
+            for kf in knob_fields(c.Options, prefix_of(c)):
+                if kf.name == name:
+                    out.append((c, kf.knob))
+    return out
+
+
+def _generated(name: str, base: type, knobs, doc: str) -> type:
+    cls = dataclasses.make_dataclass(name, [(k.name, k.type, k.copy_field()) for k in knobs], bases=(base,))
+    cls.__module__, cls.__qualname__, cls.__doc__ = __name__, name, doc
+    return cls
+
+
+ModelConfig = _generated("ModelConfig", _ModelCommon, MODEL_KNOBS, """The network's settings: the common
+    ones (arch, emb_dim, towers, dropout, text_*) plus every architecture's own knobs, one flat
+    field each (shared, experts, n_experts, specific_experts, shared_experts, levels, ...), taken
+    from each architecture's `Options` (mtrlib.models). Flat and named as in config.json since
+    the first version, so old runs still open; an architecture reads the knobs it declared.""")
+
+
+def arch_class(cfg_or_name):
+    """The architecture class of a ModelConfig (or of an arch name)."""
+    name = cfg_or_name if isinstance(cfg_or_name, str) else cfg_or_name.arch
+    return ARCHITECTURES[name]
+
+
+def model_options(cfg) -> object:
+    """The chosen architecture's own Options, filled from a ModelConfig."""
+    return options_of(arch_class(cfg), cfg)
+
+
 @dataclass
-class TrainConfig:
+class _TrainCommon:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     weighting: str = "fixed"
     weights: dict[str, float] = field(default_factory=dict)  # task -> weight (missing = 1)
-    gradnorm_alpha: float = 1.5
-    dwa_temperature: float = 2.0
     optimizer: str = "adam"
     # defaults tuned on the built-in world and on ml-latest-small (docs/RESULTS-models.md): the
     # L2 weight decay shrinks the embeddings of rarely seen items and users, the largest gain
@@ -101,6 +147,27 @@ class TrainConfig:
         return cls.from_dict(d)
 
 
+TrainConfig = _generated("TrainConfig", _TrainCommon, WEIGHTING_KNOBS, """One run's whole setup: data, model,
+    weighting, optimisation. Every weighting method's own knobs are flat fields named
+    `<method>_<knob>` (gradnorm_alpha, dwa_temperature, ...), from each method's `Options`
+    (mtrlib.weighting). `to_dict()` / `from_dict()` round-trip through JSON; unknown keys are
+    refused with a message so a typo in a config file does not silently do nothing.""")
+
+
+def weighting_class(cfg_or_name):
+    name = cfg_or_name if isinstance(cfg_or_name, str) else cfg_or_name.weighting
+    return _WEIGHTING_CLASSES[name]
+
+
+def weighting_options(cfg) -> dict:
+    """The chosen weighting method's own settings, by their names in its Options."""
+    cls = weighting_class(cfg)
+    if cls.Options is None:
+        return {}
+    prefix = _weighting_prefix(cls.name)
+    return {f.name: getattr(cfg, prefix + f.name) for f in dataclasses.fields(cls.Options)}
+
+
 def _build(cls, d: dict, where: str):
     if not isinstance(d, dict):
         raise DataError(f"'{where}' must be an object.")
@@ -119,21 +186,10 @@ def _build(cls, d: dict, where: str):
     return cls(**kw)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
 _INTS = {"batch_size": "batch size", "epochs": "epochs", "seed": "seed", "log_every": "log_every",
          "patience": "patience", "cpu_threads": "CPU threads"}
-_NUMBERS = {"lr": "learning rate", "weight_decay": "weight decay", "gradnorm_alpha": "GradNorm alpha",
-            "dwa_temperature": "DWA temperature"}
-_MODEL_INTS = {"emb_dim": "embedding dimension", "n_experts": "number of experts",
-               "specific_experts": "task-specific experts", "shared_experts": "shared experts",
-               "levels": "extraction levels", "text_dim": "text dimension"}
+_NUMBERS = {"lr": "learning rate", "weight_decay": "weight decay"}
+_MODEL_INTS = {"emb_dim": "embedding dimension", "text_dim": "text dimension"}
 
 
 def _check_types(cfg: "TrainConfig") -> None:
@@ -148,17 +204,28 @@ def _check_types(cfg: "TrainConfig") -> None:
             v = getattr(obj, k)
             if not _is_number(v):
                 raise DataError(f"The {label} must be a number (got {v!r}).", fix="write it without quotes")
-    m = cfg.model
-    for label, sizes in (("shared layer", m.shared), ("expert layer", m.experts), ("tower layer", m.towers)):
-        if not isinstance(sizes, (list, tuple)):
-            raise DataError(f"The {label} sizes must be a list of widths (got {sizes!r}).", fix="e.g. [64, 32]")
+    for kf in MODEL_KNOBS:
+        check_knob_type(kf, getattr(cfg.model, kf.name))
+    for kf in WEIGHTING_KNOBS:
+        check_knob_type(kf, getattr(cfg, kf.name))
+    if not isinstance(cfg.model.towers, (list, tuple)):
+        raise DataError(f"The tower layer sizes must be a list of widths (got {cfg.model.towers!r}).", fix="e.g. [64, 32]")
     if not isinstance(cfg.weights, dict):
         raise DataError(f"Task weights must map task names to numbers (got {cfg.weights!r}).",
                         fix='e.g. {"click": 1, "like": 2}')
 
 
+def _layer_lists(m) -> list[tuple[str, list]]:
+    """(noun, sizes) of every layer-size setting: each architecture's and the towers."""
+    out = [(kf.knob.name_in_text, getattr(m, kf.name)) for kf in MODEL_KNOBS if kf.base_type is list]
+    return out + [(TOWER_SIZES[1], m.towers)]
+
+
 def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]:
-    """Refuse impossible settings before training, with the fix; return warnings for odd ones."""
+    """Refuse impossible settings before training, with the fix; return warnings for odd ones.
+
+    Every knob's own rule is checked whichever architecture or method is chosen (a config
+    carries them all); the chosen architecture's and method's `check` add their rules."""
     _check_types(cfg)
     m = cfg.model
     warn: list[str] = []
@@ -172,27 +239,17 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         raise DataError(f"Unknown device '{cfg.device}'.", fix=f"choose one of: {', '.join(DEVICES)}")
     if m.text_combine not in TEXT_COMBINE:
         raise DataError(f"Unknown text combination '{m.text_combine}'.", fix=f"choose one of: {', '.join(TEXT_COMBINE)}")
-    for label, sizes in (("shared layer", m.shared), ("expert layer", m.experts), ("tower layer", m.towers)):
+    for label, sizes in _layer_lists(m):
         if any((not isinstance(s, int)) or s < 1 for s in sizes):
             raise DataError(f"Every {label} needs a width of at least 1 (got {sizes}).",
                             fix="remove the layer or give it a positive width")
         if any(s > 4096 for s in sizes):
             raise DataError(f"A {label} of width {max(sizes)} is too wide for this tool.", fix="use at most 4096")
-    if m.arch in ("shared-bottom", "single", "esmm") and not m.shared:
-        raise DataError(f"{ARCH_LABELS[m.arch]} needs at least one shared layer.", fix="add a layer, e.g. 64")
-    if m.arch in ("mmoe", "ple") and not m.experts:
-        raise DataError("Experts need at least one layer.", fix="set expert sizes, e.g. 64,32")
+    warn += arch_class(m).check(m)
     if not 1 <= m.emb_dim <= 512:
         raise DataError(f"Embedding dimension must be 1..512 (got {m.emb_dim}).", fix="e.g. 16")
-    if not 1 <= m.n_experts <= 64:
-        raise DataError(f"MMoE takes 1 to 64 experts (got {m.n_experts}).", fix="e.g. 4")
-    if m.arch == "ple" and (m.specific_experts < 0 or m.shared_experts < 0 or m.specific_experts + m.shared_experts < 1):
-        raise DataError("PLE needs at least one expert per task (specific + shared).", fix="e.g. 1 specific, 2 shared")
-    if m.specific_experts > 64 or m.shared_experts > 64:
-        raise DataError(f"PLE takes at most 64 task-specific and 64 shared experts "
-                        f"(got {m.specific_experts} and {m.shared_experts}).", fix="e.g. 1 specific, 2 shared")
-    if not 1 <= m.levels <= 4:
-        raise DataError(f"PLE takes 1 to 4 extraction levels (got {m.levels}).", fix="1 (CGC) or 2")
+    for kf in MODEL_KNOBS:
+        check_knob_rule(kf, getattr(m, kf.name), m)
     if not 0 <= m.dropout < 1:
         raise DataError(f"Dropout must be in [0, 1) (got {m.dropout}).", fix="e.g. 0.1")
     if m.text_features and m.text_combine == "sum" and m.text_dim != m.emb_dim:
@@ -203,10 +260,8 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         raise DataError(f"Learning rate {cfg.lr} is far too high.", fix="use 0.0001..0.1")
     if not 0 <= cfg.weight_decay <= 1:
         raise DataError(f"Weight decay must be between 0 and 1 (got {cfg.weight_decay}).", fix="e.g. 0.0001")
-    if not 0 <= cfg.gradnorm_alpha <= 10:
-        raise DataError(f"GradNorm's alpha must be between 0 and 10 (got {cfg.gradnorm_alpha}).", fix="e.g. 1.5")
-    if not 0 < cfg.dwa_temperature <= 100:
-        raise DataError(f"DWA's temperature must be above 0 (got {cfg.dwa_temperature}).", fix="e.g. 2")
+    for kf in WEIGHTING_KNOBS:
+        check_knob_rule(kf, getattr(cfg, kf.name), cfg)
     if cfg.batch_size < 1 or cfg.epochs < 1:
         raise DataError("Batch size and epochs must be at least 1.", fix="e.g. batch 1024, 5 epochs")
     if cfg.epochs > 1000:
@@ -231,6 +286,5 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         if cfg.early_stop_task and cfg.early_stop_task not in task_names:
             raise DataError(f"Early stopping watches task '{cfg.early_stop_task}', which is not defined.",
                             fix=f"tasks are: {', '.join(task_names)}")
-    if m.arch == "mmoe" and m.n_experts > 16:
-        warn.append(f"{m.n_experts} experts is many for this data; training will be slower.")
+    warn += weighting_class(cfg).check(cfg, task_names)
     return warn

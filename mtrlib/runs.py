@@ -138,21 +138,12 @@ def _store_message(e: OSError, where: Path) -> str:
 
 # -- naming -----------------------------------------------------------------------------------------
 
-def _sizes(s) -> str:
-    return "[" + ",".join(str(int(x)) for x in s) + "]"
-
-
 def model_summary(cfg: TrainConfig) -> str:
-    """'MMoE 4x[64,32]', 'Shared-Bottom [128,64]', 'PLE 1+2x[64,32]'..."""
-    m = cfg.model
-    label = ARCH_LABELS.get(m.arch, m.arch)
-    if m.arch == "mmoe":
-        s = f"MMoE {m.n_experts}x{_sizes(m.experts)}"
-    elif m.arch == "ple":
-        s = f"PLE {m.specific_experts}+{m.shared_experts}x{_sizes(m.experts)}" + (f" L{m.levels}" if m.levels > 1 else "")
-    else:
-        s = f"{label} {_sizes(m.shared)}"
-    if m.text_features:
+    """'MMoE 4x[64,32]', 'Shared-Bottom [128,64]', 'PLE 1+2x[64,32]'... (each architecture's own summary)."""
+    from .config import ARCHITECTURES
+    cls = ARCHITECTURES.get(cfg.model.arch)
+    s = cls.summary(cfg.model) if cls is not None else cfg.model.arch
+    if cfg.model.text_features:
         s += " +text"
     return s
 

@@ -3,23 +3,26 @@ same experiment. Only settings that differ from the defaults are written, with s
 """
 from __future__ import annotations
 
-from .config import ARCHS, DEVICES, OPTIMIZERS, WEIGHTINGS, TrainConfig
+from .config import ARCHS, DEVICES, MODEL_KNOBS, OPTIMIZERS, WEIGHTING_KNOBS, WEIGHTINGS, TrainConfig
 from .data.split import SPLITS
 
-# short key -> (path in the config, type)
+# short key -> (path in the config, type): the common settings here; every architecture's and
+# weighting method's own knobs add theirs from their declarations (knob url=...)
 KEYS: dict[str, tuple[str, type]] = {
     "src": ("data.source", str), "users": ("data.world.n_users", int), "items": ("data.world.n_items", int),
     "genres": ("data.world.n_genres", int), "rho": ("data.world.correlation", float),
     "wseed": ("data.world.seed", int), "imp": ("data.world.impressions_per_user", int),
     "neg": ("data.negatives", int), "split": ("data.split", str), "feat": ("data.use_features", bool),
-    "arch": ("model.arch", str), "emb": ("model.emb_dim", int), "shared": ("model.shared", list),
-    "experts": ("model.experts", list), "nexp": ("model.n_experts", int), "spec": ("model.specific_experts", int),
-    "shexp": ("model.shared_experts", int), "levels": ("model.levels", int), "towers": ("model.towers", list),
+    "arch": ("model.arch", str), "emb": ("model.emb_dim", int), "towers": ("model.towers", list),
     "drop": ("model.dropout", float), "text": ("model.text_features", bool),
-    "weighting": ("weighting", str), "alpha": ("gradnorm_alpha", float), "temp": ("dwa_temperature", float),
+    "weighting": ("weighting", str),
     "opt": ("optimizer", str), "lr": ("lr", float), "wd": ("weight_decay", float), "bs": ("batch_size", int), "epochs": ("epochs", int),
     "seed": ("seed", int), "device": ("device", str),
 }
+for _prefix, _knobs in (("model.", MODEL_KNOBS), ("", WEIGHTING_KNOBS)):
+    for _k in _knobs:
+        if _k.knob.url:
+            KEYS[_k.knob.url] = (_prefix + _k.name, _k.base_type)
 CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "model.arch": ARCHS, "weighting": WEIGHTINGS,
            "optimizer": OPTIMIZERS, "device": DEVICES}
 

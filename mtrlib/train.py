@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import TrainConfig, validate
+from .config import TrainConfig, validate, weighting_options
 from .data import (DataError, Dataset, EncodedExamples, Examples, FeatureSpace, Split, build_examples,
                    encode_examples, make_world, split)
 from .data.tasks import TaskSpec, parse_tasks
@@ -278,11 +278,10 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     model = (model or build(cfg, prep)).to(device)
     tr, va = prep.train.to(device), prep.val.to(device)
     model.fit_targets(tr.labels, tr.mask)
-    weighting = make_weighting(cfg.weighting, names, cfg.weights, alpha=cfg.gradnorm_alpha,
-                               temperature=cfg.dwa_temperature, lr=cfg.lr).to(device)
+    weighting = make_weighting(cfg.weighting, names, cfg.weights, lr=cfg.lr, **weighting_options(cfg)).to(device)
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay,
                          weighting.extra_parameters(), device)
-    shared = model.shared_parameters()
+    shared = model.gradnorm_layer()
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     n, bs = len(tr), int(cfg.batch_size)
     steps_per_epoch = max(1, math.ceil(n / bs))

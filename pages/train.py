@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from mtrlib import charts
-from mtrlib.config import ARCH_LABELS, ARCHS, OPTIMIZERS, WEIGHTINGS, validate
+from mtrlib.config import ARCH_LABELS, ARCHS, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class, validate, weighting_class
+from mtrlib.registry import knob_fields
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
 from mtrlib.train import available_devices
@@ -51,30 +52,41 @@ def sizes_editor(label: str, key: str, values: list[int], max_layers: int = 4) -
     return out
 
 
+def knob_widget(obj, kf, key: str) -> None:
+    """The widget a knob declares (mtrlib.registry.knob), seeded from and written back to `obj`."""
+    k, name = kf.knob, kf.name
+    get, put = (lambda: getattr(obj, name)), (lambda v: setattr(obj, name, kf.base_type(v)))
+    if k.widget == "sizes":
+        setattr(obj, name, sizes_editor(k.label, key, getattr(obj, name)))
+    elif k.widget == "slider":
+        step = k.step if k.step is not None else (1 if kf.base_type is int else None)
+        lo, hi = kf.base_type(k.lo), kf.base_type(k.hi)
+        widget(st.slider, k.label, key, get, put, min_value=lo, max_value=hi, step=step, help=k.help or None)
+    else:
+        widget(st.number_input, k.label, key, get, put, min_value=kf.base_type(k.lo) if k.lo is not None else None,
+               max_value=kf.base_type(k.hi) if k.hi is not None else None, help=k.help or None)
+
+
+def knob_widgets(obj, knobs: list, prefix: str = "t_") -> None:
+    """An architecture's or a method's own knobs: numbers side by side (up to three), then layer sizes."""
+    keyed = [(kf, prefix + (kf.knob.url or kf.name)) for kf in knobs]
+    numbers = [(kf, key) for kf, key in keyed if kf.knob.widget == "number"]
+    for i in range(0, len(numbers), 3):
+        for col, (kf, key) in zip(st.columns(3), numbers[i:i + 3]):
+            with col:
+                knob_widget(obj, kf, key)
+    for kf, key in keyed:
+        if kf.knob.widget != "number":
+            knob_widget(obj, kf, key)
+
+
 with knobs:
     st.subheader("Network")
     widget(st.radio, "Architecture", "t_arch", lambda: m.arch, lambda v: setattr(m, "arch", v), options=list(ARCHS),
            format_func=lambda a: ARCH_LABELS[a], horizontal=True)
     widget(st.select_slider, "Embedding dimension", "t_emb", lambda: m.emb_dim, lambda v: setattr(m, "emb_dim", v),
            options=[4, 8, 16, 32, 64, 128])
-    if m.arch in ("shared-bottom", "single", "esmm"):
-        m.shared = sizes_editor("Shared layers" if m.arch == "shared-bottom" else "Per-task layers", "t_shared", m.shared)
-    if m.arch == "mmoe":
-        widget(st.slider, "Experts", "t_nexp", lambda: m.n_experts, lambda v: setattr(m, "n_experts", v),
-               min_value=1, max_value=16)
-    if m.arch == "ple":
-        a, b, cc = st.columns(3)
-        with a:
-            widget(st.number_input, "Experts per task", "t_spec", lambda: m.specific_experts,
-                   lambda v: setattr(m, "specific_experts", int(v)), min_value=0, max_value=8)
-        with b:
-            widget(st.number_input, "Shared experts", "t_shexp", lambda: m.shared_experts,
-                   lambda v: setattr(m, "shared_experts", int(v)), min_value=0, max_value=8)
-        with cc:
-            widget(st.number_input, "Levels", "t_levels", lambda: m.levels, lambda v: setattr(m, "levels", int(v)),
-                   min_value=1, max_value=4, help="1 level = CGC; more levels = PLE")
-    if m.arch in ("mmoe", "ple"):
-        m.experts = sizes_editor("Expert", "t_experts", m.experts)
+    knob_widgets(m, knob_fields(arch_class(m).Options))
     m.towers = sizes_editor("Tower", "t_towers", m.towers)
     widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
            lambda v: setattr(m, "text_features", v),
@@ -85,14 +97,9 @@ with knobs:
     st.subheader("Task weights")
     wm = widget(st.selectbox, "Weighting method", "t_weighting", lambda: c.weighting,
                 lambda v: setattr(c, "weighting", v), options=list(WEIGHTINGS),
-                format_func=lambda x: {"fixed": "Fixed (your weights)", "uncertainty": "Uncertainty (Kendall 2018)",
-                                       "gradnorm": "GradNorm (Chen 2018)", "dwa": "DWA (Liu 2019)"}[x])
-    if wm == "gradnorm":
-        widget(st.slider, "GradNorm α", "t_alpha", lambda: c.gradnorm_alpha, lambda v: setattr(c, "gradnorm_alpha", v),
-               min_value=0.0, max_value=3.0, step=0.25)
-    if wm == "dwa":
-        widget(st.slider, "DWA temperature", "t_temp", lambda: c.dwa_temperature,
-               lambda v: setattr(c, "dwa_temperature", v), min_value=0.5, max_value=10.0, step=0.5)
+                format_func=lambda x: WEIGHTING_LABELS[x])
+    method = weighting_class(wm)
+    knob_widgets(c, knob_fields(method.Options, method.name.replace("-", "_") + "_"))
     for t in names:
         widget(st.slider, f"weight: {t}", f"t_w_{t}", lambda t=t: float(c.weights.get(t, 1.0)),
                lambda v, t=t: c.weights.__setitem__(t, float(v)), min_value=0.0, max_value=5.0, step=0.1)

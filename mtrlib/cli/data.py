@@ -8,7 +8,7 @@ from pathlib import Path
 from mtrlib.data.errors import DataError
 
 
-def register(subparsers) -> None:
+def register(subparsers, verb: str | None = None) -> None:
     p = subparsers.add_parser("world", help="write the synthetic world as interactions.csv, items.csv, users.csv",
                               description="Write the built-in synthetic world (known ground truth) as three CSV files.")
     p.add_argument("--out", required=True, help="folder to write into (created if missing)")

@@ -17,7 +17,7 @@ def _store_arg(p) -> None:
     p.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
 
 
-def register(subparsers) -> None:
+def register(subparsers, verb: str | None = None) -> None:
     p = subparsers.add_parser("runs", help="list saved runs", description="List the runs in the run store, newest first.")
     _store_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")

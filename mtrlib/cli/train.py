@@ -17,17 +17,26 @@ import sys
 import threading
 from pathlib import Path
 
-from mtrlib.config import ARCHS, DEVICES, OPTIMIZERS, WEIGHTINGS, TrainConfig
 from mtrlib.data.errors import DataError
 from mtrlib.data.split import SPLITS
 from mtrlib.data.tasks import parse_task_values
 
 
-def register(subparsers) -> None:
+def register(subparsers, verb: str | None = None) -> None:
     p = subparsers.add_parser(
         "train", help="train a multi-task model and save it as a run",
         description="Train a multi-task model on a data file (or the built-in synthetic world) and save the run. "
                     "The last line of output is one JSON object with the run folder, status and test metrics.")
+    p.set_defaults(func=cmd_train)
+    if verb in (None, "train"):  # its flags come from the registries (which import torch): only when asked for
+        add_train_arguments(p)
+
+
+def add_train_arguments(p) -> None:
+    """Every flag of `train` (also used by verbs that take train's settings)."""
+    from mtrlib.config import ARCHITECTURES, ARCHS, DEVICES, MODEL_KNOBS, OPTIMIZERS, WEIGHTING_KNOBS, WEIGHTINGS
+    from mtrlib.weighting import WEIGHTINGS as WEIGHTING_CLASSES
+
     g = p.add_argument_group("data")
     g.add_argument("--data", help="interactions file or folder (MovieLens, or one written by `world`); "
                                   "omit for the built-in synthetic world")
@@ -48,20 +57,17 @@ def register(subparsers) -> None:
     g.add_argument("--text-features", action="store_true", default=None,
                    help="add language-model item text vectors (all-MiniLM-L6-v2; cached after the first use)")
     m = p.add_argument_group("model")
-    m.add_argument("--model", choices=ARCHS, help="architecture (default mmoe)")
-    m.add_argument("--shared", metavar="SIZES", help="shared / bottom layer sizes, e.g. 128,64")
-    m.add_argument("--experts", metavar="SIZES", help="one expert's layer sizes, e.g. 64,32 (MMoE, PLE)")
-    m.add_argument("--n-experts", type=int, help="number of experts (MMoE)")
-    m.add_argument("--specific-experts", type=int, help="task-specific experts per task (PLE)")
-    m.add_argument("--shared-experts", type=int, help="shared experts (PLE)")
-    m.add_argument("--levels", type=int, help="extraction levels (PLE; 1 = CGC)")
+    m.add_argument("--model", choices=ARCHS, help="architecture (default mmoe): " + ", ".join(
+        f"{a} = {c.label} ({c.paper})" for a, c in ARCHITECTURES.items()))
+    add_knob_flags(m, MODEL_KNOBS)
     m.add_argument("--towers", metavar="SIZES", help="tower layer sizes, e.g. 32")
     m.add_argument("--emb-dim", type=int, help="embedding dimension (default 16)")
     m.add_argument("--dropout", type=float, help="dropout rate")
     t = p.add_argument_group("training")
-    t.add_argument("--weighting", choices=WEIGHTINGS, help="task weighting method (default fixed)")
+    t.add_argument("--weighting", choices=WEIGHTINGS, help="task weighting method (default fixed): " + ", ".join(
+        f"{w} = {c.label}" for w, c in WEIGHTING_CLASSES.items()))
     t.add_argument("--weights", metavar="T=W,...", help="fixed task weights, e.g. watched=1,liked=2")
-    t.add_argument("--alpha", type=float, help="GradNorm alpha")
+    add_knob_flags(t, WEIGHTING_KNOBS)
     t.add_argument("--epochs", type=int, help="epochs (default 8)")
     t.add_argument("--batch-size", type=int, help="batch size (default 1024)")
     t.add_argument("--lr", type=float, help="learning rate (default 0.01)")
@@ -79,7 +85,27 @@ def register(subparsers) -> None:
     o.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
     o.add_argument("--name", help="a name for the run (default: model + settings + time)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+
+
+def add_knob_flags(group, knobs) -> None:
+    """One flag per knob that declares one (`knob(flag=...)`), its help naming who uses it."""
+    from mtrlib.config import knob_owners
+    for kf in knobs:
+        k = kf.knob
+        if not k.flag:
+            continue
+        by_help: dict[str, list[str]] = {}
+        for cls, own in knob_owners(kf.name):
+            by_help.setdefault(own.help or own.label, []).append(cls.label)
+        text = "; ".join(f"{h} ({', '.join(who)})" for h, who in by_help.items()) + f"; default {_show(kf.default())}"
+        if kf.base_type is list:
+            group.add_argument(k.flag, dest=kf.name, metavar="SIZES", help=text + ", e.g. 64,32")
+        else:
+            group.add_argument(k.flag, dest=kf.name, type=kf.base_type, help=text)
+
+
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
 
 # -- parsing helpers ------------------------------------------------------------------------------------
@@ -102,8 +128,9 @@ def _int_or_none(text):
     return int(f) if f.is_integer() else None
 
 
-def build_config(args) -> TrainConfig:
+def build_config(args):
     """--config FILE (if any), then every flag that was given overrides it."""
+    from mtrlib.config import MODEL_KNOBS, WEIGHTING_KNOBS, TrainConfig
     if args.config:
         try:
             text = Path(args.config).read_text(encoding="utf-8")
@@ -140,10 +167,8 @@ def build_config(args) -> TrainConfig:
     for attr, target, key in (("genres", w, "n_genres"), ("correlation", w, "correlation"),
                               ("impressions", w, "impressions_per_user"), ("world_seed", w, "seed"),
                               ("negatives", d, "negatives"), ("split", d, "split"), ("test_frac", d, "test_frac"),
-                              ("val_frac", d, "val_frac"), ("model", m, "arch"), ("n_experts", m, "n_experts"),
-                              ("specific_experts", m, "specific_experts"), ("shared_experts", m, "shared_experts"),
-                              ("levels", m, "levels"), ("emb_dim", m, "emb_dim"), ("dropout", m, "dropout"),
-                              ("weighting", cfg, "weighting"), ("alpha", cfg, "gradnorm_alpha"),
+                              ("val_frac", d, "val_frac"), ("model", m, "arch"),
+                              ("emb_dim", m, "emb_dim"), ("dropout", m, "dropout"), ("weighting", cfg, "weighting"),
                               ("epochs", cfg, "epochs"), ("batch_size", cfg, "batch_size"), ("lr", cfg, "lr"),
                               ("optimizer", cfg, "optimizer"), ("weight_decay", cfg, "weight_decay"),
                               ("early_stop", cfg, "early_stop_task"), ("patience", cfg, "patience"),
@@ -158,10 +183,13 @@ def build_config(args) -> TrainConfig:
         d.use_features = False
     if args.text_features:
         m.text_features = True
-    for flag, attr in (("--shared", "shared"), ("--experts", "experts"), ("--towers", "towers")):
-        val = getattr(args, attr)
-        if val is not None:
-            setattr(m, attr, parse_sizes(val, flag))
+    for target, knobs in ((m, MODEL_KNOBS), (cfg, WEIGHTING_KNOBS)):  # the registries' own knobs
+        for kf in knobs:
+            val = getattr(args, kf.name, None) if kf.knob.flag else None
+            if val is not None:
+                setattr(target, kf.name, parse_sizes(val, kf.knob.flag) if kf.base_type is list else val)
+    if args.towers is not None:
+        m.towers = parse_sizes(args.towers, "--towers")
     if args.weights is not None:
         cfg.weights = parse_task_values(args.weights, "task weight")
     return cfg

@@ -1,24 +1,23 @@
-"""Multi-task architectures: one small file each; `build_model` picks one by name."""
+"""Multi-task architectures: one small file each, found by discovery.
+
+Every module here that defines a `MultiTaskModel` subclass with its own `arch` is registered
+in `ARCHITECTURES` (ordered by the class's `order`); `build_model` picks one by name. To add an
+architecture, add a file: see docs/ARCHITECTURE.md.
+"""
 from __future__ import annotations
 
 import torch
 
-from ..config import ModelConfig
+from ..registry import discover
 from .base import Body, MultiTaskModel
-from .esmm import ESMM
-from .mmoe import MMoE
-from .ple import PLE
-from .shared_bottom import SharedBottom
-from .single import SingleTask
 
-MODELS: dict[str, type[MultiTaskModel]] = {
-    "single": SingleTask, "shared-bottom": SharedBottom, "mmoe": MMoE, "ple": PLE, "esmm": ESMM,
-}
+ARCHITECTURES: dict[str, type[MultiTaskModel]] = discover(__name__, MultiTaskModel, "arch")
+MODELS = ARCHITECTURES  # the name used before the registry
 
 
-def build_model(cfg: ModelConfig, desc: dict, tables: dict[str, torch.Tensor], tasks) -> MultiTaskModel:
+def build_model(cfg, desc: dict, tables: dict[str, torch.Tensor], tasks) -> MultiTaskModel:
     """desc/tables come from FeatureSpace.describe() / FeatureSpace.tensors()."""
-    return MODELS[cfg.arch](cfg, desc, tables, tasks)
+    return ARCHITECTURES[cfg.arch](cfg, desc, tables, tasks)
 
 
-__all__ = ["MODELS", "build_model", "MultiTaskModel", "Body"]
+__all__ = ["ARCHITECTURES", "MODELS", "build_model", "MultiTaskModel", "Body"]

@@ -8,15 +8,20 @@ model with its own objective (ESMM) overrides `task_losses` / `predict`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..data.errors import DataError
 from ..data.tasks import TaskSpec
+from ..registry import knob_fields
 from .blocks import InputLayer, Tower
+from .diagram import Canvas, sizes
+
+if TYPE_CHECKING:  # config builds ModelConfig from this package's registry
+    from ..config import ModelConfig
 
 
 @dataclass
@@ -29,8 +34,36 @@ class Body:
 
 
 class MultiTaskModel(nn.Module):
-    arch = "base"
-    paper = ""
+    """Base of every architecture. A subclass in its own module of this package that sets
+    `arch` is registered by discovery (`mtrlib.models.ARCHITECTURES`); it describes itself:"""
+    arch = "base"  # registry key: --model, the URL's arch=, config.json's model.arch
+    label = ""  # how lists, titles and run names show it
+    paper = ""  # the paper it comes from
+    order = 100  # position in lists
+    Options = None  # dataclass of this architecture's own knobs, declared with mtrlib.registry.knob
+
+    # -- what an architecture says about itself ----------------------------------------------------
+    @classmethod
+    def check(cls, cfg: "ModelConfig") -> list[str]:
+        """Rules across its knobs, applied when it is the chosen architecture: raise DataError
+        with the fix, or return warnings."""
+        return []
+
+    @classmethod
+    def summary(cls, cfg: "ModelConfig") -> str:
+        """Short description for run names and tables, e.g. 'Shared-Bottom [64,32]'."""
+        first = next((kf for kf in knob_fields(cls.Options) if kf.knob.widget == "sizes"), None)
+        return f"{cls.label} {sizes(getattr(cfg, first.name))}" if first else cls.label
+
+    @classmethod
+    def diagram_width(cls, cfg: "ModelConfig", tasks: list[str]) -> int:
+        return max(len(tasks), 3)
+
+    @classmethod
+    def draw(cls, c: Canvas, cfg: "ModelConfig") -> None:
+        """Draw what lies between the embeddings and the towers (see mtrlib.models.diagram)."""
+        for x in c.task_x:
+            c.arrow(c.from_input(x), c.to_tower(x))
 
     def __init__(self, cfg: ModelConfig, desc: dict, tables: dict[str, torch.Tensor], tasks: list[TaskSpec]):
         super().__init__()
@@ -58,8 +91,9 @@ class MultiTaskModel(nn.Module):
     def inputs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         return self.input(user, item)
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        """The last layer all tasks share: where GradNorm measures per-task gradient norms."""
+    def gradnorm_layer(self) -> list[nn.Parameter]:
+        """The parameters W where GradNorm compares per-task gradient norms: the last layer all
+        tasks share (an architecture that shares no layer gives each task's own last layer)."""
         raise NotImplementedError
 
     # -- the common part -------------------------------------------------------------------------
@@ -142,3 +176,14 @@ class MultiTaskModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def require_layers(layers: list[int], label: str, what: str = "shared layer", fix: str = "add a layer, e.g. 64") -> None:
+    """Refuse an architecture whose MLP has no layer (a check() helper)."""
+    if not layers:
+        raise DataError(f"{label} needs at least one {what}.", fix=fix)
+
+
+def require_experts(layers: list[int]) -> None:
+    if not layers:
+        raise DataError("Experts need at least one layer.", fix="set expert sizes, e.g. 64,32")

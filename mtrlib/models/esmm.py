@@ -21,11 +21,15 @@ what follows: the model overrides `task_losses` and `predict`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Body, MultiTaskModel
+from ..registry import knob
+from .base import Body, MultiTaskModel, require_layers
 from .blocks import last_linear, mlp, mlp_out_dim
+from .diagram import per_task_mlps, sizes
 
 
 def _declared_parents(tasks) -> list[int]:
@@ -47,7 +51,25 @@ def _declared_parents(tasks) -> list[int]:
 
 class ESMM(MultiTaskModel):
     arch = "esmm"
+    label = "ESMM"
     paper = "Ma et al., SIGIR 2018"
+    order = 50
+
+    @dataclass
+    class Options:
+        # stored as `shared` (config.json's name since the first version): here it is each task's own MLP
+        shared: list[int] = knob([64, 32], "Per-task layers", noun="shared layer", widget="sizes", flag="--shared",
+                                 url="shared", help="each task's own MLP")
+
+    @classmethod
+    def check(cls, cfg):
+        require_layers(cfg.shared, cls.label)
+        return []
+
+    @classmethod
+    def draw(cls, c, cfg):
+        per_task_mlps(c, f"MLP {sizes(cfg.shared)}")
+        c.note(c.width / 2, 4.85, "pCTCVR = pCTR × pCVR (trained on the whole space)", 12)
 
     def __init__(self, cfg, desc, tables, tasks):
         super().__init__(cfg, desc, tables, tasks)
@@ -128,5 +150,5 @@ class ESMM(MultiTaskModel):
         cols = [out[:, k] if (p < 0 or self.conditional[k]) else chain[k].exp() for k, p in enumerate(self.parent)]
         return torch.stack(cols, -1)
 
-    def shared_parameters(self):
+    def gradnorm_layer(self):
         return [p for net in self.nets for p in last_linear(net).parameters()]

@@ -6,16 +6,50 @@ g^k(x) = softmax(W_gk x) and y_k = h^k(f^k(x)).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Body, MultiTaskModel
+from ..registry import knob
+from .base import Body, MultiTaskModel, require_experts
 from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
+from .diagram import experts_and_gates, sizes
+
+EXPERT_LAYERS = dict(noun="expert layer", widget="sizes", flag="--experts", url="experts",
+                     help="one expert's MLP")  # also used by PLE
 
 
 class MMoE(MultiTaskModel):
     arch = "mmoe"
+    label = "MMoE"
     paper = "Ma et al., KDD 2018"
+    order = 30
+
+    @dataclass
+    class Options:
+        n_experts: int = knob(4, "Experts", noun="number of experts", widget="slider", lo=1, hi=16,
+                              flag="--n-experts", url="nexp", valid=lambda v: 1 <= v <= 64,
+                              message="MMoE takes 1 to 64 experts (got {v}).", fix="e.g. 4",
+                              help="experts every task's gate can mix")
+        experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
+
+    @classmethod
+    def check(cls, cfg):
+        require_experts(cfg.experts)
+        return [f"{cfg.n_experts} experts is many for this data; training will be slower."] if cfg.n_experts > 16 else []
+
+    @classmethod
+    def summary(cls, cfg):
+        return f"MMoE {cfg.n_experts}x{sizes(cfg.experts)}"
+
+    @classmethod
+    def diagram_width(cls, cfg, tasks):
+        return max(len(tasks), cfg.n_experts, 3)
+
+    @classmethod
+    def draw(cls, c, cfg):
+        experts_and_gates(c, [(f"E{k + 1}", "shared") for k in range(cfg.n_experts)], f"experts {sizes(cfg.experts)}")
 
     def __init__(self, cfg, desc, tables, tasks):
         super().__init__(cfg, desc, tables, tasks)
@@ -33,5 +67,5 @@ class MMoE(MultiTaskModel):
         return Body(tower_inputs=[mix(g, e) for g in gates], shared=lambda: e.transpose(0, 1).flatten(1),
                     gates={n: g.t() for n, g in zip(self.task_names, gates)})
 
-    def shared_parameters(self):
+    def gradnorm_layer(self):
         return [p for ex in self.experts for p in last_linear(ex).parameters()]

@@ -9,11 +9,21 @@ level below; the last level has no shared gate.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Body, MultiTaskModel
+from ..data.errors import DataError
+from ..registry import knob
+from .base import Body, MultiTaskModel, require_experts
 from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
+from .diagram import experts_and_gates, sizes
+from .mmoe import EXPERT_LAYERS
+
+_AT_MOST_64 = dict(valid=lambda v: v <= 64, fix="e.g. 1 specific, 2 shared",
+                   message="PLE takes at most 64 task-specific and 64 shared experts (got {specific_experts} and "
+                           "{shared_experts}).")
 
 
 class _Level(nn.Module):
@@ -51,7 +61,44 @@ class _Level(nn.Module):
 
 class PLE(MultiTaskModel):
     arch = "ple"
+    label = "PLE / CGC"
     paper = "Tang et al., RecSys 2020"
+    order = 40
+
+    @dataclass
+    class Options:
+        specific_experts: int = knob(1, "Experts per task", noun="task-specific experts", lo=0, hi=8,
+                                     flag="--specific-experts", url="spec", **_AT_MOST_64)
+        shared_experts: int = knob(2, "Shared experts", noun="shared experts", lo=0, hi=8, flag="--shared-experts",
+                                   url="shexp", **_AT_MOST_64)
+        levels: int = knob(1, "Levels", noun="extraction levels", lo=1, hi=4, flag="--levels", url="levels",
+                           help="1 level = CGC; more levels = PLE", valid=lambda v: 1 <= v <= 4,
+                           message="PLE takes 1 to 4 extraction levels (got {v}).", fix="1 (CGC) or 2")
+        experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
+
+    @classmethod
+    def check(cls, cfg):
+        require_experts(cfg.experts)
+        s, h = cfg.specific_experts, cfg.shared_experts
+        if s < 0 or h < 0 or s + h < 1:
+            raise DataError("PLE needs at least one expert per task (specific + shared).", fix="e.g. 1 specific, 2 shared")
+        return []
+
+    @classmethod
+    def summary(cls, cfg):
+        return (f"PLE {cfg.specific_experts}+{cfg.shared_experts}x{sizes(cfg.experts)}"
+                + (f" L{cfg.levels}" if cfg.levels > 1 else ""))
+
+    @classmethod
+    def diagram_width(cls, cfg, tasks):
+        return max(len(tasks), len(tasks) * cfg.specific_experts + cfg.shared_experts, 3)
+
+    @classmethod
+    def draw(cls, c, cfg):
+        experts = [(f"{t[:6]}{k + 1}", "specific") for t in c.tasks for k in range(cfg.specific_experts)]
+        experts += [(f"S{k + 1}", "shared") for k in range(cfg.shared_experts)]
+        caption = f"experts {sizes(cfg.experts)}" + (f" · {cfg.levels} levels" if cfg.levels > 1 else "")
+        experts_and_gates(c, experts, caption, feeds=lambda t, lab: lab.startswith("S") or lab.startswith(t[:6]))
 
     def __init__(self, cfg, desc, tables, tasks):
         super().__init__(cfg, desc, tables, tasks)
@@ -82,7 +129,7 @@ class PLE(MultiTaskModel):
         z[:, T * s:] = gate[:, s:]
         return z
 
-    def shared_parameters(self):
+    def gradnorm_layer(self):
         last = self.levels[-1]
         mods = list(last.shared) or [ex for group in last.specific for ex in group]
         return [p for m in mods for p in last_linear(m).parameters()]

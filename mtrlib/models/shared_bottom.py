@@ -1,16 +1,40 @@
 """Shared-Bottom: one MLP shared by all tasks, then one tower per task.
 
-Caruana, "Multitask Learning", Machine Learning 28, 1997 (hard parameter sharing).
+Caruana, "Multitask Learning", Machine Learning 28, 1997 (hard parameter sharing):
+h = f(x), y_k = tower_k(h) for every task k.
 """
 from __future__ import annotations
 
-from .base import Body, MultiTaskModel
+from dataclasses import dataclass
+
+from ..registry import knob
+from .base import Body, MultiTaskModel, require_layers
 from .blocks import last_linear, mlp, mlp_out_dim
+from .diagram import sizes
 
 
 class SharedBottom(MultiTaskModel):
     arch = "shared-bottom"
+    label = "Shared-Bottom"
     paper = "Caruana, Multitask Learning, Machine Learning 1997"
+    order = 20
+
+    @dataclass
+    class Options:
+        shared: list[int] = knob([64, 32], "Shared layers", noun="shared layer", widget="sizes", flag="--shared",
+                                 url="shared", help="the MLP every task shares")
+
+    @classmethod
+    def check(cls, cfg):
+        require_layers(cfg.shared, cls.label)
+        return []
+
+    @classmethod
+    def draw(cls, c, cfg):
+        bottom, top = c.box(c.width / 2, 1.4, c.width * 0.7, 0.6, f"shared MLP {sizes(cfg.shared)}")
+        c.arrow(c.from_input(c.width / 2), bottom)
+        for x in c.task_x:
+            c.arrow(top, c.to_tower(x))
 
     def __init__(self, cfg, desc, tables, tasks):
         super().__init__(cfg, desc, tables, tasks)
@@ -20,8 +44,8 @@ class SharedBottom(MultiTaskModel):
         self.towers = self.make_towers([d] * len(tasks))
 
     def body(self, x):
-        h = self.bottom(x)
+        h = self.bottom(x)  # [B, shared[-1]]
         return Body(tower_inputs=[h] * len(self.tasks), shared=h)
 
-    def shared_parameters(self):
+    def gradnorm_layer(self):
         return list(last_linear(self.bottom).parameters())

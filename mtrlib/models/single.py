@@ -4,16 +4,37 @@ What multi-task learning must beat: if sharing does not help, this wins.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Body, MultiTaskModel
+from ..registry import knob
+from .base import Body, MultiTaskModel, require_layers
 from .blocks import InputLayer, last_linear, mlp, mlp_out_dim
+from .diagram import per_task_mlps, sizes
 
 
 class SingleTask(MultiTaskModel):
     arch = "single"
+    label = "Single-task"
     paper = "independent per-task networks (the no-sharing baseline)"
+    order = 10
+
+    @dataclass
+    class Options:
+        # stored as `shared` (config.json's name since the first version): here it is each task's own MLP
+        shared: list[int] = knob([64, 32], "Per-task layers", noun="shared layer", widget="sizes", flag="--shared",
+                                 url="shared", help="each task's own MLP")
+
+    @classmethod
+    def check(cls, cfg):
+        require_layers(cfg.shared, cls.label)
+        return []
+
+    @classmethod
+    def draw(cls, c, cfg):
+        per_task_mlps(c, f"own {sizes(cfg.shared)}")
 
     def __init__(self, cfg, desc, tables, tasks):
         super().__init__(cfg, desc, tables, tasks)
@@ -27,7 +48,7 @@ class SingleTask(MultiTaskModel):
 
     def inputs(self, user, item):
         # each task sees its own embeddings: stack along a new leading axis
-        return torch.stack([inp(user, item) for inp in self.inputs_], 0)
+        return torch.stack([inp(user, item) for inp in self.inputs_], 0)  # [T, B, d_in]
 
     def body(self, x):
         return Body(tower_inputs=[bot(x[k]) for k, bot in enumerate(self.bottoms)])
@@ -37,6 +58,6 @@ class SingleTask(MultiTaskModel):
         out["input"] = out["input"][0]
         return out
 
-    def shared_parameters(self):
+    def gradnorm_layer(self):
         # nothing is shared: each task's own last layer (task k's loss only reaches its own)
         return [p for bot in self.bottoms for p in last_linear(bot).parameters()]

@@ -1,9 +1,15 @@
 """The one interface every task-weighting method implements.
 
 Any model trains with any method: the trainer hands over the per-task losses and gets back the
-scalar to minimise; the method reports the effective weight of each task for the history.
-User weights (the what-if knob) multiply every method's own weights; a task with user weight 0
-is left out of the method's own balancing.
+scalar to minimise (`combine`), then lets the method turn it into gradients (`backward`: plain
+backpropagation unless a method acts on the per-task gradients themselves). The method reports
+the effective weight of each task for the history. User weights (the what-if knob) multiply
+every method's own weights; a task with user weight 0 is left out of the method's own balancing.
+
+A subclass in its own module of this package that sets `name` is registered by discovery
+(`mtrlib.weighting.WEIGHTINGS`). It describes itself: `label`, `paper`, `order` and a nested
+`Options` dataclass of its own knobs (declared with `mtrlib.registry.knob`), which the config,
+the CLI, URLs and the Train page derive their controls from.
 """
 from __future__ import annotations
 
@@ -15,25 +21,38 @@ from torch import nn
 
 @dataclass
 class StepContext:
-    shared_params: list[nn.Parameter]  # the last shared layer (GradNorm)
+    gradnorm_layer: list[nn.Parameter]  # where per-task gradient norms are compared (the model's gradnorm_layer())
     step: int
     epoch: int
 
 
 class Weighting(nn.Module):
-    name = "base"
+    name = "base"  # registry key: --weighting, the URL's weighting=, config.json's weighting
+    label = ""  # how the Train page lists it
     paper = ""
+    order = 100
+    Options = None  # dataclass of this method's own knobs
 
-    def __init__(self, task_names: list[str], user_weights: dict[str, float], **options):
+    def __init__(self, task_names: list[str], user_weights: dict[str, float], options=None, lr: float = 0.01):
         super().__init__()
         self.task_names = list(task_names)
+        self.options = options if options is not None else (self.Options() if self.Options else None)
         self.user_list = [float(user_weights.get(t, 1.0)) for t in task_names]
         self.register_buffer("user", torch.tensor(self.user_list))
         self.all_ones = all(w == 1.0 for w in self.user_list)
 
+    @classmethod
+    def check(cls, cfg, task_names: list[str] | None = None) -> list[str]:
+        """Rules for the chosen method beyond its knobs' own: raise DataError, or return warnings."""
+        return []
+
     def combine(self, losses: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Scalar loss for backward from per-task losses [T]."""
         return (self.effective() * losses).sum()
+
+    def backward(self, total: torch.Tensor, losses: torch.Tensor, ctx: StepContext) -> None:
+        """Fill the parameters' .grad for this step (plain backpropagation of `total`)."""
+        total.backward()
 
     def effective(self) -> torch.Tensor:
         """Effective weight per task [T] (user weight x method weight), used in the loss."""

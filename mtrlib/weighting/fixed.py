@@ -4,7 +4,9 @@ from .base import Weighting
 
 class Fixed(Weighting):
     name = "fixed"
+    label = "Fixed (your weights)"
     paper = "linear scalarisation with user-chosen weights"
+    order = 10
 
     def combine(self, losses, ctx):
         return losses.sum() if self.all_ones else (self.user * losses).sum()

@@ -15,19 +15,32 @@ second-order backward pass is needed. alpha sets how strongly training rates are
 (0: equal gradient norms only). L_i(0) is a task's loss in the first batch where it is
 observed (a conditional task can be absent from a small batch).
 """
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from ..registry import knob
 from .base import Weighting
 
 
 class GradNorm(Weighting):
     name = "gradnorm"
+    label = "GradNorm (Chen 2018)"
     paper = "Chen et al., ICML 2018"
+    order = 30
 
-    def __init__(self, task_names, user_weights, alpha: float = 1.5, lr: float = 0.025, **options):
-        super().__init__(task_names, user_weights)
-        self.alpha = float(alpha)
+    @dataclass
+    class Options:
+        alpha: float = knob(1.5, "GradNorm α", noun="GradNorm alpha", widget="slider", lo=0.0, hi=3.0, step=0.25,
+                            flag="--alpha", url="alpha", valid=lambda v: 0 <= v <= 10, fix="e.g. 1.5",
+                            message="GradNorm's alpha must be between 0 and 10 (got {v}).",
+                            help="how strongly training rates are equalised (0: equal gradient norms)")
+
+    def __init__(self, task_names, user_weights, options=None, lr: float = 0.025):
+        """`lr`: the learning rate of the weights' own Adam (the trainer passes its own)."""
+        super().__init__(task_names, user_weights, options, lr)
+        self.alpha = float(self.options.alpha)
         self.w = nn.Parameter(torch.ones(len(task_names)))
         self.opt = torch.optim.Adam([self.w], lr=lr)
         self.register_buffer("initial", torch.zeros(len(task_names)))
@@ -39,7 +52,7 @@ class GradNorm(Weighting):
         L = losses.detach()
         with torch.no_grad():
             self.initial.copy_(torch.where((self.initial == 0) & (L > 0), L, self.initial))
-        params = [p for p in ctx.shared_params if p.requires_grad]
+        params = [p for p in ctx.gradnorm_layer if p.requires_grad]
         norms = []
         for i in range(len(self.task_names)):
             if self.user_list[i] == 0 or not losses[i].requires_grad or not params:

@@ -22,10 +22,12 @@ from .base import Weighting
 
 class Uncertainty(Weighting):
     name = "uncertainty"
+    label = "Uncertainty (Kendall 2018)"
     paper = "Kendall, Gal & Cipolla, CVPR 2018"
+    order = 20
 
-    def __init__(self, task_names, user_weights, **options):
-        super().__init__(task_names, user_weights)
+    def __init__(self, task_names, user_weights, options=None, lr: float = 0.01):
+        super().__init__(task_names, user_weights, options, lr)
         self.log_var = nn.Parameter(torch.zeros(len(task_names)))
 
     def effective(self):
