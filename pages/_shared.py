@@ -153,13 +153,14 @@ def upload_dataset(files: tuple, mapping_key: str, _mapping) -> Dataset:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _raw_table(entry: tuple):
-    from mtrlib.data import read_table
+    from mtrlib.data import read_table_full
     name, data = entry
-    return read_table(_Upload(data, name))
+    return read_table_full(_Upload(data, name))
 
 
 def raw_interactions():
-    """The uploaded interactions table as read (strings), for the mapping form; or (None, problem)."""
+    """The uploaded interactions file as read (a `Table` of strings, with its header flag), for the
+    mapping form; or (None, problem)."""
     up = st.session_state.get("uploads", {}).get("interactions")
     if up is None:
         return None, None

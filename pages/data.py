@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from mtrlib import charts
-from mtrlib.data import DataError, parse_task, parse_tasks
+from mtrlib.data import DataError, Table, parse_task, parse_tasks, task_from_fields
 from mtrlib.data.world import MAX_GENRES
 from pages._shared import (boot, cfg, current_dataset, dataset_key, examples_report, explain, halt, plain, raw_interactions,
                            task_list, widget)
@@ -22,15 +22,15 @@ explain(
     "only where* another is positive, like a purchase that can only follow a click."
 )
 
-def mapping_form(raw: pd.DataFrame, problem: str | None) -> None:
+def mapping_form(raw: Table, problem: str | None) -> None:
     """Which column is the user, the item, the time; what the other columns are."""
     from mtrlib.data import guess_mapping
     from mtrlib.data.dataset import FEATURE_KINDS
 
     st.subheader("Column mapping")
     st.caption("We guessed which column is which from names and values. Change any guess and press Apply.")
-    cols = [str(x) for x in raw.columns]
-    g = st.session_state.mapping or guess_mapping(raw)
+    cols = [str(x) for x in raw.frame.columns]
+    g = st.session_state.mapping or guess_mapping(raw.frame, header=raw.header)
     pick = lambda key, opts: opts.index(g.get(key)) if g.get(key) in opts else 0
     a, b, t = st.columns(3)
     user = a.selectbox("User id column", cols, index=pick("user", cols), key="map_user")
@@ -183,18 +183,9 @@ edited = st.data_editor(
 )
 
 
-def _row_to_text(r) -> str:
-    name, kind = str(r["name"] or "").strip(), r["kind"]
-    col = str(r["column"] or "").strip()
-    body = {"implicit": "implicit", "regression": f"{col}:reg", "binary": col}.get(kind)
-    if kind == "threshold":
-        thr = r["threshold"]
-        body = f"{col}{r['op'] or '>='}{'' if pd.isna(thr) else f'{float(thr):g}'}"
-    given = str(r["observed only where"] or "").strip()
-    return f"{name}={body}" + (f"|{given}" if given else "")
-
-
-texts = [_row_to_text(r) for _, r in edited.iterrows() if str(r["name"] or "").strip()]
+texts = [task_from_fields(r["name"], r["kind"], r["column"], r["op"], r["threshold"],
+                          r["observed only where"]).to_string()
+         for _, r in edited.iterrows() if str(r["name"] or "").strip()]
 task_error = None
 try:
     parse_tasks(texts)

@@ -145,6 +145,17 @@ def test_generic_upload_uses_the_column_mapping(store):
     assert metrics["Users"] == "30" and metrics["Interactions"] == "240"
 
 
+def test_headerless_upload_is_mapped_by_position(store):
+    """The mapping form gets the header flag with the table: no header row means user, item, ... and
+    a column of epoch seconds is the time."""
+    csv = "\n".join(f"u{u},i{(u * 7 + k) % 23},{(u + k) % 2},{1_700_000_000 + 3600 * k}"
+                    for u in range(30) for k in range(8))
+    at = app()
+    at = _upload_files(at, interactions=("log.csv", csv.encode()))
+    assert not at.exception
+    assert [at.selectbox(key=k).value for k in ("map_user", "map_item", "map_ts")] == ["col1", "col2", "col4"]
+
+
 def test_invalid_task_shows_the_fix(store):
     cfg = tiny_cfg()
     cfg.data.tasks = ["click=click", "like=like|nosuchtask"]

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from _files import parquet, zipped
-import mtrlib.data.io as mio
+import mtrlib.data.read.loader as mio
 from mtrlib.data import DataError, Dataset, build_examples, load
 from mtrlib.safe import escape_frame, safe_csv
 

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _files import parquet, zipped
-import mtrlib.data.io as mio
-from mtrlib.data import DataError, build_examples, guess_mapping, load, read_table, split
+import mtrlib.data.read.loader as mio
+from mtrlib.data import DataError, build_examples, guess_mapping, load, read_table, read_table_full, split
 from mtrlib.data.encode import FeatureSpace, encode_examples
 
 ML_SMALL = Path(__file__).resolve().parents[1].parent / "shared/data/ml-latest-small"
@@ -394,8 +394,9 @@ def test_labels_are_numeric_when_the_whole_column_is():
 def test_read_table_preview():
     df = read_table(Upload(table(sep=";").encode(), "x.csv"))
     assert list(df.columns) == ["user", "item", "rating", "ts"] and len(df) == 20
-    assert df.attrs["mtr"]["delimiter"] == ";" and df.attrs["mtr"]["header"] is True
-    assert read_table(table(header="").encode()).attrs["mtr"]["header"] is False
+    read = read_table_full(Upload(table(sep=";").encode(), "x.csv"))
+    assert read.delimiter == ";" and read.header is True
+    assert read_table_full(table(header="").encode()).header is False
     with pytest.raises(DataError, match="several files"):
         read_table(zipped({"a.csv": GOOD, "b.csv": GOOD}))
 

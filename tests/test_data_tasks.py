@@ -1,9 +1,10 @@
 """The task grammar: NAME=COL, NAME=COL>=X, NAME=COL:reg, NAME=implicit, ...|OTHER."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from mtrlib.data import DataError, TaskSpec, parse_task, parse_tasks
+from mtrlib.data import DataError, TaskSpec, parse_task, parse_tasks, task_from_fields
 
 
 @pytest.mark.parametrize("text,kind,column,op,threshold,given", [
@@ -85,3 +86,40 @@ def test_parse_tasks_checks_the_set():
 def test_parse_tasks_accepts_specs():
     t = parse_task("click=click")
     assert parse_tasks([t, "like=like|click"])[0] is t
+
+
+# ---------------------------------------------------------------- the task editor's rows
+
+
+@pytest.mark.parametrize("text", [
+    "click=clicked", "liked=rating>=4", "hi=rating>4.5", "d=dwell:reg|click", "watched=implicit",
+    "liked=rating>=4|watched", "five=rating==5", "neg=score<-0.5", "big=views>=1234567", "pi=x<3.14159265",
+])
+def test_task_from_fields_rebuilds_every_parsed_task(text):
+    t = parse_task(text)
+    row = task_from_fields(t.name, t.kind, t.column, t.op, t.threshold, t.given)
+    assert row == t and row.to_string() == t.to_string()
+
+
+def test_task_from_fields_reads_editor_cells():
+    nan = float("nan")
+    assert task_from_fields(" liked ", "threshold", " rating ", None, 4.0, " ").to_string() == "liked=rating>=4"
+    assert task_from_fields("w", "implicit", "rating", "", nan, None) == parse_task("w=implicit")
+    assert task_from_fields("d", "regression", "dwell", None, nan, "click").to_string() == "d=dwell:reg|click"
+    assert task_from_fields("c", "binary", "clicked", None, None, None).to_string() == "c=clicked"
+
+
+@pytest.mark.parametrize("fields,fragment", [
+    (("liked", "threshold", "rating", ">=", float("nan"), None), "threshold '' is not a number"),
+    (("liked", "threshold", "rating", None, pd.NA, None), "threshold '' is not a number"),
+    (("liked", "threshold", None, ">", 4, None), "no column before '>'"),
+    (("click", "binary", None, None, None, None), "empty definition"),
+    (("dwell", "regression", "  ", None, None, None), "no column before ':reg'"),
+    (("what", None, "rating", None, None, None), "empty definition"),
+    (("1st", "binary", "clicked", None, None, None), "not allowed"),
+])
+def test_an_incomplete_row_gives_text_that_parse_tasks_refuses(fields, fragment):
+    text = task_from_fields(*fields).to_string()
+    with pytest.raises(DataError) as e:
+        parse_tasks([text])
+    assert fragment in str(e.value), (text, str(e.value))

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import mtrlib.data.io as mio
+import mtrlib.data.read.loader as mio
 from mtrlib.data import DataError, load
 
 MISSING = {"", "na", "n/a", "nan", "null", "none", "#n/a", "<na>"}

@@ -26,7 +26,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from mtrlib.data import DataError, load
-from mtrlib.data.io import max_file_bytes
+from mtrlib.data.read import max_file_bytes
 from mtrlib.runs import list_runs, rename_run, train_and_save
 from mtrlib.safe import FORMULA_PREFIXES, safe_csv
 from mtrlib.train import prepare

@@ -58,7 +58,7 @@ def cmd_world(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from mtrlib.data.io import load
+    from mtrlib.data.read import load
 
     mapping = {k: v for k, v in (("user", args.user), ("item", args.item), ("timestamp", args.timestamp)) if v}
     ds = load(args.file, items=args.items, users=args.users, mapping=mapping or None)

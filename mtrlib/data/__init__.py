@@ -2,10 +2,10 @@
 from .dataset import FEATURE_KINDS, Dataset
 from .errors import DataError
 from .examples import Examples, build_examples
-from .io import load, read_table
 from .mapping import guess_mapping
+from .read import Table, load, read_table, read_table_full
 from .split import SPLITS, Split, split
-from .tasks import TaskSpec, parse_task, parse_tasks
+from .tasks import TaskSpec, parse_task, parse_tasks, task_from_fields
 from .world import WorldConfig, make_world
 
 _LAZY = {"EncodedExamples", "FeatureSpace", "encode_examples"}  # encode needs torch: imported on first use,
@@ -20,7 +20,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DataError", "Dataset", "FEATURE_KINDS", "TaskSpec", "parse_task", "parse_tasks", "make_world",
-    "WorldConfig", "Examples", "build_examples", "Split", "split", "SPLITS", "FeatureSpace",
-    "EncodedExamples", "encode_examples", "load", "read_table", "guess_mapping",
+    "DataError", "Dataset", "FEATURE_KINDS", "TaskSpec", "parse_task", "parse_tasks", "task_from_fields",
+    "make_world", "WorldConfig", "Examples", "build_examples", "Split", "split", "SPLITS", "FeatureSpace",
+    "EncodedExamples", "encode_examples", "load", "read_table", "read_table_full", "Table", "guess_mapping",
 ]

@@ -59,7 +59,7 @@ TITLE_NAMES = ["title", "name", "itemname", "productname", "movietitle", "songna
 _TRUE_FALSE = {"0", "1", "true", "false", "t", "f", "yes", "no", "y", "n"}
 _MISSING_WORDS = {"", "nan", "none", "null", "na", "n/a", "#n/a", "<na>"}
 _INF_WORDS = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
-_INTEGRAL = r"^([+-]?\d+)\.0*$"
+INTEGRAL_TEXT = r"^([+-]?\d+)\.0*$"  # an integer written with a decimal point: '7.0' is the id '7'
 GUESS_SAMPLE = 200_000  # rows looked at when guessing kinds (the guess, not the data, is sampled)
 
 
@@ -68,7 +68,9 @@ def norm_name(name) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
-def _find(columns, names, words=(), exclude=()) -> str | None:
+def find_column(columns, names, words=(), exclude=()) -> str | None:
+    """The first column whose normalised name is one of `names` (best first), else the first containing
+    one of `words`; None when nothing matches. Names beat words so 'user_id' wins over 'username'."""
     cols = [c for c in columns if c not in exclude]
     normed = {c: norm_name(c) for c in cols}
     for n in names:
@@ -157,7 +159,20 @@ def normalise_ids(s: pd.Series, *, source: str, column: str, what: str, header: 
     missing = missing | low.isin(list(_MISSING_WORDS)).to_numpy()
     infinite = low.isin(list(_INF_WORDS)).to_numpy()
     _raise_bad_ids(missing, infinite, source=source, column=column, what=what, header=header, every=every)
-    return t.str.replace(_INTEGRAL, r"\1", regex=True).astype("str")
+    return t.str.replace(INTEGRAL_TEXT, r"\1", regex=True).astype("str")
+
+
+def join_tags(ids: pd.Series, tags: pd.Series) -> pd.DataFrame:
+    """Rows of (id, tag) -> one row per id: its distinct tags (case ignored), comma-joined, ids in order.
+
+    A tags table (MovieLens tags.csv, or any items table whose ids repeat beside a tag column)
+    becomes one text attribute per item."""
+    t = pd.DataFrame({"id": ids.to_numpy(), "tag": tags.to_numpy()}).dropna()
+    t = t.assign(tag=t["tag"].astype("str").str.strip())
+    t = t[t["tag"] != ""]
+    t = t.assign(_low=t["tag"].str.lower()).drop_duplicates(["id", "_low"])
+    agg = t.groupby("id", sort=False)["tag"].agg(", ".join)
+    return pd.DataFrame({"item_id": agg.index.astype("str"), "tags": agg.to_numpy()})
 
 
 def _row_words(pos: int, header: bool | None) -> str:
@@ -300,7 +315,7 @@ def guess_kinds(table: pd.DataFrame, exclude=()) -> dict[str, str]:
 
 def guess_title(table: pd.DataFrame, kinds: dict[str, str]) -> str | None:
     """The column a person would call the item's name."""
-    col = _find([c for c in table.columns if kinds.get(c) in ("text", "categorical")], TITLE_NAMES)
+    col = find_column([c for c in table.columns if kinds.get(c) in ("text", "categorical")], TITLE_NAMES)
     if col:
         return col
     texts = [c for c, k in kinds.items() if k == "text"]
@@ -335,25 +350,27 @@ def _timestamp_ok(s: pd.Series) -> bool:
         return False
 
 
-def guess_mapping(df: pd.DataFrame) -> dict:
+def guess_mapping(df: pd.DataFrame, *, header: bool | None = None) -> dict:
     """Pre-filled column mapping for an interactions table.
 
     Returns {"user", "item", "timestamp", "item_features", "user_features", "labels"}; user or
     item is None when nothing looks like one (then `load` asks the user to choose).
+    `header=False` says the file had no header row (`Table.header`): its columns are then taken
+    as user, item, ... by convention, and a column of epoch-like numbers as the time.
     """
     cols = [c for c in df.columns]
-    headerless = df.attrs.get("mtr", {}).get("header") is False
-    user = _find(cols, USER_NAMES, USER_WORDS)
-    item = _find(cols, ITEM_NAMES, ITEM_WORDS, exclude=(user,))
+    headerless = header is False
+    user = find_column(cols, USER_NAMES, USER_WORDS)
+    item = find_column(cols, ITEM_NAMES, ITEM_WORDS, exclude=(user,))
     if user is not None and item is None and norm_name(user) in ("u",):
         user = None
     if headerless and user is None and item is None and len(cols) >= 2:
         user, item = cols[0], cols[1]  # no header: by convention user, item, ...
     taken = {user, item}
-    ts = _find([c for c in cols if c not in taken], TIME_NAMES)
+    ts = find_column([c for c in cols if c not in taken], TIME_NAMES)
     if ts is None:  # 'order_date', 'time_utc' - but not 'watch_time', which is a label
-        ts = _find([c for c in cols if c not in taken and not _is_label_name(c)], [],
-                   ("timestamp", "datetime", "time", "date"))
+        ts = find_column([c for c in cols if c not in taken and not _is_label_name(c)], [],
+                         ("timestamp", "datetime", "time", "date"))
     if ts is not None and not _timestamp_ok(df[ts]):
         ts = None
     if ts is None:
@@ -392,12 +409,12 @@ def guess_mapping(df: pd.DataFrame) -> dict:
 
 
 def find_id_column(table: pd.DataFrame, same_as: list, names, words) -> str | None:
-    """The id column of a side table, by name only (value matching lives in io)."""
+    """The id column of a side table, by name only (value matching lives in read.side)."""
     cols = list(table.columns)
     for c in same_as:
         if c in cols:
             return c
-    return _find(cols, names, words)
+    return find_column(cols, names, words)
 
 
 def check_mapping(mapping: dict, columns, *, source: str) -> dict:

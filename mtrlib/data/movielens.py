@@ -4,13 +4,25 @@
 Recognition is by columns and values, not by file name alone, so an upload renamed to
 `upload.csv` is still recognised. Each recogniser returns the table with canonical column
 names plus the kinds of its attributes (GroupLens, https://grouplens.org/datasets/movielens/).
+
+The loader knows MovieLens only through two hooks: `recognise` (once per table: a `Release`
+or None) and `folder_parts` (which files of a folder are which). Everything else it needs,
+the canonical columns, kinds, title, layout, nouns and suggested tasks, comes from the
+`Release`, so the generic reading path never tests for MovieLens itself.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .mapping import as_numeric
+from .errors import DataError
+from .mapping import as_numeric, join_tags
+
+if TYPE_CHECKING:
+    from .read.parse import Table
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -37,11 +49,18 @@ def _in(s: pd.Series, values) -> bool:
     return len(v) > 0 and bool(v.isin(values).all())
 
 
-def recognise(df: pd.DataFrame) -> str | None:
-    """Which MovieLens table this is ("ml-latest-ratings", "ml-100k-item", ...), or None."""
-    meta = df.attrs.get("mtr", {})
+def recognise(table: Table) -> Release | None:
+    """The MovieLens file this table is, or None: the loader's one question about MovieLens."""
+    kind = _kind(table.frame, table.header, table.delimiter)
+    return None if kind is None else Release(kind, table.source)
+
+
+def _kind(df: pd.DataFrame, header: bool, delim: str | None) -> str | None:
+    """Which MovieLens table this is ("ml-latest-ratings", "ml-100k-item", ...), or None.
+
+    Headerless files (ml-100k, ml-1m) are told apart by their delimiter and their values."""
     cols = set(map(str, df.columns))
-    if meta.get("header", True):
+    if header:
         if {"userId", "movieId", "rating", "timestamp"} <= cols:
             return "ml-latest-ratings"
         if {"movieId", "title", "genres"} <= cols:
@@ -53,7 +72,6 @@ def recognise(df: pd.DataFrame) -> str | None:
         return None
     n = df.shape[1]
     c = list(df.columns)
-    delim = meta.get("delimiter")
     if delim == "::":
         if n == 4 and all(_ints(df[x]) for x in c):
             return "ml-1m-ratings"
@@ -128,12 +146,7 @@ def items(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, str, dict, str | N
 
 def tags(df: pd.DataFrame) -> pd.DataFrame:
     """One row per movie: its distinct tags, comma-joined, as a text attribute."""
-    t = df[["movieId", "tag"]].dropna()
-    t = t.assign(tag=t["tag"].astype("str").str.strip())
-    t = t[t["tag"] != ""]
-    t = t.assign(_low=t["tag"].str.lower()).drop_duplicates(["movieId", "_low"])
-    agg = t.groupby("movieId", sort=False)["tag"].agg(", ".join)
-    return pd.DataFrame({"item_id": agg.index.astype("str"), "tags": agg.to_numpy()})
+    return join_tags(df["movieId"], df["tag"])
 
 
 def users(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, str, dict]:
@@ -152,3 +165,55 @@ FOLDERS = [  # (interactions file, item files, users file): latest, 100k, 1m
     ("u.data", ["u.item"], "u.user"),
     ("ratings.dat", ["movies.dat"], "users.dat"),
 ]
+
+
+def folder_parts(files: dict) -> tuple | None:
+    """(interactions, item files or None, users file or None) of a MovieLens release folder, or None.
+
+    `files` maps lower-case file names to files (paths or zip members), as the loader lists them."""
+    for inter, item_files, user_file in FOLDERS:
+        if inter in files:
+            items = [files[f] for f in item_files if f in files] or None
+            users = files.get(user_file) if user_file else None
+            return files[inter], items, users
+    return None
+
+
+@dataclass(frozen=True)
+class Release:
+    """A table recognised as one file of a MovieLens release, and how it becomes canonical."""
+    kind: str  # a key of ROLES
+    source: str  # the file's name in messages
+
+    item_noun = "movies"  # what notes call the items and the events of a MovieLens dataset
+    event = "ratings"
+    suggested_tasks = tuple(SUGGESTED_TASKS)
+
+    @property
+    def role(self) -> str:
+        """"interactions", "items" or "users": where this file belongs in `load`."""
+        return ROLES[self.kind]
+
+    @property
+    def layout(self) -> str:
+        return layout_of(self.kind)
+
+    def interactions(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict, str, str]:
+        """The ratings -> (table, mapping, original item column, original user column).
+
+        The original names are what the id column may be called in the side tables."""
+        if self.role != "interactions":
+            raise DataError(f"This looks like the MovieLens {self.role} table, not the ratings.",
+                            fix=f"give the ratings file as the interactions, and this one as the {self.role}",
+                            source=self.source)
+        out, m, orig_item = ratings(df, self.kind)
+        return out, m, orig_item, "userId" if self.kind == "ml-latest-ratings" else "user_id"
+
+    def side(self, df: pd.DataFrame, role: str) -> tuple[pd.DataFrame, str, dict, str | None]:
+        """An items or users file given as `role` -> (table, id column, kinds, title column)."""
+        if self.role != role:
+            raise DataError(f"This looks like the MovieLens {self.role} table, but it was given as the {role} "
+                            "table.", fix=f"give it as the {self.role} file instead", source=self.source)
+        if role == "items":
+            return items(df, self.kind)
+        return (*users(df, self.kind), None)

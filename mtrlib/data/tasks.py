@@ -10,6 +10,7 @@ Grammar (used by the CLI and the run store):
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -38,15 +39,21 @@ class TaskSpec:
         return self.type == "binary"
 
     def to_string(self) -> str:
+        """The task in the grammar above, which `parse_task` reads back as this same spec.
+
+        An incomplete spec (from `task_from_fields`) still gives text, which `parse_task` then refuses
+        with its message: no threshold writes nothing after the operator, an unknown kind no definition."""
         if self.kind == "implicit":
             body = "implicit"
         elif self.kind == "regression":
             body = f"{self.column}:reg"
         elif self.kind == "threshold":
             t = self.threshold
-            body = f"{self.column}{self.op}{int(t) if float(t).is_integer() else t}"
-        else:
+            body = f"{self.column}{self.op}{'' if t is None else int(t) if float(t).is_integer() else t}"
+        elif self.kind == "binary":
             body = str(self.column)
+        else:
+            body = ""
         return f"{self.name}={body}" + (f"|{self.given}" if self.given else "")
 
     def describe(self) -> str:
@@ -115,6 +122,31 @@ def parse_task(text: str) -> TaskSpec:
     if any(c in body for c in "<>=:!"):
         raise DataError(f"Task '{name}': cannot read the definition '{body}'.", fix=example)
     return TaskSpec(name, "binary", column=body, given=given)
+
+
+def task_from_fields(name, kind, column=None, op=None, threshold=None, given=None) -> TaskSpec:
+    """The task one row of a task editor describes (the Data page's table), blanks and all.
+
+    Nothing is checked here, so `.to_string()` of an incomplete row is text that `parse_tasks`
+    refuses with the same message the CLI gives: a blank name, column or kind stays blank, a
+    threshold that is blank (None/NaN) writes nothing after the operator, and a blank operator
+    means '>='. Text fields are stripped; the column is ignored by implicit tasks.
+    """
+    def text(x) -> str:
+        return str(x or "").strip()
+
+    if kind == "threshold":
+        return TaskSpec(text(name), kind, text(column), str(op or "") or ">=", _number(threshold), text(given) or None)
+    return TaskSpec(text(name), kind, None if kind == "implicit" else text(column), given=text(given) or None)
+
+
+def _number(x) -> float | None:
+    """A number from an editor cell; None for a blank one (None, NaN, pandas' NA)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
 
 
 def parse_tasks(texts) -> list[TaskSpec]:
