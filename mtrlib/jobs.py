@@ -78,6 +78,11 @@ class BusyError(RuntimeError):
     """Too many jobs running and waiting."""
 
 
+def _failure(e: Exception) -> str:
+    """What a job (and its run) says when it fails: bad data as it is, anything else as a bug."""
+    return str(e) if isinstance(e, DataError) else f"Training failed unexpectedly: {type(e).__name__}: {e}"
+
+
 LIMITER = JobLimiter(int(os.environ.get("MTR_MAX_JOBS", "2")), int(os.environ.get("MTR_MAX_QUEUE", "4")))
 
 
@@ -120,7 +125,7 @@ class Job:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._writer = None  # the RunWriter while saving; None when not saving or the store is unusable
+        self._writer = None  # the RunWriter once opened; None when not saving or the store is unusable
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> "Job":
@@ -165,8 +170,6 @@ class Job:
                     self.first_point_at = time.time()
             elif t == "epoch":
                 self.epochs.append({k: v for k, v in e.items() if k != "type"})
-        if self._writer is not None:
-            self._writer(e)
 
     def _run(self) -> None:
         from . import train as trainer  # heavy imports stay off the UI thread's first paint
@@ -185,48 +188,45 @@ class Job:
 
             prep = trainer.prepare(self.cfg, self.dataset, text_progress=text_progress)
             self.prepared = prep
-            model = None
-            if self.save:
-                self._open_writer(prep)
-                if self._writer is not None:
-                    model = self._writer.new_model()  # so the writer checkpoints each epoch
-            res = trainer.train(self.cfg, prep, callback=self._event, stop=self._stop, model=model)
+            res = self._train(prep)
             self.result = res
-            if self._writer is not None:
-                try:
-                    self._writer.finish(res)
-                except Exception as e:  # disk full, permissions: keep the result, say it was not saved
-                    self.save_error = f"The run could not be saved: {e}"
-                self.save_error = self.save_error or self._writer.error
             self.message = res.reason or {"finished": "Finished."}.get(res.status, res.status)
             self.state = res.status
-        except DataError as e:
-            self.error, self.state = str(e), "failed"
-            self.message = str(e)
-        except Exception as e:  # a bug: report it readably, keep the server alive
-            self.error, self.state = f"Training failed unexpectedly: {type(e).__name__}: {e}", "failed"
-            self.message = self.error
-            self.traceback = traceback.format_exc()
-            if self._writer is not None:
-                try:
-                    self._writer.fail(self.error)
-                except Exception:
-                    pass
+        except Exception as e:  # bad data is said as it is; a bug readably, and the server stays up
+            self.error = self.message = _failure(e)
+            self.state = "failed"
+            if not isinstance(e, DataError):
+                self.traceback = traceback.format_exc()
         finally:
             self.finished_at = time.time()
             self.limiter.release(self.id)
 
-    def _open_writer(self, prep) -> None:
-        try:
-            from .runs import RunWriter
-            self._writer = RunWriter(self.cfg, prep, store=self.store, name=self.name)
-            self.run_path = self._writer.path
-            if self._writer.error:
-                self.save_error = self._writer.error
-                self.run_path = None  # the folder was never created: do not point at it
-        except Exception as e:  # the store is unusable: train anyway, in memory
-            self._writer = None
-            self.save_error = f"The run store is not writable, so this run will not be saved: {e}"
+    def _train(self, prep):
+        """Train, recorded as a run unless `save` is off; a store that cannot even be opened
+        trains in memory (`save_error` says so)."""
+        from . import train as trainer
+        from .runs import recorded_training
+
+        if self.save:
+            try:
+                res, writer = recorded_training(self.cfg, prep, store=self.store, name=self.name,
+                                                callback=self._event, stop=self._stop, opened=self._opened,
+                                                reason=_failure)
+            except Exception as e:
+                if self._writer is not None:
+                    raise  # training failed; the run is marked failed
+                self.save_error = f"The run store is not writable, so this run will not be saved: {e}"
+            else:
+                self.save_error = self.save_error or writer.error
+                return res
+        return trainer.train(self.cfg, prep, callback=self._event, stop=self._stop)
+
+    def _opened(self, writer) -> None:
+        self._writer = writer
+        self.run_path = writer.path
+        if writer.error:
+            self.save_error = writer.error
+            self.run_path = None  # the folder was never created: do not point at it
 
     # -- for pollers ------------------------------------------------------------------------------
     def snapshot(self) -> dict:

@@ -7,7 +7,6 @@ widgets are initialised from it and write back to it.
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 from pathlib import Path
@@ -18,7 +17,6 @@ from mtrlib.config import TrainConfig
 from mtrlib.data import DataError, Dataset, build_examples, make_world
 from mtrlib.share import from_params, to_params
 
-ROOT = Path(__file__).resolve().parents[1]
 _APP = threading.local()  # set while app.py runs the page (each session's script has its own thread)
 
 
@@ -219,8 +217,8 @@ def task_names(ds: Dataset | None) -> list[str]:
 
 # -- runs --------------------------------------------------------------------------------------
 def store() -> Path:
-    env = os.environ.get("MTR_RUN_STORE")
-    return Path(env) if env else ROOT / "data" / "runs"
+    from mtrlib import runs
+    return runs.default_store()  # reads MTR_RUN_STORE now, as the library does
 
 
 def runs_list():

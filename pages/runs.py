@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from mtrlib import charts
-from mtrlib.runs import RunError, delete_run, read_history, rename_run, weights_file
+from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
 from pages._shared import boot, explain, halt, plain, runs_list
 
@@ -65,7 +65,7 @@ live = any(r.status == "running" for r in chosen)
 def curve_grid() -> dict:
     """Re-read each run's history file, so a run still training (here or in another tab) grows.
     Returns the histories it read (by display name), so the full run does not read them twice."""
-    histories = {names[r.id]: read_history(r.path / "history.jsonl") for r in chosen}
+    histories = {names[r.id]: run_history(r.path) for r in chosen}
     if live:
         st.caption("A selected run is still training: its curves refresh every 2 seconds.")
     grid = st.columns(2)
@@ -120,9 +120,8 @@ if len(chosen) == 1:
             st.error(plain(e))
     h = histories[names[r.id]]
     d1, d2, d3, d4 = st.columns(4)
-    cfg_text = (r.path / "config.json").read_text(encoding="utf-8") if (r.path / "config.json").exists() else "{}"
-    d1.download_button("Config (JSON)", cfg_text, file_name=f"{r.id}-config.json", mime="application/json",
-                       key="r_dl_cfg")
+    d1.download_button("Config (JSON)", run_config_text(r.path), file_name=f"{r.id}-config.json",
+                       mime="application/json", key="r_dl_cfg")
     d2.download_button("History (CSV)", safe_csv(pd.concat([h.steps.assign(kind="step"), h.epochs.assign(kind="epoch")],
                                                            ignore_index=True)) or "",
                        file_name=f"{r.id}-history.csv", mime="text/csv", key="r_dl_hist")

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mtrlib.config import TrainConfig
-from mtrlib.runs import list_runs, train_and_save
+from mtrlib.runs import default_store, list_runs, train_and_save
 from mtrlib.train import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,3 +282,14 @@ def test_query_params_restore_the_setup(store):
     assert at.number_input(key="t_epochs").value == 7
     assert at.select_slider(key="t_lr").value == 0.005
     assert not at.exception
+
+
+def test_pages_use_the_library_run_store_read_at_call_time(monkeypatch, tmp_path):
+    from pages._shared import store
+
+    monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path / "first"))
+    assert store() == default_store() == tmp_path / "first"
+    monkeypatch.setenv("MTR_RUN_STORE", "~/elsewhere")  # the same folder the writer expands it to
+    assert store() == Path.home() / "elsewhere"
+    monkeypatch.delenv("MTR_RUN_STORE")
+    assert store() == ROOT / "data" / "runs"

@@ -21,8 +21,10 @@ import torch
 from mtrlib import runs as runs_mod
 from mtrlib.config import TrainConfig
 from mtrlib.data import WorldConfig
-from mtrlib.runs import (RunError, RunWriter, default_store, delete_run, effective_status, list_runs, load_run,
-                         rename_run, train_and_save)
+from mtrlib.runs import store as runs_store  # the writer's files go through it
+from mtrlib.runs import (UNSET, RunError, RunInfo, RunMeta, RunWriter, default_store, delete_run, effective_status,
+                         list_runs, load_run, recorded_training, rename_run, run_config_text, run_history,
+                         train_and_save)
 from mtrlib.train import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,7 +232,7 @@ def test_permission_denied_and_disk_full_are_reported(tmp_path, monkeypatch):
     def denied(path, data, fsync=False):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(runs_mod, "atomic_write", denied)
+    monkeypatch.setattr(runs_store, "atomic_write", denied)
     w = RunWriter(cfg, prep, store=tmp_path / "a")
     assert not w.saved and "permission denied" in w.error
     assert list_runs(tmp_path / "a") == []  # nothing half-made is visible
@@ -243,7 +245,7 @@ def test_permission_denied_and_disk_full_are_reported(tmp_path, monkeypatch):
         calls["n"] += 1
         return real(path, data, fsync)
 
-    monkeypatch.setattr(runs_mod, "atomic_write", full_later)
+    monkeypatch.setattr(runs_store, "atomic_write", full_later)
     result, writer = train_and_save(cfg, prep, store=tmp_path / "b")
     assert result.status == "finished" and len(result.history.epochs) == 2  # training went on
     assert not writer.saved and "disk is full" in writer.error
@@ -306,3 +308,83 @@ def test_concurrent_writers_and_a_reader(tmp_path):
         assert run.history.steps["step"].is_monotonic_increasing
         run.model
     assert reads > 0
+
+
+# -- the package's own pieces: meta.json defined once, the life-cycle helper, the files pages read
+
+
+def test_run_meta_writes_meta_json_exactly_and_reads_it_back(trained):
+    store, cfg, prep, result, writer = trained
+    raw = (writer.path / "meta.json").read_bytes()
+    meta = json.loads(raw)
+    assert list(meta) == list(RunMeta.json_keys())  # a finished run has every key, in RunMeta's order
+    back = RunMeta.from_dict(meta)
+    assert runs_store._json_bytes(back.to_dict()) == raw  # the same bytes
+    assert back.status == "finished" and back.has_weights and back.device == result.device
+    assert load_run(writer.path).meta == back
+    with pytest.raises(KeyError, match="no key 'statsu'"):
+        back.update(statsu="finished")
+
+
+def test_an_old_run_without_newer_keys_and_with_unknown_ones_still_lists(tmp_path):
+    old = {"format": "mtr-run", "version": 1, "id": "20230101-000000-mmoe-abcdef", "name": "old",
+           "status": "finished", "created": 1.0e9, "tasks": ["click=clicked", "dwell=dwell:reg"],
+           "summary": {"test": {"click": {"auc": 0.7}}}, "checkpoint_epoch": 3, "group": "ablation"}
+    meta = RunMeta.from_dict(old)
+    assert (meta.arch, meta.model, meta.epochs_done, meta.finished, meta.extra) == ("?", None, 0, UNSET,
+                                                                                   {"group": "ablation"})
+    out = meta.to_dict()
+    assert out["group"] == "ablation" and "finished" not in out and "start" not in out
+    folder = tmp_path / "store" / old["id"]
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps(old))
+    problems: list = []
+    [info] = list_runs(tmp_path / "store", problems=problems)
+    assert problems == []
+    assert isinstance(info, RunInfo) and (info.name, info.model, info.tasks) == ("old", "?", ["click", "dwell"])
+    assert info.status == "finished" and info.has_weights and info.metrics == {"click": {"auc": 0.7}}
+
+
+def test_recorded_training_marks_a_failed_run_and_reraises(tmp_path):
+    cfg = tiny_cfg(epochs=1)
+    prep = prepare(cfg)
+    opened, seen = [], []
+
+    def boom(e):
+        seen.append(e["type"])
+        if e["type"] == "step":
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        recorded_training(cfg, prep, store=tmp_path, name="doomed", callback=boom, opened=opened.append,
+                          reason=lambda e: f"custom: {e}")
+    [info] = list_runs(tmp_path)
+    assert (info.name, info.status, info.reason) == ("doomed", "failed", "custom: boom")
+    assert [w.path for w in opened] == [info.path] and seen == ["start", "step"]
+    assert len(run_history(info.path).steps) == 1  # the writer had the event before the callback raised
+    with pytest.raises(ZeroDivisionError):
+        train_and_save(cfg, prep, store=tmp_path / "b", callback=lambda e: 1 / 0)
+    assert list_runs(tmp_path / "b")[0].reason == "Training failed: ZeroDivisionError: division by zero"
+
+
+def test_a_job_whose_training_raises_marks_its_run_failed(tmp_path, monkeypatch):
+    import mtrlib.train as trainer
+    from mtrlib.jobs import Job, JobLimiter
+
+    monkeypatch.setattr(trainer, "available_devices", lambda: ["cpu"])  # so "cuda" is refused in train()
+    cfg = tiny_cfg(epochs=1)
+    cfg.device = "cuda"
+    job = Job(cfg, store=tmp_path, limiter=JobLimiter(1, 0)).start()
+    job.join(timeout=120)
+    assert job.state == "failed" and "Device 'cuda' is not available" in job.error
+    assert job.save_error is None and job.run_path is not None
+    [info] = list_runs(tmp_path)
+    assert info.path == job.run_path and info.status == "failed" and info.reason == job.error
+
+
+def test_run_history_and_config_text_of_a_folder(trained, tmp_path):
+    store, cfg, prep, result, writer = trained
+    h = run_history(writer.path)
+    assert len(h.steps) == len(result.history.steps) and len(h.epochs) == cfg.epochs
+    assert TrainConfig.from_json(run_config_text(writer.path)).to_dict() == cfg.to_dict()
+    assert run_config_text(tmp_path) == "{}" and run_history(tmp_path).steps.empty

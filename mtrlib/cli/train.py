@@ -240,9 +240,9 @@ class Progress:
 
 def cmd_train(args) -> int:
     from mtrlib.config import validate
-    from mtrlib.runs import RunWriter
+    from mtrlib.runs import recorded_training
     from mtrlib.safe import json_clean
-    from mtrlib.train import prepare, train
+    from mtrlib.train import prepare
 
     cfg = build_config(args)
     validate(cfg)
@@ -259,16 +259,12 @@ def cmd_train(args) -> int:
             raise DataError(f"The output folder {target} already exists and is not empty.",
                             fix="choose a new folder for --out, or delete the old one")
     prep = prepare(cfg)
-    writer = RunWriter(cfg, prep, store=args.store, path=args.out, name=args.name)
-    if writer.error:
-        print(f"warning: {writer.error}", file=sys.stderr)
-    model = writer.new_model()
     progress = Progress(args.quiet)
     stop = threading.Event()
 
-    def on_event(e):
-        writer(e)
-        progress(e)
+    def opened(writer):
+        if writer.error:
+            print(f"warning: {writer.error}", file=sys.stderr)
 
     def on_signal(signum, frame):
         if stop.is_set():  # a second Ctrl-C: give up at once
@@ -278,16 +274,14 @@ def cmd_train(args) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = train(cfg, prep, callback=on_event, stop=stop, model=model)
-    except BaseException as e:
-        writer.fail(f"Training failed: {type(e).__name__}: {e}")
-        raise
+        result, writer = recorded_training(cfg, prep, store=args.store, path=args.out, name=args.name,
+                                           callback=progress, stop=stop, opened=opened)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         if progress.bar is not None:
             progress.bar.close()
-    path = writer.finish(result)
+    path = writer.path if writer.saved else None
     if result.reason:
         print(result.reason, file=sys.stderr)
     if writer.error:

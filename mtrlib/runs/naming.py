@@ -1,0 +1,43 @@
+"""What a run is called and what its table compares: derived from its TrainConfig only."""
+from __future__ import annotations
+
+import secrets
+import time
+
+from ..config import ARCHITECTURES, MODEL_KNOBS, TrainConfig
+
+
+def model_summary(cfg: TrainConfig) -> str:
+    """'MMoE 4x[64,32]', 'Shared-Bottom [128,64]', 'PLE 1+2x[64,32]'... (each architecture's own summary)."""
+    cls = ARCHITECTURES.get(cfg.model.arch)
+    s = cls.summary(cfg.model) if cls is not None else cfg.model.arch
+    if cfg.model.text_features:
+        s += " +text"
+    return s
+
+
+def default_name(cfg: TrainConfig, task_names, when: float | None = None) -> str:
+    """Readable default: 'MMoE 4x[64,32] · click,like · 14:05:12' (+ weighting when not fixed)."""
+    parts = [model_summary(cfg), ",".join(task_names)]
+    if cfg.weighting != "fixed":
+        parts.append(cfg.weighting)
+    parts.append(time.strftime("%H:%M:%S", time.localtime(when if when is not None else time.time())))
+    return " · ".join(parts)
+
+
+def new_run_id(cfg: TrainConfig, when: float | None = None) -> str:
+    """Unique, sortable folder name: 20240101-140512-mmoe-3f9a1c."""
+    t = when if when is not None else time.time()
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(t))}-{cfg.model.arch}-{secrets.token_hex(3)}"
+
+
+def settings_of(cfg: TrainConfig) -> dict:
+    """The settings a runs table compares (flat, JSON-able)."""
+    m, d = cfg.model, cfg.data
+    knobs = {kf.name: (list(v) if isinstance(v := getattr(m, kf.name), list) else v) for kf in MODEL_KNOBS}
+    return {
+        "arch": m.arch, "emb_dim": m.emb_dim, **knobs, "towers": list(m.towers), "dropout": m.dropout,
+        "text_features": m.text_features, "weighting": cfg.weighting, "weights": dict(cfg.weights),
+        "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size, "epochs": cfg.epochs, "seed": cfg.seed,
+        "split": d.split, "negatives": d.negatives, "source": d.source, "use_features": d.use_features,
+    }
