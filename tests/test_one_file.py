@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("one-file") / "project"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs", "cache")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("mtrlib", "pages", ".streamlit"):
         shutil.copytree(ROOT / name, dst / name, ignore=ignore)
     shutil.copy(ROOT / "app.py", dst / "app.py")
