@@ -19,22 +19,13 @@ import pytest
 import torch
 
 from mtrlib import runs as runs_mod
-from mtrlib.config import TrainConfig
-from mtrlib.data import WorldConfig
 from mtrlib.runs import (RunError, RunWriter, default_store, delete_run, effective_status, list_runs, load_run,
                          rename_run, train_and_save)
 from mtrlib.train import prepare
 
+from _mtr import STORE, tiny_cfg
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_cfg(epochs: int = 2, arch: str = "mmoe", **world) -> TrainConfig:
-    cfg = TrainConfig()
-    cfg.data.world = WorldConfig(**{"n_users": 150, "n_items": 50, "impressions_per_user": 15, **world})
-    cfg.model.arch = arch
-    cfg.epochs = epochs
-    cfg.batch_size = 256
-    return cfg
 
 
 def env_for(store: Path) -> dict:
@@ -47,7 +38,7 @@ def env_for(store: Path) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    cfg = tiny_cfg()
+    cfg = tiny_cfg(world=STORE, epochs=2, batch_size=256)
     prep = prepare(cfg)
     result, writer = train_and_save(cfg, prep, store=store)
     assert writer.saved and writer.error is None
@@ -107,7 +98,7 @@ def test_listing_and_default_name(trained):
 
 
 def test_rename_and_delete(tmp_path):
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=STORE, epochs=1, batch_size=256)
     prep = prepare(cfg)
     res1, w1 = train_and_save(cfg, prep, store=tmp_path)
     res2, w2 = train_and_save(cfg, prep, store=tmp_path, name="second")
@@ -212,7 +203,7 @@ def test_tampered_weights_are_refused_never_unpickled(trained, tmp_path):
 
 
 def test_unwritable_store_keeps_training_in_memory(tmp_path):
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=STORE, epochs=1, batch_size=256)
     prep = prepare(cfg)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -223,7 +214,7 @@ def test_unwritable_store_keeps_training_in_memory(tmp_path):
 
 
 def test_permission_denied_and_disk_full_are_reported(tmp_path, monkeypatch):
-    cfg = tiny_cfg(epochs=2)
+    cfg = tiny_cfg(world=STORE, epochs=2, batch_size=256)
     prep = prepare(cfg)
     real = runs_mod.atomic_write
 
