@@ -1,35 +1,69 @@
-"""Shared helpers for the models/training tests: tiny synthetic worlds, prepared once."""
+"""Plain helpers shared by the test modules: import them (`from _mtr import tiny_cfg`).
+
+Fixtures live in tests/conftest.py (they are requested by name, never imported); this module
+holds what tests call: the one small-config builder, the worlds it is sized with, the cached
+prepared data, and the AppTest helpers of the page tests.
+
+`tiny_cfg` builds every small config of the suite. Each module passes the world it needs;
+the sizes matter (speed, and what some tests measure), so each is named here once.
+"""
 from __future__ import annotations
 
+import copy
 import functools
+import json
+import time
+from dataclasses import asdict
 
-from mtrlib.config import ModelConfig, TrainConfig
+from mtrlib.config import DataConfig, ModelConfig, TrainConfig
 from mtrlib.data import WorldConfig
 from mtrlib.train import prepare
 
-TINY = dict(n_users=80, n_items=40, impressions_per_user=20, seed=3)
+# Worlds, by what the tests need of them. `world=` overrides TINY field by field, so each
+# named world spells out all four fields (its own seed included).
+TINY = dict(n_users=80, n_items=40, impressions_per_user=20, seed=3)  # models, training, weighting
+PAGES = dict(n_users=200, n_items=60, impressions_per_user=20, seed=0)  # pages, jobs, recommendations
+STORE = dict(n_users=150, n_items=50, impressions_per_user=15, seed=0)  # the run store, projections
+COLD = dict(n_users=60, n_items=40, impressions_per_user=10, seed=0)  # cold-start items (text features)
 
 
-def tiny_cfg(arch: str = "mmoe", world: dict | None = None, model: dict | None = None, **train_kw) -> TrainConfig:
-    cfg = TrainConfig(model=ModelConfig(arch=arch, **(model or {})), **train_kw)
-    cfg.data.world = WorldConfig(**{**TINY, **(world or {})})
+def tiny_cfg(arch: str = "mmoe", *, world: dict | None = None, model: dict | None = None,
+             data: dict | None = None, **train) -> TrainConfig:
+    """A small TrainConfig: architecture `arch` with its `model` knobs (ModelConfig fields), the
+    TINY world changed by `world` (WorldConfig fields), `data` (other DataConfig fields: split,
+    tasks, source, use_features, ...) and `train` (TrainConfig fields: epochs, lr, seed, ...).
+    Everything not given keeps TrainConfig's default. The arguments are copied: a config never
+    shares a list with a module's constants or with another config."""
+    model, data, train = copy.deepcopy((model or {}, data or {}, train))
+    cfg = TrainConfig(model=ModelConfig(arch=arch, **model), **train)
+    cfg.data = DataConfig(world=WorldConfig(**{**TINY, **(world or {})}), **data)
     return cfg
 
 
 @functools.lru_cache(maxsize=8)
-def _prep(world_items: tuple, seed: int):
-    cfg = TrainConfig(seed=seed)
-    cfg.data.world = WorldConfig(**dict(world_items))
-    return prepare(cfg)
+def _prep(key: str):
+    return prepare(TrainConfig.from_dict(json.loads(key)))
 
 
 def tiny_prep(cfg: TrainConfig):
-    """The prepared data for cfg's world and seed (cached: prepare once per module run)."""
-    return _prep(tuple(sorted(cfg.data.world.to_dict().items())), cfg.seed)
+    """The prepared data for cfg's data settings and seed, cached: each is prepared once per
+    session (tests must not change it in place)."""
+    assert not cfg.model.text_features, "tiny_prep prepares no text vectors: call prepare(cfg)"
+    return _prep(json.dumps({"data": asdict(cfg.data), "seed": cfg.seed}, sort_keys=True))
 
 
-def one_thread():
-    """For tests that run torch outside `train` (which picks its own thread count): one
-    intra-op thread, so that a busy machine does not stall every small operation."""
-    from mtrlib.train import cpu_threads
-    return cpu_threads(1)
+# -- page tests (streamlit.testing.v1.AppTest) ---------------------------------------------------
+
+def shown(markdown: str) -> str:
+    """What a reader sees: user text is markdown-escaped by the pages (pages._shared.plain)."""
+    return str(markdown).replace("\\", "")
+
+
+def wait_job(at, timeout: float = 120) -> object:
+    """The session's training job, once it has ended (fails after `timeout` seconds)."""
+    job = at.session_state["job"]
+    t0 = time.time()
+    while job.active and time.time() - t0 < timeout:
+        time.sleep(0.2)
+    assert not job.active, f"job still {job.state} after {timeout}s"
+    return job

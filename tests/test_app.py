@@ -10,25 +10,10 @@ from mtrlib.config import TrainConfig
 from mtrlib.runs import default_store, list_runs, train_and_save
 from mtrlib.train import prepare
 
+from _mtr import PAGES, shown, tiny_cfg, wait_job
+
 ROOT = Path(__file__).resolve().parents[1]
 ML = ROOT.parent / "shared" / "data" / "ml-latest-small"
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    s = tmp_path / "runs"
-    monkeypatch.setenv("MTR_RUN_STORE", str(s))
-    return s
-
-
-def tiny_cfg(**kw) -> TrainConfig:
-    cfg = TrainConfig()
-    w = cfg.data.world
-    w.n_users, w.n_items, w.impressions_per_user = 200, 60, 20
-    cfg.epochs = 2
-    for k, v in kw.items():
-        setattr(cfg, k, v)
-    return cfg
 
 
 def app(cfg: TrainConfig | None = None, page: str | None = None) -> AppTest:
@@ -42,23 +27,8 @@ def app(cfg: TrainConfig | None = None, page: str | None = None) -> AppTest:
     return at
 
 
-def shown(markdown: str) -> str:
-    """What a reader sees: user text is markdown-escaped by the pages (pages._shared.plain)."""
-    return str(markdown).replace("\\", "")
-
-
-def wait_job(at: AppTest, timeout: float = 120) -> object:
-    job = at.session_state["job"]
-    t0 = time.time()
-    while job.active and time.time() - t0 < timeout:
-        time.sleep(0.2)
-    assert not job.active, f"job still {job.state} after {timeout}s"
-    return job
-
-
 def saved_run(store, arch="mmoe", epochs=2):
-    cfg = tiny_cfg(epochs=epochs)
-    cfg.model.arch = arch
+    cfg = tiny_cfg(arch, world=PAGES, epochs=epochs)
     result, writer = train_and_save(cfg, prepare(cfg), store=store)
     assert writer.saved, writer.error
     return result, writer
@@ -84,9 +54,7 @@ def test_world_knob_changes_the_data(store):
 
 
 def test_setup_is_written_to_the_url(store):
-    cfg = tiny_cfg()
-    cfg.data.world.correlation = -0.5
-    cfg.model.arch = "ple"
+    cfg = tiny_cfg("ple", world={**PAGES, "correlation": -0.5}, epochs=2)
     at = app(cfg)
     assert at.query_params["rho"] in ("-0.5", ["-0.5"])
     assert at.query_params["arch"] in ("ple", ["ple"])
@@ -157,8 +125,7 @@ def test_headerless_upload_is_mapped_by_position(store):
 
 
 def test_invalid_task_shows_the_fix(store):
-    cfg = tiny_cfg()
-    cfg.data.tasks = ["click=click", "like=like|nosuchtask"]
+    cfg = tiny_cfg(world=PAGES, data={"tasks": ["click=click", "like=like|nosuchtask"]}, epochs=2)
     at = app(cfg)
     assert not at.exception
     assert any("nosuchtask" in shown(e.value) for e in at.error)
@@ -166,7 +133,7 @@ def test_invalid_task_shows_the_fix(store):
 
 # -- Train page --------------------------------------------------------------------------------------
 def test_train_page_trains_and_saves_a_run(store):
-    at = app(tiny_cfg(), "pages/train.py")
+    at = app(tiny_cfg(world=PAGES, epochs=2), "pages/train.py")
     assert len(at.get("plotly_chart")) >= 1  # the network diagram
     at.button(key="t_train").click().run()
     job = wait_job(at)
@@ -180,7 +147,7 @@ def test_train_page_trains_and_saves_a_run(store):
 
 
 def test_stop_ends_training_quickly_and_keeps_the_run(store):
-    at = app(tiny_cfg(epochs=500), "pages/train.py")
+    at = app(tiny_cfg(world=PAGES, epochs=500), "pages/train.py")
     at.button(key="t_train").click().run()
     job = at.session_state["job"]
     t0 = time.time()
@@ -197,8 +164,7 @@ def test_stop_ends_training_quickly_and_keeps_the_run(store):
 
 
 def test_diverging_training_is_reported_not_raised(store):
-    cfg = tiny_cfg(lr=3.0, optimizer="sgd", epochs=3)
-    cfg.weights = {"dwell": 5.0}
+    cfg = tiny_cfg(world=PAGES, lr=3.0, optimizer="sgd", epochs=3, weights={"dwell": 5.0})
     at = app(cfg, "pages/train.py")
     at.button(key="t_train").click().run()
     job = wait_job(at)
@@ -211,8 +177,7 @@ def test_diverging_training_is_reported_not_raised(store):
 
 
 def test_impossible_config_disables_train(store):
-    cfg = tiny_cfg()
-    cfg.weights = {"click": 0.0, "like": 0.0, "dwell": 0.0}
+    cfg = tiny_cfg(world=PAGES, epochs=2, weights={"click": 0.0, "like": 0.0, "dwell": 0.0})
     at = app(cfg, "pages/train.py")
     assert any("weight 0" in shown(e.value) for e in at.error)
     assert at.button(key="t_train").disabled

@@ -24,6 +24,8 @@ from mtrlib.config import TrainConfig, validate
 from mtrlib.data import DataError, make_world
 from mtrlib import train as T
 
+from _mtr import tiny_cfg
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["click", "like", "dwell"]
 
@@ -34,44 +36,40 @@ def world():
     return make_world(n_users=80, n_items=40, n_genres=3, correlation=0.5, seed=0, impressions_per_user=10)
 
 
-def cfg(**changes) -> TrainConfig:
-    """A small, valid config with `section__field=value` changes (e.g. model__n_experts=1000)."""
-    c = TrainConfig()
-    c.epochs, c.batch_size, c.device, c.log_every = 1, 256, "cpu", 2
-    c.model.emb_dim, c.model.shared, c.model.experts, c.model.towers = 8, [16], [16], [8]
-    for key, value in changes.items():
-        obj, *path = key.split("__")
-        target = c if not path else getattr(c, obj)
-        setattr(target, path[-1] if path else obj, value)
-    return c
+# A small, valid config: tiny_cfg(**(SMALL | changes)), where changes are tiny_cfg's arguments
+# (a change of the network: model=dict(NET, experts=[0])). The world is `world` above, passed
+# to prepare, so the config's own world is never built.
+NET = dict(emb_dim=8, shared=[16], experts=[16], towers=[8])
+SMALL = dict(model=NET, epochs=1, batch_size=256, device="cpu", log_every=2)
 
 
 @pytest.fixture(scope="module")
 def prepared(world):
-    return T.prepare(cfg(), world)
+    return T.prepare(tiny_cfg(**SMALL), world)
 
 
 REFUSED = {
     # layers
-    "zero-width shared layer": (dict(model__arch="shared-bottom", model__shared=[64, 0]),
+    "zero-width shared layer": (dict(arch="shared-bottom", model=dict(NET, shared=[64, 0])),
                                 ["Every shared layer needs a width of at least 1", "[64, 0]"]),
-    "zero-width expert layer": (dict(model__experts=[0]), ["Every expert layer needs a width of at least 1"]),
-    "negative tower size": (dict(model__towers=[-3]), ["Every tower layer needs a width of at least 1", "[-3]"]),
-    "absurdly wide layer": (dict(model__shared=[10**6]), ["width 1000000 is too wide", "at most 4096"]),
-    "no shared layers for shared-bottom": (dict(model__arch="shared-bottom", model__shared=[]),
+    "zero-width expert layer": (dict(model=dict(NET, experts=[0])), ["Every expert layer needs a width of at least 1"]),
+    "negative tower size": (dict(model=dict(NET, towers=[-3])),
+                            ["Every tower layer needs a width of at least 1", "[-3]"]),
+    "absurdly wide layer": (dict(model=dict(NET, shared=[10**6])), ["width 1000000 is too wide", "at most 4096"]),
+    "no shared layers for shared-bottom": (dict(arch="shared-bottom", model=dict(NET, shared=[])),
                                            ["needs at least one shared layer"]),
-    "no expert layers": (dict(model__experts=[]), ["Experts need at least one layer"]),
-    "zero embedding": (dict(model__emb_dim=0), ["Embedding dimension must be 1..512 (got 0)"]),
-    "negative embedding": (dict(model__emb_dim=-8), ["Embedding dimension must be 1..512 (got -8)"]),
+    "no expert layers": (dict(model=dict(NET, experts=[])), ["Experts need at least one layer"]),
+    "zero embedding": (dict(model=dict(NET, emb_dim=0)), ["Embedding dimension must be 1..512 (got 0)"]),
+    "negative embedding": (dict(model=dict(NET, emb_dim=-8)), ["Embedding dimension must be 1..512 (got -8)"]),
     # experts
-    "1000 experts (MMoE)": (dict(model__n_experts=1000), ["MMoE takes 1 to 64 experts (got 1000)"]),
-    "0 experts (MMoE)": (dict(model__n_experts=0), ["(got 0)"]),
-    "PLE with zero experts": (dict(model__arch="ple", model__specific_experts=0, model__shared_experts=0),
+    "1000 experts (MMoE)": (dict(model=dict(NET, n_experts=1000)), ["MMoE takes 1 to 64 experts (got 1000)"]),
+    "0 experts (MMoE)": (dict(model=dict(NET, n_experts=0)), ["(got 0)"]),
+    "PLE with zero experts": (dict(arch="ple", model=dict(NET, specific_experts=0, shared_experts=0)),
                               ["PLE needs at least one expert per task"]),
-    "PLE with negative experts": (dict(model__arch="ple", model__specific_experts=-1, model__shared_experts=3),
+    "PLE with negative experts": (dict(arch="ple", model=dict(NET, specific_experts=-1, shared_experts=3)),
                                   ["PLE needs at least one expert per task"]),
-    "PLE with 0 levels": (dict(model__arch="ple", model__levels=0), ["1 to 4 extraction levels (got 0)"]),
-    "dropout 1": (dict(model__dropout=1.0), ["Dropout must be in [0, 1) (got 1.0)"]),
+    "PLE with 0 levels": (dict(arch="ple", model=dict(NET, levels=0)), ["1 to 4 extraction levels (got 0)"]),
+    "dropout 1": (dict(model=dict(NET, dropout=1.0)), ["Dropout must be in [0, 1) (got 1.0)"]),
     # optimisation
     "lr 0": (dict(lr=0.0), ["Learning rate must be above 0 (got 0.0)"]),
     "lr negative": (dict(lr=-0.01), ["Learning rate must be above 0 (got -0.01)"]),
@@ -91,7 +89,7 @@ REFUSED = {
     "NaN weight": (dict(weights={"like": float("nan")}), ["Task weight for 'like'", "(got nan)"]),
     "early stop on unknown task": (dict(early_stop_task="buy"), ["watches task 'buy', which is not defined"]),
     # names
-    "unknown architecture": (dict(model__arch="transformer"),
+    "unknown architecture": (dict(arch="transformer"),
                              ["Unknown model 'transformer'", "single, shared-bottom, mmoe, ple, esmm"]),
     "unknown weighting": (dict(weighting="magic"), ["Unknown weighting 'magic'", "fixed, uncertainty"]),
     "unknown optimiser": (dict(optimizer="lbfgs"), ["Unknown optimiser 'lbfgs'", "adam, adamw, sgd"]),
@@ -102,7 +100,7 @@ REFUSED = {
 @pytest.mark.parametrize("name", list(REFUSED))
 def test_refused_before_training(name, world, prepared):
     changes, parts = REFUSED[name]
-    bad = cfg(**changes)
+    bad = tiny_cfg(**(SMALL | changes))
 
     def check(e):
         msg = str(e.value)
@@ -125,18 +123,19 @@ def test_refused_before_training(name, world, prepared):
 
 
 DATA_REFUSED = {
-    "task on a missing column": (dict(data__tasks=["buy=purchased"]),
+    "task on a missing column": (dict(data=dict(tasks=["buy=purchased"])),
                                  ["Task 'buy' uses column 'purchased'", "use one of: click, like, dwell"]),
-    "threshold on a missing column": (dict(data__tasks=["click=click", "good=stars>=4"]),
+    "threshold on a missing column": (dict(data=dict(tasks=["click=click", "good=stars>=4"])),
                                       ["column 'stars'", "click, like, dwell"]),
-    "task conditioned on an unknown task": (dict(data__tasks=["like=like|clicked"]), ["there is no task 'clicked'"]),
-    "task that is not NAME=DEF": (dict(data__tasks=["click"]), ["not of the form NAME=DEFINITION"]),
-    "implicit task with 0 negatives": (dict(data__tasks=["seen=implicit"], data__negatives=0),
+    "task conditioned on an unknown task": (dict(data=dict(tasks=["like=like|clicked"])),
+                                            ["there is no task 'clicked'"]),
+    "task that is not NAME=DEF": (dict(data=dict(tasks=["click"])), ["not of the form NAME=DEFINITION"]),
+    "implicit task with 0 negatives": (dict(data=dict(tasks=["seen=implicit"], negatives=0)),
                                        ["at least 1 sampled negative"]),
-    "unknown split": (dict(data__split="weird"), ["Unknown split 'weird'"]),
-    "validation + test leave nothing to train on": (dict(data__val_frac=0.6, data__test_frac=0.5),
+    "unknown split": (dict(data=dict(split="weird")), ["Unknown split 'weird'"]),
+    "validation + test leave nothing to train on": (dict(data=dict(val_frac=0.6, test_frac=0.5)),
                                                     ["leave room for training"]),
-    "binary task with one class": (dict(data__tasks=["all=dwell>=-1"]), ["only positive labels"]),
+    "binary task with one class": (dict(data=dict(tasks=["all=dwell>=-1"])), ["only positive labels"]),
 }
 
 
@@ -144,7 +143,7 @@ DATA_REFUSED = {
 def test_data_and_task_settings_refused_in_prepare(name, world):
     changes, parts = DATA_REFUSED[name]
     with pytest.raises(DataError) as e:
-        T.prepare(cfg(**changes), world)
+        T.prepare(tiny_cfg(**(SMALL | changes)), world)
     for p in parts:
         assert p in str(e.value), (p, str(e.value))
 
@@ -153,7 +152,7 @@ def test_data_and_task_settings_refused_in_prepare(name, world):
 def test_unavailable_device_refused_before_training(prepared):
     events = []
     with pytest.raises(DataError, match="Device 'cuda' is not available on this machine"):
-        T.train(cfg(device="cuda"), prepared, callback=events.append)
+        T.train(tiny_cfg(**(SMALL | dict(device="cuda"))), prepared, callback=events.append)
     assert events == []
 
 
@@ -172,7 +171,7 @@ def test_config_files_with_unknown_or_malformed_settings_are_refused():
 
 
 def test_batch_larger_than_the_data_trains(world):
-    c = cfg(batch_size=10**7, epochs=2)
+    c = tiny_cfg(**(SMALL | dict(batch_size=10**7, epochs=2)))
     prep = T.prepare(c, world)
     events = []
     r = T.train(c, prep, callback=events.append)
@@ -184,7 +183,7 @@ def test_batch_larger_than_the_data_trains(world):
 
 
 def test_some_weights_zero_trains(world):
-    c = cfg(weights={"click": 0.0, "like": 0.0})  # dwell alone still learns
+    c = tiny_cfg(**(SMALL | dict(weights={"click": 0.0, "like": 0.0})))  # dwell alone still learns
     r = T.train(c, T.prepare(c, world))
     assert r.status == "finished"
 
@@ -192,7 +191,7 @@ def test_some_weights_zero_trains(world):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_too_high_learning_rate_ends_cleanly_as_diverged(world, optimizer):
     """lr 5 passes validation (it is not absurd for every optimiser) and blows up in training."""
-    c = cfg(lr=5.0, optimizer=optimizer, epochs=3, batch_size=64)
+    c = tiny_cfg(**(SMALL | dict(lr=5.0, optimizer=optimizer, epochs=3, batch_size=64)))
     prep = T.prepare(c, world)
     events = []
     t0 = time.perf_counter()
@@ -215,22 +214,22 @@ def test_too_high_learning_rate_ends_cleanly_as_diverged(world, optimizer):
 
 def test_ple_with_1000_experts_is_refused():
     with pytest.raises(DataError):
-        validate(cfg(model__arch="ple", model__specific_experts=1000), TASKS)
+        validate(tiny_cfg(**(SMALL | dict(arch="ple", model=dict(NET, specific_experts=1000)))), TASKS)
 
 
 def test_text_learning_rate_is_refused():
     with pytest.raises(DataError):
-        validate(cfg(lr="0.01"), TASKS)
+        validate(tiny_cfg(**(SMALL | dict(lr="0.01"))), TASKS)
 
 
 def test_null_layer_sizes_are_refused():
     with pytest.raises(DataError):
-        validate(cfg(model__shared=None), TASKS)
+        validate(tiny_cfg(**(SMALL | dict(model=dict(NET, shared=None)))), TASKS)
 
 
 def test_fractional_batch_size_is_refused():
     with pytest.raises(DataError):
-        validate(cfg(batch_size=2.5), TASKS)
+        validate(tiny_cfg(**(SMALL | dict(batch_size=2.5))), TASKS)
 
 
 def test_non_object_section_in_config_file_is_refused():

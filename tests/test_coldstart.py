@@ -12,25 +12,19 @@ import pytest
 import torch
 
 from mtrlib import coldstart, text
-from mtrlib.config import ARCHS, TEXT_COMBINE, TrainConfig
+from mtrlib.config import ARCHS, TEXT_COMBINE
 from mtrlib.train import build, prepare, train
+
+from _mtr import COLD, tiny_cfg
 
 ok, why = text.is_available()
 needs_model = pytest.mark.skipif(not ok, reason=why)
 
 
-def _cfg(n_users=60, n_items=40, imp=10, **kw) -> TrainConfig:
-    cfg = TrainConfig(**{"device": "cpu", "epochs": 1, "batch_size": 256, "log_every": 1000, **kw})
-    cfg.data.world.n_users, cfg.data.world.n_items, cfg.data.world.impressions_per_user = n_users, n_items, imp
-    cfg.data.split = "cold-items"
-    cfg.model.text_features = True
-    cfg.model.shared, cfg.model.experts, cfg.model.towers = [16], [16], [8]
-    return cfg
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = _cfg()
+    cfg = tiny_cfg(world=COLD, model=dict(text_features=True, shared=[16], experts=[16], towers=[8]),
+                   data={"split": "cold-items"}, device="cpu", epochs=1, batch_size=256, log_every=1000)
     return cfg, prepare(cfg)
 
 
@@ -136,12 +130,10 @@ def test_id_only_cold_items_are_one_zero_vector(tiny):
 def test_text_features_raise_cold_item_auc_above_id_only():
     # an implicit task: every user has the same positive:negative ratio, so an id-only model
     # (which can only tell users apart on cold items) is at chance even on the pooled AUC
-    cfg = _cfg(n_users=400, n_items=200, imp=30, epochs=8, lr=0.01)
-    cfg.batch_size = 512
-    cfg.model.arch = "shared-bottom"
-    cfg.model.shared, cfg.model.towers = [64, 32], [32]
-    cfg.data.use_features = False
-    cfg.data.tasks = ["shown=implicit", "click=click"]
+    cfg = tiny_cfg("shared-bottom", world=dict(n_users=400, n_items=200, impressions_per_user=30, seed=0),
+                   model=dict(text_features=True, shared=[64, 32], experts=[16], towers=[32]),
+                   data=dict(split="cold-items", use_features=False, tasks=["shown=implicit", "click=click"]),
+                   device="cpu", epochs=8, batch_size=512, log_every=1000, lr=0.01)
     seen = []
     r = coldstart.cold_start_report(cfg, ks=(5, 10), progress=lambda s, d, n: seen.append(s))
     assert r["variants"] == ["with_text", "id_only"]

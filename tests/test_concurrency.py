@@ -25,17 +25,12 @@ import mtrlib.jobs as jobs
 import mtrlib.train as trainer
 from mtrlib.jobs import BusyError, Job, JobLimiter
 from mtrlib.runs import list_runs, read_history
-from test_app import shown, tiny_cfg
+
+from _mtr import PAGES, shown, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_BOUND_MB = 4096
 PEAKS: dict[str, float] = {}
-
-
-def cfg_for(arch: str, seed: int, epochs: int = 2):
-    cfg = tiny_cfg(epochs=epochs, seed=seed)
-    cfg.model.arch = arch
-    return cfg
 
 
 def vm_hwm_mb() -> float | None:
@@ -107,7 +102,7 @@ def check_run_is_its_own(job: Job) -> None:
 def test_jobs_share_two_slots_and_keep_their_own_history(tmp_path, peak):
     limiter = JobLimiter(max_running=2, max_queued=4)
     specs = [("shared-bottom", 1, 1), ("mmoe", 2, 2), ("ple", 3, 1), ("single", 4, 2)]
-    js = [Job(cfg_for(a, s, e), store=tmp_path, limiter=limiter) for a, s, e in specs]
+    js = [Job(tiny_cfg(a, world=PAGES, seed=s, epochs=e), store=tmp_path, limiter=limiter) for a, s, e in specs]
     for j in js:
         j.start()
     seen = {"max_training": 0, "max_slots": 0, "queued_seen": 0}
@@ -137,11 +132,11 @@ def test_jobs_share_two_slots_and_keep_their_own_history(tmp_path, peak):
 def test_the_seventh_job_is_refused_with_a_message(tmp_path):
     """2 train + 4 wait = full: the 7th gets BusyError; stopping frees everything quickly."""
     limiter = JobLimiter(max_running=2, max_queued=4)
-    js = [Job(cfg_for("mmoe", k, epochs=500), store=tmp_path, limiter=limiter, save=False) for k in range(6)]
+    js = [Job(tiny_cfg(world=PAGES, seed=k, epochs=500), store=tmp_path, limiter=limiter, save=False) for k in range(6)]
     try:
         for j in js:
             j.start()
-        extra = Job(cfg_for("mmoe", 99), store=tmp_path, limiter=limiter, save=False)
+        extra = Job(tiny_cfg(world=PAGES, seed=99, epochs=2), store=tmp_path, limiter=limiter, save=False)
         with pytest.raises(BusyError) as e:
             extra.start()
         msg = str(e.value)
@@ -158,7 +153,7 @@ def test_the_seventh_job_is_refused_with_a_message(tmp_path):
     assert sum(j.message == "Cancelled while waiting in the queue." for j in js) >= 4
     assert limiter.counts() == (0, 0)
     # and the limiter takes new work again
-    again = Job(cfg_for("mmoe", 7, epochs=1), store=tmp_path, limiter=limiter, save=False).start()
+    again = Job(tiny_cfg(world=PAGES, seed=7, epochs=1), store=tmp_path, limiter=limiter, save=False).start()
     wait_all([again])
     assert again.state == "finished"
 
@@ -181,15 +176,14 @@ def gate(monkeypatch):
     opened.set()
 
 
-def test_four_sessions_train_at_once(tmp_path, monkeypatch, gate, peak):
-    monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path))
+def test_four_sessions_train_at_once(store, monkeypatch, gate, peak):
     limiter = JobLimiter(max_running=2, max_queued=4)  # the module's default limits, isolated from other tests
     monkeypatch.setattr(jobs, "LIMITER", limiter)
     archs = ["shared-bottom", "mmoe", "ple", "single"]
     sessions = []
     for k, arch in enumerate(archs):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-        at.session_state["cfg"] = cfg_for(arch, seed=10 + k, epochs=1 + k % 2)
+        at.session_state["cfg"] = tiny_cfg(arch, world=PAGES, seed=10 + k, epochs=1 + k % 2)
         at.run()
         at.switch_page("pages/train.py").run()
         assert not at.exception, at.exception
@@ -217,14 +211,13 @@ def test_four_sessions_train_at_once(tmp_path, monkeypatch, gate, peak):
         assert not at.button(key="t_train").disabled
         check_run_is_its_own(j)
     assert len({j.run_path for j in js}) == 4
-    assert sorted(r.arch for r in list_runs(tmp_path)) == sorted(archs)
+    assert sorted(r.arch for r in list_runs(store)) == sorted(archs)
 
 
-def test_a_full_server_is_a_readable_warning_on_the_train_page(tmp_path, monkeypatch):
-    monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path))
+def test_a_full_server_is_a_readable_warning_on_the_train_page(store, monkeypatch):
     monkeypatch.setattr(jobs, "LIMITER", JobLimiter(max_running=0, max_queued=0))  # every slot taken
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["cfg"] = cfg_for("mmoe", 1)
+    at.session_state["cfg"] = tiny_cfg(world=PAGES, seed=1, epochs=2)
     at.run()
     at.switch_page("pages/train.py").run()
     at.button(key="t_train").click().run()
@@ -232,7 +225,7 @@ def test_a_full_server_is_a_readable_warning_on_the_train_page(tmp_path, monkeyp
     warnings = shown(" ".join(w.value for w in at.warning))
     assert "The server is busy" in warnings and "Try again in a minute" in warnings, warnings
     assert at.session_state["job"] is None and not at.button(key="t_train").disabled
-    assert list_runs(tmp_path) == []
+    assert list_runs(store) == []
 
 
 def test_the_module_limiter_reads_its_limits_from_the_environment():
@@ -247,7 +240,8 @@ def test_the_module_limiter_reads_its_limits_from_the_environment():
 
 def test_listing_while_two_jobs_write_never_sees_a_broken_run(tmp_path):
     limiter = JobLimiter(max_running=2, max_queued=0)
-    js = [Job(cfg_for(a, s, epochs=3), store=tmp_path, limiter=limiter) for a, s in (("mmoe", 1), ("ple", 2))]
+    js = [Job(tiny_cfg(a, world=PAGES, seed=s, epochs=3), store=tmp_path, limiter=limiter)
+          for a, s in (("mmoe", 1), ("ple", 2))]
     for j in js:
         j.start()
     listings, statuses = 0, set()

@@ -9,71 +9,102 @@ import torch
 import torch.nn.functional as F
 
 from mtrlib.config import ARCHS, ModelConfig, TrainConfig
-from mtrlib.data import WorldConfig
 from mtrlib.models import build_model
 from mtrlib.models.blocks import gate, mix
 from mtrlib.train import build, prepare
 
-from _mtr import one_thread
+from _mtr import tiny_cfg
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EMB_DIM = 16  # ModelConfig's default emb_dim
 
 
-def tiny_cfg(arch="mmoe", tasks=None, **model_kw) -> TrainConfig:
-    cfg = TrainConfig(model=ModelConfig(arch=arch, **model_kw), epochs=1)
-    cfg.data.world = WorldConfig(n_users=60, n_items=40, impressions_per_user=20, seed=3)
-    if tasks:
-        cfg.data.tasks = tasks
-    return cfg
+@pytest.fixture
+def prep(tiny_prepared):
+    return tiny_prepared  # tasks click, like|click, dwell:reg|click (binary, binary, regression)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def prep():
-    return prepare(tiny_cfg())  # click, like|click, dwell:reg|click
-
-
-def model_for(prep, arch, **kw):
-    cfg = tiny_cfg(arch, **kw)
-    m = build(cfg, prep)
+def model_for(prep, arch, **model):
+    m = build(tiny_cfg(arch, model=model, epochs=1), prep)
     m.fit_targets(prep.train.labels, prep.train.mask)
     return m
 
 
+@pytest.fixture(params=[1, 7], ids=lambda b: f"batch{b}")
+def rows(request, prep):
+    """The first `batch` training rows (user, item, labels, mask): batch size 1 included."""
+    d, b = prep.train, request.param
+    return d.user[:b], d.item[:b], d.labels[:b], d.mask[:b]
+
+
+# -- shapes, losses, predictions and the dashboard accessors, per architecture -------------------
+
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("batch", [1, 7])
-def test_shapes_predict_and_backward(prep, arch, batch):
+def test_forward_gives_one_raw_output_per_task(prep, arch, rows):
+    u, i, _, _ = rows
+    assert model_for(prep, arch)(u, i).shape == (len(u), 3)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_task_losses_are_finite_and_reach_the_parameters(prep, arch, rows):
     m = model_for(prep, arch)
-    d = prep.train
-    u, i, y, mask = d.user[:batch], d.item[:batch], d.labels[:batch], d.mask[:batch]
-    raw = m(u, i)
-    assert raw.shape == (batch, 3)
-    losses = m.task_losses(raw, y, mask)
+    u, i, y, mask = rows
+    losses = m.task_losses(m(u, i), y, mask)
     assert losses.shape == (3,) and torch.isfinite(losses).all()
     losses.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
-    p = m.predict(raw.detach())
-    assert p.shape == (batch, 3)
-    assert ((p[:, :2] >= 0) & (p[:, :2] <= 1)).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_predictions_are_probabilities_for_binary_tasks(prep, arch, rows):
+    m = model_for(prep, arch)
+    u, i, _, _ = rows
+    p = m.predict(m(u, i).detach())
+    assert p.shape == (len(u), 3)
+    assert ((p[:, :2] >= 0) & (p[:, :2] <= 1)).all()  # click and like are binary
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_inspect_gives_the_input_and_each_task_representation(prep, arch, rows):
+    m = model_for(prep, arch)
+    u, i, _, _ = rows
     rep = m.inspect(u, i)
-    assert rep["input"].shape[0] == batch
+    assert rep["input"].shape[0] == len(u)
     for t in m.task_names:
-        assert rep[f"task:{t}"].shape[0] == batch
-    if arch != "single":
-        assert rep["shared"].shape[0] == batch
-    if arch in ("mmoe", "ple"):
-        for t in m.task_names:
-            g = rep[f"gate:{t}"]
-            assert g.shape == (batch, len(m.expert_names))
-            assert torch.allclose(g.sum(1), torch.ones(batch))
+        assert rep[f"task:{t}"].shape[0] == len(u)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_inspect_gives_the_shared_representation_when_tasks_share_inputs(prep, arch, rows):
+    m = model_for(prep, arch)
+    u, i, _, _ = rows
+    rep = m.inspect(u, i)
+    if len(m.input_layers()) > 1:  # one input layer per task (the single-task baseline): nothing shared
+        assert "shared" not in rep
     else:
-        assert not any(k.startswith("gate:") for k in rep)
-    assert m.item_embeddings().shape == (m.n_items, 16)
-    assert m.user_embeddings().shape == (m.n_users, 16)
-    assert m.item_embeddings(torch.tensor([2])).shape == (1, 16)
+        assert rep["shared"].shape[0] == len(u)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gates_are_distributions_over_the_experts(prep, arch, rows):
+    """A model with experts (MMoE, PLE) shows one gate per task; the others show none."""
+    m = model_for(prep, arch)
+    u, i, _, _ = rows
+    rep = m.inspect(u, i)
+    gates = {k.removeprefix("gate:"): g for k, g in rep.items() if k.startswith("gate:")}
+    assert sorted(gates) == (sorted(m.task_names) if m.expert_names else [])
+    for g in gates.values():
+        assert g.shape == (len(u), len(m.expert_names))
+        assert torch.allclose(g.sum(1), torch.ones(len(u)))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_embedding_accessors_cover_every_user_and_item(prep, arch):
+    m = model_for(prep, arch)
+    assert m.item_embeddings().shape == (m.n_items, EMB_DIM)
+    assert m.user_embeddings().shape == (m.n_users, EMB_DIM)
+    assert m.item_embeddings(torch.tensor([2])).shape == (1, EMB_DIM)
     assert m.n_items == len(prep.space.items.ids) and m.n_users == len(prep.space.users.ids)
 
 
@@ -234,7 +265,7 @@ def test_esmm_whole_space_task_is_chained_to_the_implicit_root():
 
 def test_esmm_two_level_chain(prep):
     """a|b|c conditionals: the chain label is the product of every task on it."""
-    cfg = tiny_cfg("esmm")
+    cfg = tiny_cfg("esmm", epochs=1)
     tasks = prep.tasks
     from mtrlib.data.tasks import TaskSpec
     t3 = [tasks[0], tasks[1], TaskSpec("superlike", "binary", column="like", given="like")]
@@ -253,7 +284,7 @@ def test_esmm_two_level_chain(prep):
     assert losses[2] == pytest.approx(expected.item(), rel=1e-4)
 
 
-def test_model_config_defaults_validate():
+@pytest.mark.parametrize("arch", ARCHS)
+def test_model_config_defaults_validate(arch):
     from mtrlib.config import validate
-    for arch in ARCHS:
-        validate(dataclasses.replace(TrainConfig(), model=ModelConfig(arch=arch)))
+    validate(dataclasses.replace(TrainConfig(), model=ModelConfig(arch=arch)))

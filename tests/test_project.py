@@ -8,31 +8,27 @@ import pandas as pd
 import pytest
 
 from mtrlib import project as project_mod
-from mtrlib.config import TrainConfig
-from mtrlib.data import WorldConfig
 from mtrlib.project import (export_projector, gate_table, knn_purity, neighbours, project, representations,
                             vectors)
 from mtrlib.runs import RunError, load_run, train_and_save
 from mtrlib.train import prepare
 
+from _mtr import STORE, tiny_cfg
+
 
 @pytest.fixture(scope="module")
 def world_run(tmp_path_factory):
     """Ids only (no side features), so genre structure can only come from training."""
-    cfg = TrainConfig()
-    cfg.data.world = WorldConfig(n_users=600, n_items=120, impressions_per_user=30)
-    cfg.data.use_features = False
-    cfg.model.arch, cfg.model.shared, cfg.model.towers = "shared-bottom", [32], [16]
-    cfg.epochs, cfg.batch_size, cfg.lr = 8, 256, 0.01
+    cfg = tiny_cfg("shared-bottom", world=dict(n_users=600, n_items=120, impressions_per_user=30, seed=0),
+                   model=dict(shared=[32], towers=[16]), data=dict(use_features=False),
+                   epochs=8, batch_size=256, lr=0.01)
     _, w = train_and_save(cfg, prepare(cfg), store=tmp_path_factory.mktemp("store"))
     return load_run(w.path)
 
 
 @pytest.fixture(scope="module")
 def mmoe_run(tmp_path_factory):
-    cfg = TrainConfig()
-    cfg.data.world = WorldConfig(n_users=150, n_items=50, impressions_per_user=15)
-    cfg.epochs, cfg.batch_size = 1, 256
+    cfg = tiny_cfg(world=STORE, epochs=1, batch_size=256)
     _, w = train_and_save(cfg, prepare(cfg), store=tmp_path_factory.mktemp("store"))
     return load_run(w.path)
 

@@ -11,30 +11,21 @@ import pytest
 import torch
 
 from mtrlib.config import ARCHS, ModelConfig, TrainConfig
-from mtrlib.data import WorldConfig
 from mtrlib.models import build_model
 from mtrlib.recommend import (_pair_raw, fusion_weights, iter_scores, parse_fusion, rank_eval, recommend, recommend_many,
                               score_matrix, topk_metrics)
 from mtrlib.runs import RunError, load_run, train_and_save
 from mtrlib.train import prepare
 
+from _mtr import PAGES, tiny_cfg
+
 ML = Path(__file__).resolve().parents[2] / "shared/data/ml-latest-small"
-
-
-def tiny_cfg(epochs=3, split="random", arch="mmoe") -> TrainConfig:
-    cfg = TrainConfig()
-    cfg.data.world = WorldConfig(n_users=200, n_items=60, impressions_per_user=20)
-    cfg.data.split = split
-    cfg.model.arch = arch
-    cfg.epochs = epochs
-    cfg.batch_size = 256
-    return cfg
 
 
 @pytest.fixture(scope="module")
 def world_run(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    cfg = tiny_cfg()
+    cfg = tiny_cfg(world=PAGES, epochs=3, batch_size=256)
     prep = prepare(cfg)
     res, w = train_and_save(cfg, prep, store=store)
     return load_run(w.path), prep
@@ -107,7 +98,7 @@ def test_unknown_user_gets_popular_items_and_is_told(world_run):
 
 
 def test_cold_items_are_scored_from_side_features_and_flagged(tmp_path):
-    cfg = tiny_cfg(epochs=1, split="cold-items")
+    cfg = tiny_cfg(world=PAGES, data={"split": "cold-items"}, epochs=1, batch_size=256)
     prep = prepare(cfg)
     _, w = train_and_save(cfg, prep, store=tmp_path)
     run = load_run(w.path)

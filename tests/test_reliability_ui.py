@@ -22,8 +22,9 @@ from streamlit.testing.v1 import AppTest
 from mtrlib.config import TrainConfig
 from mtrlib.runs import list_runs, train_and_save
 from mtrlib.train import prepare
-from test_app import shown, tiny_cfg, wait_job
 from test_bad_inputs import FORMULA, QUOTED_NL, gzip_bomb, rows, xlsx_bytes
+
+from _mtr import PAGES, shown, tiny_cfg, wait_job
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "../../evil.csv"
@@ -36,7 +37,7 @@ EVIL = "../../evil.csv"
 def saved_store(tmp_path_factory):
     """A store holding one finished run (trained once for the module)."""
     store = tmp_path_factory.mktemp("reliability") / "runs"
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=PAGES, epochs=1)
     _, writer = train_and_save(cfg, prepare(cfg), store=store)
     assert writer.saved, writer.error
     return store
@@ -44,6 +45,7 @@ def saved_store(tmp_path_factory):
 
 @pytest.fixture
 def store(saved_store, monkeypatch):
+    """This module's run store (overrides conftest's empty one): the saved run, in MTR_RUN_STORE."""
     monkeypatch.setenv("MTR_RUN_STORE", str(saved_store))
     monkeypatch.delenv("MTR_MAX_FILE_MB", raising=False)
     return saved_store
@@ -219,7 +221,7 @@ def test_unwritable_store_trains_in_memory_and_says_so(tmp_path, monkeypatch):
     blocker.write_text("I am a file")
     monkeypatch.setenv("MTR_RUN_STORE", str(blocker))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["cfg"] = tiny_cfg(epochs=1)
+    at.session_state["cfg"] = tiny_cfg(world=PAGES, epochs=1)
     at.run()
     at.switch_page("pages/train.py").run()
     assert not at.exception, at.exception

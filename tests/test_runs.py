@@ -20,23 +20,15 @@ import torch
 
 from mtrlib import runs as runs_mod
 from mtrlib.config import TrainConfig
-from mtrlib.data import WorldConfig
 from mtrlib.runs import store as runs_store  # the writer's files go through it
 from mtrlib.runs import (UNSET, RunError, RunInfo, RunMeta, RunWriter, default_store, delete_run, effective_status,
                          list_runs, load_run, recorded_training, rename_run, run_config_text, run_history,
                          train_and_save)
 from mtrlib.train import prepare
 
+from _mtr import STORE, tiny_cfg
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_cfg(epochs: int = 2, arch: str = "mmoe", **world) -> TrainConfig:
-    cfg = TrainConfig()
-    cfg.data.world = WorldConfig(**{"n_users": 150, "n_items": 50, "impressions_per_user": 15, **world})
-    cfg.model.arch = arch
-    cfg.epochs = epochs
-    cfg.batch_size = 256
-    return cfg
 
 
 def env_for(store: Path) -> dict:
@@ -49,7 +41,7 @@ def env_for(store: Path) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    cfg = tiny_cfg()
+    cfg = tiny_cfg(world=STORE, epochs=2, batch_size=256)
     prep = prepare(cfg)
     result, writer = train_and_save(cfg, prep, store=store)
     assert writer.saved and writer.error is None
@@ -109,7 +101,7 @@ def test_listing_and_default_name(trained):
 
 
 def test_rename_and_delete(tmp_path):
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=STORE, epochs=1, batch_size=256)
     prep = prepare(cfg)
     res1, w1 = train_and_save(cfg, prep, store=tmp_path)
     res2, w2 = train_and_save(cfg, prep, store=tmp_path, name="second")
@@ -214,7 +206,7 @@ def test_tampered_weights_are_refused_never_unpickled(trained, tmp_path):
 
 
 def test_unwritable_store_keeps_training_in_memory(tmp_path):
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=STORE, epochs=1, batch_size=256)
     prep = prepare(cfg)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -225,7 +217,7 @@ def test_unwritable_store_keeps_training_in_memory(tmp_path):
 
 
 def test_permission_denied_and_disk_full_are_reported(tmp_path, monkeypatch):
-    cfg = tiny_cfg(epochs=2)
+    cfg = tiny_cfg(world=STORE, epochs=2, batch_size=256)
     prep = prepare(cfg)
     real = runs_mod.atomic_write
 
@@ -346,7 +338,7 @@ def test_an_old_run_without_newer_keys_and_with_unknown_ones_still_lists(tmp_pat
 
 
 def test_recorded_training_marks_a_failed_run_and_reraises(tmp_path):
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=STORE, epochs=1, batch_size=256)
     prep = prepare(cfg)
     opened, seen = [], []
 
@@ -372,7 +364,7 @@ def test_a_job_whose_training_raises_marks_its_run_failed(tmp_path, monkeypatch)
     from mtrlib.jobs import Job, JobLimiter
 
     monkeypatch.setattr(trainer, "available_devices", lambda: ["cpu"])  # so "cuda" is refused in train()
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=STORE, epochs=1, batch_size=256)
     cfg.device = "cuda"
     job = Job(cfg, store=tmp_path, limiter=JobLimiter(1, 0)).start()
     job.join(timeout=120)

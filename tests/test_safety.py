@@ -31,7 +31,8 @@ from mtrlib.runs import list_runs, rename_run, train_and_save
 from mtrlib.safe import FORMULA_PREFIXES, safe_csv
 from mtrlib.train import prepare
 from pages._shared import plain
-from test_app import shown, tiny_cfg
+
+from _mtr import PAGES, shown, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
@@ -171,11 +172,9 @@ def test_plain_renders_as_the_literal_text(text):
     assert not re.search(r"(?<!\\)[$:\[\]]", plain(text)), plain(text)
 
 
-def test_a_file_name_with_markdown_is_shown_literally_on_the_data_page(monkeypatch, tmp_path):
-    monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path / "runs"))
+def test_a_file_name_with_markdown_is_shown_literally_on_the_data_page(store):
     name = "[click](javascript:alert(1))![x](data:,AA==)**b** _i_ $x$ :red[y].csv"
-    cfg = tiny_cfg()
-    cfg.data.source = "files"
+    cfg = tiny_cfg(world=PAGES, data={"source": "files"}, epochs=2)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["cfg"] = cfg
     at.run()
@@ -191,10 +190,8 @@ def test_a_file_name_with_markdown_is_shown_literally_on_the_data_page(monkeypat
         assert name in shown(md)
 
 
-def test_a_run_name_with_markdown_is_shown_literally_on_the_runs_page(monkeypatch, tmp_path):
-    store = tmp_path / "runs"
-    monkeypatch.setenv("MTR_RUN_STORE", str(store))
-    cfg = tiny_cfg(epochs=1)
+def test_a_run_name_with_markdown_is_shown_literally_on_the_runs_page(store):
+    cfg = tiny_cfg(world=PAGES, epochs=1)
     _, w = train_and_save(cfg, prepare(cfg), store=store)
     evil = "[win a prize](https://evil.example) **now**"
     rename_run(w.path, evil)
@@ -249,11 +246,9 @@ def media(monkeypatch):
     return files
 
 
-def test_history_download_escapes_formula_cells(monkeypatch, tmp_path, media):
+def test_history_download_escapes_formula_cells(store, media):
     """A history holding formula-looking text (a foreign or tampered run) downloads defused."""
-    store = tmp_path / "runs"
-    monkeypatch.setenv("MTR_RUN_STORE", str(store))
-    cfg = tiny_cfg(epochs=1)
+    cfg = tiny_cfg(world=PAGES, epochs=1)
     _, w = train_and_save(cfg, prepare(cfg), store=store)
     with open(w.path / "history.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"kind": "step", "step": 10**6, "epoch": 1.0, "note": FORMULA,

@@ -8,18 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from _mtr import one_thread, tiny_cfg, tiny_prep
 from mtrlib.config import ARCHS, WEIGHTINGS
 from mtrlib.train import train
 from mtrlib.weighting import METHODS, StepContext, make_weighting
 
+from _mtr import tiny_cfg, tiny_prep
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NAMES = ["click", "like", "dwell"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 
 @pytest.mark.parametrize("method", WEIGHTINGS)

@@ -1,0 +1,35 @@
+"""Fixtures shared by the test modules (plain helpers to call are in tests/_mtr.py).
+
+- `store`: a fresh, empty run store for the test, also set as MTR_RUN_STORE (what the pages
+  and the CLI read). A module may override it with a store of its own (test_reliability_ui:
+  one holding a saved run).
+- `one_thread`: one intra-op torch thread for tests that run torch outside `train` (which
+  picks its own thread count); use it with `pytestmark = pytest.mark.usefixtures("one_thread")`.
+- `tiny_prepared`: the TINY world (_mtr.tiny_cfg()) prepared once per session, shared with
+  _mtr.tiny_prep's cache. Read it, never change it in place.
+"""
+from __future__ import annotations
+
+import pytest
+
+from _mtr import tiny_cfg, tiny_prep
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    s = tmp_path / "runs"
+    monkeypatch.setenv("MTR_RUN_STORE", str(s))
+    return s
+
+
+@pytest.fixture
+def one_thread():
+    """A busy machine then does not stall every small operation on a descheduled thread."""
+    from mtrlib.train import cpu_threads
+    with cpu_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared():
+    return tiny_prep(tiny_cfg())  # tasks click, like|click, dwell:reg|click
