@@ -31,5 +31,5 @@ def tiny_prep(cfg: TrainConfig):
 def one_thread():
     """For tests that run torch outside `train` (which picks its own thread count): one
     intra-op thread, so that a busy machine does not stall every small operation."""
-    from mtrlib.train import cpu_threads
-    return cpu_threads(1)
+    from mtrlib.device import cpu_compute
+    return cpu_compute(1)
