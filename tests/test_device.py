@@ -49,6 +49,16 @@ def test_cpu_compute_native_caps_numpy_and_sklearn_pools():
         assert torch.get_num_threads() == 1
 
 
+def test_cpu_compute_flushes_denormals_on_request_only():
+    before = torch.get_num_threads()
+    assert not device.denormals_flushed()
+    with device.cpu_compute(1, flush_denormal=True):  # what CPU training asks for
+        assert device.denormals_flushed() is device.DENORMAL_FIX and torch.get_num_threads() == 1
+        with device.cpu_compute(1):  # scoring inside it leaves the flag as it is
+            assert device.denormals_flushed() is device.DENORMAL_FIX
+    assert not device.denormals_flushed() and torch.get_num_threads() == before
+
+
 def test_scoring_runs_with_the_scoring_threads_and_restores():
     cfg = tiny_cfg("shared-bottom")
     prep = tiny_prep(cfg)
