@@ -22,8 +22,9 @@ split with the same seed, with and without text features, and reports per task A
 cold items' test rows, the per-user GAUC (which removes the user-side signal, so id-only is
 exactly 0.5), plus Recall@K / NDCG@K of ranking each test user's cold candidates (every
 held-out item; relevant = the user's positives for the task among them). The ranking is
-computed here, from the trained model directly (users x cold items score matrix), so it does
-not depend on the run store. Measured numbers: docs/RESULTS-coldstart.md (bench/coldstart.py).
+computed here, from the trained model directly (`mtrlib.scoring.score_matrix`, users x cold
+items), so it does not depend on the run store. Measured numbers: docs/RESULTS-coldstart.md
+(bench/coldstart.py).
 """
 from __future__ import annotations
 
@@ -36,53 +37,27 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .config import ModelConfig, TrainConfig
 from .data import Dataset
 from .data.errors import DataError
 from .metrics import task_metrics
 from .recommend import hit_metrics
+from .scoring import KS, score_matrix
 from .train import Prepared, load_dataset, predict, prepare, train
 
-KS = (5, 10, 20)
 DEFAULT_VARIANTS = {"with_text": {"text_features": True}, "id_only": {"text_features": False}}
 # variant keys that change the data side (need their own `prepare`), the rest go to ModelConfig
 _DATA_KEYS = ("use_features",)
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
 _RESERVED = {"variants", "random", "seconds", "stopped", "config", "ks", "n_cold_items", "n_test_rows",
              "n_train_rows", "n_ranked_users"}
-SCORE_CHUNK = 1 << 18  # (user, item) pairs per forward pass when scoring the cold catalogue
+SCORE_CHUNK = 1 << 18  # (user, item) pairs scored at once (and ranked) from the cold catalogue
 
 ProgressFn = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- ranking
-
-@torch.inference_mode()
-def score_matrix(model, users: np.ndarray, items: np.ndarray, chunk: int = SCORE_CHUNK) -> np.ndarray:
-    """float32 [len(users), len(items), T]: `model.predict` of every (user row, item row) pair.
-
-    One forward pass per chunk of users over repeated rows (user repeated per item, the item
-    list tiled per user), in eval mode; nothing per pair in Python.
-    """
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    u = torch.as_tensor(np.asarray(users, np.int64), device=dev)
-    it = torch.as_tensor(np.asarray(items, np.int64), device=dev)
-    n_u, n_i, n_t = len(u), len(it), len(model.tasks)
-    out = np.zeros((n_u, n_i, n_t), np.float32)
-    per = max(1, chunk // max(1, n_i))
-    for lo in range(0, n_u, per):
-        ub = u[lo:lo + per]
-        uu = ub.repeat_interleave(n_i)
-        ii = it.repeat(len(ub))
-        p = model.predict(model(uu, ii)).float().reshape(len(ub), n_i, n_t)
-        out[lo:lo + len(ub)] = p.cpu().numpy()
-    model.train(was)
-    return out
-
 
 def _per_user(scores: np.ndarray, relevant: np.ndarray, ks, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per-user Recall@K / NDCG@K for rows with at least one relevant candidate."""
@@ -144,7 +119,10 @@ def cold_ranking(model, prep: Prepared, cold_rows: np.ndarray, ks=KS, seed: int 
         if model is None:
             S = np.zeros((hi - lo, len(cold_rows), len(prep.tasks)), np.float32)
         else:
-            S = score_matrix(model, users[lo:hi], cold_rows, chunk)
+            # the plain forward pass, one pass per chunk, threads left as they are: how the
+            # published numbers (docs/RESULTS-coldstart.md) were computed. The factorised path
+            # differs by ~1e-6, enough to reorder near-tied cold items and move Recall@K.
+            S = score_matrix(model, users[lo:hi], cold_rows, chunk, block_pairs=chunk, factorised=False, threads=0)
         for j in binary:
             for m, v in _per_user(S[:, :, j], rel[j][lo:hi], ks, rng).items():
                 sums[j][m] = sums[j].get(m, 0.0) + float(v.sum())

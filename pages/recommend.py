@@ -3,7 +3,7 @@ user under a second run; ranking metrics of the run vs popularity."""
 import pandas as pd
 import streamlit as st
 
-from mtrlib.recommend import held_out, rank_eval, recommend, user_history
+from mtrlib.recommend import fusion_for, fusion_is_zero, held_out, rank_eval, recommend, user_history
 from mtrlib.runs import RunError
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
@@ -43,7 +43,7 @@ fusion = {}
 for col, t in zip(cols, run.tasks):
     fusion[t.name] = col.slider(f"{t.name} ({'log p' if t.is_binary else 'scaled value'})", 0.0, 5.0,
                                 1.0 if t.is_binary else 0.0, 0.1, key=f"rc_f_{t.name}")
-if all(v == 0 for v in fusion.values()):
+if fusion_is_zero(fusion):
     st.warning("Every fusion weight is 0, so nothing ranks the items: raise at least one slider.")
     halt()
 
@@ -92,10 +92,7 @@ with right:
     if other:
         info_b = run_picker("Compare with run", "rc_run_b", other)
         run_b = load_run(info_b.path)
-        fusion_b = {t: w for t, w in fusion.items() if t in run_b.task_names} or None
-        if fusion_b is not None and all(v == 0 for v in fusion_b.values()):
-            fusion_b = None
-        tb = _table(run_b, uid, fusion_b, held_out(run_b, uid))
+        tb = _table(run_b, uid, fusion_for(run_b, fusion), held_out(run_b, uid))
         if tb is not None:
             st.dataframe(tb, hide_index=True, key="rc_top_b", column_config=_config(run_b))
     else:

@@ -25,8 +25,8 @@ def store(tmp_path, monkeypatch):
 @pytest.fixture
 def one_thread():
     """A busy machine then does not stall every small operation on a descheduled thread."""
-    from mtrlib.train import cpu_threads
-    with cpu_threads(1):
+    from mtrlib.device import cpu_compute
+    with cpu_compute(1):
         yield
 
 

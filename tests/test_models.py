@@ -284,6 +284,33 @@ def test_esmm_two_level_chain(prep):
     assert losses[2] == pytest.approx(expected.item(), rel=1e-4)
 
 
+@pytest.mark.parametrize("combine", [None, "sum", "concat", "gated"])
+def test_input_row_is_user_part_plus_item_part(prep, combine):
+    # the contract mtrlib.scoring relies on: disjoint user and item columns, so the row of a
+    # pair is the sum of the two parts (exactly: every other entry of each part is 0)
+    space = dataclasses.replace(prep.space)
+    cfg = tiny_cfg("mmoe")
+    if combine is not None:
+        space.item_text = torch.randn(space.items.n, 12, generator=torch.Generator().manual_seed(0)).numpy()
+        cfg.model.text_features, cfg.model.text_combine, cfg.model.text_dim = True, combine, 5
+    m = build_model(cfg.model, space.describe(), space.tensors(), prep.tasks)
+    inp = m.split_input()
+    assert inp is m.input and inp.use_text is (combine is not None)
+    u, i = prep.train.user[:9], prep.train.item[:9]
+    with torch.no_grad():
+        xu, xi = inp.user_part(u), inp.item_part(i)
+        assert xu.shape == xi.shape == (9, inp.out_dim)
+        assert not ((xu != 0) & (xi != 0)).any()  # no column is both a user and an item column
+        assert torch.equal(xu + xi, inp(u, i))
+
+
+def test_split_input_is_none_where_the_input_is_not_one_row(prep):
+    assert model_for(prep, "single").split_input() is None  # one stacked row per task
+    for arch in ("shared-bottom", "mmoe", "ple", "esmm"):
+        m = model_for(prep, arch)
+        assert m.split_input() is m.input
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_model_config_defaults_validate(arch):
     from mtrlib.config import validate

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from mtrlib import project as project_mod
-from mtrlib.project import (export_projector, gate_table, knn_purity, neighbours, project, representations,
-                            vectors)
+from mtrlib.project import (export_projector, gate_matrix, gate_table, knn_purity, neighbours, project,
+                            representations, vectors)
 from mtrlib.runs import RunError, load_run, train_and_save
 from mtrlib.train import prepare
 
@@ -133,3 +133,23 @@ def test_gates_and_representations_of_mmoe(mmoe_run):
     assert "genre" in by.columns and by["genre"].nunique() > 1
     df = project(run, "gate:like", "pca", max_pairs=100)
     assert len(df) == 100
+
+
+def test_gate_matrix_is_the_task_by_expert_heatmap(mmoe_run):
+    run = mmoe_run
+    names = list(run.model.expert_names)
+    g = gate_table(run, max_pairs=200)
+    M, rows, experts = gate_matrix(g, None, names[::-1])  # the order given is kept
+    assert rows == ["click", "dwell", "like"] and experts == names[::-1] and M.shape == (3, len(names))
+    for r, t in enumerate(rows):
+        for c, e in enumerate(experts):
+            assert M[r, c] == g[(g["task"] == t) & (g["expert"] == e)]["weight"].item()
+    np.testing.assert_allclose(M.sum(1), 1.0, rtol=1e-5)
+    assert gate_matrix(g, None, ["not an expert"])[2] == sorted(names)  # unknown names: the table's order
+    by = gate_table(run, by="genre", max_pairs=200)
+    M2, rows2, experts2 = gate_matrix(by, "genre", names, max_groups=2)
+    groups = {r.split(" · ")[1] for r in rows2}
+    assert len(groups) == 2 and len(rows2) == 3 * 2 and M2.shape == (6, len(names)) and experts2 == names
+    t, grp = rows2[0].split(" · ")
+    sel = by[(by["task"] == t) & (by["genre"].astype(str) == grp)].set_index("expert")["weight"]
+    np.testing.assert_allclose(M2[0], sel[names].to_numpy())

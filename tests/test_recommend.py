@@ -12,8 +12,11 @@ import torch
 
 from mtrlib.config import ARCHS, ModelConfig, TrainConfig
 from mtrlib.models import build_model
-from mtrlib.recommend import (_pair_raw, fusion_weights, iter_scores, parse_fusion, rank_eval, recommend, recommend_many,
-                              score_matrix, topk_metrics)
+from mtrlib.recommend import (fusion_for, fusion_is_zero, fusion_weights, parse_fusion, rank_eval, recommend,
+                              recommend_many, topk_metrics)
+from mtrlib.recommend import run_scores as score_matrix
+from mtrlib.scoring import _pair_raw, iter_scores
+from mtrlib.scoring import score_matrix as model_scores
 from mtrlib.runs import RunError, load_run, train_and_save
 from mtrlib.train import prepare
 
@@ -82,6 +85,18 @@ def test_fusion_weights_change_the_ranking(world_run):
         fusion_weights(run, {"click": 0})
     with pytest.raises(RunError, match="Cannot read"):
         parse_fusion("click:2")
+
+
+def test_fusion_rule_for_the_sliders_and_the_compare_run(world_run):
+    run, _ = world_run  # tasks click, like, dwell
+    assert fusion_is_zero({"click": 0.0, "like": 0, "dwell": 0.0}) and fusion_is_zero({})
+    assert not fusion_is_zero({"click": 0.0, "like": 0.5})
+    # a second run gets the weights of the tasks it has; none shared, or all 0: its defaults
+    assert fusion_for(run, {"click": 2.0, "watched": 1.0}) == {"click": 2.0}
+    assert fusion_for(run, {"watched": 1.0}) is None
+    assert fusion_for(run, {"click": 0.0, "like": 0.0, "watched": 3.0}) is None
+    assert fusion_weights(run, fusion_for(run, {"watched": 1.0})) == fusion_weights(run)
+    assert fusion_weights(run, fusion_for(run, {"like": 2.0, "x": 1.0})) == {"click": 0.0, "like": 2.0, "dwell": 0.0}
 
 
 def test_unknown_user_gets_popular_items_and_is_told(world_run):
@@ -193,6 +208,31 @@ def test_fast_pair_scoring_equals_the_plain_forward_pass(world_run, arch):
         torch.testing.assert_close(blocked, model.predict(plain).view(7, run.n_items, -1), rtol=1e-4, atol=1e-5)
     expected_fast = arch != "single"  # single-task stacks one input per task: the plain path is used
     assert model.__dict__.get("_mtr_pair_fast") is expected_fast
+
+
+def test_run_scores_come_from_the_model_level_score_matrix(world_run):
+    run, _ = world_run
+    P = model_scores(run.model, np.arange(run.n_users))  # [users, items, tasks]: predictions
+    assert P.shape == (run.n_users, run.n_items, 3) and P.dtype == np.float32
+    # the run-level score of a binary task is log p of the same predictions (numpy's log vs torch's)
+    np.testing.assert_allclose(score_matrix(run, task="click"), np.log(np.maximum(P[..., 0], 1e-7)), rtol=1e-6)
+    items = list(run.items.index[[4, 1, 9]])
+    sub = model_scores(run.model, np.arange(5), [4, 1, 9])
+    np.testing.assert_allclose(sub, P[:5, [4, 1, 9]], rtol=1e-5, atol=1e-6)  # other block shapes: float rounding
+    np.testing.assert_allclose(score_matrix(run, users=run.users.index[:5], items=items, task="like"),
+                               np.log(np.maximum(sub[..., 1], 1e-7)), rtol=1e-6)
+
+
+def test_plain_scoring_is_the_forward_pass_bit_for_bit(world_run):
+    # what the cold-start ranking uses, so its published numbers do not move
+    run, prep = world_run
+    model = run.model
+    users, items = np.arange(11), np.arange(5, 45)
+    with torch.inference_mode():
+        uu, ii = torch.as_tensor(users).repeat_interleave(len(items)), torch.as_tensor(items).repeat(len(users))
+        ref = model.predict(model(uu, ii)).reshape(len(users), len(items), -1).numpy()
+    got = model_scores(model, users, items, chunk_pairs=1 << 18, block_pairs=1 << 18, factorised=False, threads=0)
+    np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.slow

@@ -360,7 +360,7 @@ def test_recorded_training_marks_a_failed_run_and_reraises(tmp_path):
 
 
 def test_a_job_whose_training_raises_marks_its_run_failed(tmp_path, monkeypatch):
-    import mtrlib.train as trainer
+    import mtrlib.device as trainer  # resolve_device reads available_devices there
     from mtrlib.jobs import Job, JobLimiter
 
     monkeypatch.setattr(trainer, "available_devices", lambda: ["cpu"])  # so "cuda" is refused in train()

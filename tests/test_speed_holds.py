@@ -10,7 +10,8 @@ import torch
 
 from _mtr import tiny_cfg, tiny_prep
 from mtrlib.series import Downsampled
-from mtrlib.train import _float_state, denormals_flushed, flush_denormals, scrub_denormals, train
+from mtrlib.device import denormals_flushed, flush_denormals
+from mtrlib.train import _float_state, scrub_denormals, train
 
 DENORMAL = 1e-39  # below float32's smallest normal (1.18e-38)
 

@@ -91,6 +91,12 @@ class MultiTaskModel(nn.Module):
     def inputs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         return self.input(user, item)
 
+    def split_input(self) -> InputLayer | None:
+        """The input layer whose row `body` reads, so that a caller may feed the body
+        `user_part(u) + item_part(i)` in a factorised form (mtrlib.scoring does); None where
+        `inputs` builds the body's input some other way."""
+        return self.input
+
     def gradnorm_layer(self) -> list[nn.Parameter]:
         """The parameters W where GradNorm compares per-task gradient norms: the last layer all
         tasks share (an architecture that shares no layer gives each task's own last layer)."""

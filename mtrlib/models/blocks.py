@@ -148,3 +148,22 @@ class InputLayer(nn.Module):
         parts = [self.user_vectors(user), self.item_vectors(item)]
         parts += self.user.features(user) + self.item.features(item)
         return torch.cat(parts, -1)
+
+    # The row above is [user id vector, item vector, user features, item features]: the user's
+    # columns and the item's are disjoint, so row(u, i) = user_part(u) + item_part(i). Scoring
+    # (mtrlib.scoring) uses that to compute a first Linear layer once per user and once per item
+    # instead of once per pair; the column order stays known here only.
+
+    def user_part(self, rows: torch.Tensor) -> torch.Tensor:
+        """[len(rows), out_dim]: the users' columns of the input row, zeros in the item columns."""
+        return torch.cat([self.user_vectors(rows), _zeros(rows, self.item_dim),
+                          *self.user.features(rows), _zeros(rows, self.item.feature_dim)], -1)
+
+    def item_part(self, rows: torch.Tensor) -> torch.Tensor:
+        """[len(rows), out_dim]: the items' columns of the input row, zeros in the user columns."""
+        return torch.cat([_zeros(rows, self.user.id.embedding_dim), self.item_vectors(rows),
+                          _zeros(rows, self.user.feature_dim), *self.item.features(rows)], -1)
+
+
+def _zeros(rows: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.zeros(len(rows), width, device=rows.device)

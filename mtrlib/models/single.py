@@ -50,6 +50,9 @@ class SingleTask(MultiTaskModel):
         # each task sees its own embeddings: stack along a new leading axis
         return torch.stack([inp(user, item) for inp in self.inputs_], 0)  # [T, B, d_in]
 
+    def split_input(self):
+        return None  # one input row per task, stacked: not one row to split
+
     def body(self, x):
         return Body(tower_inputs=[bot(x[k]) for k, bot in enumerate(self.bottoms)])
 
