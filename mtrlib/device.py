@@ -161,6 +161,34 @@ def flush_denormals():
             torch.set_flush_denormal(False)
 
 
+_TINY = torch.finfo(torch.float32).tiny
+
+
+@torch.no_grad()
+def scrub_denormals(tensors) -> int:
+    """Set denormal values to exact zeros; returns how many there were. The thread flag
+    (`flush_denormals`) does not reach PyTorch's extra intra-op threads (cpu_threads > 1), so
+    once an epoch the trainer removes the source as well: parameters and optimiser moments."""
+    n = 0
+    for t in tensors:
+        if t.is_floating_point() and t.device.type == "cpu" and t.numel():
+            tiny = (t != 0) & (t.abs() < _TINY)
+            k = int(tiny.sum())
+            if k:
+                t.masked_fill_(tiny, 0.0)
+                n += k
+    return n
+
+
+def float_state(model: torch.nn.Module, opt: torch.optim.Optimizer):
+    """Every tensor a training step updates: the parameters and the optimiser's moments."""
+    yield from model.parameters()
+    for st in opt.state.values():
+        for v in st.values():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                yield v
+
+
 @contextmanager
 def cpu_compute(threads: int = 0, native: bool = False, flush_denormal: bool = False):
     """Run a block with `threads` intra-op CPU threads (<= 0: leave the setting alone).
@@ -182,4 +210,5 @@ def cpu_compute(threads: int = 0, native: bool = False, flush_denormal: bool = F
 
 
 __all__ = ["available_devices", "resolve_device", "encoder_device", "text_device_for", "device_of",
-           "cpu_compute", "flush_denormals", "denormals_flushed", "SCORING_THREADS", "DENORMAL_FIX"]
+           "cpu_compute", "flush_denormals", "denormals_flushed", "scrub_denormals", "float_state", "SCORING_THREADS",
+           "DENORMAL_FIX"]

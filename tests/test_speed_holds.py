@@ -11,7 +11,8 @@ import torch
 from _mtr import tiny_cfg, tiny_prep
 from mtrlib.series import Downsampled
 from mtrlib.device import denormals_flushed, flush_denormals
-from mtrlib.train import _float_state, scrub_denormals, train
+from mtrlib.device import float_state, scrub_denormals
+from mtrlib.train import train
 
 DENORMAL = 1e-39  # below float32's smallest normal (1.18e-38)
 
@@ -83,7 +84,7 @@ def test_float_state_covers_parameters_and_adam_moments():
     opt = torch.optim.Adam(lin.parameters())
     lin(torch.ones(1, 3)).sum().backward()
     opt.step()
-    tensors = list(_float_state(lin, opt))
+    tensors = list(float_state(lin, opt))
     assert len(tensors) == 2 + 2 * 2  # weight, bias + exp_avg and exp_avg_sq of each
 
 

@@ -1,0 +1,61 @@
+"""From a config to tensors: dataset -> labelled examples -> split -> feature space -> encoded
+tensors (+ language-model text vectors). Built once per data + task choice; the trainer, the
+run store and the evaluations all read the `Prepared` result."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import TrainConfig, validate
+from .data import (DataError, Dataset, EncodedExamples, Examples, FeatureSpace, Split, build_examples,
+                   encode_examples, make_world, split)
+from .data.tasks import TaskSpec, parse_tasks
+from .device import text_device_for
+
+
+@dataclass
+class Prepared:
+    """Everything between the raw dataset and the trainer, built once per data + task choice."""
+    dataset: Dataset
+    examples: Examples
+    split: Split
+    space: FeatureSpace
+    train: EncodedExamples
+    val: EncodedExamples
+    test: EncodedExamples
+    tasks: list[TaskSpec]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
+def load_dataset(cfg: TrainConfig) -> Dataset:
+    d = cfg.data
+    if d.source == "world":
+        return make_world(**d.world.to_dict())
+    from .data import load  # the file loaders
+    f = d.files
+    if "interactions" not in f:
+        raise DataError("No interactions file was given.", fix="pass --data FILE (or choose the built-in world)")
+    return load(f["interactions"], f.get("items"), f.get("users"))
+
+
+def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
+            text_progress: Callable[[int, int], None] | None = None) -> Prepared:
+    """Dataset -> labelled examples -> split -> feature space -> tensors (+ text vectors)."""
+    ds = dataset if dataset is not None else load_dataset(cfg)
+    tasks = parse_tasks(cfg.data.tasks or ds.suggested_tasks)
+    validate(cfg, [t.name for t in tasks])
+    ex = build_examples(ds, tasks, negatives=cfg.data.negatives, seed=cfg.seed)
+    sp = split(ex, cfg.data.split, cfg.data.val_frac, cfg.data.test_frac, seed=cfg.seed)
+    space = FeatureSpace.fit(ds, ex.frame.iloc[sp.train], use_features=cfg.data.use_features)
+    if cfg.model.text_features:
+        from .text import item_text_vectors
+        space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=text_device_for(cfg.device),
+                                            progress=text_progress)
+    enc = encode_examples(space, ex.frame, ex.labels)
+    return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks)
+
+
+__all__ = ["Prepared", "load_dataset", "prepare"]
