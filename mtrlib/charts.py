@@ -94,7 +94,7 @@ def scatter(df: pd.DataFrame, color: str | None, hover: list[str], title: str, h
     fig = go.Figure()
     hover = [h for h in hover if h in df.columns]
     tmpl = "<br>".join(f"{h}: %{{customdata[{i}]}}" for i, h in enumerate(hover)) + "<extra></extra>"
-    kind = go.Scatter3d if three else go.Scattergl
+    trace = go.Scatter3d if three else go.Scattergl
     coords = (lambda d: dict(x=d["x"], y=d["y"], z=d["z"])) if three else (lambda d: dict(x=d["x"], y=d["y"]))
     size = 3 if three else 6
     if color and color in df.columns and not pd.api.types.is_numeric_dtype(df[color]):
@@ -102,17 +102,17 @@ def scatter(df: pd.DataFrame, color: str | None, hover: list[str], title: str, h
         col = df[color].astype(str).where(df[color].astype(str).isin(top), "other")
         for k, g in enumerate(sorted(col.unique())):
             d = df[col == g]
-            fig.add_trace(kind(**coords(d), mode="markers", name=g, customdata=_hover_data(d, hover),
+            fig.add_trace(trace(**coords(d), mode="markers", name=g, customdata=_hover_data(d, hover),
                                hovertemplate=tmpl, marker=dict(size=size, color=PALETTE[k % len(PALETTE)], opacity=0.8)))
     else:
         marker = dict(size=size, opacity=0.8)
         if color and color in df.columns:
             marker.update(color=df[color], colorscale="Viridis", showscale=True, colorbar=dict(title=color))
-        fig.add_trace(kind(**coords(df), mode="markers", name="points", customdata=_hover_data(df, hover),
+        fig.add_trace(trace(**coords(df), mode="markers", name="points", customdata=_hover_data(df, hover),
                            hovertemplate=tmpl, marker=marker))
     if highlight:
         d = df.iloc[highlight]
-        fig.add_trace(kind(**coords(d), mode="markers", name="selected & neighbours",
+        fig.add_trace(trace(**coords(d), mode="markers", name="selected & neighbours",
                            customdata=_hover_data(d, hover), hovertemplate=tmpl,
                            marker=dict(size=size * 2.5, color="rgba(0,0,0,0)", line=dict(color="black", width=2))))
     fig.update_layout(title=title, **{**LAYOUT, "height": 560})

@@ -86,18 +86,18 @@ def _encode_table(table: pd.DataFrame, kinds: dict[str, str], seen_ids: set, use
     if not use_features:
         return st
     num_cols = []
-    for col, kind in kinds.items():
+    for col, ftype in kinds.items():
         if col not in table.columns:
             continue
         s = table[col]
-        if kind == "categorical":
+        if ftype == "categorical":
             vals = s.astype("string").fillna("").str.strip()
             counts = vals[vals != ""].value_counts()
             vocab = [str(v) for v in counts.index[:MAX_VOCAB]]
             pos = pd.Index(vocab).get_indexer(vals)
             st.cat[col] = (pos + 1).astype(np.int64)  # -1 (missing/other) -> 0
             st.cat_vocab[col] = vocab
-        elif kind == "multi":
+        elif ftype == "multi":
             lists = s if s.map(lambda v: isinstance(v, list)).all() else split_multi(s)
             flat = pd.Series([v for lst in lists for v in lst], dtype="string")
             vocab = [str(v) for v in flat.value_counts().index[:MAX_VOCAB]]
@@ -112,7 +112,7 @@ def _encode_table(table: pd.DataFrame, kinds: dict[str, str], seen_ids: set, use
                 codes[rows, colpos] = index.get_indexer(vals) + 1
             st.multi[col] = codes
             st.multi_vocab[col] = vocab
-        elif kind == "numeric":
+        elif ftype == "numeric":
             num_cols.append(col)
     if num_cols:
         block = np.column_stack([pd.to_numeric(table[c], errors="coerce").to_numpy(float) for c in num_cols])

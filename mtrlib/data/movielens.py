@@ -51,11 +51,11 @@ def _in(s: pd.Series, values) -> bool:
 
 def recognise(table: Table) -> Release | None:
     """The MovieLens file this table is, or None: the loader's one question about MovieLens."""
-    kind = _kind(table.frame, table.header, table.delimiter)
-    return None if kind is None else Release(kind, table.source)
+    file = _which_file(table.frame, table.header, table.delimiter)
+    return None if file is None else Release(file, table.source)
 
 
-def _kind(df: pd.DataFrame, header: bool, delim: str | None) -> str | None:
+def _which_file(df: pd.DataFrame, header: bool, delim: str | None) -> str | None:
     """Which MovieLens table this is ("ml-latest-ratings", "ml-100k-item", ...), or None.
 
     Headerless files (ml-100k, ml-1m) are told apart by their delimiter and their values."""
@@ -90,13 +90,13 @@ def _kind(df: pd.DataFrame, header: bool, delim: str | None) -> str | None:
     return None
 
 
-def layout_of(kind: str) -> str:
-    return LAYOUTS[kind.split("-")[1]]
+def layout_of(file: str) -> str:
+    return LAYOUTS[file.split("-")[1]]
 
 
-def ratings(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, dict, str]:
+def ratings(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, dict, str]:
     """Ratings table -> (table with user_id/item_id/rating/timestamp, mapping, original item column)."""
-    if kind == "ml-latest-ratings":
+    if file == "ml-latest-ratings":
         df = df.rename(columns={"userId": "user_id", "movieId": "item_id"})
         orig = "movieId"
     else:
@@ -112,22 +112,22 @@ def _year(title: pd.Series) -> pd.Series:
     return pd.to_numeric(title.astype("str").str.extract(_YEAR, expand=False), errors="coerce")
 
 
-def items(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, str, dict, str | None]:
+def items(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, str, dict, str | None]:
     """Items-side table -> (table, id column, kinds, title column)."""
-    if kind == "ml-latest-movies":
+    if file == "ml-latest-movies":
         out = df.rename(columns={"movieId": "item_id"}).copy()
         out["year"] = _year(out["title"])
         return out, "item_id", {"title": "text", "genres": "multi", "year": "numeric"}, "title"
-    if kind == "ml-latest-tags":
+    if file == "ml-latest-tags":
         return tags(df), "item_id", {"tags": "text"}, None
-    if kind == "ml-latest-links":
+    if file == "ml-latest-links":
         return df.rename(columns={"movieId": "item_id"}), "item_id", {}, None
-    if kind == "ml-1m-movies":
+    if file == "ml-1m-movies":
         out = df.copy()
         out.columns = ["item_id", "title", "genres"]
         out["year"] = _year(out["title"])
         return out, "item_id", {"title": "text", "genres": "multi", "year": "numeric"}, "title"
-    if kind == "ml-100k-item":
+    if file == "ml-100k-item":
         c = list(df.columns)
         out = pd.DataFrame({"item_id": df[c[0]], "title": df[c[1]], "release_date": df[c[2]], "imdb_url": df[c[4]]})
         flags = np.column_stack([pd.to_numeric(df[x], errors="coerce").fillna(0).to_numpy() for x in c[5:]])
@@ -141,7 +141,7 @@ def items(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, str, dict, str | N
                                   errors="coerce")
         out["year"] = year.fillna(from_date)
         return out, "item_id", {"title": "text", "genres": "multi", "year": "numeric"}, "title"
-    raise ValueError(kind)  # pragma: no cover - callers check ROLES first
+    raise ValueError(file)  # pragma: no cover - callers check ROLES first
 
 
 def tags(df: pd.DataFrame) -> pd.DataFrame:
@@ -149,10 +149,10 @@ def tags(df: pd.DataFrame) -> pd.DataFrame:
     return join_tags(df["movieId"], df["tag"])
 
 
-def users(df: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, str, dict]:
+def users(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, str, dict]:
     """Users-side table -> (table, id column, kinds)."""
     out = df.copy()
-    if kind == "ml-100k-user":
+    if file == "ml-100k-user":
         out.columns = ["user_id", "age", "gender", "occupation", "zip_code"]
         return out, "user_id", {"age": "numeric", "gender": "categorical", "occupation": "categorical"}
     out.columns = ["user_id", "gender", "age", "occupation", "zip_code"]
@@ -182,7 +182,7 @@ def folder_parts(files: dict) -> tuple | None:
 @dataclass(frozen=True)
 class Release:
     """A table recognised as one file of a MovieLens release, and how it becomes canonical."""
-    kind: str  # a key of ROLES
+    file: str  # a key of ROLES
     source: str  # the file's name in messages
 
     item_noun = "movies"  # what notes call the items and the events of a MovieLens dataset
@@ -192,11 +192,11 @@ class Release:
     @property
     def role(self) -> str:
         """"interactions", "items" or "users": where this file belongs in `load`."""
-        return ROLES[self.kind]
+        return ROLES[self.file]
 
     @property
     def layout(self) -> str:
-        return layout_of(self.kind)
+        return layout_of(self.file)
 
     def interactions(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict, str, str]:
         """The ratings -> (table, mapping, original item column, original user column).
@@ -206,8 +206,8 @@ class Release:
             raise DataError(f"This looks like the MovieLens {self.role} table, not the ratings.",
                             fix=f"give the ratings file as the interactions, and this one as the {self.role}",
                             source=self.source)
-        out, m, orig_item = ratings(df, self.kind)
-        return out, m, orig_item, "userId" if self.kind == "ml-latest-ratings" else "user_id"
+        out, m, orig_item = ratings(df, self.file)
+        return out, m, orig_item, "userId" if self.file == "ml-latest-ratings" else "user_id"
 
     def side(self, df: pd.DataFrame, role: str) -> tuple[pd.DataFrame, str, dict, str | None]:
         """An items or users file given as `role` -> (table, id column, kinds, title column)."""
@@ -215,5 +215,5 @@ class Release:
             raise DataError(f"This looks like the MovieLens {self.role} table, but it was given as the {role} "
                             "table.", fix=f"give it as the {self.role} file instead", source=self.source)
         if role == "items":
-            return items(df, self.kind)
-        return (*users(df, self.kind), None)
+            return items(df, self.file)
+        return (*users(df, self.file), None)

@@ -62,8 +62,8 @@ def _item_table(prep, train_counts: np.ndarray) -> pd.DataFrame:
             out["genre"] = raw.map(lambda s: s.split("|")[0].strip() if isinstance(s, str) and s else None)
         else:
             out["genre"] = raw
-    for c, kind in ds.item_features.items():
-        if kind == "categorical" and c != gcol and c in items.columns and c not in out.columns:
+    for c, ftype in ds.item_features.items():
+        if ftype == "categorical" and c != gcol and c in items.columns and c not in out.columns:
             out[c] = items[c].map(_cell_text)
     out["popularity"] = train_counts.astype(np.int64)
     _add_true_genre(out, ds, "item_genre", ids)
@@ -74,8 +74,8 @@ def _user_table(prep, train_counts: np.ndarray) -> pd.DataFrame:
     ds, ids = prep.dataset, prep.space.users.ids
     users = _by_str_id(ds.users, ids)
     out = pd.DataFrame(index=pd.Index(ids, name="user_id"))
-    for c, kind in ds.user_features.items():
-        if kind in ("categorical", "multi") and c in users.columns:
+    for c, ftype in ds.user_features.items():
+        if ftype in ("categorical", "multi") and c in users.columns:
             out[c] = users[c].map(_cell_text)
     out["n_train"] = train_counts.astype(np.int64)
     _add_true_genre(out, ds, "user_genre", ids)
