@@ -149,7 +149,7 @@ def test_regression_targets_are_standardised_and_unscaled(prep):
 
 def test_mmoe_mixes_experts_with_softmax_gates(prep):
     m = model_for(prep, "mmoe", n_experts=3)
-    x = m.inputs(prep.train.user[:5], prep.train.item[:5])
+    x = m.input_row(prep.train.user[:5], prep.train.item[:5])
     b = m.body(x)
     experts = [ex(x) for ex in m.experts]
     for k, gl in enumerate(m.gates):
@@ -187,7 +187,7 @@ def test_ple_levels_and_expert_layouts(prep, levels, spec, shared):
 
 def test_cgc_task_sees_own_and_shared_experts_only(prep):
     m = model_for(prep, "ple", levels=1, specific_experts=1, shared_experts=1)
-    x = m.inputs(prep.train.user[:4], prep.train.item[:4])
+    x = m.input_row(prep.train.user[:4], prep.train.item[:4])
     lvl = m.levels[0]
     b = m.body(x)
     sh = lvl.shared[0](x)

@@ -88,7 +88,9 @@ class MultiTaskModel(nn.Module):
     def body(self, x: torch.Tensor) -> Body:
         raise NotImplementedError
 
-    def inputs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def input_row(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """x, the row `body` reads for each (user, item) pair: the input layer's output (the
+        module is `self.input`, a name kept for saved weights; `inspect` reports x as 'input')."""
         return self.input(user, item)
 
     def split_input(self) -> InputLayer | None:
@@ -105,7 +107,7 @@ class MultiTaskModel(nn.Module):
     # -- the common part -------------------------------------------------------------------------
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Raw outputs [B, T]: logits for binary tasks, standardised values for regression."""
-        b = self.body(self.inputs(user, item))
+        b = self.body(self.input_row(user, item))
         return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)
 
     def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -140,7 +142,7 @@ class MultiTaskModel(nn.Module):
     @torch.no_grad()
     def inspect(self, user: torch.Tensor, item: torch.Tensor) -> dict[str, torch.Tensor]:
         """Representations for a batch: 'input', 'shared', 'task:<name>', 'gate:<name>'."""
-        x = self.inputs(user, item)
+        x = self.input_row(user, item)
         b = self.body(x)
         out = {"input": x}
         if b.shared is not None:

@@ -46,7 +46,7 @@ class SingleTask(MultiTaskModel):
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)
 
-    def inputs(self, user, item):
+    def input_row(self, user, item):
         # each task sees its own embeddings: stack along a new leading axis
         return torch.stack([inp(user, item) for inp in self.inputs_], 0)  # [T, B, d_in]
 
