@@ -12,6 +12,7 @@ import pandas as pd
 
 from .dataset import Dataset
 from .errors import DataError
+from .kinds import KINDS
 from .tasks import TaskSpec, parse_tasks
 
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}
@@ -62,7 +63,7 @@ def _column(ds: Dataset, task: TaskSpec) -> pd.Series:
     return inter[task.column]
 
 
-def _numeric(ds: Dataset, task: TaskSpec) -> np.ndarray:
+def numeric_column(ds: Dataset, task: TaskSpec) -> np.ndarray:
     s = _column(ds, task)
     if pd.api.types.is_bool_dtype(s):
         return s.astype(float).to_numpy()
@@ -83,7 +84,7 @@ def _numeric(ds: Dataset, task: TaskSpec) -> np.ndarray:
     return arr
 
 
-def _binary(ds: Dataset, task: TaskSpec) -> np.ndarray:
+def binary_column(ds: Dataset, task: TaskSpec) -> np.ndarray:
     s = _column(ds, task)
     if pd.api.types.is_bool_dtype(s):
         return s.astype(float).to_numpy()
@@ -113,23 +114,8 @@ def _binary(ds: Dataset, task: TaskSpec) -> np.ndarray:
     return arr
 
 
-def _threshold(values: np.ndarray, op: str, thr: float) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        res = {">=": values >= thr, ">": values > thr, "<=": values <= thr,
-               "<": values < thr, "==": values == thr}[op].astype(float)
-    res[np.isnan(values)] = np.nan
-    return res
-
-
 def _logged_labels(ds: Dataset, task: TaskSpec) -> np.ndarray:
-    if task.kind == "implicit":
-        return np.ones(len(ds.interactions))
-    if task.kind == "binary":
-        return _binary(ds, task)
-    values = _numeric(ds, task)
-    if task.kind == "threshold":
-        return _threshold(values, task.op, task.threshold)
-    return values
+    return KINDS[task.kind].labels(ds, task)
 
 
 def sample_negatives(
@@ -173,7 +159,7 @@ def build_examples(ds: Dataset, tasks, negatives: int = 4, seed: int = 0) -> Exa
     frame["sampled"] = False
     Y = np.column_stack([_logged_labels(ds, t) for t in tasks]).astype(np.float64)
 
-    if any(t.kind == "implicit" for t in tasks):
+    if any(KINDS[t.kind].samples_negatives for t in tasks):
         if negatives < 1:
             raise DataError("An implicit task needs at least 1 sampled negative per positive.",
                             fix="set negatives per positive to 1 or more (default 4)")

@@ -15,8 +15,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import DataError
-
-OPS = (">=", "<=", "==", ">", "<")
+from .kinds import KINDS, OPS  # noqa: F401  (OPS: the operators, re-exported)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,39}$")
 
 
@@ -31,8 +30,9 @@ class TaskSpec:
 
     @property
     def type(self) -> str:
-        """The loss family: "binary" or "regression"."""
-        return "regression" if self.kind == "regression" else "binary"
+        """The loss family of its kind (mtrlib.data.kinds): "binary" or "regression"."""
+        k = KINDS.get(self.kind)
+        return k.type if k is not None else "binary"
 
     @property
     def is_binary(self) -> bool:
@@ -43,29 +43,14 @@ class TaskSpec:
 
         An incomplete spec (from `task_from_fields`) still gives text, which `parse_task` then refuses
         with its message: no threshold writes nothing after the operator, an unknown kind no definition."""
-        if self.kind == "implicit":
-            body = "implicit"
-        elif self.kind == "regression":
-            body = f"{self.column}:reg"
-        elif self.kind == "threshold":
-            t = self.threshold
-            body = f"{self.column}{self.op}{'' if t is None else int(t) if float(t).is_integer() else t}"
-        elif self.kind == "binary":
-            body = str(self.column)
-        else:
-            body = ""
+        k = KINDS.get(self.kind)
+        body = k.body(self) if k is not None else ""
         return f"{self.name}={body}" + (f"|{self.given}" if self.given else "")
 
     def describe(self) -> str:
         """One plain-English line, for reports and the UI."""
-        if self.kind == "implicit":
-            what = "1 for every logged interaction, 0 for sampled non-interactions"
-        elif self.kind == "regression":
-            what = f"regression on '{self.column}'"
-        elif self.kind == "threshold":
-            what = f"1 where '{self.column}' {self.op} {self.threshold:g}, else 0"
-        else:
-            what = f"binary column '{self.column}'"
+        k = KINDS.get(self.kind)
+        what = k.describe(self) if k is not None else f"unknown kind '{self.kind}'"
         if self.given:
             what += f"; observed only where '{self.given}' is 1"
         return f"{self.name}: {what}"
@@ -99,29 +84,11 @@ def parse_task(text: str) -> TaskSpec:
     body = body.strip()
     if not body:
         raise DataError(f"Task '{name}' has an empty definition.", fix=example)
-    if body == "implicit":
-        return TaskSpec(name, "implicit", given=given)
-    if body.endswith(":reg"):
-        col = body[: -len(":reg")].strip()
-        if not col:
-            raise DataError(f"Task '{name}': no column before ':reg'.", fix=example)
-        return TaskSpec(name, "regression", column=col, given=given)
-    for op in OPS:
-        if op in body:
-            col, _, value = body.partition(op)
-            col, value = col.strip(), value.strip()
-            try:
-                thr = float(value)
-            except ValueError:
-                raise DataError(
-                    f"Task '{name}': threshold '{value}' is not a number.", fix=example
-                ) from None
-            if not col:
-                raise DataError(f"Task '{name}': no column before '{op}'.", fix=example)
-            return TaskSpec(name, "threshold", column=col, op=op, threshold=thr, given=given)
-    if any(c in body for c in "<>=:!"):
-        raise DataError(f"Task '{name}': cannot read the definition '{body}'.", fix=example)
-    return TaskSpec(name, "binary", column=body, given=given)
+    for kind in KINDS.values():  # in order: the catch-all binary column last
+        spec = kind.parse(name, body, given)
+        if spec is not None:
+            return spec
+    raise DataError(f"Task '{name}': cannot read the definition '{body}'.", fix=example)  # pragma: no cover
 
 
 def task_from_fields(name, kind, column=None, op=None, threshold=None, given=None) -> TaskSpec:
