@@ -16,7 +16,7 @@ from torch import nn
 
 from ..data.errors import DataError
 from ..data.tasks import TaskSpec
-from ..registry import knob_fields
+from ..registry import knob, knob_fields
 from .blocks import InputLayer, Tower
 from .diagram import Canvas, sizes
 
@@ -46,7 +46,10 @@ class MultiTaskModel(nn.Module):
     @classmethod
     def check(cls, cfg: "ModelConfig") -> list[str]:
         """Rules across its knobs, applied when it is the chosen architecture: raise DataError
-        with the fix, or return warnings."""
+        with the fix, or return warnings. By default every layer-sizes knob needs a layer."""
+        for kf in knob_fields(cls.Options):
+            if kf.knob.widget == "sizes":
+                require_layers(getattr(cfg, kf.name), cls.label, kf.knob.name_in_text)
         return []
 
     @classmethod
@@ -195,3 +198,13 @@ def require_layers(layers: list[int], label: str, what: str = "shared layer", fi
 def require_experts(layers: list[int]) -> None:
     if not layers:
         raise DataError("Experts need at least one layer.", fix="set expert sizes, e.g. 64,32")
+
+
+SHARED_MLP = dict(noun="shared layer", widget="sizes", flag="--shared", url="shared")  # config.json's `shared`
+
+
+@dataclass
+class PerTaskMLP:
+    """Options of an architecture whose tasks each have their own MLP. It is stored as `shared`,
+    config.json's name since the first version (Shared-Bottom's one shared MLP uses it too)."""
+    shared: list[int] = knob([64, 32], "Per-task layers", help="each task's own MLP", **SHARED_MLP)

@@ -21,13 +21,10 @@ what follows: the model overrides `task_losses` and `predict`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ..registry import knob
-from .base import Body, MultiTaskModel, require_layers
+from .base import Body, MultiTaskModel, PerTaskMLP
 from .blocks import last_linear, mlp, mlp_out_dim
 from .diagram import per_task_mlps, sizes
 
@@ -55,16 +52,7 @@ class ESMM(MultiTaskModel):
     paper = "Ma et al., SIGIR 2018"
     order = 50
 
-    @dataclass
-    class Options:
-        # stored as `shared` (config.json's name since the first version): here it is each task's own MLP
-        shared: list[int] = knob([64, 32], "Per-task layers", noun="shared layer", widget="sizes", flag="--shared",
-                                 url="shared", help="each task's own MLP")
-
-    @classmethod
-    def check(cls, cfg):
-        require_layers(cfg.shared, cls.label)
-        return []
+    Options = PerTaskMLP
 
     @classmethod
     def draw(cls, c, cfg):

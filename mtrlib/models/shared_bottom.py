@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..registry import knob
-from .base import Body, MultiTaskModel, require_layers
+from .base import SHARED_MLP, Body, MultiTaskModel
 from .blocks import last_linear, mlp, mlp_out_dim
 from .diagram import sizes
 
@@ -21,13 +21,7 @@ class SharedBottom(MultiTaskModel):
 
     @dataclass
     class Options:
-        shared: list[int] = knob([64, 32], "Shared layers", noun="shared layer", widget="sizes", flag="--shared",
-                                 url="shared", help="the MLP every task shares")
-
-    @classmethod
-    def check(cls, cfg):
-        require_layers(cfg.shared, cls.label)
-        return []
+        shared: list[int] = knob([64, 32], "Shared layers", help="the MLP every task shares", **SHARED_MLP)
 
     @classmethod
     def draw(cls, c, cfg):
