@@ -154,11 +154,10 @@ def test_stop_ends_training_quickly_and_keeps_the_run(store):
     while not job.steps and time.time() - t0 < 60:
         time.sleep(0.1)
     assert job.steps, "no training progress"
-    t1 = time.time()
     at.button(key="t_stop").click().run()
-    wait_job(at, timeout=10)
-    assert time.time() - t1 < 5
-    assert job.state == "stopped"
+    wait_job(at, timeout=60)  # a guard against a hang; how fast a stop is: tests/test_train.py (within one batch)
+    assert job.state == "stopped" and job.message.startswith("Stopped by the user at step")
+    assert job.progress.epoch < 500 and len(job.epochs) < 500  # ended early, not by running out of epochs
     runs = list_runs(store)
     assert len(runs) == 1 and runs[0].status == "stopped"
 

@@ -13,7 +13,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -194,14 +193,13 @@ def test_too_high_learning_rate_ends_cleanly_as_diverged(world, optimizer):
     c = tiny_cfg(**(SMALL | dict(lr=5.0, optimizer=optimizer, epochs=3, batch_size=64)))
     prep = T.prepare(c, world)
     events = []
-    t0 = time.perf_counter()
     r = T.train(c, prep, callback=events.append)
     assert r.status == "diverged"
     assert r.reason.startswith("Training diverged at step"), r.reason
     assert "learning rate" in r.reason.lower(), "the reason says what to change"
     assert any(f"task '{t}'" in r.reason for t in TASKS), r.reason
     assert events[-1]["type"] == "end" and events[-1]["status"] == "diverged"
-    assert time.perf_counter() - t0 < 60, "diverging ends the run early"
+    assert len(r.history.epochs) < c.epochs, "diverging ends the run early"
     # the model keeps its last finite weights: it still predicts numbers, not NaN
     preds = T.predict(r.model, prep.test)
     assert np.isfinite(preds).all()
