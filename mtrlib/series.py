@@ -60,3 +60,14 @@ class Downsampled:
 
     def __getitem__(self, k):
         return self.rows()[k]
+
+
+def thin(rows, max_points: int = 2 * DEFAULT_POINTS):
+    """At most `max_points` evenly spaced rows of a DataFrame (or list), first and last kept:
+    for live charts of a run that is still growing, read back from its history file."""
+    n = len(rows)
+    if n <= max_points:
+        return rows
+    import numpy as np
+    idx = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+    return rows.iloc[idx] if hasattr(rows, "iloc") else [rows[i] for i in idx]

@@ -8,6 +8,7 @@ import streamlit as st
 from mtrlib import charts
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
+from mtrlib.series import thin
 from pages._shared import boot, explain, halt, plain, runs_list
 
 boot()
@@ -66,6 +67,7 @@ def curve_grid() -> dict:
     """Re-read each run's history file, so a run still training (here or in another tab) grows.
     Returns the histories it read (by display name), so the full run does not read them twice."""
     histories = {names[r.id]: run_history(r.path) for r in chosen}
+    running = {names[r.id] for r in chosen if r.status == "running"}  # live: a bounded number of points
     if live:
         st.caption("A selected run is still training: its curves refresh every 2 seconds.")
     grid = st.columns(2)
@@ -79,7 +81,7 @@ def curve_grid() -> dict:
             else:
                 df = h.steps
                 col, title = f"{label}/{t}", f"{t}: {'training loss' if label == 'loss' else 'effective weight'}"
-            data[name] = df
+            data[name] = thin(df) if name in running else df
             cols = [col]
         if data:
             grid[n_chart % 2].plotly_chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing,

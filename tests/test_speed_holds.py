@@ -9,7 +9,7 @@ import threading
 import torch
 
 from _mtr import tiny_cfg, tiny_prep
-from mtrlib.series import Downsampled
+from mtrlib.series import Downsampled, thin
 from mtrlib.device import denormals_flushed, flush_denormals
 from mtrlib.device import float_state, scrub_denormals
 from mtrlib.train import train
@@ -109,3 +109,12 @@ def test_downsampled_keeps_everything_while_short():
         s.append({"step": k})
     assert [r["step"] for r in s] == list(range(250)) and len(s) == 250 and bool(s)
     assert not Downsampled()
+
+
+def test_thin_keeps_first_last_and_bounds_a_growing_history():
+    import pandas as pd
+    df = pd.DataFrame({"step": range(100_000)})
+    t = thin(df, 600)
+    assert len(t) <= 600 and t["step"].iloc[0] == 0 and t["step"].iloc[-1] == 99_999
+    assert thin(df.head(50), 600) is not None and len(thin(df.head(50), 600)) == 50
+    assert thin(list(range(10)), 4) == [0, 3, 6, 9]
