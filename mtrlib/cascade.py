@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import device_of
+from .device import SCORING_THREADS, cpu_compute, device_of
 from .runs import Run, RunError
 from .scoring import DEFAULT_CHUNK_PAIRS, iter_scores, retrieval_scores, score_candidates
 
@@ -110,15 +110,34 @@ class Ranked:
     preds: np.ndarray | None = None  # float32 [U, k, T]: every task's prediction, when asked for
 
 
-@torch.inference_mode()
+def _top(S: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk along rows, best first: the unsorted top k, then a sort of those k only (on CPU
+    about 1.5x faster than a sorted topk of 200 out of 9,742)."""
+    v, i = torch.topk(S, k, dim=1, sorted=False)
+    v, o = torch.sort(v, dim=1, descending=True, stable=True)
+    return v, torch.gather(i, 1, o)
+
+
 def rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage: str | None = None,
                candidates: int | None = None, exclude_seen: bool = True, retrieval_task: str | None = None,
                want_preds: bool = False, seen: tuple[np.ndarray, np.ndarray] | None = None,
                chunk_pairs: int = DEFAULT_CHUNK_PAIRS) -> Ranked:
-    """Top `k` items per user row of `rows` by `stage`. The ranking score is sum_t w_t * s_t over
-    the model's fusion scale s (`model.fusion_scale`: log p, standardised value, retrieval logit),
-    so a one-hot `weights` [T] ranks by one task's own score. `seen`: `_seen_csr(run)` if the
-    caller has it. `retrieval_task`: which retrieval task retrieves (default: the first)."""
+    """Top `k` items per user row of `rows` by `stage` (on CPU with `MTR_SCORING_THREADS` threads).
+    The ranking score is sum_t w_t * s_t over the model's fusion scale s (`model.fusion_scale`:
+    log p, standardised value, retrieval logit), so a one-hot `weights` [T] ranks by one task's
+    own score. `seen`: `_seen_csr(run)` if the caller has it. `retrieval_task`: which retrieval
+    task retrieves (default: the first)."""
+    dev = device_of(run.model)
+    with cpu_compute(SCORING_THREADS if dev.type == "cpu" else 0):
+        return _rank_users(run, rows, k, weights, stage, candidates, exclude_seen, retrieval_task, want_preds, seen,
+                           chunk_pairs)
+
+
+@torch.inference_mode()
+def _rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage: str | None = None,
+               candidates: int | None = None, exclude_seen: bool = True, retrieval_task: str | None = None,
+               want_preds: bool = False, seen: tuple[np.ndarray, np.ndarray] | None = None,
+               chunk_pairs: int = DEFAULT_CHUNK_PAIRS) -> Ranked:
     stage = check_stage(run, stage, candidates, k, retrieval_task)
     candidates = candidates_for(run, candidates)
     model = run.model
@@ -150,7 +169,7 @@ def rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage:
             R = retrieval_scores(model, r, retrieval_task)  # [u, n_items]
             if exclude_seen:
                 _mask_seen(R, r, indptr, seen_items)
-            rs, ri = torch.topk(R, n_cand, dim=1)  # the retrieval stage's list, best first
+            rs, ri = _top(R, n_cand)  # the retrieval stage's list, best first
             if stage == "retrieval":
                 S, order = rs, torch.arange(n_cand, device=rs.device).expand(len(r), -1)
                 P = score_candidates(model, r, ri) if want_preds else None
@@ -158,7 +177,7 @@ def rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage:
                 P = score_candidates(model, r, ri)  # [u, N, T]: rank the candidates
                 S = (model.fusion_scale(P) * w).sum(-1)
                 S = S.masked_fill(~torch.isfinite(rs), float("-inf"))  # a seen item is no candidate
-                S, order = torch.topk(S, k, dim=1)
+                S, order = _top(S, k)
             items = torch.gather(ri, 1, order)
             out_s[lo:lo + step], out_i[lo:lo + step] = S.float().cpu().numpy(), items.cpu().numpy()
             r_rank[lo:lo + step] = order.cpu().numpy() + 1

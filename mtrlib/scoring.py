@@ -44,7 +44,7 @@ class _PairInput(torch.Tensor):
 
     def dense(self) -> torch.Tensor:
         if self.pairs is not None:
-            return self.xu[self.pairs[0]] + self.xi[self.pairs[1]]
+            return _gather_add(self.xu, self.xi, self.pairs)
         return (self.xu[:, None, :] + self.xi[None, :, :]).reshape(-1, self.xu.shape[1])
 
     def _side(self, side: str, weight, bias) -> torch.Tensor:
@@ -63,7 +63,7 @@ class _PairInput(torch.Tensor):
     def linear(self, weight, bias) -> torch.Tensor:
         a, c = self._side("u", weight, bias), self._side("i", weight, bias)
         if self.pairs is not None:
-            return a[self.pairs[0]] + c[self.pairs[1]]
+            return _gather_add(a, c, self.pairs)
         return (a[:, None, :] + c[None, :, :]).reshape(-1, weight.shape[0])
 
     @classmethod
@@ -92,6 +92,12 @@ class _PairInput(torch.Tensor):
                 return a
 
             return func(*unwrap(tuple(args)), **{k: unwrap(v) for k, v in kwargs.items()})
+
+
+def _gather_add(a: torch.Tensor, c: torch.Tensor, pairs) -> torch.Tensor:
+    """a[pairs[0]] + c[pairs[1]]: index_select and an in-place add, several times faster on CPU
+    than advanced indexing (measured 0.6 vs 6 ms for 8,192 x 64)."""
+    return torch.index_select(c, 0, pairs[1]).add_(torch.index_select(a, 0, pairs[0]))
 
 
 def _raw_from_parts(model, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None) -> torch.Tensor:
@@ -241,7 +247,12 @@ def score_candidates(model, user_rows, candidates, block_pairs: int | None = Non
             T = len(model.output_tasks)
             if n_u == 0 or n_c == 0:
                 return torch.empty(n_u, n_c, T, device=dev)
-            uniq, inv = torch.unique(cand, return_inverse=True)  # score each candidate item's side once
+            present = torch.zeros(model.n_items, dtype=torch.bool, device=dev)  # score each candidate's side once
+            present[cand.reshape(-1)] = True
+            uniq = present.nonzero().flatten()
+            where = torch.empty(model.n_items, dtype=torch.long, device=dev)
+            where[uniq] = torch.arange(len(uniq), device=dev)
+            inv = where[cand]
             pu = torch.arange(n_u, device=dev).repeat_interleave(n_c)  # pair -> user position
             pi = inv.reshape(-1)  # pair -> position in uniq
             if block_pairs is None:
@@ -259,7 +270,8 @@ def score_candidates(model, user_rows, candidates, block_pairs: int | None = Non
                 if fast:
                     raw = _raw_from_parts(model, xu, xi, cache, pairs=(a, b))
                     if retrieval:
-                        raw = model.join_outputs(raw, torch.stack([(x[a] * y[b]).sum(-1) for x, y in zip(uv, iv)], -1))
+                        cos = [(x.index_select(0, a) * y.index_select(0, b)).sum(-1) for x, y in zip(uv, iv)]
+                        raw = model.join_outputs(raw, torch.stack(cos, -1))
                 else:
                     raw = model(users[a], uniq[b])
                 out[lo:lo + block_pairs] = model.predict(raw)
