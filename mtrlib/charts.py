@@ -165,9 +165,9 @@ def _retrieval_towers(c, cfg: ModelConfig, x: float, task: str) -> None:
     from .models.diagram import sizes
     layers = (sizes(cfg.retrieval_layers) + "→" if cfg.retrieval_layers else "") + str(cfg.retrieval_dim)
     w = RETRIEVAL_WIDTH * 0.42
-    for dx, side in ((-0.21, "user"), (0.21, "item")):
-        bottom, top = c.box(x + dx * RETRIEVAL_WIDTH * 2, 1.5, w, 0.7, f"{side} tower<br>{layers}", "extra")
-        c.arrow(c.from_input(x + dx * RETRIEVAL_WIDTH * 2), bottom)
+    for dx, side in ((-0.25, "user"), (0.25, "item")):  # two towers side by side inside the column
+        bottom, top = c.box(x + dx * RETRIEVAL_WIDTH, 1.5, w, 0.7, f"{side} tower<br>{layers}", "extra")
+        c.arrow(c.from_input(x + dx * RETRIEVAL_WIDTH), bottom)
         c.arrow(top, (x, 2.95))
     c.box(x, 3.2, RETRIEVAL_WIDTH * 0.8, 0.5, f"cos / τ={cfg.retrieval_temperature:g}", "extra")
     c.box(x, 4.3, RETRIEVAL_WIDTH * 0.8, 0.4, f"{task} (retrieval)", "head")

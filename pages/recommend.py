@@ -82,13 +82,23 @@ def _table(r, user, weights, held_r: pd.DataFrame, stage=None, candidates=None) 
         st.info(plain(n))
     held = set(held_r.get("item_id", pd.Series(dtype=str)))
     df["held out"] = df["item_id"].isin(held)
-    show = [c for c in ["rank", "title", "genres", "genre", "score", *r.task_names, "stage", "retrieval rank", "cold",
-                        "held out"] if c in df.columns and (c != "stage" or r.retrieval_tasks)]
+    if r.retrieval_tasks:  # what placed each item, and by which score
+        df["placed by"] = _placed_by(df)
+    show = [c for c in ["rank", "title", "placed by", "genres", "genre", "score", *r.task_names, "cold", "held out"]
+            if c in df.columns]
     if "title" not in show:
         show.insert(1, "item_id")
     out = df[show]
     out.attrs.update(df.attrs, item_ids=df["item_id"].tolist())
     return out
+
+
+def _placed_by(df: pd.DataFrame) -> list[str]:
+    """Per item: the stage and the score that put it in the list (mtrlib.cascade)."""
+    rank = df["retrieval rank"] if "retrieval rank" in df.columns else [None] * len(df)
+    text = {"cascade": "#{r} → ranked", "retrieval": "#{r} retrieved", "full": "full ranking",
+            "popularity": "popularity"}
+    return [text.get(s, s).format(r=int(x) if x == x and x is not None else "?") for s, x in zip(df["stage"], rank)]
 
 
 def _config(r) -> dict:
@@ -100,12 +110,11 @@ def _config(r) -> dict:
            "cold": st.column_config.CheckboxColumn("cold", width="small"),
            "held out": st.column_config.CheckboxColumn("held out", width="small",
                                                        help="the user really interacted with it in the test split"),
-           "stage": st.column_config.TextColumn("stage", width="small",
-                                                help="what placed the item: cascade = retrieved, then ranked by the "
-                                                     "fused score; full = ranked among every item; retrieval = the "
-                                                     "towers' score alone"),
-           "retrieval rank": st.column_config.NumberColumn("retrieved #", width="small",
-                                                           help="its place in the retrieval stage's list")}
+           "placed by": st.column_config.TextColumn("placed by",
+                                                    help="the stage and score that put the item here: '#37 → ranked' = "
+                                                         "37th of the two towers' candidates, then placed by the fused "
+                                                         "score; 'full ranking' = the fused score over every item; "
+                                                         "'#3 retrieved' = the towers' score alone")}
     cfg.update({t: st.column_config.NumberColumn(t, format="%.3f", width="small") for t in r.task_names})
     return cfg
 
@@ -119,7 +128,10 @@ with left:
         if top.attrs.get("stage") == "cascade":
             st.caption(f"Cascade: the two towers retrieved {top.attrs.get('candidates')} of {run.n_items:,} items, "
                        "then the rankers ordered them by the fused score.")
-        st.dataframe(top, hide_index=True, key="rc_top", column_config=_config(run))
+        conf = _config(run)
+        if top.attrs.get("stage") == "retrieval":  # the score column is then the towers' cosine
+            conf["score"] = st.column_config.NumberColumn("retrieval", format="%.3f", width="small")
+        st.dataframe(top, hide_index=True, key="rc_top", column_config=conf)
 with right:
     same = lambda r: all(r.dataset.get(k) == info.dataset.get(k) for k in ("name", "layout", "users", "items"))
     other = [r for r in runs if r.id != info.id and same(r)]  # same users and items, so the lists compare

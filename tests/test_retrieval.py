@@ -332,3 +332,48 @@ def test_the_network_diagram_draws_the_retrieval_towers():
     assert "r (retrieval)" in texts and any(t.startswith("user tower") for t in texts)
     assert any(t.startswith("item tower") for t in texts) and fig.layout.title.text.endswith("retrieval towers")
     assert "r" not in texts  # no ranking tower for it
+
+
+# -- the pages (AppTest) ---------------------------------------------------------------------------------
+
+def _app(cfg=None, page: str | None = None):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    if cfg is not None:
+        at.session_state["cfg"] = cfg
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_train_page_configures_and_draws_the_retrieval_towers(store):
+    at = _app(tiny_cfg(world=PAGES, data={"tasks": TASKS}, epochs=1), "pages/train.py")
+    assert at.number_input(key="t_rdim").value == 32 and at.number_input(key="t_rtemp").value == 0.05
+    at.number_input(key="t_rdim").set_value(16).run()
+    assert not at.exception and at.session_state["cfg"].model.retrieval_dim == 16
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "retrieval towers" in chart and "r (retrieval)" in chart
+
+
+def test_recommend_page_shows_the_stage_the_reasons_and_the_lm_baseline(store, monkeypatch):
+    cfg = tiny_cfg(world=PAGES, data={"tasks": TASKS}, epochs=2)
+    train_and_save(cfg, prepare(cfg), store=store)
+    monkeypatch.setattr("mtrlib.zero_shot.lm_item_vectors",
+                        lambda run: np.eye(run.n_items, 16, dtype=np.float32) + 0.01)
+    at = _app(page="pages/recommend.py")
+    top = at.dataframe[0].value
+    assert len(top) == 10 and top["placed by"].str.endswith("→ ranked").all()
+    assert "Why this item?" in [h.value for h in at.subheader]
+    why = [d.value for d in at.dataframe if "because you liked" in d.value.columns][0]
+    assert len(why) == 10 and why["because you liked"].str.len().gt(0).all()
+    at.radio(key="rc_stage").set_value("retrieval").run()
+    assert at.dataframe[0].value["placed by"].str.endswith("retrieved").all()
+    at.checkbox(key="rc_lm").check().run()
+    at.button(key="rc_eval").click().run()
+    assert not at.exception
+    quality = [d.value for d in at.dataframe if "lm_zero_shot" in getattr(d.value, "columns", [])]
+    assert quality and {"model", "popularity"} <= set(quality[0].columns) and "ndcg@10" in quality[0].index
