@@ -11,6 +11,8 @@ against its plain forward pass; where it does not (SingleTask), the plain pass i
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -135,6 +137,20 @@ def _pair_raw(model, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return model.ranking_forward(users.repeat_interleave(n_i), items.repeat(int(users.shape[0])))
 
 
+@contextlib.contextmanager
+def _scoring(model, threads: int | None):
+    """Eval mode and the scoring thread count (MTR_SCORING_THREADS on CPU; `threads` overrides,
+    0 leaves it) for a block of scoring work; yields the model's device."""
+    dev = device_of(model)
+    was = model.training
+    model.eval()
+    try:
+        with cpu_compute((SCORING_THREADS if dev.type == "cpu" else 0) if threads is None else threads):
+            yield dev
+    finally:
+        model.train(was)
+
+
 def _blocks(n_i: int, block_pairs: int) -> tuple[int, int]:
     """(users per block, items per block) so that a block holds about `block_pairs` pairs."""
     n_ib = max(1, -(-n_i // max(1, block_pairs)))
@@ -158,47 +174,41 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
     overrides the thread count (0: leave it). The factorised first layer rounds differently
     (within ~1e-6), so a caller whose published numbers came from the plain pass (the cold-start
     ranking, where near-tied cold items reorder) asks for it to keep them bit-identical."""
-    dev = device_of(model)
-    was = model.training
-    model.eval()
-    try:
-        with cpu_compute((SCORING_THREADS if dev.type == "cpu" else 0) if threads is None else threads):
-            users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
-            items = (torch.arange(model.n_items, device=dev) if item_rows is None
-                     else torch.as_tensor(np.asarray(item_rows), dtype=torch.long, device=dev))
-            n_u, n_i = int(users.shape[0]), int(items.shape[0])
-            if n_u == 0 or n_i == 0:
-                return
-            if block_pairs is None:
-                block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else int(chunk_pairs)
-            ub, ib = _blocks(n_i, int(block_pairs))
-            step = max(ub, (int(chunk_pairs) // n_i) // ub * ub)
-            inp = model.split_input() if factorised and _fast_ok(model, users, items) else None
-            xi_all = inp.item_part(items) if inp is not None else None
-            T = len(model.output_tasks)
-            retrieval = [t.name for t in model.retrieval_tasks] if inp is not None else []
-            iv = [model.retrieval_item_vectors(items, t) for t in retrieval]  # the towers' item side, once
-            for lo in range(0, n_u, step):
-                u = users[lo:lo + step]
-                cu = int(u.shape[0])
-                out = torch.empty(cu, n_i, T, device=dev)
-                xu = inp.user_part(u) if inp is not None else None
-                uv = [model.retrieval_user_vectors(u, t) for t in retrieval]
-                for b in range(0, n_i, ib):
-                    cache: dict = {}
-                    for a in range(0, cu, ub):
-                        if inp is not None:
-                            raw = _raw_from_parts(model, xu[a:a + ub], xi_all[b:b + ib], cache)
-                            if retrieval:  # each retrieval task's score: a block of one matrix product
-                                cos = [(x[a:a + ub] @ y[b:b + ib].T).reshape(-1) for x, y in zip(uv, iv)]
-                                raw = model.join_outputs(raw, torch.stack(cos, -1))
-                        else:
-                            uu, ii = u[a:a + ub], items[b:b + ib]
-                            raw = model(uu.repeat_interleave(len(ii)), ii.repeat(len(uu)))
-                        out[a:a + ub, b:b + ib] = model.predict(raw).view(min(ub, cu - a), -1, T)
-                yield lo, lo + cu, out
-    finally:
-        model.train(was)
+    with _scoring(model, threads) as dev:
+        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
+        items = (torch.arange(model.n_items, device=dev) if item_rows is None
+                 else torch.as_tensor(np.asarray(item_rows), dtype=torch.long, device=dev))
+        n_u, n_i = int(users.shape[0]), int(items.shape[0])
+        if n_u == 0 or n_i == 0:
+            return
+        if block_pairs is None:
+            block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else int(chunk_pairs)
+        ub, ib = _blocks(n_i, int(block_pairs))
+        step = max(ub, (int(chunk_pairs) // n_i) // ub * ub)
+        inp = model.split_input() if factorised and _fast_ok(model, users, items) else None
+        xi_all = inp.item_part(items) if inp is not None else None
+        T = len(model.output_tasks)
+        retrieval = [t.name for t in model.retrieval_tasks] if inp is not None else []
+        iv = [model.retrieval_item_vectors(items, t) for t in retrieval]  # the towers' item side, once
+        for lo in range(0, n_u, step):
+            u = users[lo:lo + step]
+            cu = int(u.shape[0])
+            out = torch.empty(cu, n_i, T, device=dev)
+            xu = inp.user_part(u) if inp is not None else None
+            uv = [model.retrieval_user_vectors(u, t) for t in retrieval]
+            for b in range(0, n_i, ib):
+                cache: dict = {}
+                for a in range(0, cu, ub):
+                    if inp is not None:
+                        raw = _raw_from_parts(model, xu[a:a + ub], xi_all[b:b + ib], cache)
+                        if retrieval:  # each retrieval task's score: a block of one matrix product
+                            cos = [(x[a:a + ub] @ y[b:b + ib].T).reshape(-1) for x, y in zip(uv, iv)]
+                            raw = model.join_outputs(raw, torch.stack(cos, -1))
+                    else:
+                        uu, ii = u[a:a + ub], items[b:b + ib]
+                        raw = model(uu.repeat_interleave(len(ii)), ii.repeat(len(uu)))
+                    out[a:a + ub, b:b + ib] = model.predict(raw).view(min(ub, cu - a), -1, T)
+            yield lo, lo + cu, out
 
 
 def score_matrix(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
@@ -219,15 +229,9 @@ def retrieval_scores(model, user_rows, task: str | None = None, threads: int | N
     """The retrieval stage's scores [len(user_rows), n_items] of a model with a retrieval task
     (`task` None: its first): the cosine of each user's vector with every item's, one matrix
     product, exact for the whole catalogue (610 x 9,742 in a few milliseconds)."""
-    dev = device_of(model)
-    was = model.training
-    model.eval()
-    try:
-        with cpu_compute((SCORING_THREADS if dev.type == "cpu" else 0) if threads is None else threads):
-            users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
-            return model.retrieval_user_vectors(users, task) @ model.retrieval_item_vectors(None, task).T
-    finally:
-        model.train(was)
+    with _scoring(model, threads) as dev:
+        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
+        return model.retrieval_user_vectors(users, task) @ model.retrieval_item_vectors(None, task).T
 
 
 @torch.inference_mode()
@@ -236,48 +240,42 @@ def score_candidates(model, user_rows, candidates, block_pairs: int | None = Non
     """`model.predict` [U, N, T] of each user row against its own N candidate item rows
     (`candidates` [U, N]): the cascade's ranking stage. The first layer is factorised as in
     `iter_scores` (computed once per user and once per candidate item, then gathered per pair)."""
-    dev = device_of(model)
-    was = model.training
-    model.eval()
-    try:
-        with cpu_compute((SCORING_THREADS if dev.type == "cpu" else 0) if threads is None else threads):
-            users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
-            cand = torch.as_tensor(np.asarray(candidates), dtype=torch.long, device=dev)
-            n_u, n_c = cand.shape
-            T = len(model.output_tasks)
-            if n_u == 0 or n_c == 0:
-                return torch.empty(n_u, n_c, T, device=dev)
-            present = torch.zeros(model.n_items, dtype=torch.bool, device=dev)  # score each candidate's side once
-            present[cand.reshape(-1)] = True
-            uniq = present.nonzero().flatten()
-            where = torch.empty(model.n_items, dtype=torch.long, device=dev)
-            where[uniq] = torch.arange(len(uniq), device=dev)
-            inv = where[cand]
-            pu = torch.arange(n_u, device=dev).repeat_interleave(n_c)  # pair -> user position
-            pi = inv.reshape(-1)  # pair -> position in uniq
-            if block_pairs is None:
-                block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else len(pu)
-            fast = _fast_ok(model, users, uniq)
-            inp = model.split_input() if fast else None
-            xu, xi = (inp.user_part(users), inp.item_part(uniq)) if fast else (None, None)
-            retrieval = [t.name for t in model.retrieval_tasks] if fast else []
-            uv = [model.retrieval_user_vectors(users, t) for t in retrieval]
-            iv = [model.retrieval_item_vectors(uniq, t) for t in retrieval]
-            cache: dict = {}
-            out = torch.empty(len(pu), T, device=dev)
-            for lo in range(0, len(pu), int(block_pairs)):
-                a, b = pu[lo:lo + block_pairs], pi[lo:lo + block_pairs]
-                if fast:
-                    raw = _raw_from_parts(model, xu, xi, cache, pairs=(a, b))
-                    if retrieval:
-                        cos = [(x.index_select(0, a) * y.index_select(0, b)).sum(-1) for x, y in zip(uv, iv)]
-                        raw = model.join_outputs(raw, torch.stack(cos, -1))
-                else:
-                    raw = model(users[a], uniq[b])
-                out[lo:lo + block_pairs] = model.predict(raw)
-            return out.view(n_u, n_c, T)
-    finally:
-        model.train(was)
+    with _scoring(model, threads) as dev:
+        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
+        cand = torch.as_tensor(np.asarray(candidates), dtype=torch.long, device=dev)
+        n_u, n_c = cand.shape
+        T = len(model.output_tasks)
+        if n_u == 0 or n_c == 0:
+            return torch.empty(n_u, n_c, T, device=dev)
+        present = torch.zeros(model.n_items, dtype=torch.bool, device=dev)  # score each candidate's side once
+        present[cand.reshape(-1)] = True
+        uniq = present.nonzero().flatten()
+        where = torch.empty(model.n_items, dtype=torch.long, device=dev)
+        where[uniq] = torch.arange(len(uniq), device=dev)
+        inv = where[cand]
+        pu = torch.arange(n_u, device=dev).repeat_interleave(n_c)  # pair -> user position
+        pi = inv.reshape(-1)  # pair -> position in uniq
+        if block_pairs is None:
+            block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else len(pu)
+        fast = _fast_ok(model, users, uniq)
+        inp = model.split_input() if fast else None
+        xu, xi = (inp.user_part(users), inp.item_part(uniq)) if fast else (None, None)
+        retrieval = [t.name for t in model.retrieval_tasks] if fast else []
+        uv = [model.retrieval_user_vectors(users, t) for t in retrieval]
+        iv = [model.retrieval_item_vectors(uniq, t) for t in retrieval]
+        cache: dict = {}
+        out = torch.empty(len(pu), T, device=dev)
+        for lo in range(0, len(pu), int(block_pairs)):
+            a, b = pu[lo:lo + block_pairs], pi[lo:lo + block_pairs]
+            if fast:
+                raw = _raw_from_parts(model, xu, xi, cache, pairs=(a, b))
+                if retrieval:
+                    cos = [(x.index_select(0, a) * y.index_select(0, b)).sum(-1) for x, y in zip(uv, iv)]
+                    raw = model.join_outputs(raw, torch.stack(cos, -1))
+            else:
+                raw = model(users[a], uniq[b])
+            out[lo:lo + block_pairs] = model.predict(raw)
+        return out.view(n_u, n_c, T)
 
 
 __all__ = ["score_matrix", "iter_scores", "retrieval_scores", "score_candidates", "KS", "DEFAULT_CHUNK_PAIRS",

@@ -24,7 +24,7 @@ from mtrlib.scoring import iter_scores, retrieval_scores, score_candidates
 from mtrlib.share import from_params, to_params
 from mtrlib.train import prepare, run as train_run
 
-from _mtr import PAGES, tiny_cfg
+from _mtr import PAGES, app_test, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -336,22 +336,8 @@ def test_the_network_diagram_draws_the_retrieval_towers():
 
 # -- the pages (AppTest) ---------------------------------------------------------------------------------
 
-def _app(cfg=None, page: str | None = None):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
-    if cfg is not None:
-        at.session_state["cfg"] = cfg
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_train_page_configures_and_draws_the_retrieval_towers(store):
-    at = _app(tiny_cfg(world=PAGES, data={"tasks": TASKS}, epochs=1), "pages/train.py")
+    at = app_test(tiny_cfg(world=PAGES, data={"tasks": TASKS}, epochs=1), "pages/train.py")
     assert at.number_input(key="t_rdim").value == 32 and at.number_input(key="t_rtemp").value == 0.05
     at.number_input(key="t_rdim").set_value(16).run()
     assert not at.exception and at.session_state["cfg"].model.retrieval_dim == 16
@@ -364,7 +350,7 @@ def test_recommend_page_shows_the_stage_the_reasons_and_the_lm_baseline(store, m
     train_and_save(cfg, prepare(cfg), store=store)
     monkeypatch.setattr("mtrlib.zero_shot.lm_item_vectors",
                         lambda run: np.eye(run.n_items, 16, dtype=np.float32) + 0.01)
-    at = _app(page="pages/recommend.py")
+    at = app_test(page="pages/recommend.py")
     top = at.dataframe[0].value
     assert len(top) == 10 and top["placed by"].str.endswith("→ ranked").all()
     assert "Why this item?" in [h.value for h in at.subheader]
