@@ -104,10 +104,11 @@ class Ranked:
     stage: str
     items: np.ndarray  # int64 [U, k] item rows
     scores: np.ndarray  # float32 [U, k]: the score that placed the item (fused / task; retrieval stage: its score)
-    seconds: float  # scoring time: the stage's model work, masking and top-k
+    seconds: float  # scoring time: the stage's model work, masking and top-k (wall clock)
     retrieval_rank: np.ndarray | None = None  # int [U, k]: 1-based rank in the retrieval list (cascade / retrieval)
     retrieval_score: np.ndarray | None = None  # float32 [U, k]: the retrieval task's score (cosine)
     preds: np.ndarray | None = None  # float32 [U, k, T]: every task's prediction, when asked for
+    cpu_seconds: float = float("nan")  # the same span in CPU time of this process (less hit by a busy machine)
 
 
 def _top(S: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,7 +152,7 @@ def _rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage
     r_rank = np.zeros((len(rows), k), np.int64) if stage != "full" else None
     r_score = np.full((len(rows), k), np.nan, np.float32) if stage != "full" else None
     preds_out = np.full((len(rows), k, T), np.nan, np.float32) if want_preds else None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if stage == "full":
         for lo, hi, preds in iter_scores(model, rows, None, chunk_pairs):
             S = (model.fusion_scale(preds) * w).sum(-1)
@@ -184,10 +185,10 @@ def _rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage
             r_score[lo:lo + step] = torch.gather(rs, 1, order).float().cpu().numpy()
             if want_preds:
                 preds_out[lo:lo + step] = torch.gather(P, 1, order[..., None].expand(-1, -1, T)).float().cpu().numpy()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     bad = ~np.isfinite(out_s)  # fewer candidates than k (a user who met almost every item)
     out_i[bad] = -1
-    return Ranked(stage, out_i, out_s, seconds, r_rank, r_score, preds_out)
+    return Ranked(stage, out_i, out_s, seconds, r_rank, r_score, preds_out, cpu)
 
 
 def overlap_at(a: np.ndarray, b: np.ndarray, ks) -> dict[str, float]:

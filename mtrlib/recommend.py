@@ -422,7 +422,8 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     Averages over users with at least one test positive.
 
     Returns {"task", "model": {"recall@10": ..}, "popularity": {..}, "users", "items",
-    "positives", "seconds" (the stage's scoring time), "ranked_by", "stage"}, plus:
+    "positives", "seconds" (the stage's scoring time), "ranked_by", "stage", "cpu_seconds" (the same
+    span in this process's CPU time)}, plus:
     "candidates" (cascade); with `compare_full` (cascade, retrieval) "recall_of_full@K" (the share
     of full ranking's top K the stage keeps) and "full_seconds"; with `topk_accuracy` K,
     "topk_accuracy@K" inside "model" and "popularity" (per test pair: is the item in the user's
@@ -489,7 +490,7 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
             res["lm_zero_shot"][f"topk_accuracy@{topk_accuracy}"] = _topk_accuracy(lm_top, pair_users, pair_u, pair_i)
     out = {"task": t.name, **res, "users": int(len(users)), "items": int(n_i), "positives": int(len(keys)),
            "ranked_by": "fused score" if fusion is not None else f"{t.name} score",
-           "seconds": ranked.seconds, "stage": stage}
+           "seconds": ranked.seconds, "stage": stage, "cpu_seconds": ranked.cpu_seconds}
     if stage == "cascade":
         out["candidates"] = candidates_for(run, candidates)
     if compare_full and stage != "full":
