@@ -119,21 +119,31 @@ def scatter(df: pd.DataFrame, color: str | None, hover: list[str], title: str, h
     return fig
 
 
-def network(cfg: ModelConfig, tasks: list[str]) -> go.Figure:
+RETRIEVAL_WIDTH = 1.6  # diagram width of one retrieval task's two towers
+
+
+def network(cfg: ModelConfig, tasks: list[str], retrieval: list[str] | tuple = ()) -> go.Figure:
     """A small diagram of the configured network: inputs -> the architecture's own part (each
-    architecture draws it: `draw` in its file) -> towers -> task heads."""
+    architecture draws it: `draw` in its file) -> towers -> task heads. A retrieval task (its
+    name in `retrieval`) gets its own user and item towers beside them, on the same embeddings
+    (mtrlib.models.retrieval); the architecture draws only the ranking tasks."""
     from .models.diagram import Canvas, sizes
-    tasks = tasks or ["task"]
+    ranking = [t for t in tasks if t not in set(retrieval)] or ["task"]
+    retrieval = [t for t in tasks if t in set(retrieval)]
     cls = arch_class(cfg)
-    c = Canvas(width=cls.diagram_width(cfg, tasks), tasks=list(tasks))
-    c.box(c.width / 2, 0.3, c.width * 0.9, 0.4, f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""),
-          "input")
+    c = Canvas(width=cls.diagram_width(cfg, ranking), tasks=list(ranking))
+    total = c.width + RETRIEVAL_WIDTH * len(retrieval)
+    c.box(total / 2, 0.3, total * 0.9, 0.4,
+          f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""), "input")
     cls.draw(c, cfg)
-    T = len(tasks)
-    for x, t in zip(c.task_x, tasks):
+    T = len(ranking)
+    for x, t in zip(c.task_x, ranking):
         c.box(x, 3.2, c.width / T * 0.7, 0.6, f"tower {sizes(cfg.towers)}", "tower")
         c.box(x, 4.3, c.width / T * 0.7, 0.4, t, "head")
         c.arrow((x, 3.5), (x, 4.1))
+    for q, t in enumerate(retrieval):
+        _retrieval_towers(c, cfg, c.width + RETRIEVAL_WIDTH * (q + 0.5), t)
+    c.width = total
     fig = go.Figure()
     for (x0, y0), (x1, y1) in c.arrows:
         fig.add_shape(type="line", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#999", width=1), layer="below")
@@ -144,6 +154,40 @@ def network(cfg: ModelConfig, tasks: list[str]) -> go.Figure:
         fig.add_annotation(x=x, y=y, showarrow=False, font=dict(size=size), text=text)
     fig.update_xaxes(visible=False, range=[-0.1, c.width + 0.1])
     fig.update_yaxes(visible=False, range=[0, 5])
-    fig.update_layout(title=f"{cls.label} network", height=340,
+    fig.update_layout(title=f"{cls.label} network" + (" + retrieval towers" if retrieval else ""), height=340,
                       margin=dict(l=5, r=5, t=40, b=5), plot_bgcolor="white", showlegend=False)
+    return fig
+
+
+def _retrieval_towers(c, cfg: ModelConfig, x: float, task: str) -> None:
+    """One retrieval task: a user tower and an item tower from the embeddings to a scaled
+    cosine, its head (Yi et al., RecSys 2019's in-batch softmax with logQ correction)."""
+    from .models.diagram import sizes
+    layers = (sizes(cfg.retrieval_layers) + "→" if cfg.retrieval_layers else "") + str(cfg.retrieval_dim)
+    w = RETRIEVAL_WIDTH * 0.42
+    for dx, side in ((-0.25, "user"), (0.25, "item")):  # two towers side by side inside the column
+        bottom, top = c.box(x + dx * RETRIEVAL_WIDTH, 1.5, w, 0.7, f"{side} tower<br>{layers}", "extra")
+        c.arrow(c.from_input(x + dx * RETRIEVAL_WIDTH), bottom)
+        c.arrow(top, (x, 2.95))
+    c.box(x, 3.2, RETRIEVAL_WIDTH * 0.8, 0.5, f"cos / τ={cfg.retrieval_temperature:g}", "extra")
+    c.box(x, 4.3, RETRIEVAL_WIDTH * 0.8, 0.4, f"{task} (retrieval)", "head")
+    c.arrow((x, 3.45), (x, 4.1))
+
+
+def contributions(why: pd.DataFrame, labels: list[str], tasks: list[str], colours: dict[str, str] | None = None
+                  ) -> go.Figure:
+    """Each task's part of the fused score per recommended item (`mtrlib.recommend.explain`'s
+    contrib:<task> columns): one horizontal bar per item, one segment per task; the parts sum
+    to the fused score (log-probabilities are negative: a longer bar to the left costs more)."""
+    fig = go.Figure()
+    colours = colours or task_colours(tasks)
+    y = [f"{k + 1}. {str(t)[:40]}" for k, t in enumerate(labels)]
+    for t in tasks:
+        col = f"contrib:{t}"
+        if col not in why.columns or not np.any(why[col].to_numpy() != 0):
+            continue
+        fig.add_trace(go.Bar(x=why[col], y=y, orientation="h", name=t, marker_color=colours.get(t),
+                             hovertemplate=f"{t}: %{{x:.3f}}<extra></extra>"))
+    fig.update_layout(title="Each task's part of the fused score", barmode="relative", xaxis_title="weight × score",
+                      yaxis=dict(autorange="reversed"), **{**LAYOUT, "height": 120 + 26 * len(labels)})
     return fig

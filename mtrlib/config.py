@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from .data.errors import DataError
 from .data.world import WorldConfig
 from .models import ARCHITECTURES
+from .models.retrieval import Retrieval, RetrievalOptions
 from .registry import (check_knob_rule, check_knob_type, is_int as _is_int, is_number as _is_number, knob_fields,
                        merge_knobs, options_of)
 from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
@@ -60,7 +61,9 @@ def _weighting_prefix(name: str) -> str:
 
 # knob fields: every architecture's Options (shared names once, e.g. `experts` of MMoE and PLE),
 # and every weighting method's Options as `<method>_<knob>` (e.g. gradnorm_alpha)
-MODEL_KNOBS = merge_knobs([(f"{c.__module__}.{c.__name__}", knob_fields(c.Options)) for c in ARCHITECTURES.values()])
+# (+ the retrieval task's towers, mtrlib.models.retrieval: set whichever architecture is chosen)
+MODEL_KNOBS = merge_knobs([(f"{c.__module__}.{c.__name__}", knob_fields(c.Options)) for c in ARCHITECTURES.values()]
+                          + [("mtrlib.models.retrieval.RetrievalOptions", knob_fields(RetrievalOptions))])
 WEIGHTING_KNOBS = merge_knobs([(f"{c.__module__}.{c.__name__}", knob_fields(c.Options, _weighting_prefix(w)))
                                for w, c in _WEIGHTING_CLASSES.items()])
 TOWER_SIZES = ("towers", "tower layer")
@@ -69,7 +72,8 @@ TOWER_SIZES = ("towers", "tower layer")
 def knob_owners(name: str) -> list[tuple[type, object]]:
     """(class, its Knob) for every architecture / weighting method that declares config field `name`."""
     out = []
-    for prefix_of, classes in ((lambda c: "", ARCHITECTURES), (lambda c: _weighting_prefix(c.name), _WEIGHTING_CLASSES)):
+    for prefix_of, classes in ((lambda c: "", ARCHITECTURES), (lambda c: _weighting_prefix(c.name), _WEIGHTING_CLASSES),
+                               (lambda c: "", {"retrieval": Retrieval})):
         for c in classes.values():
             for kf in knob_fields(c.Options, prefix_of(c)):
                 if kf.name == name:

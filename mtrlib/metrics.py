@@ -42,17 +42,33 @@ def task_metrics(tasks, labels: np.ndarray, mask: np.ndarray, preds: np.ndarray)
     out = {}
     for j, t in enumerate(tasks):
         m = mask[:, j]
-        if not m.any():
-            out[t.name] = {"n": 0}
+        if not m.any() or t.is_retrieval:  # a retrieval task's Recall@K needs the whole catalogue:
+            out[t.name] = {"n": int(m.sum())}  # mtrlib.models.retrieval.sampled_recall adds it
             continue
         y, p = labels[m, j], preds[m, j]
         out[t.name] = binary_metrics(y, p) if t.is_binary else regression_metrics(y, p)
     return out
 
 
+RETRIEVAL_HEADLINE = "recall@10"
+HEADLINE_KEYS = ("auc", RETRIEVAL_HEADLINE, "rmse")  # each loss family's headline metric
+
+
 def headline(task, metrics: dict) -> tuple[str, float]:
-    """The one number to plot for a task: AUC (higher is better) or RMSE (lower is better)."""
-    return ("auc", metrics.get("auc", float("nan"))) if task.is_binary else ("rmse", metrics.get("rmse", float("nan")))
+    """The one number to plot for a task: AUC or a retrieval task's Recall@10 (higher is
+    better), or RMSE (lower is better)."""
+    key = "auc" if task.is_binary else RETRIEVAL_HEADLINE if task.is_retrieval else "rmse"
+    return key, metrics.get(key, float("nan"))
+
+
+def higher_is_better(key: str) -> bool:
+    return key not in ("rmse", "mae", "logloss")
+
+
+def headline_key(keys) -> str:
+    """The headline metric among `keys` (a task's metric names): auc, recall@10 or rmse."""
+    keys = set(keys)
+    return next((k for k in HEADLINE_KEYS if k in keys), "rmse")
 
 
 def popularity_baseline(tasks, train_items: np.ndarray, train_labels: np.ndarray, train_mask: np.ndarray,
@@ -61,6 +77,8 @@ def popularity_baseline(tasks, train_items: np.ndarray, train_labels: np.ndarray
     """Score = the item's count of positives for the task in training (mean label, for regression)."""
     out = {}
     for j, t in enumerate(tasks):
+        if t.is_retrieval:  # no pointwise score to rank: `rank_eval` gives popularity's Recall@K for it
+            continue
         m = train_mask[:, j]
         it, y = train_items[m], train_labels[m, j]
         score = np.bincount(it, weights=y, minlength=n_items)

@@ -22,18 +22,17 @@ training and validation splits (everything but the held-out test interactions).
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .cascade import _mask_seen, _seen_csr, candidates_for, check_stage, overlap_at, rank_users
 from .data.tasks import parse_task_values
 from .device import device_of
+from .models.base import LOG_FLOOR  # noqa: F401  (re-exported: its home was here)
 from .runs import Run, RunError, load_run
 from .scoring import DEFAULT_CHUNK_PAIRS, KS, iter_scores
-
-LOG_FLOOR = 1e-7
 
 
 # -- fusion ------------------------------------------------------------------------------------------
@@ -50,7 +49,7 @@ def fusion_weights(run: Run, fusion: dict | str | None = None) -> dict[str, floa
     0 when some are given)."""
     fusion = parse_fusion(fusion)
     names = run.task_names
-    if not fusion:
+    if not fusion:  # a retrieval task's score enters only when given a weight
         return {t.name: (1.0 if t.is_binary else 0.0) for t in run.tasks}
     unknown = sorted(set(fusion) - set(names))
     if unknown:
@@ -79,10 +78,9 @@ def fusion_for(run, fusion: dict[str, float], store=None) -> dict[str, float] | 
 
 
 def _transform(model, preds: torch.Tensor) -> torch.Tensor:
-    """Per-task score on the fusion scale: log p for binary, standardised value for regression."""
-    logp = torch.log(preds.clamp(min=LOG_FLOOR))
-    z = (preds - model.target_mean) / model.target_std
-    return torch.where(model.is_binary, logp, z)
+    """Per-task score on the fusion scale: log p for binary, standardised value for regression,
+    cos / temperature for a retrieval task (`MultiTaskModel.fusion_scale`)."""
+    return model.fusion_scale(preds)
 
 
 # -- run-level scores ------------------------------------------------------------------------------
@@ -93,28 +91,6 @@ def _weights_tensor(run: Run, weights: dict[str, float], dev) -> torch.Tensor:
 
 def _task_index(run: Run, task: str | None) -> int:
     return run.task_names.index(run.task(task).name)
-
-
-def _seen_csr(run: Run, parts=("train", "val"), keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(indptr [n_users+1], item rows) of seen items per user row. `keys`: run.seen_keys(parts)
-    when the caller already has it."""
-    if keys is None:
-        keys = run.seen_keys(parts)
-    n_i = run.n_items
-    users = keys // n_i
-    indptr = np.searchsorted(users, np.arange(run.n_users + 1))
-    return indptr, (keys % n_i).astype(np.int64)
-
-
-def _mask_seen(S: torch.Tensor, rows: np.ndarray, indptr: np.ndarray, seen_items: np.ndarray) -> None:
-    """Set seen (user, item) cells of the chunk matrix S [len(rows), n_items] to -inf, in place."""
-    starts, ends = indptr[rows], indptr[rows + 1]
-    counts = ends - starts
-    if counts.sum() == 0:
-        return
-    local = np.repeat(np.arange(len(rows)), counts)
-    idx = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
-    S[torch.as_tensor(local, device=S.device), torch.as_tensor(seen_items[idx], device=S.device)] = float("-inf")
 
 
 def _user_rows(run: Run, users) -> np.ndarray:
@@ -181,13 +157,18 @@ def _display_items(run: Run) -> pd.DataFrame:
 
 
 def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool = True,
-                   chunk_pairs: int = DEFAULT_CHUNK_PAIRS, store=None) -> pd.DataFrame:
+                   chunk_pairs: int = DEFAULT_CHUNK_PAIRS, store=None, stage: str | None = None,
+                   candidates: int | None = None) -> pd.DataFrame:
     """Top-k per user, long format: user_id, rank, item_id, item attributes, score (fused), one
-    column per task (probability / value), cold (item has no id embedding), source
-    ("model" | "popularity" for users the run does not know). Notes in `df.attrs['notes']`."""
+    column per task (probability / value; a retrieval task's column is its cosine score), cold
+    (item has no id embedding), source ("model" | "popularity" for users the run does not know),
+    stage (what placed the item: "full", "cascade" or "retrieval"; mtrlib.cascade) and, after a
+    retrieval stage, "retrieval rank" (its place among the `candidates` retrieved). The stage
+    defaults to the cascade when the run has a retrieval task. Notes in `df.attrs['notes']`."""
     run = load_run(run, store)
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise RunError(f"k must be a whole number of at least 1 (got {k}).", fix="e.g. --k 10")
+    stage = check_stage(run, stage, candidates, int(min(k, run.n_items)))
     user_ids = [str(u).strip() for u in user_ids]
     weights = fusion_weights(run, fusion)
     model = run.model
@@ -199,31 +180,25 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
     names = run.task_names
     frames: list[pd.DataFrame] = []
     notes: list[str] = []
-    dev = device_of(model)
-    w = _weights_tensor(run, weights, dev)
-    indptr, seen_items = _seen_csr(run)
+    w = _weights_tensor(run, weights, device_of(model))
     uniq_rows = np.unique(rows[known])
     results: dict[int, pd.DataFrame] = {}
-    for lo, hi, preds in iter_scores(model, uniq_rows, None, chunk_pairs):
-        S = (_transform(model, preds) * w).sum(-1)
-        kk = k_eff
-        if exclude_seen:
-            _mask_seen(S, uniq_rows[lo:hi], indptr, seen_items)
-            n_cand = run.n_items - (indptr[uniq_rows[lo:hi] + 1] - indptr[uniq_rows[lo:hi]])
-            kk = int(min(k_eff, max(1, n_cand.max())))
-        top_s, top_i = torch.topk(S, kk, dim=1)
-        got = torch.gather(preds, 1, top_i.unsqueeze(-1).expand(-1, -1, preds.shape[-1]))
-        top_s, top_i, got = top_s.cpu().numpy(), top_i.cpu().numpy(), got.float().cpu().numpy()
-        for r_local, r in enumerate(uniq_rows[lo:hi]):
-            ok = np.isfinite(top_s[r_local])
-            it = top_i[r_local][ok]
+    if len(uniq_rows):
+        ranked = rank_users(run, uniq_rows, k_eff, w, stage, candidates, exclude_seen, want_preds=True,
+                            chunk_pairs=chunk_pairs)
+        for r_local, r in enumerate(uniq_rows):
+            ok = ranked.items[r_local] >= 0
+            it = ranked.items[r_local][ok]
             df = disp.iloc[it].reset_index()
             df.insert(0, "rank", np.arange(1, len(it) + 1))
-            df["score"] = top_s[r_local][ok]
+            df["score"] = ranked.scores[r_local][ok]
             for j, n in enumerate(names):
-                df[n] = got[r_local][ok, j]
+                df[n] = ranked.preds[r_local][ok, j]
             df["cold"] = cold_items[it]
             df["source"] = "model"
+            df["stage"] = stage
+            if ranked.retrieval_rank is not None:
+                df["retrieval rank"] = ranked.retrieval_rank[r_local][ok]
             results[int(r)] = df
     pop = _popularity(run)
     order = np.lexsort((np.arange(run.n_items), -pop))[:k_eff]
@@ -241,24 +216,97 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
                 df[n] = np.nan
             df["cold"] = cold_items[order]
             df["source"] = "popularity"
+            df["stage"] = "popularity"
             notes.append(f"User {uid} is not known to this run: showing the most popular items instead.")
         df.insert(0, "user_id", uid)
         frames.append(df)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["user_id", "rank", "item_id", "score", *names, "cold", "source"])
+        columns=["user_id", "rank", "item_id", "score", *names, "cold", "source", "stage"])
     out.attrs["notes"] = notes
     out.attrs["fusion"] = weights
     out.attrs["excluded_seen"] = bool(exclude_seen)
+    out.attrs["stage"] = stage
+    out.attrs["candidates"] = candidates_for(run, candidates) if stage == "cascade" else None
     return out
 
 
-def recommend(run, user_id, k: int = 10, fusion=None, exclude_seen: bool = True, store=None) -> pd.DataFrame:
-    """Top-k for one user: rank, item_id, attributes, score (fused), per-task scores, cold, source.
-    `df.attrs`: notes (fallbacks said in words), fusion (weights used), fallback (bool), user_id."""
-    df = recommend_many(run, [user_id], k, fusion, exclude_seen, store=store).drop(columns=["user_id"])
+def recommend(run, user_id, k: int = 10, fusion=None, exclude_seen: bool = True, store=None,
+              stage: str | None = None, candidates: int | None = None) -> pd.DataFrame:
+    """Top-k for one user: rank, item_id, attributes, score (fused), per-task scores, cold, source,
+    stage. `df.attrs`: notes (fallbacks said in words), fusion (weights used), fallback (bool),
+    user_id, stage, candidates."""
+    df = recommend_many(run, [user_id], k, fusion, exclude_seen, store=store, stage=stage,
+                        candidates=candidates).drop(columns=["user_id"])
     df.attrs["user_id"] = str(user_id).strip()
     df.attrs["fallback"] = bool(len(df) and (df["source"] == "popularity").all())
     return df
+
+
+# -- "Why this item?" -----------------------------------------------------------------------------
+
+def _history(run: Run, row: int, task: str | None) -> tuple[np.ndarray, str]:
+    """(item rows, what they are) of a user's history for explanations: the seen positives of
+    `task` (default: the retrieval task's OTHER, else the last binary task, e.g. liked), or every
+    seen item when the user has none (or the run predates the saved positives)."""
+    if task is None:
+        other = [run.task(r).column for r in run.retrieval_tasks if run.task(r).column]
+        task = other[0] if other else (run.binary_tasks[-1] if run.binary_tasks else None)
+    n_i = run.n_items
+    if task is not None and run.task(task).is_binary:
+        keys = run.arrays.get(f"seen.positive.{_task_index(run, task)}")
+        if keys is not None:
+            lo, hi = np.searchsorted(keys, [row * n_i, (row + 1) * n_i])
+            if hi > lo:
+                return keys[lo:hi] - row * n_i, task
+    keys = run.seen_keys()
+    lo, hi = np.searchsorted(keys, [row * n_i, (row + 1) * n_i])
+    return keys[lo:hi] - row * n_i, "interactions"
+
+
+def explain(run, user_id, item_ids, fusion=None, n: int = 3, history_task: str | None = None,
+            store=None) -> pd.DataFrame:
+    """Why each item is recommended to the user: one row per item with `because` (the `n`
+    history items closest to it, as [{"item_id", "title", "similarity"}], best first) and
+    `because_text`, in the retrieval space (the retrieval task's item vectors) or, for a run
+    without one, the item space (item embeddings); and per task its contribution to the fused
+    score, `contrib:<task>` = w_t * s_t (they sum to the fused score). `df.attrs`: "space",
+    "history" (the task whose positives form the history, or "interactions"), "fusion"."""
+    from .scoring import score_candidates
+
+    run = load_run(run, store)
+    row = int(_user_rows(run, [str(user_id).strip()])[0])
+    if row < 0:
+        raise RunError(f"User {user_id} is not known to this run, so there is nothing to explain.",
+                       fix="pick a user from the run's data")
+    item_ids = [str(i) for i in item_ids]
+    rows = run.space.item_rows(item_ids).astype(np.int64)
+    if (rows < 0).any():
+        raise RunError("Some item ids are not in the run's catalogue.", fix="pick items from run.items")
+    model = run.model
+    weights = fusion_weights(run, fusion)
+    hist, what = _history(run, row, history_task)
+    with torch.inference_mode():
+        if run.retrieval_tasks:
+            V, space = model.retrieval_item_vectors(None, run.retrieval_tasks[0]), "retrieval"
+        else:
+            V, space = model.item_embeddings(), "item embeddings"
+        V = torch.nn.functional.normalize(V.float(), dim=-1).cpu()
+    sim = (V[torch.as_tensor(rows)] @ V[torch.as_tensor(hist)].T).numpy() if len(hist) else np.zeros((len(rows), 0))
+    titles = run.items["title"] if "title" in run.items.columns else pd.Series(run.items.index, index=run.items.index)
+    hist_ids = run.items.index[hist]
+    because, text = [], []
+    for r in range(len(rows)):
+        best = np.argsort(-sim[r], kind="stable")[:n]
+        because.append([{"item_id": str(hist_ids[b]), "title": str(titles.iloc[hist[b]]), "similarity": float(sim[r, b])}
+                        for b in best])
+        text.append("; ".join(x["title"] for x in because[-1]))
+    preds = score_candidates(model, [row], rows[None, :])[0]  # [n_items asked, T]
+    contrib = (model.fusion_scale(preds) * _weights_tensor(run, weights, preds.device)).cpu().numpy()
+    out = pd.DataFrame({"item_id": item_ids, "because": because, "because_text": text})
+    for j, name in enumerate(run.task_names):
+        out[f"contrib:{name}"] = contrib[:, j]
+    out.attrs.update(space=space, history=what, fusion=weights)
+    return out
 
 
 def user_history(run, user_id, store=None) -> pd.DataFrame:
@@ -324,68 +372,133 @@ def topk_metrics(top: np.ndarray, user_rows: np.ndarray, pos_keys: np.ndarray, n
     """Per-user Recall@K, NDCG@K, HitRate@K from the top items [U, Kmax] (item rows, best first).
     Recall = hits / |relevant|; NDCG = DCG / ideal DCG over min(|relevant|, K) (binary gains);
     HitRate = 1 when at least one relevant item is in the top K."""
-    hit = _in_sorted(user_rows[:, None].astype(np.int64) * n_items + top.astype(np.int64), pos_keys)
+    hit = _in_sorted(user_rows[:, None].astype(np.int64) * n_items + top.astype(np.int64), pos_keys) & (top >= 0)
     return hit_metrics(hit, n_pos, ks, hitrate=True)
 
 
+def _eval_task(run: Run, task: str | None):
+    """The task whose held-out positives are relevant: a binary or a retrieval task (default:
+    the first binary task, else the first retrieval task)."""
+    default = (run.binary_tasks or run.retrieval_tasks or [None])[0]
+    t = run.task(task) if task is not None else (run.task(default) if default else None)
+    if t is None or not (t.is_binary or t.is_retrieval):
+        raise RunError(f"Ranking evaluation needs a binary task (or a retrieval task); '{t.name if t else '-'}' is a "
+                       "regression task.", fix=f"choose one of: {', '.join(run.binary_tasks + run.retrieval_tasks) or '(none)'}")
+    return t
+
+
+def _tops(score_fn, users: np.ndarray, k: int, n_items: int, seen=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS):
+    """Top-k item rows [U, k] of a baseline's scores (`score_fn(rows)` -> [len(rows), n_items]),
+    seen items masked when `seen` = (indptr, items) is given."""
+    out = np.zeros((len(users), k), np.int64)
+    step = max(1, chunk_pairs // max(1, n_items))
+    for lo in range(0, len(users), step):
+        rows = users[lo:lo + step]
+        S = score_fn(rows)
+        if seen is not None:
+            _mask_seen(S, rows, *seen)
+        out[lo:lo + step] = torch.topk(S, k, dim=1).indices.cpu().numpy()
+    return out
+
+
+def _topk_accuracy(top: np.ndarray, users: np.ndarray, pair_users: np.ndarray, pair_items: np.ndarray) -> float:
+    """Share of test pairs (user, item) whose item is in that user's top list (TFRS's FactorizedTopK)."""
+    if len(pair_users) == 0:
+        return float("nan")
+    t = top[np.searchsorted(users, pair_users)]
+    return float((t == pair_items[:, None]).any(1).mean())
+
+
 def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-              store=None) -> dict:
-    """Full-ranking evaluation over the held-out (test) positives of a binary task (default: the
-    first binary task). Candidates per user: every item not seen in training / validation.
-    The model ranks by the task's own score (or by the fused score when `fusion` is given); the
-    popularity baseline ranks by the item's count of training positives for the task, over the
-    same candidates. Averages over users with at least one test positive.
+              store=None, stage: str | None = None, candidates: int | None = None, compare_full: bool = False,
+              topk_accuracy: int | None = None, lm_baseline: bool | None = None) -> dict:
+    """Ranking evaluation over the held-out (test) positives of a binary or retrieval task
+    (default: the first binary task). Candidates per user: every item not seen in training /
+    validation. The model ranks by the task's own score (or by the fused score when `fusion` is
+    given), through `stage` (mtrlib.cascade: "full", "cascade" = retrieve `candidates` (None: 200, at
+    most the catalogue) then rank,
+    "retrieval"; default: the cascade for a run with a retrieval task). The popularity baseline
+    ranks by the item's count of training positives for the task, over the same candidates.
+    Averages over users with at least one test positive.
 
     Returns {"task", "model": {"recall@10": ..}, "popularity": {..}, "users", "items",
-    "positives", "seconds", "ranked_by"}."""
+    "positives", "seconds" (the stage's scoring time), "ranked_by", "stage", "cpu_seconds" (the same
+    span in this process's CPU time)}, plus:
+    "candidates" (cascade); with `compare_full` (cascade, retrieval) "recall_of_full@K" (the share
+    of full ranking's top K the stage keeps) and "full_seconds"; with `topk_accuracy` K,
+    "topk_accuracy@K" inside "model" and "popularity" (per test pair: is the item in the user's
+    top K over all items, seen items included; TFRS's FactorizedTopK); with `lm_baseline` (None:
+    when the run was trained with text features) "lm_zero_shot", shaped like "popularity"
+    (mtrlib.zero_shot)."""
     run = load_run(run, store)
-    t = run.task(task) if task is not None else (run.task(run.binary_tasks[0]) if run.binary_tasks else None)
-    if t is None or not t.is_binary:
-        raise RunError(f"Ranking evaluation needs a binary task; '{t.name if t else '-'}' is a regression task.",
-                       fix=f"choose one of: {', '.join(run.binary_tasks) or '(none)'}")
+    t = _eval_task(run, task)
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise RunError("K must be whole numbers of at least 1.", fix="e.g. --k 5,10,20")
-    t0 = time.perf_counter()
+    if topk_accuracy is not None and (isinstance(topk_accuracy, bool) or int(topk_accuracy) < 1):
+        raise RunError(f"--topk-accuracy takes a whole number of at least 1 (got {topk_accuracy}).", fix="e.g. 100")
+    n_i = run.n_items
+    kmax = min(max(ks), n_i)
+    stage = check_stage(run, stage, candidates, kmax)
+    if topk_accuracy is not None:
+        check_stage(run, stage, candidates, min(int(topk_accuracy), n_i))
+    if lm_baseline is None:
+        lm_baseline = bool(run.config.model.text_features)
     j = _task_index(run, t.name)
     te = run.test
-    n_i = run.n_items
     pos = te["mask"][:, j] & (te["labels"][:, j] == 1)
-    keys = np.unique(te["user"][pos].astype(np.int64) * n_i + te["item"][pos].astype(np.int64))
+    pair_u, pair_i = te["user"][pos].astype(np.int64), te["item"][pos].astype(np.int64)
+    keys = np.unique(pair_u * n_i + pair_i)
     seen = run.seen_keys()
     keys = keys[~_in_sorted(keys, seen)]  # a positive already seen cannot be recommended
     users = np.unique(keys // n_i)
     n_pos = np.bincount(keys // n_i, minlength=run.n_users)[users]
-    kmax = min(max(ks), n_i)
-    indptr, seen_items = _seen_csr(run, keys=seen)
+    seen_csr = _seen_csr(run, keys=seen)
     model = run.model
     dev = device_of(model)
-    w = _weights_tensor(run, fusion_weights(run, fusion), dev) if fusion is not None else None
-    sums = {"model": {}, "popularity": {}}
+    if fusion is not None:
+        w = _weights_tensor(run, fusion_weights(run, fusion), dev)
+    else:
+        w = torch.zeros(len(run.task_names), device=dev)
+        w[j] = 1.0
+    ranked = rank_users(run, users, kmax, w, stage, candidates, True, seen=seen_csr, chunk_pairs=chunk_pairs)
     pop = _popularity(run, t.name)
     pop_rank = np.empty(n_i)
     pop_rank[np.lexsort((np.arange(n_i), -pop))] = np.arange(n_i)
-    pop_score = torch.as_tensor(-pop_rank, dtype=torch.float32, device=dev)  # no ties: index breaks them
-    for lo, hi, preds in iter_scores(model, users, None, chunk_pairs):
-        rows = users[lo:hi]
-        tr = _transform(model, preds)
-        S = tr[..., j] if w is None else (tr * w).sum(-1)
-        _mask_seen(S, rows, indptr, seen_items)
-        P = pop_score.expand(len(rows), -1).clone()
-        _mask_seen(P, rows, indptr, seen_items)
-        for name, M in (("model", S), ("popularity", P)):
-            top = torch.topk(M, kmax, dim=1).indices.cpu().numpy()
-            per = topk_metrics(top, rows, keys, n_pos[lo:hi], n_i, ks)
-            for m, v in per.items():
-                sums[name][m] = sums[name].get(m, 0.0) + float(v.sum())
-    n_u = max(1, len(users))
+    pop_score = torch.as_tensor(-pop_rank, dtype=torch.float32)  # no ties: index breaks them
+    tops = {"model": ranked.items,
+            "popularity": _tops(lambda r: pop_score.expand(len(r), -1).clone(), users, kmax, n_i, seen_csr, chunk_pairs)}
+    zero_shot = None
+    if lm_baseline:
+        from .zero_shot import ZeroShot
+        zero_shot = ZeroShot(run)
+        tops["lm_zero_shot"] = _tops(zero_shot.scores, users, kmax, n_i, seen_csr, chunk_pairs)
     order = [f"{m}@{K}" for K in ks for m in ("recall", "ndcg", "hitrate")]
-    res = {name: {m: sums[name].get(m, float("nan")) / n_u if len(users) else float("nan") for m in order}
-           for name in ("model", "popularity")}
-    return {"task": t.name, **res, "users": int(len(users)), "items": int(n_i), "positives": int(len(keys)),
-            "ranked_by": "fused score" if w is not None else f"{t.name} score",
-            "seconds": time.perf_counter() - t0}
+    res: dict = {}
+    for name, top in tops.items():
+        per = topk_metrics(top, users, keys, n_pos, n_i, ks) if len(users) else {}
+        res[name] = {m: float(per[m].mean()) if len(users) else float("nan") for m in order}
+    if topk_accuracy is not None:
+        K = int(min(int(topk_accuracy), n_i))
+        pair_users = np.unique(pair_u)
+        every = rank_users(run, pair_users, K, w, stage, candidates, exclude_seen=False, chunk_pairs=chunk_pairs)
+        res["model"][f"topk_accuracy@{topk_accuracy}"] = _topk_accuracy(every.items, pair_users, pair_u, pair_i)
+        pop_top = np.broadcast_to(np.argsort(pop_rank)[:K], (len(pair_users), K))
+        res["popularity"][f"topk_accuracy@{topk_accuracy}"] = _topk_accuracy(pop_top, pair_users, pair_u, pair_i)
+        if zero_shot is not None:
+            lm_top = _tops(zero_shot.scores, pair_users, K, n_i, None, chunk_pairs)
+            res["lm_zero_shot"][f"topk_accuracy@{topk_accuracy}"] = _topk_accuracy(lm_top, pair_users, pair_u, pair_i)
+    out = {"task": t.name, **res, "users": int(len(users)), "items": int(n_i), "positives": int(len(keys)),
+           "ranked_by": "fused score" if fusion is not None else f"{t.name} score",
+           "seconds": ranked.seconds, "stage": stage, "cpu_seconds": ranked.cpu_seconds}
+    if stage == "cascade":
+        out["candidates"] = candidates_for(run, candidates)
+    if compare_full and stage != "full":
+        full = rank_users(run, users, kmax, w, "full", candidates, True, seen=seen_csr, chunk_pairs=chunk_pairs)
+        out.update(overlap_at(ranked.items, full.items, ks))
+        out["full_seconds"] = full.seconds
+    return out
 
 
 __all__ = ["recommend", "recommend_many", "run_scores", "rank_eval", "topk_metrics", "parse_fusion",
-           "fusion_weights", "fusion_is_zero", "fusion_for", "user_history", "held_out"]
+           "fusion_weights", "fusion_is_zero", "fusion_for", "user_history", "held_out", "explain"]

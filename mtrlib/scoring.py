@@ -11,6 +11,8 @@ against its plain forward pass; where it does not (SingleTask), the plain pass i
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -26,19 +28,45 @@ class _PairInput(torch.Tensor):
     x(u, i) = xu[u] + xi[i] (user columns and item columns are disjoint). A Linear layer applied
     to it is computed as (xu W^T)[u] + (xi W^T + b)[i]: the first layer of every expert, gate
     and bottom costs O(users + items), not O(users x items). Any other operation sees the
-    materialised dense rows, so a model works unchanged (and the result is verified once)."""
+    materialised dense rows, so a model works unchanged (and the result is verified once).
+
+    With `pairs` = (user index, item index) [P] each, the rows are those P pairs instead of the
+    whole cross product (a cascade ranks each user's own candidates); the first layer's user and
+    item sides are then cached too, so every block of pairs reuses them."""
 
     @staticmethod
-    def __new__(cls, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None):
-        shape = (xu.shape[0] * xi.shape[0], xu.shape[1])
-        return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=xu.dtype, device=xu.device)
+    def __new__(cls, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None):
+        n = len(pairs[0]) if pairs is not None else xu.shape[0] * xi.shape[0]
+        return torch.Tensor._make_wrapper_subclass(cls, (n, xu.shape[1]), dtype=xu.dtype, device=xu.device)
 
-    def __init__(self, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None):
+    def __init__(self, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None):
         self.xu, self.xi = xu, xi
         self.cache = cache  # item side of each first layer, shared by the blocks of one item block
+        self.pairs = pairs
 
     def dense(self) -> torch.Tensor:
+        if self.pairs is not None:
+            return _gather_add(self.xu, self.xi, self.pairs)
         return (self.xu[:, None, :] + self.xi[None, :, :]).reshape(-1, self.xu.shape[1])
+
+    def _side(self, side: str, weight, bias) -> torch.Tensor:
+        """x_side W^T (+ b on the item side), from the cache when it holds it."""
+        cached = self.cache is not None and (side == "i" or self.pairs is not None)
+        key = (side, id(weight), id(bias))
+        c = self.cache.get(key) if cached else None
+        if c is None:
+            c = (self.xi if side == "i" else self.xu) @ weight.T
+            if side == "i" and bias is not None:
+                c = c + bias
+            if cached:
+                self.cache[key] = c
+        return c
+
+    def linear(self, weight, bias) -> torch.Tensor:
+        a, c = self._side("u", weight, bias), self._side("i", weight, bias)
+        if self.pairs is not None:
+            return _gather_add(a, c, self.pairs)
+        return (a[:, None, :] + c[None, :, :]).reshape(-1, weight.shape[0])
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
@@ -52,18 +80,9 @@ class _PairInput(torch.Tensor):
         kwargs = kwargs or {}
         with torch._C.DisableTorchFunctionSubclass():
             if func is torch.nn.functional.linear and isinstance(args[0], _PairInput):
-                x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+                weight = args[1] if len(args) > 1 else kwargs["weight"]
                 bias = args[2] if len(args) > 2 else kwargs.get("bias")
-                a = x.xu @ weight.T
-                key = (id(weight), id(bias))
-                c = x.cache.get(key) if x.cache is not None else None
-                if c is None:
-                    c = x.xi @ weight.T
-                    if bias is not None:
-                        c = c + bias
-                    if x.cache is not None:
-                        x.cache[key] = c
-                return (a[:, None, :] + c[None, :, :]).reshape(-1, weight.shape[0])
+                return args[0].linear(weight, bias)
             if func in (torch.Tensor.__repr__, torch.Tensor.__format__):
                 return "PairInput"
 
@@ -77,9 +96,16 @@ class _PairInput(torch.Tensor):
             return func(*unwrap(tuple(args)), **{k: unwrap(v) for k, v in kwargs.items()})
 
 
-def _raw_from_parts(model, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-    """Raw outputs [len(xu) * len(xi), T] of the body fed the factorised rows xu[u] + xi[i]."""
-    b = model.body(_PairInput(xu, xi, cache))
+def _gather_add(a: torch.Tensor, c: torch.Tensor, pairs) -> torch.Tensor:
+    """a[pairs[0]] + c[pairs[1]]: index_select and an in-place add, several times faster on CPU
+    than advanced indexing (measured 0.6 vs 6 ms for 8,192 x 64)."""
+    return torch.index_select(c, 0, pairs[1]).add_(torch.index_select(a, 0, pairs[0]))
+
+
+def _raw_from_parts(model, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None) -> torch.Tensor:
+    """Raw outputs of the ranking towers [len(xu) * len(xi), R] (or [P, R] for `pairs`) of the body
+    fed the factorised rows xu[u] + xi[i]."""
+    b = model.body(_PairInput(xu, xi, cache, pairs))
     return torch.stack([tw(h) for tw, h in zip(model.towers, b.tower_inputs)], -1)
 
 
@@ -94,7 +120,7 @@ def _fast_ok(model, users: torch.Tensor, items: torch.Tensor) -> bool:
             if inp is not None:
                 cu, ni = min(3, len(users)), min(64, len(items))
                 got = _raw_from_parts(model, inp.user_part(users[:cu]), inp.item_part(items[:ni]))
-                ref = model(users[:cu].repeat_interleave(ni), items[:ni].repeat(cu))
+                ref = model.ranking_forward(users[:cu].repeat_interleave(ni), items[:ni].repeat(cu))
                 ok = bool(got.shape == ref.shape and torch.allclose(ref, got, rtol=1e-4, atol=1e-4))
         except Exception:
             ok = False
@@ -108,7 +134,21 @@ def _pair_raw(model, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         inp = model.split_input()
         return _raw_from_parts(model, inp.user_part(users), inp.item_part(items))
     n_i = int(items.shape[0])
-    return model(users.repeat_interleave(n_i), items.repeat(int(users.shape[0])))
+    return model.ranking_forward(users.repeat_interleave(n_i), items.repeat(int(users.shape[0])))
+
+
+@contextlib.contextmanager
+def _scoring(model, threads: int | None):
+    """Eval mode and the scoring thread count (MTR_SCORING_THREADS on CPU; `threads` overrides,
+    0 leaves it) for a block of scoring work; yields the model's device."""
+    dev = device_of(model)
+    was = model.training
+    model.eval()
+    try:
+        with cpu_compute((SCORING_THREADS if dev.type == "cpu" else 0) if threads is None else threads):
+            yield dev
+    finally:
+        model.train(was)
 
 
 def _blocks(n_i: int, block_pairs: int) -> tuple[int, int]:
@@ -134,41 +174,41 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
     overrides the thread count (0: leave it). The factorised first layer rounds differently
     (within ~1e-6), so a caller whose published numbers came from the plain pass (the cold-start
     ranking, where near-tied cold items reorder) asks for it to keep them bit-identical."""
-    dev = device_of(model)
-    was = model.training
-    model.eval()
-    try:
-        with cpu_compute((SCORING_THREADS if dev.type == "cpu" else 0) if threads is None else threads):
-            users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
-            items = (torch.arange(model.n_items, device=dev) if item_rows is None
-                     else torch.as_tensor(np.asarray(item_rows), dtype=torch.long, device=dev))
-            n_u, n_i = int(users.shape[0]), int(items.shape[0])
-            if n_u == 0 or n_i == 0:
-                return
-            if block_pairs is None:
-                block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else int(chunk_pairs)
-            ub, ib = _blocks(n_i, int(block_pairs))
-            step = max(ub, (int(chunk_pairs) // n_i) // ub * ub)
-            inp = model.split_input() if factorised and _fast_ok(model, users, items) else None
-            xi_all = inp.item_part(items) if inp is not None else None
-            T = len(model.tasks)
-            for lo in range(0, n_u, step):
-                u = users[lo:lo + step]
-                cu = int(u.shape[0])
-                out = torch.empty(cu, n_i, T, device=dev)
-                xu = inp.user_part(u) if inp is not None else None
-                for b in range(0, n_i, ib):
-                    cache: dict = {}
-                    for a in range(0, cu, ub):
-                        if inp is not None:
-                            raw = _raw_from_parts(model, xu[a:a + ub], xi_all[b:b + ib], cache)
-                        else:
-                            uu, ii = u[a:a + ub], items[b:b + ib]
-                            raw = model(uu.repeat_interleave(len(ii)), ii.repeat(len(uu)))
-                        out[a:a + ub, b:b + ib] = model.predict(raw).view(min(ub, cu - a), -1, T)
-                yield lo, lo + cu, out
-    finally:
-        model.train(was)
+    with _scoring(model, threads) as dev:
+        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
+        items = (torch.arange(model.n_items, device=dev) if item_rows is None
+                 else torch.as_tensor(np.asarray(item_rows), dtype=torch.long, device=dev))
+        n_u, n_i = int(users.shape[0]), int(items.shape[0])
+        if n_u == 0 or n_i == 0:
+            return
+        if block_pairs is None:
+            block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else int(chunk_pairs)
+        ub, ib = _blocks(n_i, int(block_pairs))
+        step = max(ub, (int(chunk_pairs) // n_i) // ub * ub)
+        inp = model.split_input() if factorised and _fast_ok(model, users, items) else None
+        xi_all = inp.item_part(items) if inp is not None else None
+        T = len(model.output_tasks)
+        retrieval = [t.name for t in model.retrieval_tasks] if inp is not None else []
+        iv = [model.retrieval_item_vectors(items, t) for t in retrieval]  # the towers' item side, once
+        for lo in range(0, n_u, step):
+            u = users[lo:lo + step]
+            cu = int(u.shape[0])
+            out = torch.empty(cu, n_i, T, device=dev)
+            xu = inp.user_part(u) if inp is not None else None
+            uv = [model.retrieval_user_vectors(u, t) for t in retrieval]
+            for b in range(0, n_i, ib):
+                cache: dict = {}
+                for a in range(0, cu, ub):
+                    if inp is not None:
+                        raw = _raw_from_parts(model, xu[a:a + ub], xi_all[b:b + ib], cache)
+                        if retrieval:  # each retrieval task's score: a block of one matrix product
+                            cos = [(x[a:a + ub] @ y[b:b + ib].T).reshape(-1) for x, y in zip(uv, iv)]
+                            raw = model.join_outputs(raw, torch.stack(cos, -1))
+                    else:
+                        uu, ii = u[a:a + ub], items[b:b + ib]
+                        raw = model(uu.repeat_interleave(len(ii)), ii.repeat(len(uu)))
+                    out[a:a + ub, b:b + ib] = model.predict(raw).view(min(ub, cu - a), -1, T)
+            yield lo, lo + cu, out
 
 
 def score_matrix(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
@@ -178,10 +218,65 @@ def score_matrix(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CH
     regression, from `iter_scores` (same options). For a run's fused or per-task ranking scores,
     with seen items masked, see `mtrlib.recommend.run_scores`."""
     n_i = model.n_items if item_rows is None else len(item_rows)
-    out = np.zeros((len(user_rows), n_i, len(model.tasks)), np.float32)
+    out = np.zeros((len(user_rows), n_i, len(model.output_tasks)), np.float32)
     for lo, hi, preds in iter_scores(model, user_rows, item_rows, chunk_pairs, block_pairs, factorised, threads):
         out[lo:hi] = preds.float().cpu().numpy()
     return out
 
 
-__all__ = ["score_matrix", "iter_scores", "KS", "DEFAULT_CHUNK_PAIRS", "CPU_BLOCK_PAIRS"]
+@torch.inference_mode()
+def retrieval_scores(model, user_rows, task: str | None = None, threads: int | None = None) -> torch.Tensor:
+    """The retrieval stage's scores [len(user_rows), n_items] of a model with a retrieval task
+    (`task` None: its first): the cosine of each user's vector with every item's, one matrix
+    product, exact for the whole catalogue (610 x 9,742 in a few milliseconds)."""
+    with _scoring(model, threads) as dev:
+        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
+        return model.retrieval_user_vectors(users, task) @ model.retrieval_item_vectors(None, task).T
+
+
+@torch.inference_mode()
+def score_candidates(model, user_rows, candidates, block_pairs: int | None = None,
+                     threads: int | None = None) -> torch.Tensor:
+    """`model.predict` [U, N, T] of each user row against its own N candidate item rows
+    (`candidates` [U, N]): the cascade's ranking stage. The first layer is factorised as in
+    `iter_scores` (computed once per user and once per candidate item, then gathered per pair)."""
+    with _scoring(model, threads) as dev:
+        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
+        cand = torch.as_tensor(np.asarray(candidates), dtype=torch.long, device=dev)
+        n_u, n_c = cand.shape
+        T = len(model.output_tasks)
+        if n_u == 0 or n_c == 0:
+            return torch.empty(n_u, n_c, T, device=dev)
+        present = torch.zeros(model.n_items, dtype=torch.bool, device=dev)  # score each candidate's side once
+        present[cand.reshape(-1)] = True
+        uniq = present.nonzero().flatten()
+        where = torch.empty(model.n_items, dtype=torch.long, device=dev)
+        where[uniq] = torch.arange(len(uniq), device=dev)
+        inv = where[cand]
+        pu = torch.arange(n_u, device=dev).repeat_interleave(n_c)  # pair -> user position
+        pi = inv.reshape(-1)  # pair -> position in uniq
+        if block_pairs is None:
+            block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else len(pu)
+        fast = _fast_ok(model, users, uniq)
+        inp = model.split_input() if fast else None
+        xu, xi = (inp.user_part(users), inp.item_part(uniq)) if fast else (None, None)
+        retrieval = [t.name for t in model.retrieval_tasks] if fast else []
+        uv = [model.retrieval_user_vectors(users, t) for t in retrieval]
+        iv = [model.retrieval_item_vectors(uniq, t) for t in retrieval]
+        cache: dict = {}
+        out = torch.empty(len(pu), T, device=dev)
+        for lo in range(0, len(pu), int(block_pairs)):
+            a, b = pu[lo:lo + block_pairs], pi[lo:lo + block_pairs]
+            if fast:
+                raw = _raw_from_parts(model, xu, xi, cache, pairs=(a, b))
+                if retrieval:
+                    cos = [(x.index_select(0, a) * y.index_select(0, b)).sum(-1) for x, y in zip(uv, iv)]
+                    raw = model.join_outputs(raw, torch.stack(cos, -1))
+            else:
+                raw = model(users[a], uniq[b])
+            out[lo:lo + block_pairs] = model.predict(raw)
+        return out.view(n_u, n_c, T)
+
+
+__all__ = ["score_matrix", "iter_scores", "retrieval_scores", "score_candidates", "KS", "DEFAULT_CHUNK_PAIRS",
+           "CPU_BLOCK_PAIRS"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import headline
+from .metrics import headline, higher_is_better
 
 EXPLODE = 50.0  # a task's windowed loss above EXPLODE x max(its first loss, 1) counts as diverged
 
@@ -126,7 +126,7 @@ class EarlyStopping:
         if self.task is None:
             return None
         key, score = headline(self.task, val[self.task.name])
-        score = score if key == "auc" else -score
+        score = score if higher_is_better(key) else -score
         score = score if math.isfinite(score) else -math.inf
         if self.best_score is None or score > self.best_score:
             self.best_score, self.best_epoch, self.best_state, self.bad = score, epoch, state, 0

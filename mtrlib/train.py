@@ -21,6 +21,7 @@ from .device import (DENORMAL_FIX, available_devices, cpu_compute, float_state, 
                      scrub_denormals)
 from .metrics import popularity_baseline, task_metrics
 from .models import MultiTaskModel, build_model
+from .models.retrieval import sampled_recall
 from .prepare import Prepared, load_dataset, prepare
 from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, shuffled_batches, snapshot
 from .weighting import StepContext, make_weighting
@@ -84,13 +85,16 @@ def predict(model: MultiTaskModel, data: EncodedExamples, batch: int = EVAL_BATC
     out = [model.predict(model(data.user[s:s + batch], data.item[s:s + batch])) for s in range(0, len(data), batch)]
     model.train(was)
     if not out:
-        return np.zeros((0, len(model.tasks)), np.float32)
+        return np.zeros((0, len(model.output_tasks)), np.float32)
     return torch.cat(out).float().cpu().numpy()
 
 
 def evaluate(model: MultiTaskModel, data: EncodedExamples, tasks) -> dict[str, dict]:
     preds = predict(model, data)
-    return task_metrics(tasks, data.labels.cpu().numpy(), data.mask.cpu().numpy(), preds)
+    out = task_metrics(tasks, data.labels.cpu().numpy(), data.mask.cpu().numpy(), preds)
+    for name, ms in sampled_recall(model, data, tasks).items():  # retrieval tasks: Recall@K on a sample
+        out[name].update(ms)
+    return out
 
 
 def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | None = None,

@@ -215,6 +215,15 @@ def task_names(ds: Dataset | None) -> list[str]:
         return []
 
 
+def retrieval_task_names(ds: Dataset | None) -> list[str]:
+    """The setup's retrieval tasks (their two towers are drawn and configured apart)."""
+    from mtrlib.data import parse_tasks
+    try:
+        return [t.name for t in parse_tasks(task_list(ds)) if t.is_retrieval]
+    except DataError:
+        return []
+
+
 # -- runs --------------------------------------------------------------------------------------
 def store() -> Path:
     from mtrlib import runs

@@ -159,14 +159,15 @@ with st.expander("Preview", expanded=False):
         st.dataframe(ds.items.head(10))
 
 st.subheader("Tasks")
-st.caption("One row per task. Kinds: binary column, threshold of a numeric column, regression, or implicit "
-           "(every logged row is 1; negatives are sampled).")
+st.caption("One row per task. Kinds: binary column, threshold of a numeric column, regression, implicit "
+           "(every logged row is 1; negatives are sampled), or retrieval (two towers that narrow the catalogue "
+           "for the rankers; 'observed only where' = train on that task's positives only).")
 rows = []
 for text in task_list(ds):
     try:
         t = parse_task(text)
-        rows.append({"name": t.name, "kind": t.kind, "column": t.column or "", "op": t.op or "",
-                     "threshold": t.threshold, "observed only where": t.given or ""})
+        rows.append({"name": t.name, "kind": t.kind, "column": "" if t.is_retrieval else t.column or "",
+                     "op": t.op or "", "threshold": t.threshold, "observed only where": t.parent or ""})
     except DataError:
         pass
 cols = ds.label_columns()
@@ -174,7 +175,8 @@ edited = st.data_editor(
     pd.DataFrame(rows, columns=["name", "kind", "column", "op", "threshold", "observed only where"]),
     num_rows="dynamic", key=f"d_tasks_{abs(hash(dataset_key(ds))) % 10**8}", hide_index=True,
     column_config={
-        "kind": st.column_config.SelectboxColumn(options=["binary", "threshold", "regression", "implicit"], required=True),
+        "kind": st.column_config.SelectboxColumn(options=["binary", "threshold", "regression", "implicit", "retrieval"],
+                                             required=True),
         "column": st.column_config.SelectboxColumn(options=[""] + cols),
         "op": st.column_config.SelectboxColumn(options=["", ">=", ">", "<=", "<", "=="]),
         "threshold": st.column_config.NumberColumn(),

@@ -3,6 +3,8 @@ user under a second run; ranking metrics of the run vs popularity."""
 import pandas as pd
 import streamlit as st
 
+from mtrlib import charts
+from mtrlib.recommend import explain as explain_items
 from mtrlib.recommend import fusion_for, fusion_is_zero, held_out, rank_eval, recommend, user_history
 from mtrlib.runs import RunError
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
@@ -33,6 +35,25 @@ if not options:
     options = [query.strip() or users[0]]
 uid = b.selectbox("User", options, key=f"rc_user_{query}")
 k = st.slider("How many items (K)", 5, 50, 10, key="rc_k")
+
+
+def _stage_choice(r) -> tuple[str | None, int | None]:
+    """Two-stage recommender (mtrlib.cascade): which stage ranks, and how many candidates the
+    retrieval stage passes on. Only for a run with a retrieval task."""
+    if not r.retrieval_tasks:
+        return None, None
+    a, b = st.columns([2, 1])
+    stage = a.radio("Stage", ["cascade", "full", "retrieval"], horizontal=True, key="rc_stage",
+                    format_func={"cascade": "cascade: retrieve, then rank", "full": "full ranking (every item)",
+                                 "retrieval": "retrieval only"}.get,
+                    help="The cascade retrieves the top N items by the two towers' dot product (one matrix "
+                         "product over the catalogue), then ranks only those with the fused score.")
+    n = b.slider("Candidates N", min(k, r.n_items), r.n_items, min(200, r.n_items), key="rc_n",
+                 disabled=stage != "cascade", help="items retrieved per user before ranking")
+    return stage, n
+
+
+stage, n_cand = _stage_choice(run)
 if "true_genre" in run.users.columns and uid in run.users.index:
     st.caption(f"Ground truth (synthetic world): user {plain(uid)}'s favourite genre is "
                f"**{run.users.loc[uid, 'true_genre']}**.")
@@ -41,17 +62,19 @@ st.subheader("Fusion weights")
 cols = st.columns(max(1, len(run.tasks)))
 fusion = {}
 for col, t in zip(cols, run.tasks):
-    fusion[t.name] = col.slider(f"{t.name} ({'log p' if t.is_binary else 'scaled value'})", 0.0, 5.0,
+    scale = "log p" if t.is_binary else "retrieval logit" if t.is_retrieval else "scaled value"
+    fusion[t.name] = col.slider(f"{t.name} ({scale})", 0.0, 5.0,
                                 1.0 if t.is_binary else 0.0, 0.1, key=f"rc_f_{t.name}")
 if fusion_is_zero(fusion):
     st.warning("Every fusion weight is 0, so nothing ranks the items: raise at least one slider.")
     halt()
 
 
-def _table(r, user, weights, held_r: pd.DataFrame) -> pd.DataFrame | None:
-    """The top-K table of run `r` for `user`; `held_r` = held_out(r, user), marked in it."""
+def _table(r, user, weights, held_r: pd.DataFrame, stage=None, candidates=None) -> pd.DataFrame | None:
+    """The top-K table of run `r` for `user`; `held_r` = held_out(r, user), marked in it. For a run
+    with a retrieval task: the stage that placed each item and its rank in the retrieved list."""
     try:
-        df = recommend(r, user, k=k, fusion=weights)
+        df = recommend(r, user, k=k, fusion=weights, stage=stage, candidates=candidates)
     except RunError as e:
         st.error(plain(e))
         return None
@@ -59,11 +82,23 @@ def _table(r, user, weights, held_r: pd.DataFrame) -> pd.DataFrame | None:
         st.info(plain(n))
     held = set(held_r.get("item_id", pd.Series(dtype=str)))
     df["held out"] = df["item_id"].isin(held)
-    show = [c for c in ["rank", "title", "genres", "genre", "score", *r.task_names, "cold", "held out"]
+    if r.retrieval_tasks:  # what placed each item, and by which score
+        df["placed by"] = _placed_by(df)
+    show = [c for c in ["rank", "title", "placed by", "genres", "genre", "score", *r.task_names, "cold", "held out"]
             if c in df.columns]
     if "title" not in show:
         show.insert(1, "item_id")
-    return df[show]
+    out = df[show]
+    out.attrs.update(df.attrs, item_ids=df["item_id"].tolist())
+    return out
+
+
+def _placed_by(df: pd.DataFrame) -> list[str]:
+    """Per item: the stage and the score that put it in the list (mtrlib.cascade)."""
+    rank = df["retrieval rank"] if "retrieval rank" in df.columns else [None] * len(df)
+    text = {"cascade": "#{r} → ranked", "retrieval": "#{r} retrieved", "full": "full ranking",
+            "popularity": "popularity"}
+    return [text.get(s, s).format(r=int(x) if x == x and x is not None else "?") for s, x in zip(df["stage"], rank)]
 
 
 def _config(r) -> dict:
@@ -74,7 +109,12 @@ def _config(r) -> dict:
            "score": st.column_config.NumberColumn("fused", format="%.3f", width="small"),
            "cold": st.column_config.CheckboxColumn("cold", width="small"),
            "held out": st.column_config.CheckboxColumn("held out", width="small",
-                                                       help="the user really interacted with it in the test split")}
+                                                       help="the user really interacted with it in the test split"),
+           "placed by": st.column_config.TextColumn("placed by",
+                                                    help="the stage and score that put the item here: '#37 → ranked' = "
+                                                         "37th of the two towers' candidates, then placed by the fused "
+                                                         "score; 'full ranking' = the fused score over every item; "
+                                                         "'#3 retrieved' = the towers' score alone")}
     cfg.update({t: st.column_config.NumberColumn(t, format="%.3f", width="small") for t in r.task_names})
     return cfg
 
@@ -83,9 +123,15 @@ held = held_out(run, uid)  # once per rerun: the top list and the expander below
 left, right = st.columns(2)
 with left:
     st.markdown(f"**Top {k} for user {plain(uid)}** · {plain(info.name)}")
-    top = _table(run, uid, fusion, held)
+    top = _table(run, uid, fusion, held, stage, n_cand)
     if top is not None:
-        st.dataframe(top, hide_index=True, key="rc_top", column_config=_config(run))
+        if top.attrs.get("stage") == "cascade":
+            st.caption(f"Cascade: the two towers retrieved {top.attrs.get('candidates')} of {run.n_items:,} items, "
+                       "then the rankers ordered them by the fused score.")
+        conf = _config(run)
+        if top.attrs.get("stage") == "retrieval":  # the score column is then the towers' cosine
+            conf["score"] = st.column_config.NumberColumn("retrieval", format="%.3f", width="small")
+        st.dataframe(top, hide_index=True, key="rc_top", column_config=conf)
 with right:
     same = lambda r: all(r.dataset.get(k) == info.dataset.get(k) for k in ("name", "layout", "users", "items"))
     other = [r for r in runs if r.id != info.id and same(r)]  # same users and items, so the lists compare
@@ -97,6 +143,38 @@ with right:
             st.dataframe(tb, hide_index=True, key="rc_top_b", column_config=_config(run_b))
     else:
         st.caption("Train a second run on the same data to compare two models side by side for this user.")
+
+
+
+def why_this_item(r, user, top_df: pd.DataFrame | None, weights) -> None:
+    """"Why this item?": the history items closest to each recommended item in the retrieval (or
+    item) space, and each task's part of the fused score (mtrlib.recommend.explain)."""
+    if top_df is None or top_df.empty or top_df.attrs.get("fallback"):
+        return  # nothing to explain for a user the run does not know (popular items)
+    st.subheader("Why this item?")
+    try:
+        why = explain_items(r, user, top_df.attrs["item_ids"], fusion=weights)
+    except RunError as e:
+        st.error(plain(e))
+        return
+    hist = why.attrs["history"]
+    st.caption(f"For each item, the {'items you liked (' + plain(hist) + ')' if hist != 'interactions' else 'items you met'} "
+               f"in training that are closest to it in the {why.attrs['space']} space, and how much each task adds "
+               "to its fused score.")
+    labels = top_df["title"].tolist() if "title" in top_df.columns else top_df.attrs["item_ids"]
+    left, right = st.columns([1.2, 1])
+    with left:
+        table = pd.DataFrame({"#": range(1, len(why) + 1), "item": labels,
+                              "because you liked": why["because_text"]})
+        st.dataframe(table, hide_index=True, key="rc_why",
+                     column_config={"#": st.column_config.NumberColumn(width="small"),
+                                    "because you liked": st.column_config.TextColumn(width="large")})
+    with right:
+        st.plotly_chart(charts.contributions(why, labels, r.task_names, charts.task_colours(r.task_names)),
+                        key="rc_contrib")
+
+
+why_this_item(run, uid, top, fusion)
 
 h1, h2 = st.columns(2)
 with h1.expander(f"History of user {plain(uid)}: items met in training"):
@@ -112,15 +190,23 @@ with h2.expander(f"Held out for testing: what user {plain(uid)} did next"):
         st.dataframe(held, hide_index=True)
 
 st.subheader("Ranking quality")
-st.caption("Full ranking over every item the user has not met: Recall / NDCG / HitRate at K for the "
-           "held-out positives of a task, next to ranking by popularity.")
-task = st.selectbox("Task", run.binary_tasks or ["(none)"], key="rc_task")
-if run.binary_tasks and st.button("Compute ranking metrics", key="rc_eval"):
-    with st.spinner("Scoring every user against every item…"):
+st.caption("Ranking over every item the user has not met: Recall / NDCG / HitRate at K for the "
+           "held-out positives of a task, next to ranking by popularity"
+           + (" (through the stage chosen above)." if run.retrieval_tasks else "."))
+tasks_eval = run.binary_tasks + run.retrieval_tasks
+q1, q2 = st.columns([1, 1])
+task = q1.selectbox("Task", tasks_eval or ["(none)"], key="rc_task")
+lm = q2.checkbox("Language-model zero-shot baseline", value=bool(run.config.model.text_features), key="rc_lm",
+                 help="A user is the mean of the language-model vectors of the items they met in training; "
+                      "items ranked by cosine, with no training: what the pretrained model knows alone.")
+if tasks_eval and st.button("Compute ranking metrics", key="rc_eval"):
+    with st.spinner("Scoring every user…"):
         try:
-            res = rank_eval(run, task=task)
-            tab = pd.DataFrame({"model": res["model"], "popularity": res["popularity"]})
-            st.dataframe(tab.style.format("{:.4f}").highlight_max(axis=1, color="#d7f0d2"))
-            st.caption(f"{res.get('users', '?')} users · {res.get('seconds', 0):.2f} s")
+            res = rank_eval(run, task=task, stage=stage, candidates=n_cand, lm_baseline=lm)
+            tab = pd.DataFrame({c: res[c] for c in ("model", "popularity", "lm_zero_shot") if c in res})
+            st.dataframe(tab.style.format("{:.4f}").highlight_max(axis=1, color="#d7f0d2"), key="rc_quality")
+            st.caption(f"{res.get('users', '?')} users · stage {res['stage']} · {res.get('seconds', 0):.2f} s of scoring"
+                       + (" · lm_zero_shot: no training, the language model's vectors alone" if "lm_zero_shot" in res
+                          else ""))
         except RunError as e:
             st.error(plain(e))

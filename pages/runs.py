@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from mtrlib import charts
+from mtrlib.metrics import HEADLINE_KEYS
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
 from mtrlib.series import thin
@@ -76,7 +77,7 @@ def curve_grid() -> dict:
         for name, h in histories.items():
             if label == "val":
                 df = h.epochs
-                metric = "auc" if f"val/{t}/auc" in df.columns else "rmse"
+                metric = next((k for k in HEADLINE_KEYS if f"val/{t}/{k}" in df.columns), "rmse")
                 col, title = f"val/{t}/{metric}", f"{t}: validation {metric.upper()}"
             else:
                 df = h.steps
@@ -96,9 +97,9 @@ if len(finished) >= 1:
     st.subheader("Trade-off between tasks")
     pts = pd.DataFrame([{"run": f"{r.arch_label} · {r.created_str[-8:]}", "model": r.arch_label,
                          **{f"{t} {k}": v for t, ms in r.metrics.items() for k, v in ms.items()
-                            if k in ("auc", "rmse", "logloss")}} for r in finished])
+                            if k in ("auc", "rmse", "logloss", "recall@10")}} for r in finished])
     metric_cols = [c for c in pts.columns if c not in ("run", "model")]
-    headline = [c for c in metric_cols if c.endswith((" auc", " rmse"))]
+    headline = [c for c in metric_cols if c.endswith((" auc", " rmse", " recall@10"))]
     metric_cols = headline + [c for c in metric_cols if c not in headline]
     if len(metric_cols) >= 2:
         x1, y1 = st.columns(2)

@@ -11,7 +11,9 @@ from mtrlib.registry import knob_fields
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
 from mtrlib.train import available_devices
-from pages._shared import boot, cfg, current_dataset, explain, halt, plain, store, task_list, task_names, widget
+from mtrlib.models.retrieval import RetrievalOptions
+from pages._shared import (boot, cfg, current_dataset, explain, halt, plain, retrieval_task_names, store, task_list,
+                           task_names, widget)
 
 boot()
 c = cfg()
@@ -33,6 +35,7 @@ if err:
     st.page_link("pages/data.py", label="Go to the Data page", icon=":material/table_chart:")
     halt()
 names = task_names(ds)
+retrieval = retrieval_task_names(ds)
 st.caption(f"Data: **{plain(ds.name)}** · tasks: " + plain(", ".join(task_list(ds))))
 
 job = st.session_state.get("job")
@@ -42,7 +45,8 @@ knobs, view = st.columns([1, 1.35], gap="large")
 
 def sizes_editor(label: str, key: str, values: list[int], max_layers: int = 4) -> list[int]:
     """Add/remove layers and set each layer's width."""
-    n = st.number_input(f"{label}: layers", 0 if key == "t_towers" else 1, max_layers, len(values), key=f"{key}_n")
+    n = st.number_input(f"{label}: layers", 0 if key in ("t_towers", "t_rlayers") else 1, max_layers, len(values),
+                        key=f"{key}_n")
     vals = (values + [values[-1] if values else 32] * max_layers)[:n]
     cols = st.columns(max(1, n))
     out = []
@@ -88,6 +92,11 @@ with knobs:
            options=[4, 8, 16, 32, 64, 128])
     knob_widgets(m, knob_fields(arch_class(m).Options))
     m.towers = sizes_editor("Tower", "t_towers", m.towers)
+    if retrieval:  # the retrieval task's own towers (mtrlib.models.retrieval), whatever the architecture
+        st.caption(f"**Retrieval towers** for {plain(', '.join(retrieval))}: a user tower and an item tower on the "
+                   "same embeddings, trained with an in-batch softmax (Yi et al., RecSys 2019). Their dot product "
+                   "picks the candidates the rankers then score.")
+        knob_widgets(m, knob_fields(RetrievalOptions))
     widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
            lambda v: setattr(m, "text_features", v),
            help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
@@ -142,7 +151,7 @@ except DataError as e:
     problem = str(e)
 
 with view:
-    st.plotly_chart(charts.network(m, names), key="t_net")
+    st.plotly_chart(charts.network(m, names, retrieval=retrieval), key="t_net")
     if problem:
         st.error(plain(problem))
     b1, b2, b3 = st.columns([1, 1, 2])
@@ -210,6 +219,10 @@ def live() -> None:
         elif not steps.empty:
             b.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
                            key="t_sps")
+        recall = [col for col in epochs.columns if col.startswith("val/") and col.endswith("/recall@10")]
+        if recall:  # retrieval tasks: the share of sampled validation positives in the top 10 of all items
+            st.plotly_chart(charts.curves({"run": epochs}, recall, "Validation Recall@10 (retrieval, on a sample)",
+                                          x="epoch", colours=palette), key="t_recall")
     elif not steps.empty:
         st.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
                         key="t_sps2")
@@ -220,7 +233,8 @@ def live() -> None:
             base = r.baseline.get(t, {})
             row = {"task": t}
             row.update({k: v for k, v in ms.items() if k != "n"})
-            row["popularity auc" if "auc" in ms else "popularity rmse"] = base.get("auc", base.get("rmse"))
+            if base:
+                row["popularity auc" if "auc" in ms else "popularity rmse"] = base.get("auc", base.get("rmse"))
             rows.append(row)
         st.caption(f"Test metrics · {r.samples_per_s:,.0f} samples/s · {r.elapsed:.1f} s")
         st.dataframe(pd.DataFrame(rows), hide_index=True)

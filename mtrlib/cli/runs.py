@@ -31,6 +31,9 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--fusion", metavar="T=W,...",
                    help="fusion weights, e.g. watched=1,liked=2 (default: 1 per binary task = product of probabilities)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already interacted with")
+    _stage_args(p)
+    p.add_argument("--explain", action="store_true",
+                   help="why each item: the history items closest to it, and each task's part of the fused score")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     _store_arg(p)
     p.set_defaults(func=cmd_recommend)
@@ -39,9 +42,18 @@ def register(subparsers, verb: str | None = None) -> None:
                               description="Rank every unseen item for every test user; compare with popularity. "
                                           "The last line is one JSON object.")
     p.add_argument("run", metavar="RUN", help="run id, name or folder")
-    p.add_argument("--task", help="binary task whose held-out positives are relevant (default: the first binary task)")
+    p.add_argument("--task", help="binary or retrieval task whose held-out positives are relevant "
+                                  "(default: the first binary task)")
     p.add_argument("--k", default="5,10,20", help="cut-offs, e.g. 5,10,20")
     p.add_argument("--fusion", metavar="T=W,...", help="rank by this fusion instead of the task's own score")
+    _stage_args(p)
+    p.add_argument("--compare-full", action="store_true",
+                   help="with --stage cascade/retrieval: also rank fully and report recall_of_full@K")
+    p.add_argument("--topk-accuracy", type=int, metavar="K",
+                   help="also report topk_accuracy@K: per test pair, is the item in the user's top K over all items "
+                        "(seen items included; TFRS's FactorizedTopK), e.g. 100")
+    p.add_argument("--lm-baseline", action="store_true", default=None,
+                   help="add the language-model zero-shot baseline (on by default for runs with text features)")
     _store_arg(p)
     p.set_defaults(func=cmd_eval)
 
@@ -69,6 +81,14 @@ def register(subparsers, verb: str | None = None) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _stage_args(p) -> None:
+    p.add_argument("--stage", choices=("retrieval", "cascade", "full"),
+                   help="retrieval (two towers only), cascade (retrieve N, then rank them) or full (rank every item); "
+                        "default: cascade when the run has a retrieval task, else full")
+    p.add_argument("--candidates", type=int, metavar="N",
+                   help="items the cascade retrieves per user before ranking (default 200, at most the catalogue)")
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -84,6 +104,7 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 
 def cmd_runs(args) -> int:
+    from mtrlib.metrics import headline_key
     from mtrlib.runs import _store, list_runs
     from mtrlib.safe import json_clean
 
@@ -99,8 +120,7 @@ def cmd_runs(args) -> int:
         return 0
     rows = []
     for r in runs:
-        key = " ".join(f"{t}:{'auc' if 'auc' in ms else 'rmse'}={_fmt(ms.get('auc', ms.get('rmse')))}"
-                       for t, ms in r.metrics.items())
+        key = " ".join(f"{t}:{(h := headline_key(ms))}={_fmt(ms.get(h))}" for t, ms in r.metrics.items())
         rows.append([r.id, r.name, r.status, r.model, ",".join(r.tasks), r.epochs_done, key or "-"])
     print(_table(rows, ["id", "name", "status", "model", "tasks", "epochs", "test metrics"]))
     return 0
@@ -112,16 +132,41 @@ def cmd_recommend(args) -> int:
     from mtrlib.safe import json_clean
 
     run = load_run(args.run, args.store)
-    df = recommend(run, args.user, k=args.k, fusion=args.fusion, exclude_seen=not args.include_seen)
+    df = recommend(run, args.user, k=args.k, fusion=args.fusion, exclude_seen=not args.include_seen,
+                   stage=args.stage, candidates=args.candidates)
+    why = None
+    if args.explain and not df.attrs.get("fallback"):
+        from mtrlib.recommend import explain
+        why = explain(run, args.user, df["item_id"], fusion=args.fusion)
+        df["because"] = why["because_text"].to_numpy()
+    contrib = [c for c in (why.columns if why is not None else []) if c.startswith("contrib:")]
     if args.json:
-        print(json.dumps(json_clean({"user": args.user, "notes": df.attrs.get("notes", []),
-                                     "fusion": df.attrs.get("fusion"), "items": df.to_dict(orient="records")})))
+        items = df.to_dict(orient="records")
+        if why is not None:
+            for rec, (_, w) in zip(items, why.iterrows()):
+                rec["because"] = w["because"]
+                rec["contributions"] = {c.split(":", 1)[1]: w[c] for c in contrib}
+        out = {"user": args.user, "notes": df.attrs.get("notes", []), "fusion": df.attrs.get("fusion"),
+               "stage": df.attrs.get("stage"), "items": items}
+        if why is not None:
+            out["explained_in"] = why.attrs["space"]
+            out["history"] = why.attrs["history"]
+        print(json.dumps(json_clean(out)))
         return 0
     for note in df.attrs.get("notes", []):
         print(f"note: {note}")
     w = df.attrs.get("fusion", {})
-    print(f"Run {run.name} · user {args.user} · fusion " + ", ".join(f"{t}={v:g}" for t, v in w.items()))
+    stage = df.attrs.get("stage")
+    where = f" · stage {stage}" + (f" ({df.attrs['candidates']} candidates)" if df.attrs.get("candidates") else "")
+    print(f"Run {run.name} · user {args.user} · fusion " + ", ".join(f"{t}={v:g}" for t, v in w.items()) + where)
     cols = ["rank", "item_id"] + [c for c in ("title", "genre") if c in df.columns] + ["score"] + run.task_names + ["cold"]
+    cols += [c for c in ("retrieval rank",) if c in df.columns]
+    if why is not None:
+        for c in contrib:
+            df[f"{c.split(':', 1)[1]} part"] = why[c].to_numpy()
+        cols += [f"{c.split(':', 1)[1]} part" for c in contrib] + ["because"]
+        print(f"because: the {why.attrs['history']} items of the user closest to each item in the "
+              f"{why.attrs['space']} space; '<task> part' = weight x score, summing to the fused score")
     print(_table(df[cols].values.tolist(), cols))
     return 0
 
@@ -134,11 +179,21 @@ def cmd_eval(args) -> int:
         ks = [int(k) for k in str(args.k).split(",") if k.strip()]
     except ValueError:
         raise DataError(f"--k takes whole numbers separated by commas (got '{args.k}').", fix="e.g. --k 5,10,20") from None
-    res = rank_eval(args.run, task=args.task, ks=ks, fusion=args.fusion, store=args.store)
-    rows = [[m, res["model"][m], res["popularity"][m]] for m in res["model"]]
+    res = rank_eval(args.run, task=args.task, ks=ks, fusion=args.fusion, store=args.store, stage=args.stage,
+                    candidates=args.candidates, compare_full=args.compare_full, topk_accuracy=args.topk_accuracy,
+                    lm_baseline=args.lm_baseline)
+    cols = [c for c in ("model", "popularity", "lm_zero_shot") if c in res]
+    rows = [[m] + [res[c].get(m) for c in cols] for m in res["model"]]
+    how = {"full": "every item ranked", "retrieval": "retrieval stage only",
+           "cascade": f"cascade: {res.get('candidates', 0):,} retrieved, then ranked"}[res["stage"]]
     print(f"Task {res['task']}: {res['users']:,} users, {res['positives']:,} held-out positives, "
-          f"{res['items']:,} items ranked ({res['seconds']:.2f} s)")
-    print(_table(rows, ["metric", "model", "popularity"]))
+          f"{res['items']:,} items, {how} ({res['seconds']:.3f} s of scoring)")
+    print(_table(rows, ["metric"] + cols))
+    overlap = {k: v for k, v in res.items() if k.startswith("recall_of_full@")}
+    if overlap:
+        print("of full ranking's top K kept: " + ", ".join(f"{k[len('recall_of_full'):]} {v:.3f}"
+                                                          for k, v in overlap.items())
+              + f" (full ranking: {res['full_seconds']:.3f} s)")
     print(json.dumps(json_clean(res)))
     return 0
 

@@ -44,7 +44,9 @@ class Examples:
         for j, t in enumerate(self.tasks):
             y = self.labels[:, j]
             y = y[~np.isnan(y)]
-            if t.is_binary:
+            if t.is_retrieval:  # positives only: the other items of a batch are its negatives
+                out[t.name] = {"observed": int(len(y))}
+            elif t.is_binary:
                 out[t.name] = {"observed": int(len(y)), "positive_rate": float(y.mean()) if len(y) else float("nan")}
             else:
                 out[t.name] = {"observed": int(len(y)), "mean": float(y.mean()) if len(y) else float("nan"),
@@ -180,24 +182,19 @@ def build_examples(ds: Dataset, tasks, negatives: int = 4, seed: int = 0) -> Exa
         Y = np.vstack([Y, negY])
         notes.append(f"Sampled {len(neg):,} negatives ({negatives} per logged row, seed {seed}).")
 
-    # conditional tasks: observed only where the parent task is 1 (applied parents-first)
+    # conditional tasks: observed only where the parent task is 1 (applied parents-first); a
+    # retrieval task on OTHER's positives the same way
     by_name = {t.name: j for j, t in enumerate(tasks)}
     for _ in range(len(tasks)):
         for j, t in enumerate(tasks):
-            if t.given:
-                Y[Y[:, by_name[t.given]] != 1, j] = np.nan
+            if t.parent:
+                Y[Y[:, by_name[t.parent]] != 1, j] = np.nan
 
     for j, t in enumerate(tasks):
         y = Y[:, j]
         obs = y[~np.isnan(y)]
-        if len(obs) == 0:
+        if len(obs) == 0 and not t.is_retrieval:
             raise DataError(f"Task '{t.name}' has no observed labels.",
                             fix="check its column and its '|' condition")
-        if t.is_binary and len(np.unique(obs)) < 2:
-            only = "positive" if obs[0] == 1 else "negative"
-            raise DataError(
-                f"Task '{t.name}' has only {only} labels, so there is nothing to learn.",
-                fix=("make it implicit to sample negatives, or pick another threshold"
-                     if only == "positive" else "pick another column or threshold"),
-            )
+        KINDS[t.kind].check_labels(t, obs)
     return Examples(frame=frame, labels=Y.astype(np.float32), tasks=tasks, notes=notes)

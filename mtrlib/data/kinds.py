@@ -3,8 +3,9 @@ plain-words description and how its labels are made from the interactions.
 
 `KINDS` is tried in order by `parse_task` (the first kind that reads the definition wins, so
 the catch-all binary column comes last). A kind's `type` is its loss family, which models and
-metrics act on: "binary" (BCE, AUC) or "regression" (MSE, RMSE). To add a kind: a class here
-with `name`, `type`, `parse`, `body`, `describe` and `labels`, and an entry in `KINDS`.
+metrics act on: "binary" (BCE, AUC), "regression" (MSE, RMSE) or "retrieval" (a two-tower
+in-batch softmax, Recall@K; mtrlib.models.retrieval). To add a kind: a class here with `name`,
+`type`, `parse`, `body`, `describe` and `labels`, and an entry in `KINDS`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .errors import DataError
 
 OPS = (">=", "<=", "==", ">", "<")
 EXAMPLE = "examples: watched=implicit, liked=rating>=4|watched, click=clicked, dwell=dwell_time:reg"
+RETRIEVAL_EXAMPLE = "e.g. r=retrieval (every logged row is a positive) or r=retrieval:liked (the positives of task liked)"
 
 
 class TaskKind:
@@ -35,6 +37,65 @@ class TaskKind:
     def labels(self, ds, t) -> np.ndarray:
         """One label per logged interaction (NaN = not observed)."""
         raise NotImplementedError
+
+    def parent(self, t) -> str | None:
+        """The binary task whose positives this task is observed on (its rows elsewhere are NaN)."""
+        return t.given
+
+    def check_labels(self, t, observed: np.ndarray) -> None:
+        """Refuse labels nothing can be learned from (DataError); `observed` are the non-NaN labels."""
+        if t.is_binary and len(np.unique(observed)) < 2:
+            only = "positive" if observed[0] == 1 else "negative"
+            raise DataError(
+                f"Task '{t.name}' has only {only} labels, so there is nothing to learn.",
+                fix=("make it implicit to sample negatives, or pick another threshold"
+                     if only == "positive" else "pick another column or threshold"),
+            )
+
+
+MIN_RETRIEVAL_POSITIVES = 20  # an in-batch softmax needs positives to contrast, and Recall@K some to count
+
+
+class Retrieval(TaskKind):
+    """A two-tower retrieval task: every logged row is a positive (`NAME=retrieval`), or only the
+    positives of binary task OTHER (`NAME=retrieval:OTHER`). Nothing else is observed: sampled
+    negatives of an implicit task are no positives, and in-batch items are its negatives."""
+    name = "retrieval"
+    type = "retrieval"
+
+    def parse(self, name, body, given):
+        from .tasks import TaskSpec
+        head, colon, other = body.partition(":")
+        if head.strip() != "retrieval":
+            return None
+        other = other.strip()
+        if given:
+            raise DataError(f"Task '{name}': a retrieval task takes the positives of another task as "
+                            f"'retrieval:{given}', not '|{given}'.", fix=RETRIEVAL_EXAMPLE)
+        if colon and not other:
+            raise DataError(f"Task '{name}': no task named after 'retrieval:'.", fix=RETRIEVAL_EXAMPLE)
+        return TaskSpec(name, self.name, column=other or None)
+
+    def body(self, t):
+        return f"retrieval:{t.column}" if t.column else "retrieval"
+
+    def describe(self, t):
+        where = f"the positives of '{t.column}'" if t.column else "every logged interaction"
+        return f"retrieval (two towers, in-batch softmax) of {where}"
+
+    def labels(self, ds, t):
+        return np.ones(len(ds.interactions))
+
+    def parent(self, t):
+        return t.column
+
+    def check_labels(self, t, observed):
+        n = len(observed)
+        if n < MIN_RETRIEVAL_POSITIVES:
+            where = f"task '{t.column}' has only {n} positive(s)" if t.column else f"the data has only {n} interaction(s)"
+            raise DataError(f"Retrieval task '{t.name}' needs at least {MIN_RETRIEVAL_POSITIVES} positives, but {where}.",
+                            fix="use more data" + (f", or a task with more positives than '{t.column}'" if t.column
+                                                   else "") + ", or drop the retrieval task")
 
 
 class Implicit(TaskKind):
@@ -134,7 +195,7 @@ class Binary(TaskKind):
         return binary_column(ds, t)
 
 
-KINDS: dict[str, TaskKind] = {k.name: k for k in (Implicit(), Regression(), Threshold(), Binary())}
+KINDS: dict[str, TaskKind] = {k.name: k for k in (Retrieval(), Implicit(), Regression(), Threshold(), Binary())}
 
 
 def kind_of(t) -> TaskKind | None:

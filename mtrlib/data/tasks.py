@@ -6,6 +6,8 @@ Grammar (used by the CLI and the run store):
     NAME=COL>=X         threshold of a numeric column (also >, <=, <, ==)
     NAME=COL:reg        regression on a numeric column
     NAME=implicit       every logged row is 1; K sampled negatives per positive
+    NAME=retrieval      a two-tower retrieval task; every logged row is a positive
+    NAME=retrieval:OTHER  a retrieval task on the positives of binary task OTHER
     ...|OTHER           observed only where task OTHER is 1 (ESMM's CVR given click)
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,39}$")
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: str  # "binary" | "threshold" | "regression" | "implicit"
+    kind: str  # "binary" | "threshold" | "regression" | "implicit" | "retrieval"
     column: str | None = None
     op: str | None = None
     threshold: float | None = None
@@ -30,13 +32,24 @@ class TaskSpec:
 
     @property
     def type(self) -> str:
-        """The loss family of its kind (mtrlib.data.kinds): "binary" or "regression"."""
+        """The loss family of its kind (mtrlib.data.kinds): "binary", "regression" or "retrieval"."""
         k = KINDS.get(self.kind)
         return k.type if k is not None else "binary"
 
     @property
     def is_binary(self) -> bool:
         return self.type == "binary"
+
+    @property
+    def is_retrieval(self) -> bool:
+        return self.type == "retrieval"
+
+    @property
+    def parent(self) -> str | None:
+        """The binary task whose positives this one is observed on: '|OTHER', or a retrieval
+        task's 'retrieval:OTHER'."""
+        k = KINDS.get(self.kind)
+        return k.parent(self) if k is not None else self.given
 
     def to_string(self) -> str:
         """The task in the grammar above, which `parse_task` reads back as this same spec.
@@ -97,13 +110,16 @@ def task_from_fields(name, kind, column=None, op=None, threshold=None, given=Non
     Nothing is checked here, so `.to_string()` of an incomplete row is text that `parse_tasks`
     refuses with the same message the CLI gives: a blank name, column or kind stays blank, a
     threshold that is blank (None/NaN) writes nothing after the operator, and a blank operator
-    means '>='. Text fields are stripped; the column is ignored by implicit tasks.
+    means '>='. Text fields are stripped; the column is ignored by implicit and retrieval tasks (a
+    retrieval task's 'observed only where' is the OTHER of 'NAME=retrieval:OTHER').
     """
     def text(x) -> str:
         return str(x or "").strip()
 
     if kind == "threshold":
         return TaskSpec(text(name), kind, text(column), str(op or "") or ">=", _number(threshold), text(given) or None)
+    if kind == "retrieval":  # 'observed only where' names its OTHER task ('retrieval:OTHER'); no column
+        return TaskSpec(text(name), kind, text(given) or None)
     return TaskSpec(text(name), kind, None if kind == "implicit" else text(column), given=text(given) or None)
 
 
@@ -151,7 +167,29 @@ def parse_tasks(texts) -> list[TaskSpec]:
             cur = by_name[cur.given]
     if sum(t.kind == "implicit" for t in tasks) > 1:
         raise DataError("Only one task can be 'implicit'.", fix="keep one NAME=implicit task")
+    _check_retrieval(tasks, by_name)
     return tasks
+
+
+def _check_retrieval(tasks: list[TaskSpec], by_name: dict[str, TaskSpec]) -> None:
+    """A retrieval task's OTHER is a binary task; retrieval trains beside at least one ranking task."""
+    for t in tasks:
+        if not t.is_retrieval or not t.column:
+            continue
+        other = by_name.get(t.column)
+        if other is None:
+            raise DataError(f"Retrieval task '{t.name}' uses the positives of '{t.column}', but there is no task "
+                            f"'{t.column}'.", fix=f"define a binary task named '{t.column}', or write {t.name}=retrieval")
+        if not other.is_binary:
+            what = "another retrieval task" if other.is_retrieval else "a regression task: it has no positives"
+            raise DataError(f"Retrieval task '{t.name}' uses the positives of '{t.column}', which is {what}.",
+                            fix=f"name a binary task after 'retrieval:', or write {t.name}=retrieval to use every "
+                                f"logged row")
+    if tasks and all(t.is_retrieval for t in tasks):
+        names = ", ".join(t.name for t in tasks)
+        raise DataError(f"{names}: a retrieval task narrows the catalogue for ranking tasks, and there is none.",
+                        fix="add a ranking task beside it, e.g. watched=implicit or liked=rating>=4 "
+                            "(give it weight 0 for a retrieval-only model)")
 
 
 def parse_task_values(text: str, what: str = "task weight", error=DataError) -> dict[str, float]:

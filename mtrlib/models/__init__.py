@@ -10,14 +10,19 @@ import torch
 
 from ..registry import discover
 from .base import Body, MultiTaskModel
+from .retrieval import with_retrieval
 
 ARCHITECTURES: dict[str, type[MultiTaskModel]] = discover(__name__, MultiTaskModel, "arch")
 MODELS = ARCHITECTURES  # the name used before the registry
 
 
 def build_model(cfg, desc: dict, tables: dict[str, torch.Tensor], tasks) -> MultiTaskModel:
-    """desc/tables come from FeatureSpace.describe() / FeatureSpace.tensors()."""
-    return ARCHITECTURES[cfg.arch](cfg, desc, tables, tasks)
+    """desc/tables come from FeatureSpace.describe() / FeatureSpace.tensors(). With a retrieval
+    task, the architecture gets its two towers (mtrlib.models.retrieval)."""
+    cls = ARCHITECTURES[cfg.arch]
+    if any(t.is_retrieval for t in tasks):
+        cls = with_retrieval(cls)
+    return cls(cfg, desc, tables, tasks)
 
 
 __all__ = ["ARCHITECTURES", "MODELS", "build_model", "MultiTaskModel", "Body"]

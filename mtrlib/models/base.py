@@ -23,6 +23,8 @@ from .diagram import Canvas, sizes
 if TYPE_CHECKING:  # config builds ModelConfig from this package's registry
     from ..config import ModelConfig
 
+LOG_FLOOR = 1e-7  # probabilities below it count as it on the log scale (fusion)
+
 
 @dataclass
 class Body:
@@ -131,6 +133,27 @@ class MultiTaskModel(nn.Module):
     def predict(self, raw: torch.Tensor) -> torch.Tensor:
         """Probabilities for binary tasks, values in original units for regression."""
         return torch.where(self.is_binary, torch.sigmoid(raw), raw * self.target_std + self.target_mean)
+
+    # -- output columns: the ranking tasks' towers, and where a run has one, each retrieval task's
+    # two-tower score (mtrlib.models.retrieval adds those; every architecture gets them unchanged)
+    @property
+    def output_tasks(self) -> list[TaskSpec]:
+        """The task of each column of `forward` / `predict`, in order."""
+        return self.tasks
+
+    @property
+    def retrieval_tasks(self) -> list[TaskSpec]:
+        return []
+
+    def ranking_forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Raw outputs of the ranking towers only [B, len(self.tasks)]."""
+        return self.forward(user, item)
+
+    def fusion_scale(self, preds: torch.Tensor) -> torch.Tensor:
+        """Predictions [..., T] on the fusion scale (mtrlib.recommend): log p for binary tasks,
+        the standardised value for regression."""
+        logp = torch.log(preds.clamp(min=LOG_FLOOR))
+        return torch.where(self.is_binary, logp, (preds - self.target_mean) / self.target_std)
 
     @torch.no_grad()
     def fit_targets(self, labels: torch.Tensor, mask: torch.Tensor) -> None:

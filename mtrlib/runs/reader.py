@@ -91,6 +91,11 @@ class Run:
     def binary_tasks(self) -> list[str]:
         return [t.name for t in self.tasks if t.is_binary]
 
+    @property
+    def retrieval_tasks(self) -> list[str]:
+        """Its two-tower retrieval tasks (the cascade's first stage; mtrlib.cascade)."""
+        return [t.name for t in self.tasks if t.is_retrieval]
+
     def task(self, name: str | None) -> TaskSpec:
         if name is None:
             return self.tasks[0]

@@ -92,6 +92,12 @@ def run_arrays(prep) -> tuple[dict[str, np.ndarray], pd.DataFrame, pd.DataFrame]
         logged = ~sampled[idx]
         keys = enc.user.numpy()[logged].astype(np.int64) * n_items + enc.item.numpy()[logged].astype(np.int64)
         arrays[f"seen.{part}"] = np.unique(keys)
+    for j, t in enumerate(prep.tasks):  # per binary task, the seen pairs it is positive on ("because you liked")
+        if t.is_binary:
+            pos = [enc.user.numpy()[m].astype(np.int64) * n_items + enc.item.numpy()[m].astype(np.int64)
+                   for enc, idx in ((prep.train, prep.split.train), (prep.val, prep.split.val))
+                   for m in [~sampled[idx] & enc.mask.numpy()[:, j] & (enc.labels.numpy()[:, j] == 1)]]
+            arrays[f"seen.positive.{j}"] = np.unique(np.concatenate(pos))
     te = prep.test
     arrays["test.user"] = te.user.numpy().astype(np.int64)
     arrays["test.item"] = te.item.numpy().astype(np.int64)

@@ -246,7 +246,7 @@ def _key_metrics(metrics: dict) -> dict:
     for t, ms in (metrics or {}).items():
         if not isinstance(ms, dict):
             continue
-        keep = {k: ms[k] for k in ("auc", "logloss", "rmse", "mae") if k in ms}
+        keep = {k: ms[k] for k in ("auc", "logloss", "rmse", "mae", "recall@10", "recall@100") if k in ms}
         if keep:
             out[t] = keep
     return out

@@ -350,3 +350,46 @@ def test_journey6_shared_setup_url_is_restored(app_url, page):
     expect(slider(page, "Task correlation").get_by_test_id("stSliderThumbValue")).to_have_text("-0.50")
     assert slider_value(page, "Task correlation") == -0.5
     no_traceback(page)
+
+
+# -- 7 (issue 17) -------------------------------------------------------------------------------------------
+RETRIEVAL_TASKS = "click%3Dclick%3Blike%3Dlike%7Cclick%3Br%3Dretrieval%3Aclick"  # click, like|click, r=retrieval:click
+
+
+def test_journey7_retrieval_cascade_why_this_item_and_the_lm_baseline(app_url, page):
+    """A run with a retrieval task and text features: the Train page draws the two towers, the
+    Recommend page ranks through the cascade (each item says what placed it), explains each item
+    ("because you liked", each task's part of the fused score), and its ranking-quality table has
+    the language-model zero-shot column."""
+    open_app(page, app_url, f"/train?{SMALL}&epochs=2&text=1&tasks={RETRIEVAL_TASKS}")
+    m = main(page)
+    title = poll(lambda: next((t for t in plot_titles(page) if "network" in t), ""), T_IDLE / 1000,
+                 what="the network diagram")
+    assert title == "MMoE network + retrieval towers", title
+    expect(m.get_by_text("Retrieval towers", exact=True)).to_be_visible()
+    train_button(page).click()
+    wait_finished(page, timeout=240_000)  # the first text features load the language model
+
+    go(page, "Recommend")
+    expect(m.get_by_role("radio", name="cascade: retrieve, then rank")).to_be_checked(timeout=T_IDLE)
+    table = m.get_by_test_id("stDataFrame").first
+    expect(table.locator("table[role='grid'] tbody tr").first).to_be_attached(timeout=T_IDLE)
+    rows = grid_rows(table)
+    assert len(rows) == 10 and all(r.get("placed by", "").endswith("→ ranked") for r in rows), rows
+    expect(m.get_by_role("heading", name="Why this item?")).to_be_visible()
+    why = m.get_by_test_id("stDataFrame").filter(has=page.locator("th", has_text="because you liked")).first
+    expect(why.locator("table[role='grid'] tbody tr").first).to_be_attached(timeout=T_IDLE)
+    reasons = grid_rows(why)
+    assert len(reasons) == 10 and all(r["because you liked"] for r in reasons), reasons
+    assert poll(lambda: plot_points(page, "part of the fused score"), 30, what="the contributions chart") >= 10
+
+    lm = m.get_by_test_id("stCheckbox").filter(has_text="Language-model zero-shot baseline")
+    expect(lm.get_by_role("checkbox")).to_be_checked()  # on by default for a run with text features
+    m.get_by_role("button", name="Compute ranking metrics").click()
+    wait_idle(page, timeout=T_TRAIN)
+    quality = m.get_by_test_id("stDataFrame").filter(has=page.locator("th", has_text="lm_zero_shot")).first
+    expect(quality.locator("table[role='grid'] tbody tr").first).to_be_attached(timeout=T_IDLE)
+    got = {r[""] if "" in r else next(iter(r.values())): r for r in grid_rows(quality)}
+    assert "ndcg@10" in got and float(got["ndcg@10"]["lm_zero_shot"]) >= 0, got
+    no_traceback(page)
+    snap(page, "recommend-retrieval")
