@@ -14,6 +14,7 @@ the CLI, URLs and the Train page derive their controls from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,17 @@ class StepContext:
     gradnorm_layer: list[nn.Parameter]  # where per-task gradient norms are compared (the model's gradnorm_layer())
     step: int
     epoch: int
+    # per-task gradients of this step on the shared parameters or representation, computed on
+    # first use (mtrlib.gradients.TaskGradients); None outside the trainer
+    grads: Any = None
+    model: nn.Module | None = None  # the model being trained, and this step's batch (mtrlib.steps.Batch)
+    batch: Any = None
+
+    def losses_again(self) -> torch.Tensor:
+        """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
+        with torch.no_grad():
+            b = self.batch
+            return self.model.task_losses(self.model(b.user, b.item), b.labels, b.mask)
 
 
 class Weighting(nn.Module):
@@ -32,6 +44,10 @@ class Weighting(nn.Module):
     paper = ""
     order = 100
     Options = None  # dataclass of this method's own knobs
+    # True for a method that combines the tasks' gradients (it reads ctx.grads): each step then
+    # costs one backward pass per task, and data-parallel training must give it every task's
+    # gradient (or refuse it). False for a method that only weights the losses.
+    needs_task_gradients = False
 
     def __init__(self, task_names: list[str], user_weights: dict[str, float], options=None, lr: float = 0.01):
         super().__init__()
@@ -53,6 +69,9 @@ class Weighting(nn.Module):
     def backward(self, total: torch.Tensor, losses: torch.Tensor, ctx: StepContext) -> None:
         """Fill the parameters' .grad for this step (plain backpropagation of `total`)."""
         total.backward()
+
+    def after_step(self, ctx: StepContext) -> None:
+        """Called after the optimiser step (FAMO updates its weights from the new losses)."""
 
     def effective(self) -> torch.Tensor:
         """Effective weight per task [T] (user weight x method weight), used in the loss."""
