@@ -1,5 +1,5 @@
 """Gradient-conflict telemetry, for any weighting method (fixed weights too): every `log_every`
-steps, each task's gradient on the parameters more than one task
+steps (and at least once per epoch), each task's gradient on the parameters more than one task
 uses (`mtrlib.gradients`), compared pair by pair.
 
 Logged in the step rows (and so in history.jsonl, the live charts and the Runs page):
@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .gradients import SharedParameters, TaskGradients
+from .gradients import SharedParameters
 
 
 def pairs(names: list[str]) -> list[tuple[int, int]]:
@@ -82,19 +82,21 @@ class GradientTelemetry:
         # a method with the default backward (total.backward()) lets the last task's gradient be derived
         self.derive_last = not weighting.needs_task_gradients and type(weighting).backward is _default_backward()
         self.last: dict[str, float] = {}
-        self.measured = 0
+        self.measured, self.epoch = 0, None  # measurements so far; the epoch of the latest
         self.negative: dict[str, int] = {}
 
-    def due(self, step: int, batch) -> bool:
-        """Measured on every `log_every`-th step (`step` counts the steps done before this one)."""
-        return self.enabled and (step + 1) % self.every == 0
+    def due(self, ctx, batch) -> bool:
+        """Measured on every `log_every`-th step, and on an epoch's last batch if the epoch had no
+        measurement (an epoch shorter than `log_every` steps still gets one)."""
+        return self.enabled and ((ctx.step + 1) % self.every == 0 or (batch.last and self.epoch != ctx.epoch))
 
     @contextlib.contextmanager
     def measuring(self, ctx, total: torch.Tensor, losses: torch.Tensor, batch):
         """Around `weighting.backward`: per-task gradients on the shared parameters, when due."""
-        if not self.due(ctx.step, batch) or ctx.grads is None:
+        if not self.due(ctx, batch) or ctx.grads is None:
             yield
             return
+        self.epoch = ctx.epoch
         if self.derive_last:
             a = torch.autograd.grad(total, losses, retain_graph=True, allow_unused=True)[0]
             a = a.detach() if a is not None else torch.zeros_like(losses)
@@ -145,16 +147,19 @@ def _default_backward():
     return Weighting.backward
 
 
-def summary(steps: list[dict], names: list[str] | None = None) -> dict:
-    """The CLI's "grad" object from step rows: over the last epoch's measurements, the mean cosine
-    per task pair ("cos"), the share of them with a negative cosine ("conflict_share"), the mean
-    norm ratio per task ("norm"), and the same per parameter group ("by_group")."""
+def summary(steps: list[dict], epochs: str = "last") -> dict:
+    """The CLI's "grad" object from step rows: over the last epoch's measurements (`epochs`:
+    "last", "first" or "all"), the mean cosine per task pair ("cos"), the share of them with a
+    negative cosine ("conflict_share"), the mean norm ratio per task ("norm"), and the same per
+    parameter group ("by_group")."""
     rows = [r for r in steps if any(k.startswith("grad_cos/") for k in r)]
     out: dict = {"cos": {}, "conflict_share": {}, "norm": {}, "by_group": {}, "measurements": 0}
     if not rows:
         return out
-    last = math.ceil(max(float(r.get("epoch", 0)) for r in rows) - 1e-9)
-    rows = [r for r in rows if float(r.get("epoch", 0)) > last - 1 + 1e-9] or rows
+    if epochs != "all":
+        pos = [float(r.get("epoch", 0)) for r in rows]
+        k = math.ceil(max(pos) - 1e-9) if epochs == "last" else max(1, math.ceil(min(pos) - 1e-9))
+        rows = [r for r, p in zip(rows, pos) if k - 1 + 1e-9 < p <= k + 1e-9] or rows
     out["measurements"] = len(rows)
     keys = sorted({k for r in rows for k in r if k.startswith(("grad_cos/", "grad_norm/"))})
     for key in keys:
@@ -190,4 +195,69 @@ def groups_in(df_columns) -> list[str]:
                               if str(c).startswith("grad_cos/") and len(str(c).split("/")) == 3))
 
 
-__all__ = ["GradientTelemetry", "TaskGradients", "conflict_row", "summary", "gramians", "stats", "columns", "groups_in"]
+
+
+
+CLEAR = 0.05  # |mean cosine| below this reads as "about unrelated"
+
+
+def describe(grad: dict) -> list[str]:
+    """Plain sentences from a `summary`: per task pair, the mean cosine over the last epoch, how
+    often it was negative, each group's mean, and the group where the conflict is largest."""
+    out = []
+    for pair, cos in grad.get("cos", {}).items():
+        a, b = pair.split("~")
+        share = grad.get("conflict_share", {}).get(pair, 0.0)
+        by = {g: v["cos"][pair] for g, v in grad.get("by_group", {}).items() if pair in v.get("cos", {})}
+        verdict = ("they conflict" if cos < -CLEAR else "about unrelated" if cos < CLEAR
+                   else "slightly aligned" if cos < 0.3 else "they agree")
+        text = f"{a} vs {b}: cosine {cos:+.2f}, below 0 in {share:.0%} of the measured steps ({verdict})"
+        if len(by) > 1:
+            text += "; " + ", ".join(f"{g} {v:+.2f}" for g, v in by.items())
+            worst = min(by, key=by.get)
+            if by[worst] < -CLEAR:
+                text += f": the conflict is largest in the {worst}"
+        out.append(text + ".")
+    return out
+
+
+def table(runs: dict[str, list[dict]], pairs: list[str]) -> list[dict]:
+    """Rows for the Runs page: per run and task pair, the last epoch's mean cosine and conflict
+    share on all shared parameters and per group."""
+    rows = []
+    for name, steps in runs.items():
+        s = summary(steps)
+        for pair in pairs:
+            if pair not in s["cos"]:
+                continue
+            row = {"run": name, "tasks": pair.replace("~", " vs "), "cosine": s["cos"][pair],
+                   "below 0": s["conflict_share"][pair]}
+            for g, v in s["by_group"].items():
+                if pair in v["cos"]:
+                    row[f"{g} cosine"] = v["cos"][pair]
+            rows.append(row)
+    return rows
+
+
+def explanation() -> str:
+    """The 'What am I looking at?' note of the conflict charts (the method lists from the registry)."""
+    from .weighting import WEIGHTINGS
+    grad = [c.label for c in WEIGHTINGS.values() if c.needs_task_gradients]
+    loss = [c.label for c in WEIGHTINGS.values() if not c.needs_task_gradients]
+    return (
+        "Every *log_every* steps the trainer takes each task's gradient on the parameters the tasks share "
+        "and compares them by their **cosine**. **+1**: both tasks want the same change. **0**: unrelated "
+        "wishes. **Below 0** (the shaded band): a step that helps one task hurts the other, to first "
+        "order: the tasks **conflict** there. The lines are split by where in the network it happens: the "
+        "shared **embeddings**, the **experts** or shared **bottom**, the **gates**. Conflict in the embeddings "
+        "is out of the experts' reach (every expert reads the same embeddings); giving tasks embeddings of "
+        "their own (STEM) is the cure there.\n\n"
+        f"Methods that act on conflicting gradients: {', '.join(grad)}. They project conflicting parts away "
+        "(PCGrad, UPGrad, DualProj), look for a direction good for every task (MGDA, CAGrad, Nash-MTL, IMTL-G, "
+        "Aligned-MTL) or drop gradient signs that disagree (GradDrop); choose one under *Weighting method*. "
+        f"The others ({', '.join(loss)}) only rescale each task's loss: the directions still conflict, one "
+        "task simply counts more. A run whose cosines stay above 0 has little to gain from a gradient method."
+    )
+
+
+__all__ = ["GradientTelemetry", "explanation", "table", "conflict_row", "summary", "describe", "gramians", "stats", "columns", "groups_in"]

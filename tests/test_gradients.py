@@ -326,3 +326,43 @@ def test_training_is_identical_with_and_without_telemetry(space):
         out.append((res.metrics["click"]["auc"], [r["loss"] for r in res.history.steps], res.grad["measurements"]))
     assert out[0][:2] == out[1][:2]
     assert out[0][2] == 0 and out[1][2] > 0
+
+
+# -- CLI, charts, words -----------------------------------------------------------------------------------
+
+def test_cli_train_json_carries_grad(tmp_path, capsys, monkeypatch):
+    import json
+
+    from mtrlib.__main__ import main
+    from mtrlib.runs import list_runs, load_run
+    monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path))
+    small = ["train", "--users", "80", "--items", "40", "--impressions", "20", "--epochs", "2", "--batch-size", "256",
+             "--log-every", "2", "--quiet"]
+    assert main(small + ["--weighting", "pcgrad", "--grad-space", "rep"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    grad = out["grad"]
+    assert set(grad) >= {"cos", "conflict_share", "by_group"}
+    assert set(grad["cos"]) == {"click~like", "click~dwell", "like~dwell"}
+    assert all(-1 <= v <= 1 for v in grad["cos"].values()) and all(0 <= v <= 1 for v in grad["conflict_share"].values())
+    assert list(grad["by_group"]) == ["embeddings", "experts"] and "click~like" in grad["by_group"]["experts"]["cos"]
+    cfg = load_run(list_runs(tmp_path)[0].path).config
+    assert cfg.grad_space == "rep" and cfg.weighting == "pcgrad"
+    assert main(small + ["--no-grad-telemetry"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["grad"]["cos"] == {}
+
+
+def test_conflict_chart_and_words():
+    import pandas as pd
+
+    from mtrlib.charts import conflict
+    from mtrlib.telemetry import describe
+    rows = pd.DataFrame([{"epoch": e, "grad_cos/a~b": -0.1, "grad_cos/embeddings/a~b": -0.3,
+                          "grad_cos/experts/a~b": 0.2, "grad_norm/a": 1.0} for e in (0.5, 1.0)])
+    fig = conflict({"run": rows})
+    assert sorted(t.name for t in fig.data) == ["embeddings · a~b", "experts · a~b"]
+    assert list(fig.layout.yaxis.range) == [-1.05, 1.05]
+    two = conflict({"r1": rows, "r2": rows}, pair="a~b")
+    assert sorted(t.name for t in two.data) == ["r1 · embeddings", "r1 · experts", "r2 · embeddings", "r2 · experts"]
+    text = describe(summary(rows.to_dict("records")))
+    assert len(text) == 1 and "a vs b: cosine -0.10" in text[0] and "largest in the embeddings" in text[0]
+    assert "below 0 in 100%" in text[0] and "they conflict" in text[0]
