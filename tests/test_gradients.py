@@ -366,3 +366,19 @@ def test_conflict_chart_and_words():
     text = describe(summary(rows.to_dict("records")))
     assert len(text) == 1 and "a vs b: cosine -0.10" in text[0] and "largest in the embeddings" in text[0]
     assert "below 0 in 100%" in text[0] and "they conflict" in text[0]
+
+
+def test_gradient_settings_round_trip_through_urls_and_are_validated():
+    from mtrlib.config import validate
+    from mtrlib.data import DataError
+    from mtrlib.share import from_params, to_params
+    cfg = tiny_cfg(weighting="cagrad", grad_space="rep", grad_telemetry=False, cagrad_c=0.7)
+    back, problems = from_params(to_params(cfg))
+    assert not problems and (back.weighting, back.grad_space, back.grad_telemetry, back.cagrad_c) == ("cagrad", "rep",
+                                                                                                       False, 0.7)
+    with pytest.raises(DataError, match="gradient space"):
+        validate(tiny_cfg(grad_space="weights"))
+    with pytest.raises(DataError, match="CAGrad's c"):
+        validate(tiny_cfg(weighting="cagrad", cagrad_c=-1.0))
+    assert any("one task weighted" in w for w in validate(tiny_cfg(weighting="upgrad", weights={"like": 0, "dwell": 0}),
+                                                          ["click", "like", "dwell"]))

@@ -26,16 +26,29 @@ class GradientMethod(Weighting):
     """Base of the gradient methods: a subclass only says which torchjd aggregator it is."""
     needs_task_gradients = True
     order = 60
+    aggregator_class = ""  # the class in torchjd.aggregation, e.g. "UPGrad"
+
+    def aggregator_settings(self, n_tasks: int) -> dict:
+        """Keyword arguments of the aggregator (its own knobs, from `self.options`)."""
+        return {}
 
     def make_aggregator(self, n_tasks: int):
         """The torchjd aggregator for `n_tasks` rows."""
-        raise NotImplementedError
+        from torchjd import aggregation
+        return getattr(aggregation, self.aggregator_class)(**self.aggregator_settings(n_tasks))
 
     def __init__(self, task_names, user_weights, options=None, lr: float = 0.01):
         super().__init__(task_names, user_weights, options, lr)
         self.register_buffer("w", self.user.clone())  # the last step's effective weights
         n = sum(u > 0 for u in self.user_list)
         self._aggregators = {n: self.make_aggregator(n)} if n >= 2 else {}  # by number of rows (plain dict: not saved)
+
+    @classmethod
+    def check(cls, cfg, task_names=None):
+        if task_names is not None and sum(cfg.weights.get(t, 1.0) > 0 for t in task_names) < 2:
+            return [f"{cls.label} combines the gradients of two or more tasks; with one task weighted it trains "
+                    "like fixed weights."]
+        return []
 
     def aggregator(self, n_tasks: int):
         if n_tasks not in self._aggregators:

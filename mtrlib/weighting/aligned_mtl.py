@@ -13,7 +13,4 @@ class AlignedMTL(GradientMethod):
     label = "Aligned-MTL (Senushkin 2023)"
     paper = "Senushkin et al., CVPR 2023"
     order = 65
-
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import AlignedMTL as Aggregator
-        return Aggregator()
+    aggregator_class = "AlignedMTL"

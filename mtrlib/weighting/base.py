@@ -6,6 +6,12 @@ backpropagation unless a method acts on the per-task gradients themselves). The 
 the effective weight of each task for the history. User weights (the what-if knob) multiply
 every method's own weights; a task with user weight 0 is left out of the method's own balancing.
 
+A gradient method (`needs_task_gradients = True`, mtrlib.weighting._torchjd.GradientMethod)
+reads the step's per-task gradients from `ctx.grads` (mtrlib.gradients.TaskGradients) and
+writes the combined direction as the parameters' gradient. `combine` must depend on the model
+only through the losses: the gradient telemetry derives the last task's gradient from the
+step's own by linearity when `backward` is the default.
+
 A subclass in its own module of this package that sets `name` is registered by discovery
 (`mtrlib.weighting.WEIGHTINGS`). It describes itself: `label`, `paper`, `order` and a nested
 `Options` dataclass of its own knobs (declared with `mtrlib.registry.knob`), which the config,

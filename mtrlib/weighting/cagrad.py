@@ -26,6 +26,7 @@ class CAGrad(GradientMethod):
                         message="CAGrad's c must be between 0 and 10 (got {v}).",
                         help="radius of the ball around the mean gradient (0: the mean gradient)")
 
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import CAGrad as Aggregator
-        return Aggregator(c=float(self.options.c))
+    aggregator_class = "CAGrad"
+
+    def aggregator_settings(self, n_tasks):
+        return {"c": float(self.options.c)}

@@ -12,7 +12,4 @@ class DualProj(GradientMethod):
     label = "DualProj (Lopez-Paz 2017)"
     paper = "Lopez-Paz & Ranzato, NeurIPS 2017"
     order = 66
-
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import DualProj as Aggregator
-        return Aggregator()
+    aggregator_class = "DualProj"

@@ -14,7 +14,4 @@ class GradDrop(GradientMethod):
     label = "GradDrop (Chen 2020)"
     paper = "Chen et al., NeurIPS 2020"
     order = 67
-
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import GradDrop as Aggregator
-        return Aggregator()
+    aggregator_class = "GradDrop"

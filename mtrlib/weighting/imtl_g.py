@@ -13,7 +13,4 @@ class IMTLG(GradientMethod):
     label = "IMTL-G (Liu 2021)"
     paper = "Liu et al., ICLR 2021"
     order = 64
-
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import IMTLG as Aggregator
-        return Aggregator()
+    aggregator_class = "IMTLG"

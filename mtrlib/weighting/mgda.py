@@ -15,7 +15,4 @@ class MGDA(GradientMethod):
     label = "MGDA (Sener 2018)"
     paper = "Désidéri 2012; Sener & Koltun, NeurIPS 2018"
     order = 61
-
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import MGDA as Aggregator
-        return Aggregator()
+    aggregator_class = "MGDA"

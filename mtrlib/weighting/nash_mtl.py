@@ -30,9 +30,10 @@ class NashMTL(GradientMethod):
                                message="Nash-MTL's maximum update norm must be 0 (off) or more (got {v}).",
                                help="clip the shared update to this norm (0: no clipping)")
 
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import NashMTL as Aggregator
+    aggregator_class = "NashMTL"
+
+    def aggregator_settings(self, n_tasks):
         # cvxpy says, at every solve, that this problem is not DPP (so not faster when re-solved): known, not actionable
         warnings.filterwarnings("ignore", message="You are solving a parameterized problem that is not DPP")
-        return Aggregator(n_tasks=n_tasks, max_norm=float(self.options.max_norm),
-                          update_weights_every=int(self.options.update_every))
+        return {"n_tasks": n_tasks, "max_norm": float(self.options.max_norm),
+                "update_weights_every": int(self.options.update_every)}

@@ -12,7 +12,4 @@ class PCGrad(GradientMethod):
     label = "PCGrad (Yu 2020)"
     paper = "Yu et al., NeurIPS 2020"
     order = 62
-
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import PCGrad as Aggregator
-        return Aggregator()
+    aggregator_class = "PCGrad"

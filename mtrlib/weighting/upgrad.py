@@ -14,7 +14,4 @@ class UPGrad(GradientMethod):
     label = "UPGrad (Quinton 2024)"
     paper = "Quinton & Rey, arXiv 2406.16232, 2024"
     order = 60
-
-    def make_aggregator(self, n_tasks):
-        from torchjd.aggregation import UPGrad as Aggregator
-        return Aggregator()
+    aggregator_class = "UPGrad"
