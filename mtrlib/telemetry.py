@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .gradients import SharedParameters
+from .gradients import GROUP_ORDER, SharedParameters
 
 
 def pairs(names: list[str]) -> list[tuple[int, int]]:
@@ -174,6 +174,8 @@ def summary(steps: list[dict], epochs: str = "last") -> dict:
             target["conflict_share"][what] = sum(v < 0 for v in vals) / len(vals)
         else:
             target["norm"][what] = sum(vals) / len(vals)
+    rank = {g: k for k, g in enumerate(GROUP_ORDER)}
+    out["by_group"] = dict(sorted(out["by_group"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
     return out
 
 
