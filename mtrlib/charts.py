@@ -191,3 +191,37 @@ def contributions(why: pd.DataFrame, labels: list[str], tasks: list[str], colour
     fig.update_layout(title="Each task's part of the fused score", barmode="relative", xaxis_title="weight × score",
                       yaxis=dict(autorange="reversed"), **{**LAYOUT, "height": 120 + 26 * len(labels)})
     return fig
+
+
+DASHES = ["solid", "dash", "dot", "dashdot"]
+
+
+def conflict(runs: dict[str, pd.DataFrame], x: str = "epoch", pair: str | None = None, smoothing: float = 0.0,
+             title: str = "Gradient conflict (cosine between task gradients)") -> go.Figure:
+    """The cosine between two tasks' gradients on the shared parameters, one line per parameter
+    group and task pair (one run), or per run and group for one `pair` (several runs). Below 0
+    (shaded) a step that helps one task hurts the other."""
+    from .telemetry import columns, groups_in
+    fig = go.Figure()
+    fig.add_hrect(y0=-1, y1=0, fillcolor="#d62728", opacity=0.06, line_width=0, layer="below")
+    fig.add_hline(y=0, line=dict(color="#999", width=1, dash="dot"))
+    multi = len(runs) > 1
+    for r, (label, df) in enumerate(runs.items()):
+        if df is None or df.empty or x not in df.columns:
+            continue
+        groups = groups_in(df.columns) or [None]
+        for g_i, g in enumerate(groups):
+            for p_i, col in enumerate(columns(df.columns, g)):
+                name = col.split("/")[-1]
+                if pair is not None and name != pair:
+                    continue
+                d = df[[x, col]].dropna()
+                where = g or "shared"
+                fig.add_trace(go.Scatter(
+                    x=d[x], y=smooth(d[col], smoothing), mode="lines+markers" if len(d) < 30 else "lines",
+                    name=f"{label} · {where}" if multi else (where if pair else f"{where} · {name}"),
+                    line=dict(color=PALETTE[(r if multi else g_i) % len(PALETTE)],
+                              dash=DASHES[(g_i if multi else 0 if pair else p_i) % len(DASHES)])))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title="cosine", **LAYOUT)
+    fig.update_yaxes(range=[-1.05, 1.05])
+    return fig

@@ -27,6 +27,7 @@ WEIGHTING_LABELS = {w: cls.label for w, cls in _WEIGHTING_CLASSES.items()}
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TEXT_COMBINE = ("sum", "concat", "gated")
+GRAD_SPACES = ("params", "rep")  # where a gradient method takes the tasks' gradients (mtrlib.gradients)
 
 
 @dataclass
@@ -125,6 +126,10 @@ class _TrainCommon:
     # the app) one descheduled thread stalls every operation, measured 10-50x slower.
     cpu_threads: int = 0
     log_every: int = 10  # steps between progress events
+    # gradient methods: per-task gradients on every parameter more than one task uses ("params")
+    # or on the shared representation ("rep", LibMTL's rep_grad: cheaper)
+    grad_space: str = "params"
+    grad_telemetry: bool = True  # cosines between the tasks' gradients every log_every steps (mtrlib.telemetry)
     early_stop_task: str | None = None  # None = off
     patience: int = 2
     name: str | None = None
@@ -272,6 +277,11 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         raise DataError(f"{cfg.epochs} epochs is more than this tool runs.", fix="use at most 1000")
     if cfg.log_every < 1:
         raise DataError("log_every must be at least 1.")
+    if cfg.grad_space not in GRAD_SPACES:
+        raise DataError(f"Unknown gradient space '{cfg.grad_space}'.",
+                        fix="params (every shared parameter) or rep (the shared representation)")
+    if not isinstance(cfg.grad_telemetry, bool):
+        raise DataError(f"grad_telemetry must be true or false (got {cfg.grad_telemetry!r}).")
     if not isinstance(cfg.cpu_threads, int) or not 0 <= cfg.cpu_threads <= 256:
         raise DataError(f"CPU threads must be 0 (auto) to 256 (got {cfg.cpu_threads}).", fix="0 (auto) or e.g. 4")
     if cfg.patience < 1:

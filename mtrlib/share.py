@@ -3,7 +3,7 @@ same experiment. Only settings that differ from the defaults are written, with s
 """
 from __future__ import annotations
 
-from .config import ARCHS, DEVICES, MODEL_KNOBS, OPTIMIZERS, WEIGHTING_KNOBS, WEIGHTINGS, TrainConfig
+from .config import ARCHS, DEVICES, GRAD_SPACES, MODEL_KNOBS, OPTIMIZERS, WEIGHTING_KNOBS, WEIGHTINGS, TrainConfig
 from .data.split import SPLITS
 
 # short key -> (path in the config, type): the common settings here; every architecture's and
@@ -18,13 +18,14 @@ KEYS: dict[str, tuple[str, type]] = {
     "weighting": ("weighting", str),
     "opt": ("optimizer", str), "lr": ("lr", float), "wd": ("weight_decay", float), "bs": ("batch_size", int), "epochs": ("epochs", int),
     "seed": ("seed", int), "device": ("device", str),
+    "gspace": ("grad_space", str), "gtel": ("grad_telemetry", bool),
 }
 for _prefix, _knobs in (("model.", MODEL_KNOBS), ("", WEIGHTING_KNOBS)):
     for _k in _knobs:
         if _k.knob.url:
             KEYS[_k.knob.url] = (_prefix + _k.name, _k.base_type)
 CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "model.arch": ARCHS, "weighting": WEIGHTINGS,
-           "optimizer": OPTIMIZERS, "device": DEVICES}
+           "optimizer": OPTIMIZERS, "device": DEVICES, "grad_space": GRAD_SPACES}
 
 
 def _get(obj, path):

@@ -19,11 +19,13 @@ from .config import TrainConfig, validate, weighting_options
 from .data import Dataset, EncodedExamples
 from .device import (DENORMAL_FIX, available_devices, cpu_compute, float_state, resolve_device,
                      scrub_denormals)
+from .gradients import RepCapture, SharedParameters, TaskGradients
 from .metrics import popularity_baseline, task_metrics
 from .models import MultiTaskModel, build_model
 from .models.retrieval import sampled_recall
 from .prepare import Prepared, load_dataset, prepare
 from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, shuffled_batches, snapshot
+from .telemetry import GradientTelemetry, summary as grad_summary
 from .weighting import StepContext, make_weighting
 
 EVAL_BATCH = 65536
@@ -50,6 +52,7 @@ class TrainResult:
     best_epoch: int | None = None
     device: str = "cpu"
     event_overhead: float = 0.0  # share of training time spent building and sending step events
+    grad: dict = field(default_factory=dict)  # gradient-conflict summary of the last epoch (mtrlib.telemetry.summary)
 
 
 def build(cfg: TrainConfig, prep: Prepared) -> MultiTaskModel:
@@ -125,6 +128,9 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay,
                          weighting.extra_parameters(), device)
     layer = model.gradnorm_layer()
+    shared = _shared_parameters(cfg, model, tr, weighting)
+    reps = RepCapture(shared, on=cfg.grad_space == "rep" and weighting.needs_task_gradients)
+    telemetry = GradientTelemetry(shared, names, cfg.log_every, cfg.grad_telemetry, weighting)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     n, steps_per_epoch = len(tr), max(1, -(-len(tr) // int(cfg.batch_size)))
     mask = tr.mask.to(torch.float32)
@@ -144,14 +150,16 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
         ep_t = clock.now()
         for batch in shuffled_batches(tr, perm, mask, int(cfg.batch_size)):
             losses = model.task_losses(model(batch.user, batch.item), batch.labels, batch.mask)
-            ctx = StepContext(layer, step, epoch)
+            ctx = StepContext(layer, step, epoch, TaskGradients(shared, losses, reps.take()), model, batch)
             total = weighting.combine(losses, ctx)
             if (why := guard.check_step(total, losses, step + 1)) is not None:
                 status, reason = "diverged", why
                 break
             opt.zero_grad(set_to_none=True)
-            weighting.backward(total, losses, ctx)
+            with telemetry.measuring(ctx, total, losses, batch):  # per-task gradient cosines, when due
+                weighting.backward(total, losses, ctx)
             opt.step()
+            weighting.after_step(ctx)
             step += 1
             window.add(losses, batch.size)
             if window.due(step, batch):
@@ -161,6 +169,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
                     break
                 row = _step_row(step, epoch - 1 + (window.seen - (epoch - 1) * n) / n, te - clock.t0,
                                 window.seen, rate, names, mean, weighting.effective().tolist())
+                row.update(telemetry.row())
                 hist.steps.append(row)
                 emit({"type": "step", **row})
                 clock.events += window.reset() - te
@@ -185,6 +194,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
             reason = why
             break
 
+    reps.close()
     if status == "diverged":
         model.load_state_dict(last_good)  # the last finite weights (the initial ones in epoch 1)
     elif early.best_state is not None:
@@ -201,7 +211,14 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     emit({"type": "end", "status": status, "reason": reason, "metrics": test_m, "samples_per_s": sps,
           "elapsed": elapsed, "event_overhead": overhead})
     return TrainResult(status, reason, model, hist, test_m, val_m, base, sps, elapsed, early.best_epoch, str(device),
-                       overhead)
+                       overhead, grad_summary(hist.steps))
+
+
+def _shared_parameters(cfg: TrainConfig, model: MultiTaskModel, data, weighting) -> SharedParameters:
+    """The parameters more than one task uses, probed once when telemetry or the method needs them."""
+    if not (cfg.grad_telemetry or weighting.needs_task_gradients) or len(model.tasks) < 2:
+        return SharedParameters.none()
+    return SharedParameters.find(model, data)
 
 
 def _step_row(step, epoch_pos, time_s, seen, rate, names, mean, weights) -> dict:

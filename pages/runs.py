@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from mtrlib import charts
+from mtrlib import charts, telemetry
 from mtrlib.metrics import HEADLINE_KEYS
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
@@ -51,14 +51,14 @@ chosen = [runs[i] for i in rows] or runs[:1]
 
 st.subheader("Curves")
 a, b, c3, d = st.columns([1, 1, 1, 2])
-view = a.radio("Show", ["validation", "training loss", "task weights"], key="r_view")
+view = a.radio("Show", ["validation", "training loss", "task weights", "gradient conflict"], key="r_view")
 xaxis = b.radio("x axis", ["epoch", "step", "time"], key="r_x")
 smoothing = c3.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="r_smooth")
 tasks = list(dict.fromkeys(t for r in chosen for t in r.tasks))  # first-seen order
 pick = d.multiselect("Tasks", tasks, default=tasks, key="r_tasks")
 palette = charts.task_colours(tasks)
 
-label = {"validation": "val", "training loss": "loss", "task weights": "weight"}[view]
+label = {"validation": "val", "training loss": "loss", "task weights": "weight", "gradient conflict": "grad"}[view]
 names = {r.id: (r.name if [x.name for x in chosen].count(r.name) == 1 else f"{r.name} ({r.id[-6:]})") for r in chosen}
 live = any(r.status == "running" for r in chosen)
 
@@ -72,6 +72,9 @@ def curve_grid() -> dict:
     if live:
         st.caption("A selected run is still training: its curves refresh every 2 seconds.")
     grid = st.columns(2)
+    if label == "grad":
+        conflict_grid(histories, grid)
+        return histories
     for n_chart, t in enumerate(pick):
         data, cols, title = {}, [], ""
         for name, h in histories.items():
@@ -88,6 +91,26 @@ def curve_grid() -> dict:
             grid[n_chart % 2].plotly_chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing,
                                                          colours=palette), key=f"r_curve_{t}")
     return histories
+
+
+def conflict_grid(histories: dict, grid) -> None:
+    """One chart per task pair: the gradient cosine of every selected run, per parameter group."""
+    steps = {name: h.steps for name, h in histories.items()}
+    pairs = list(dict.fromkeys(c.split("/")[-1] for df in steps.values() for c in telemetry.columns(df.columns)))
+    pairs = [p for p in pairs if set(p.split("~")) <= set(pick)]
+    if not pairs:
+        st.info("No gradient-conflict measurements in the selected runs for these tasks (runs trained before "
+                "this chart existed, single-task models, or telemetry switched off).")
+        return
+    for n_chart, pair in enumerate(pairs):
+        grid[n_chart % 2].plotly_chart(charts.conflict(steps, x=xaxis, pair=pair, smoothing=smoothing,
+                                                       title=f"{pair.replace('~', ' vs ')}: gradient cosine"),
+                                       key=f"r_conflict_{pair}")
+    with grid[len(pairs) % 2]:
+        explain(telemetry.explanation())
+    st.caption("Over each run's last epoch: the mean cosine, and the share of measured steps below 0.")
+    st.dataframe(pd.DataFrame(telemetry.table({n: df.to_dict("records") for n, df in steps.items()}, pairs)),
+                 hide_index=True)
 
 
 histories = curve_grid()

@@ -5,8 +5,9 @@ import copy
 import pandas as pd
 import streamlit as st
 
-from mtrlib import charts
-from mtrlib.config import ARCH_LABELS, ARCHS, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class, validate, weighting_class
+from mtrlib import charts, telemetry
+from mtrlib.config import (ARCH_LABELS, ARCHS, GRAD_SPACES, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class, validate,
+                           weighting_class)
 from mtrlib.registry import knob_fields
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
@@ -109,6 +110,13 @@ with knobs:
                 format_func=lambda x: WEIGHTING_LABELS[x])
     method = weighting_class(wm)
     knob_widgets(c, knob_fields(method.Options, method.name.replace("-", "_") + "_"))
+    if method.needs_task_gradients:
+        widget(st.radio, "Gradients taken on", "t_gspace", lambda: c.grad_space, lambda v: setattr(c, "grad_space", v),
+               options=list(GRAD_SPACES), horizontal=True,
+               format_func={"params": "every shared parameter", "rep": "the shared representation"}.get,
+               help="A gradient method takes one gradient per task: on every parameter more than one task uses "
+                    "(one backward pass per task), or on the output of the shared layers (LibMTL's rep_grad: "
+                    "cheaper, the tasks' own layers only).")
     for t in names:
         widget(st.slider, f"weight: {t}", f"t_w_{t}", lambda t=t: float(c.weights.get(t, 1.0)),
                lambda v, t=t: c.weights.__setitem__(t, float(v)), min_value=0.0, max_value=5.0, step=0.1)
@@ -142,6 +150,10 @@ with knobs:
         widget(st.selectbox, "Device", "t_device", lambda: c.device, lambda v: setattr(c, "device", v), options=devs)
     widget(st.number_input, "Seed", "t_seed", lambda: c.seed, lambda v: setattr(c, "seed", int(v)),
            min_value=0, max_value=10**6)
+    widget(st.toggle, "Measure gradient conflict", "t_gtel", lambda: c.grad_telemetry,
+           lambda v: setattr(c, "grad_telemetry", bool(v)),
+           help="Every 10 steps, compare the tasks' gradients on the shared parameters (the Gradient conflict "
+                "chart). Costs a few percent of training speed.")
 
 problem = None
 try:
@@ -226,6 +238,11 @@ def live() -> None:
     elif not steps.empty:
         st.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
                         key="t_sps2")
+    if not steps.empty and telemetry.columns(steps.columns):
+        st.plotly_chart(charts.conflict({"run": steps}), key="t_conflict")
+        grad = j.result.grad if j.result is not None else telemetry.summary(s["steps"])
+        st.caption("  \n".join(["Last epoch:"] + [plain(line) for line in telemetry.describe(grad)]))
+        explain(telemetry.explanation())
     if j.result is not None and not j.active:
         r = j.result
         rows = []

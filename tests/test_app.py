@@ -133,6 +133,9 @@ def test_train_page_trains_and_saves_a_run(store):
     runs = list_runs(store)
     assert len(runs) == 1 and runs[0].status == "finished"
     assert len(at.get("plotly_chart")) >= 3  # diagram + loss + weights (+ validation)
+    conflict = [c for c in at.get("plotly_chart") if "Gradient conflict" in c.proto.spec]
+    assert conflict and "grad_cos" not in conflict[0].proto.spec and "embeddings" in conflict[0].proto.spec
+    assert any("Last epoch:" in c.value and "click vs like" in shown(c.value) for c in at.caption)
 
 
 def test_stop_ends_training_quickly_and_keeps_the_run(store):
@@ -179,6 +182,10 @@ def test_runs_page_table_curves_tradeoff_rename_delete(store):
     assert len(at.dataframe[0].value) == 2
     charts = at.get("plotly_chart")
     assert len(charts) >= 3  # curves per task + trade-off
+    at.radio(key="r_view").set_value("gradient conflict").run()  # overlays of the gradient cosines
+    assert not at.exception
+    assert sum("gradient cosine" in c.proto.spec for c in at.get("plotly_chart")) == 3  # one per task pair
+    assert any("below 0" in df.value.columns for df in at.dataframe)
     at.text_input(key=[t.key for t in at.text_input if t.key.startswith("r_name_")][0]).set_value("my best run").run()
     at.button(key="r_rename").click().run()
     assert "my best run" in [r.name for r in list_runs(store)]

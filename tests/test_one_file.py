@@ -47,6 +47,7 @@ def test_the_copies_train_from_the_cli(copy):
     assert out.returncode == 0, out.stderr[-2000:]
     last = json.loads(out.stdout.strip().splitlines()[-1])
     assert last["status"] == "finished" and set(last["metrics"]) == {"click", "like", "dwell"}, last
+    assert list(last["grad"]["by_group"]) == ["embeddings", "bottom"]  # its shared parameters, found unaided
     cfg = json.loads((Path(last["run_dir"]) / "config.json").read_text())
     assert cfg["model"]["arch"] == "my-bottom" and cfg["weighting"] == "my-fixed"
     meta = json.loads((Path(last["run_dir"]) / "meta.json").read_text())

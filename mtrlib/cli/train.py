@@ -78,6 +78,7 @@ def add_train_arguments(p) -> None:
     t.add_argument("--device", choices=DEVICES, help="auto (CUDA, then MPS, then CPU) or a device")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--log-every", type=int, help="steps between progress events (default 10)")
+    add_gradient_arguments(t)
     o = p.add_argument_group("output")
     o.add_argument("--config", metavar="FILE", help="TrainConfig JSON; flags override its settings")
     o.add_argument("--save-config", metavar="FILE", help="write the resolved config to FILE and exit without training")
@@ -85,6 +86,16 @@ def add_train_arguments(p) -> None:
     o.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
     o.add_argument("--name", help="a name for the run (default: model + settings + time)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_gradient_arguments(group) -> None:
+    """Where gradient methods take the tasks' gradients, and the gradient-conflict telemetry."""
+    from mtrlib.config import GRAD_SPACES
+    group.add_argument("--grad-space", choices=GRAD_SPACES,
+                       help="gradient methods: per-task gradients on every parameter more than one task uses "
+                            "(params, default) or on the shared representation (rep: cheaper)")
+    group.add_argument("--no-grad-telemetry", dest="grad_telemetry", action="store_false", default=None,
+                       help="do not measure the cosines between the tasks' gradients every --log-every steps")
 
 
 def add_knob_flags(group, knobs) -> None:
@@ -173,7 +184,8 @@ def build_config(args):
                               ("optimizer", cfg, "optimizer"), ("weight_decay", cfg, "weight_decay"),
                               ("early_stop", cfg, "early_stop_task"), ("patience", cfg, "patience"),
                               ("device", cfg, "device"), ("seed", cfg, "seed"), ("log_every", cfg, "log_every"),
-                              ("name", cfg, "name")):
+                              ("name", cfg, "name"), ("grad_space", cfg, "grad_space"),
+                              ("grad_telemetry", cfg, "grad_telemetry")):
         val = getattr(args, attr, None)
         if val is not None:
             setattr(target, key, val)
@@ -290,7 +302,7 @@ def cmd_train(args) -> int:
            "metrics": {t: {k: v for k, v in ms.items()} for t, ms in result.metrics.items()},
            "samples_per_s": result.samples_per_s, "run_id": writer.id if path else None, "name": writer.name,
            "saved": path is not None, "reason": result.reason, "baseline": result.baseline,
-           "elapsed": result.elapsed}
+           "elapsed": result.elapsed, "grad": result.grad}
     if writer.error:
         out["error"] = writer.error
     print(json.dumps(json_clean(out)), flush=True)

@@ -6,6 +6,12 @@ backpropagation unless a method acts on the per-task gradients themselves). The 
 the effective weight of each task for the history. User weights (the what-if knob) multiply
 every method's own weights; a task with user weight 0 is left out of the method's own balancing.
 
+A gradient method (`needs_task_gradients = True`, mtrlib.weighting._torchjd.GradientMethod)
+reads the step's per-task gradients from `ctx.grads` (mtrlib.gradients.TaskGradients) and
+writes the combined direction as the parameters' gradient. `combine` must depend on the model
+only through the losses: the gradient telemetry derives the last task's gradient from the
+step's own by linearity when `backward` is the default.
+
 A subclass in its own module of this package that sets `name` is registered by discovery
 (`mtrlib.weighting.WEIGHTINGS`). It describes itself: `label`, `paper`, `order` and a nested
 `Options` dataclass of its own knobs (declared with `mtrlib.registry.knob`), which the config,
@@ -14,6 +20,7 @@ the CLI, URLs and the Train page derive their controls from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +31,17 @@ class StepContext:
     gradnorm_layer: list[nn.Parameter]  # where per-task gradient norms are compared (the model's gradnorm_layer())
     step: int
     epoch: int
+    # per-task gradients of this step on the shared parameters or representation, computed on
+    # first use (mtrlib.gradients.TaskGradients); None outside the trainer
+    grads: Any = None
+    model: nn.Module | None = None  # the model being trained, and this step's batch (mtrlib.steps.Batch)
+    batch: Any = None
+
+    def losses_again(self) -> torch.Tensor:
+        """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
+        with torch.no_grad():
+            b = self.batch
+            return self.model.task_losses(self.model(b.user, b.item), b.labels, b.mask)
 
 
 class Weighting(nn.Module):
@@ -32,6 +50,10 @@ class Weighting(nn.Module):
     paper = ""
     order = 100
     Options = None  # dataclass of this method's own knobs
+    # True for a method that combines the tasks' gradients (it reads ctx.grads): each step then
+    # costs one backward pass per task, and data-parallel training must give it every task's
+    # gradient (or refuse it). False for a method that only weights the losses.
+    needs_task_gradients = False
 
     def __init__(self, task_names: list[str], user_weights: dict[str, float], options=None, lr: float = 0.01):
         super().__init__()
@@ -53,6 +75,9 @@ class Weighting(nn.Module):
     def backward(self, total: torch.Tensor, losses: torch.Tensor, ctx: StepContext) -> None:
         """Fill the parameters' .grad for this step (plain backpropagation of `total`)."""
         total.backward()
+
+    def after_step(self, ctx: StepContext) -> None:
+        """Called after the optimiser step (FAMO updates its weights from the new losses)."""
 
     def effective(self) -> torch.Tensor:
         """Effective weight per task [T] (user weight x method weight), used in the loss."""

@@ -120,8 +120,13 @@ def test_journey1_cold_start_train_defaults_live_curves(app_url, page):
     grown, _ = poll(lambda: (lk := look())[0] > first and lk[1] and lk, 60,
                     what=f"the loss chart to grow beyond {first} points while training")
     assert grown > first
+    # the gradient-conflict chart is live too: its cosines appear while the job still runs
+    poll(lambda: plot_points(page, "Gradient conflict") > 0 and progress_text(page), 90,
+         what="the gradient-conflict chart's first points while training")
 
     wait_finished(page)
+    # 8 epochs x 47 steps, measured every 10 steps: 37 cosines per (group, task pair), 2 groups x 3 pairs
+    assert plot_points(page, "Gradient conflict") >= 6 * 30
     elapsed = time.monotonic() - t0
     titles = plot_titles(page)
     assert any("Validation AUC per task" in t for t in titles), titles
