@@ -126,8 +126,8 @@ def network(cfg: ModelConfig, tasks: list[str]) -> go.Figure:
     tasks = tasks or ["task"]
     cls = arch_class(cfg)
     c = Canvas(width=cls.diagram_width(cfg, tasks), tasks=list(tasks))
-    c.box(c.width / 2, 0.3, c.width * 0.9, 0.4, f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""),
-          "input")
+    from .models.history import draw_input  # the embeddings, and the history block beside them
+    draw_input(c, cfg, f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""))
     cls.draw(c, cfg)
     T = len(tasks)
     for x, t in zip(c.task_x, tasks):
@@ -146,4 +146,18 @@ def network(cfg: ModelConfig, tasks: list[str]) -> go.Figure:
     fig.update_yaxes(visible=False, range=[0, 5])
     fig.update_layout(title=f"{cls.label} network", height=340,
                       margin=dict(l=5, r=5, t=40, b=5), plot_bgcolor="white", showlegend=False)
+    return fig
+
+
+def history_weights(df: pd.DataFrame, title: str) -> go.Figure:
+    """Horizontal bars: each past item's weight in one item's score (mtrlib.behaviour.recent_history),
+    most recent at the top; positive weights pull the score up, negative ones (DIN) push it down."""
+    label = df["title"] if "title" in df.columns else df["item_id"]
+    names = [f"{n}. {str(t)[:40]}" for n, t in zip(df["#"], label)]
+    w = df["weight"].to_numpy(dtype=float) if "weight" in df.columns else np.zeros(len(df))
+    fig = go.Figure(go.Bar(x=w, y=names, orientation="h", marker_color=np.where(w >= 0, PALETTE[0], PALETTE[3]),
+                           hovertemplate="%{y}<br>weight %{x:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=max(220, 40 + 22 * len(df)), margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="weight in this item's score", showlegend=False)
     return fig

@@ -17,12 +17,13 @@ import torch
 
 from .config import TrainConfig, validate, weighting_options
 from .data import Dataset, EncodedExamples
+from .data.history import history_of
 from .device import (DENORMAL_FIX, available_devices, cpu_compute, float_state, resolve_device,
                      scrub_denormals)
 from .metrics import popularity_baseline, task_metrics
 from .models import MultiTaskModel, build_model
 from .prepare import Prepared, load_dataset, prepare
-from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, shuffled_batches, snapshot
+from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, forward, shuffled_batches, snapshot
 from .weighting import StepContext, make_weighting
 
 EVAL_BATCH = 65536
@@ -81,7 +82,8 @@ def predict(model: MultiTaskModel, data: EncodedExamples, batch: int = EVAL_BATC
     """Predictions [N, T] (probabilities / values), in large batches."""
     was = model.training
     model.eval()
-    out = [model.predict(model(data.user[s:s + batch], data.item[s:s + batch])) for s in range(0, len(data), batch)]
+    out = [model.predict(forward(model, data.user[s:s + batch], data.item[s:s + batch], history_of(data, slice(s, s + batch))))
+           for s in range(0, len(data), batch)]
     model.train(was)
     if not out:
         return np.zeros((0, len(model.tasks)), np.float32)
@@ -139,7 +141,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
         window.start_epoch()
         ep_t = clock.now()
         for batch in shuffled_batches(tr, perm, mask, int(cfg.batch_size)):
-            losses = model.task_losses(model(batch.user, batch.item), batch.labels, batch.mask)
+            losses = model.task_losses(forward(model, batch.user, batch.item, batch.history), batch.labels, batch.mask)
             ctx = StepContext(layer, step, epoch)
             total = weighting.combine(losses, ctx)
             if (why := guard.check_step(total, losses, step + 1)) is not None:

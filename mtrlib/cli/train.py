@@ -63,6 +63,7 @@ def add_train_arguments(p) -> None:
     m.add_argument("--towers", metavar="SIZES", help="tower layer sizes, e.g. 32")
     m.add_argument("--emb-dim", type=int, help="embedding dimension (default 16)")
     m.add_argument("--dropout", type=float, help="dropout rate")
+    add_history_arguments(p)
     t = p.add_argument_group("training")
     t.add_argument("--weighting", choices=WEIGHTINGS, help="task weighting method (default fixed): " + ", ".join(
         f"{w} = {c.label}" for w, c in WEIGHTING_CLASSES.items()))
@@ -85,6 +86,37 @@ def add_train_arguments(p) -> None:
     o.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
     o.add_argument("--name", help="a name for the run (default: model + settings + time)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_history_arguments(p) -> None:
+    """The history block's flags (mtrlib.data.history, mtrlib.models.history)."""
+    from mtrlib.data.history import MAX_HISTORY, ORDERS
+    from mtrlib.models.history import HISTORY_ENCODERS
+    h = p.add_argument_group("user history (the user's last L interactions as a feature)")
+    h.add_argument("--history", type=int, metavar="L",
+                   help=f"read each user's last L interactions before each example (1..{MAX_HISTORY}; default: none)")
+    h.add_argument("--history-encoder", choices=list(HISTORY_ENCODERS), help="how the history is read (default mean): "
+                   + ", ".join(f"{n} = {c.label} ({c.paper})" for n, c in HISTORY_ENCODERS.items()))
+    h.add_argument("--history-task", metavar="TASK", help="keep only past items where this binary task is 1 "
+                                                           "(e.g. liked); default: every interaction")
+    h.add_argument("--history-order", choices=ORDERS, help="what 'before' means: time (the timestamp, default) or "
+                                                            "file (the row order of the file, for data without a timestamp)")
+
+
+def history_settings(args, m) -> None:
+    """--history* flags into the ModelConfig `m` (`--history 0` is refused: leave it out for none)."""
+    from mtrlib.data.history import check_length
+    if args.history is not None:
+        if args.history < 1:
+            raise DataError(f"--history {args.history}: a history needs at least 1 past interaction.",
+                            fix="e.g. --history 50, or leave --history out to train without a history")
+        check_length(args.history)
+        m.history = args.history
+    for attr, key in (("history_encoder", "history_encoder"), ("history_task", "history_task"),
+                      ("history_order", "history_order")):
+        val = getattr(args, attr, None)
+        if val is not None:
+            setattr(m, key, val)
 
 
 def add_knob_flags(group, knobs) -> None:
@@ -190,6 +222,7 @@ def build_config(args):
                 setattr(target, kf.name, parse_sizes(val, kf.knob.flag) if kf.base_type is list else val)
     if args.towers is not None:
         m.towers = parse_sizes(args.towers, "--towers")
+    history_settings(args, m)
     if args.weights is not None:
         cfg.weights = parse_task_values(args.weights, "task weight")
     return cfg
