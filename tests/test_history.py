@@ -365,3 +365,16 @@ def test_diagram_shows_the_history_block():
     assert "history" not in texts(charts.network(m, ["click", "like"]))
     m.history, m.history_encoder, m.history_task = 50, "din", "like"
     assert "history L=50 · DIN · like=1" in texts(charts.network(m, ["click", "like"]))
+
+
+def test_din_scores_a_catalogue_grid_as_its_pairs(tiny_history):
+    """Scoring users x items with DIN computes each user's history once (matrix products over the
+    grid): the same outputs as the pairs one by one."""
+    model = _model(tiny_history, "din", history_attention=[12, 6]).eval()
+    inp = model.input
+    users = torch.tensor([0, 3, 7]).repeat_interleave(10)
+    items = torch.arange(10).repeat(3)
+    with torch.no_grad():
+        grid = inp.encode(users, items, None)
+        pairs = inp.encode(users, items, inp.latest(users))  # an explicit history: the per-pair path
+    assert torch.allclose(grid, pairs, atol=1e-5)

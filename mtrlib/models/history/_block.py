@@ -71,6 +71,10 @@ class HistoryInput(InputLayer):
 
     def encode(self, user, item, history: History | None = None) -> torch.Tensor:
         """[B, history_dim]: the encoder's output for each pair (the user's own history)."""
+        if history is None and self.encoder.target_aware and not torch.is_grad_enabled():
+            out = self._grid_encode(user, item)  # scoring users x items: the pairs form a grid
+            if out is not None:
+                return out
         h = self._history(user, history)
         if self.pooled:
             w = self.encoder.weights(None, h.mask(), None)
@@ -78,6 +82,17 @@ class HistoryInput(InputLayer):
         past, mask = self.past_vectors(h)
         target = self.item_row_vectors(item) if self.encoder.target_aware else None
         return self.encoder(past, mask, target)
+
+    def _grid_encode(self, user, item) -> torch.Tensor | None:
+        """The encoder's output for pairs that (nearly) cover distinct users x distinct items, as
+        scoring asks, computed once per user and item (`grid` of the encoder); None otherwise."""
+        users, ui = torch.unique(user, return_inverse=True)
+        items, ii = torch.unique(item, return_inverse=True)
+        if len(users) * len(items) > 2 * len(user) or not hasattr(self.encoder, "grid"):
+            return None
+        past, mask = self.past_vectors(self.latest(users))
+        out = self.encoder.grid(past, mask, self.item_row_vectors(items))  # [U, I, d]
+        return out[ui, ii]
 
     def weights(self, user, item, history: History | None = None) -> tuple[History, torch.Tensor]:
         """(the history read, [B, L] each past item's weight in the pair's history vector)."""

@@ -67,3 +67,17 @@ class DIN(HistoryEncoder):
 
     def forward(self, past, mask, target):
         return pool(self.weights(past, mask, target), past)  # [B, d]
+
+    def grid_weights(self, past, mask, targets):
+        """[U, I, L]: the weights of every user (past [U, L, d], mask [U, L]) x every target
+        (targets [I, d]), by matrix products (scoring a catalogue: no [U*I, L, d] block)."""
+        U, L, d = past.shape
+        h = self.wh.out_features
+        bil = (past.unsqueeze(2) * self.wp.weight).reshape(U, L * h, d) @ targets.t()  # [U, L*h, I]
+        a = bil.view(U, L, h, -1) + self.wh(past).unsqueeze(-1) + self.wq(targets).t()  # [U, L, h, I]
+        w = self.unit(a.permute(0, 3, 1, 2)).squeeze(-1)  # [U, I, L]
+        return w.masked_fill(~mask.unsqueeze(1), 0.0)
+
+    def grid(self, past, mask, targets):
+        """[U, I, d]: `forward` for every user x every target."""
+        return self.grid_weights(past, mask, targets) @ past  # [U, I, L] @ [U, L, d]
