@@ -54,6 +54,21 @@ def tiny_prep(cfg: TrainConfig):
 
 # -- page tests (streamlit.testing.v1.AppTest) ---------------------------------------------------
 
+def app(cfg: TrainConfig | None = None, page: str | None = None):
+    """The app in AppTest (with `cfg` as the session's setup), switched to `page`, run once."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    if cfg is not None:
+        at.session_state["cfg"] = cfg
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
 def shown(markdown: str) -> str:
     """What a reader sees: user text is markdown-escaped by the pages (pages._shared.plain)."""
     return str(markdown).replace("\\", "")

@@ -6,25 +6,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mtrlib.config import TrainConfig
 from mtrlib.runs import default_store, list_runs, train_and_save
 from mtrlib.train import prepare
 
-from _mtr import PAGES, shown, tiny_cfg, wait_job
+from _mtr import PAGES, app, shown, tiny_cfg, wait_job
 
 ROOT = Path(__file__).resolve().parents[1]
 ML = ROOT.parent / "shared" / "data" / "ml-latest-small"
-
-
-def app(cfg: TrainConfig | None = None, page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    if cfg is not None:
-        at.session_state["cfg"] = cfg
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def saved_run(store, arch="mmoe", epochs=2):

@@ -1,26 +1,9 @@
 """The history block on the pages (AppTest): the Train page's controls train a run that reads
 a history, and the Recommend page shows the user's recent history with each past item's
 weight in the chosen recommendation's score (DIN target attention)."""
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
-from _mtr import PAGES, tiny_cfg, wait_job
+from _mtr import PAGES, app, tiny_cfg, wait_job
 from mtrlib.runs import list_runs, load_run, train_and_save
 from mtrlib.train import prepare
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def app(cfg=None, page=None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    if cfg is not None:
-        at.session_state["cfg"] = cfg
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _diagram_text(at) -> str:
