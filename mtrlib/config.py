@@ -60,6 +60,7 @@ class _ModelCommon:
     history_encoder: str = "mean"
     history_task: str | None = None
     history_order: str = "time"
+    history_pool: str = "train"  # "train+val": test examples also read the validation period before them
 
 
 def _weighting_prefix(name: str) -> str:
@@ -238,11 +239,15 @@ HISTORY_ENCODER_LABELS = {n: c.label for n, c in HISTORY_ENCODERS.items()}
 def check_history_settings(m, task_names: list[str] | None = None) -> list[str]:
     """The history block's settings (mtrlib.data.history; what the data must hold is checked
     when it is prepared): length, encoder, order, task; the chosen encoder's own rules."""
-    from .data.history import ORDERS, check_length
+    from .data.history import ORDERS, POOLS, check_length
     check_length(m.history)
     if m.history_order not in ORDERS:
         raise DataError(f"Unknown history order '{m.history_order}'.",
                         fix="use 'time' (the timestamp) or 'file' (the file's row order stands for time)")
+    if m.history_pool not in POOLS:
+        raise DataError(f"Unknown history pool '{m.history_pool}'.",
+                        fix="use 'train' (only training interactions) or 'train+val' (test examples also read "
+                            "the validation interactions before them)")
     if m.history_encoder not in HISTORY_ENCODERS:
         raise DataError(f"Unknown history encoder '{m.history_encoder}'.",
                         fix=f"choose one of: {', '.join(HISTORY_ENCODERS)}")

@@ -91,6 +91,7 @@ def test_no_history_holds_a_later_or_held_out_interaction(split, order, task):
     """The leakage test: brute force over every logged row, then the property on the events."""
     ds = small_data()
     prep = prepare(history_cfg(split, length=4, task=task, order=order), ds)
+    assert prep.space.history.pool == "train"
     f = prep.examples.frame
     n_logged = int((~f["sampled"].to_numpy()).sum())
     assert _table_items(prep, range(n_logged)) == _brute_force(prep, 4, order, task)
@@ -119,6 +120,29 @@ def test_no_history_holds_a_later_or_held_out_interaction(split, order, task):
         origin = f["origin"].to_numpy()[idx]
         assert torch.equal(h.items, prep.train.table.items[origin].long())
         assert torch.equal(h.lengths, prep.train.table.lengths[origin].long())
+
+
+@pytest.mark.parametrize("split", ["temporal", "random"])
+def test_a_train_val_pool_adds_only_earlier_validation_rows_to_test_histories(split):
+    """history_pool='train+val': a test row's history also holds the validation rows before it;
+    training and validation rows keep the training pool; no test row is ever in a history."""
+    ds = small_data(seed=2)
+    cfg = history_cfg(split, length=6)
+    cfg.model.history_pool = "train+val"
+    prep = prepare(cfg, ds)
+    f = prep.examples.frame
+    n_logged = int((~f["sampled"].to_numpy()).sum())
+    users, when = prep.space.user_rows(f["user_id"])[:n_logged], _when(prep)[:n_logged]
+    train, val, test = (set(int(r) for r in idx if r < n_logged) for idx in (prep.split.train, prep.split.val,
+                                                                             prep.split.test))
+    item = f["item_id"].to_numpy()
+    got = _table_items(prep, range(n_logged))
+    for r in range(n_logged):
+        pool = train | val if r in test else train
+        past = sorted((when[p], p) for p in pool if users[p] == users[r] and when[p] < when[r])
+        assert got[r] == [item[p] for _, p in past[::-1][:6]], r
+    assert any(got[r] != _brute_force(prep, 6)[r] for r in test)  # the option changes something
+    assert prep.space.history.pool == "train+val"
 
 
 def test_sampled_negatives_share_their_positives_history(tiny_history):
@@ -259,7 +283,7 @@ def test_a_run_keeps_the_latest_histories_and_old_runs_still_open(store):
     assert has_history(run)
     assert np.array_equal(run.space.history.items, prep.space.history.items)
     meta = json.loads((writer.path / "space.json").read_text())
-    assert meta["history"] == {"length": 8, "task": None, "order": "time"}
+    assert meta["history"] == {"length": 8, "task": None, "order": "time", "pool": "train"}
     uid = run.users.index[int(np.argmax(prep.space.history.lengths))]
     with torch.no_grad():
         u = torch.tensor([run.space.user_rows([uid])[0]] * 3)
@@ -295,6 +319,7 @@ def test_history_without_timestamps_needs_the_file_order():
     (dict(history=-1), "negative"), (dict(history=100_000), "too long"), (dict(history=2.5), "whole number"),
     (dict(history=5, history_encoder="lstm"), "Unknown history encoder"),
     (dict(history=5, history_order="clock"), "Unknown history order"),
+    (dict(history=5, history_pool="all"), "Unknown history pool"),
     (dict(history=5, history_task="nope"), "not one of the tasks"),
     (dict(history=5, history_encoder="din", history_attention=[]), "at least one hidden layer"),
     (dict(history=5, history_encoder="sasrec", history_heads=3), "divide the embedding"),

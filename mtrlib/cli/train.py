@@ -90,7 +90,7 @@ def add_train_arguments(p) -> None:
 
 def add_history_arguments(p) -> None:
     """The history block's flags (mtrlib.data.history, mtrlib.models.history)."""
-    from mtrlib.data.history import MAX_HISTORY, ORDERS
+    from mtrlib.data.history import MAX_HISTORY, ORDERS, POOLS
     from mtrlib.models.history import HISTORY_ENCODERS
     h = p.add_argument_group("user history (the user's last L interactions as a feature)")
     h.add_argument("--history", type=int, metavar="L",
@@ -99,6 +99,8 @@ def add_history_arguments(p) -> None:
                    + ", ".join(f"{n} = {c.label} ({c.paper})" for n, c in HISTORY_ENCODERS.items()))
     h.add_argument("--history-task", metavar="TASK", help="keep only past items where this binary task is 1 "
                                                            "(e.g. liked); default: every interaction")
+    h.add_argument("--history-pool", choices=POOLS, help="what a test example's history holds: train (the "
+                   "training interactions before it, default) or train+val (also the validation ones before it)")
     h.add_argument("--history-order", choices=ORDERS, help="what 'before' means: time (the timestamp, default) or "
                                                             "file (the row order of the file, for data without a timestamp)")
 
@@ -113,7 +115,7 @@ def history_settings(args, m) -> None:
         check_length(args.history)
         m.history = args.history
     for attr, key in (("history_encoder", "history_encoder"), ("history_task", "history_task"),
-                      ("history_order", "history_order")):
+                      ("history_order", "history_order"), ("history_pool", "history_pool")):
         val = getattr(args, attr, None)
         if val is not None:
             setattr(m, key, val)

@@ -33,6 +33,10 @@ from .encode import EncodedExamples, FeatureSpace
 from .errors import DataError
 
 ORDERS = ("time", "file")  # what "before" means: by timestamp, or by the row's position in the file
+# what a *test* example's history may hold besides the training interactions before it: nothing
+# (the default, the issue's protocol), or also the validation interactions before it ("train+val":
+# at test time the validation period is past; training and validation examples never read it)
+POOLS = ("train", "train+val")
 MAX_HISTORY = 500  # longest history this tool builds (L x logged rows int32 cells are kept in memory)
 
 
@@ -75,6 +79,7 @@ class UserHistory:
     lengths: np.ndarray  # int32 [n_users]
     task: str | None = None  # only past items where this binary task is 1 (None: every interaction)
     order: str = "time"
+    pool: str = "train"  # POOLS
 
     @property
     def length(self) -> int:
@@ -85,12 +90,12 @@ class UserHistory:
                 "history.lengths": torch.as_tensor(self.lengths, dtype=torch.int32)}
 
     def to_meta(self) -> dict:
-        return {"length": self.length, "task": self.task, "order": self.order}
+        return {"length": self.length, "task": self.task, "order": self.order, "pool": self.pool}
 
     @classmethod
     def from_meta(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "UserHistory":
         return cls(items=arrays["history.items"].astype(np.int32), lengths=arrays["history.lengths"].astype(np.int32),
-                   task=meta.get("task"), order=meta.get("order", "time"))
+                   task=meta.get("task"), order=meta.get("order", "time"), pool=meta.get("pool", "train"))
 
 
 @dataclass
@@ -137,10 +142,7 @@ def check_length(length) -> None:
 
 def check_history(ds, tasks, length: int, task: str | None, order: str) -> None:
     """Refuse a history the data cannot give, with the fix (before anything is built)."""
-    check_length(length)
-    if order not in ORDERS:
-        raise DataError(f"Unknown history order '{order}'.",
-                        fix="use 'time' (the timestamp) or 'file' (the file's row order stands for time)")
+    check_length(length)  # (the order's name and the encoder are settings: mtrlib.config checks them)
     if order == "time" and not ds.has_timestamp:
         raise DataError("History needs a timestamp column (to know what came before), and this data has none.",
                         fix="map one, or use --split random with --history-order file "
@@ -211,26 +213,39 @@ def _items_of(events: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
 
 
 def build_history(ex, sp, space: FeatureSpace, enc: EncodedExamples, length: int, task: str | None = None,
-                  order: str = "time") -> tuple[HistoryTable, UserHistory, np.ndarray]:
+                  order: str = "time", pool: str = "train") -> tuple[HistoryTable, UserHistory, np.ndarray]:
     """(table: one history per logged row, the users' latest histories, each example's table row).
 
-    `ex` / `sp` / `enc`: the prepared Examples, Split and encoded examples (all rows, frame order)."""
+    `ex` / `sp` / `enc`: the prepared Examples, Split and encoded examples (all rows, frame order).
+    `pool`: see POOLS (with "train+val" the latest histories hold the validation period too)."""
     frame = ex.frame
     sampled = frame["sampled"].to_numpy()
     n_logged = int((~sampled).sum())
     assert not sampled[:n_logged].any(), "logged rows come first in Examples"
     user = enc.user.numpy()[:n_logged]
     item = enc.item.numpy()[:n_logged]
-    in_pool = np.zeros(n_logged, bool)
-    in_pool[sp.train[sp.train < n_logged]] = True
+    keep = np.ones(n_logged, bool)
     if task is not None:
         j = ex.task_names.index(task)
-        in_pool &= ex.labels[:n_logged, j] == 1  # NaN (unobserved) is not 1
-    events, lengths, latest, latest_len = history_events(user, _order_key(frame, n_logged, order), in_pool,
-                                                         int(length), space.users.n)
+        keep = ex.labels[:n_logged, j] == 1  # NaN (unobserved) is not 1
+    when = _order_key(frame, n_logged, order)
+    events, lengths, latest, latest_len = history_events(user, when, _rows(sp.train, n_logged) & keep, int(length),
+                                                         space.users.n)
+    if pool == "train+val":  # test rows (and recommendations) also read the validation rows before them
+        wide = (_rows(sp.train, n_logged) | _rows(sp.val, n_logged)) & keep
+        ev, ln, latest, latest_len = history_events(user, when, wide, int(length), space.users.n)
+        test = sp.test[sp.test < n_logged]
+        events[test], lengths[test] = ev[test], ln[test]
     table = HistoryTable(torch.as_tensor(_items_of(events, item)), torch.as_tensor(lengths))
-    users = UserHistory(_items_of(latest, item), latest_len, task=task, order=order)
+    users = UserHistory(_items_of(latest, item), latest_len, task=task, order=order, pool=pool)
     return table, users, frame["origin"].to_numpy().astype(np.int64)
+
+
+def _rows(idx: np.ndarray, n_logged: int) -> np.ndarray:
+    """bool [n_logged]: the logged rows among example indices `idx`."""
+    out = np.zeros(n_logged, bool)
+    out[idx[idx < n_logged]] = True
+    return out
 
 
 def with_history(cfg_model, ex, sp, space: FeatureSpace, enc: EncodedExamples, ds, tasks) -> HistoryExamples:
@@ -238,10 +253,11 @@ def with_history(cfg_model, ex, sp, space: FeatureSpace, enc: EncodedExamples, d
     `space.history` (each user's latest); returns `enc` with every example's history row."""
     m = cfg_model
     check_history(ds, tasks, m.history, m.history_task, m.history_order)
-    table, users, rows = build_history(ex, sp, space, enc, m.history, m.history_task, m.history_order)
+    table, users, rows = build_history(ex, sp, space, enc, m.history, m.history_task, m.history_order,
+                                       m.history_pool)
     space.history = users
     return attach(enc, table, torch.as_tensor(rows, dtype=torch.long))
 
 
 __all__ = ["History", "HistoryTable", "UserHistory", "HistoryExamples", "attach", "history_of", "build_history",
-           "history_events", "with_history", "check_history", "check_length", "ORDERS", "MAX_HISTORY"]
+           "history_events", "with_history", "check_history", "check_length", "ORDERS", "POOLS", "MAX_HISTORY"]
