@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...data.errors import DataError
@@ -73,10 +74,15 @@ class DIN(HistoryEncoder):
         (targets [I, d]), by matrix products (scoring a catalogue: no [U*I, L, d] block)."""
         U, L, d = past.shape
         h = self.wh.out_features
-        bil = (past.unsqueeze(2) * self.wp.weight).reshape(U, L * h, d) @ targets.t()  # [U, L*h, I]
-        a = bil.view(U, L, h, -1) + self.wh(past).unsqueeze(-1) + self.wq(targets).t()  # [U, L, h, I]
-        w = self.unit(a.permute(0, 3, 1, 2)).squeeze(-1)  # [U, I, L]
-        return w.masked_fill(~mask.unsqueeze(1), 0.0)
+        a = ((past.unsqueeze(2) * self.wp.weight).reshape(U, L * h, d) @ targets.t()).view(U, L, h, -1)
+        a += self.wh(past).unsqueeze(-1)  # [U, L, h, I]: the unit's first layer, the targets last
+        a += self.wq(targets).t()
+        for layer in self.unit:  # the rest of the unit over the h axis (no [U, I, L, h] copy)
+            if isinstance(layer, nn.Linear):
+                a = torch.matmul(layer.weight, a) + layer.bias[:, None]
+            else:
+                a = F.leaky_relu(a, SLOPE, inplace=True)
+        return a.squeeze(2).transpose(1, 2).masked_fill(~mask.unsqueeze(1), 0.0)  # [U, I, L]
 
     def grid(self, past, mask, targets):
         """[U, I, d]: `forward` for every user x every target."""
