@@ -42,10 +42,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from mtrlib.recommend import rank_eval  # noqa: E402
-from mtrlib.runs import train_and_save  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mtrlib.recommend import _in_sorted, _mask_seen, _seen_csr, _task_index, _transform, rank_eval, topk_metrics  # noqa: E402
+from mtrlib.runs import RunWriter, load_run, train_and_save  # noqa: E402
+from mtrlib.scoring import iter_scores  # noqa: E402
 from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
-from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.train import evaluate, prepare, train  # noqa: E402
 
 TASKS = ("watched", "liked")
 ENCODERS = ("none", "mean", "din", "sasrec")
@@ -67,23 +71,84 @@ def config(enc: str, features: str, seed: int, settings: dict, epochs: int):
     return cfg
 
 
-def one_run(cfg, prep, ndcg: bool) -> dict:
-    """Train (saved to a temporary store when NDCG is asked for: rank_eval reads a run)."""
+def ndcg10(run_path) -> dict[str, float]:
+    """NDCG@10 of each task's full ranking of its test positives, from ONE scoring pass: what
+    `mtrlib.recommend.rank_eval(run, task=t)` computes task by task (candidates: every item the
+    user met in neither training nor validation; averaged over users with a test positive).
+    DIN scores every (user, item) pair with its own attention, so one pass instead of two
+    halves the cost; `check_ndcg10` compares it with rank_eval once per benchmark run."""
+    run = load_run(run_path)
+    te, n_i = run.test, run.n_items
+    seen = run.seen_keys()
+    indptr, seen_items = _seen_csr(run, keys=seen)
+    per = {}
+    for t in TASKS:
+        j = _task_index(run, t)
+        pos = te["mask"][:, j] & (te["labels"][:, j] == 1)
+        keys = np.unique(te["user"][pos].astype(np.int64) * n_i + te["item"][pos].astype(np.int64))
+        keys = keys[~_in_sorted(keys, seen)]
+        per[t] = (j, keys, np.bincount(keys // n_i, minlength=run.n_users))
+    users = np.unique(np.concatenate([k // n_i for _, k, _ in per.values()]))
+    sums = dict.fromkeys(TASKS, 0.0)
+    for lo, hi, preds in iter_scores(run.model, users, None):
+        rows = users[lo:hi]
+        tr = _transform(run.model, preds)
+        for t, (j, keys, n_pos) in per.items():
+            has = n_pos[rows] > 0
+            if not has.any():
+                continue
+            S = tr[..., j][torch.as_tensor(has)]
+            _mask_seen(S, rows[has], indptr, seen_items)
+            top = torch.topk(S, 10, dim=1).indices.cpu().numpy()
+            sums[t] += float(topk_metrics(top, rows[has], keys, n_pos[rows[has]], n_i, (10,))["ndcg@10"].sum())
+    return {t: sums[t] / max(1, int((per[t][2] > 0).sum())) for t in TASKS}
+
+
+def check_ndcg10(run_path, got: dict) -> None:
+    """`ndcg10` must agree with the library's rank_eval (run once, on the first saved run)."""
+    for t in TASKS:
+        ref = rank_eval(run_path, task=t)["model"]["ndcg@10"]
+        assert abs(ref - got[t]) < 1e-6, (t, ref, got[t])
+
+
+def one_run(cfg, prep, prep_wide=None, ndcg: bool = False, check: bool = False) -> dict:
+    """Train; with `prep_wide` (the same data with history_pool='train+val') also the test metrics
+    when test examples read the validation period too (the same trained model); with `ndcg` the
+    NDCG@10 of each task under each pool (saved to a temporary store: a ranking reads a run)."""
     t0 = time.perf_counter()
     out: dict = {}
-    if ndcg:
-        with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d:
+        if ndcg:
             res, writer = train_and_save(cfg, prep, store=d)
-            t1 = time.perf_counter()
-            for t in TASKS:
-                out[f"ndcg@10/{t}"] = rank_eval(writer.path, task=t)["model"]["ndcg@10"]
-            out["rank_seconds"] = time.perf_counter() - t1
-    else:
-        res = train(cfg, prep)
+        else:
+            res = train(cfg, prep)
+        t1 = time.perf_counter()
+        if ndcg:
+            got = ndcg10(writer.path)
+            if check:
+                check_ndcg10(writer.path, got)
+            out.update({f"ndcg@10/{t}": v for t, v in got.items()})
+        if prep_wide is not None:
+            wide = evaluate(res.model, prep_wide.test, prep_wide.tasks)
+            out["test_trainval"] = {t: wide[t]["auc"] for t in TASKS}
+            if ndcg:  # the same weights, with the latest histories of the wider pool
+                w2 = RunWriter(cfg_wide(cfg), prep_wide, store=d)
+                w2.finish(res)
+                out.update({f"ndcg@10_trainval/{t}": v for t, v in ndcg10(w2.path).items()})
+        out["rank_seconds"] = time.perf_counter() - t1
     out.update({"status": res.status, "seconds": time.perf_counter() - t0, "samples_per_s": res.samples_per_s,
                 "val": {t: res.val_metrics[t]["auc"] for t in TASKS},
                 "test": {t: res.metrics[t]["auc"] for t in TASKS}})
     return out
+
+
+def cfg_wide(cfg):
+    """The same config with test examples also reading the validation period (history_pool)."""
+    from mtrlib.config import TrainConfig
+    wide = TrainConfig.from_dict(cfg.to_dict())
+    if wide.model.history:
+        wide.model.history_pool = "train+val"
+    return wide
 
 
 def _load(path: Path) -> dict:
@@ -112,7 +177,7 @@ def select(args) -> dict:
             if key not in preps:
                 preps.clear()
                 preps[key] = prepare(cfg, ds)
-            r = one_run(cfg, preps[key], ndcg=False)
+            r = one_run(cfg, preps[key])
             r["settings"] = settings
             results[name] = r
             C.save_json(SELECT_PATH, {"results": results})
@@ -150,13 +215,18 @@ def grid(args, chosen: dict) -> dict:
                 key = (cfg.model.history, cfg.model.history_task)
                 if key not in prep_for:
                     prep_for.clear()
-                    prep_for[key] = prepare(cfg, ds)
-                r = one_run(cfg, prep_for[key], ndcg=True)
+                    prep_for[key] = (prepare(cfg, ds), prepare(cfg_wide(cfg), ds) if enc != "none" else None)
+                prep, wide = prep_for[key]
+                r = one_run(cfg, prep, wide, ndcg=True, check=not results)
+                if enc == "none":  # no history: both pools are the same model on the same inputs
+                    r["test_trainval"] = dict(r["test"])
+                    r.update({f"ndcg@10_trainval/{t}": r[f"ndcg@10/{t}"] for t in TASKS})
                 r.update({"encoder": enc, "features": features, "seed": seed, "settings": chosen})
                 results[f"{enc}|{features}|{seed}"] = r
                 C.save_json(GRID_PATH, {"results": results})
                 _log(f"  {enc:6s} {features:6s} seed {seed}: test {r['test']['watched']:.4f} / {r['test']['liked']:.4f}"
-                     f"  ndcg@10 {r['ndcg@10/watched']:.4f} / {r['ndcg@10/liked']:.4f}  ({r['seconds']:.0f}s)")
+                     f"  ndcg@10 {r['ndcg@10/watched']:.4f} / {r['ndcg@10/liked']:.4f}  (train+val: "
+                     f"{r['test_trainval']['watched']:.4f} / {r['test_trainval']['liked']:.4f})  ({r['seconds']:.0f}s)")
     return results
 
 
@@ -186,56 +256,60 @@ def speed(args, chosen: dict) -> dict:
 
 # -- report -------------------------------------------------------------------------------------------------
 
+POOLS = {"train": ("test", "ndcg@10"), "train+val": ("test_trainval", "ndcg@10_trainval")}
+
+
+def _metric(r: dict, pool: str, kind: str, t: str) -> float:
+    auc_key, ndcg_key = POOLS[pool]
+    return r["val"][t] if kind == "val" else r[auc_key][t] if kind == "auc" else r[f"{ndcg_key}/{t}"]
+
+
 def report(results: dict, chosen: dict, spd: dict | None) -> dict:
-    cells, lines = {}, []
-    metrics = [("test", t) for t in TASKS] + [("ndcg", t) for t in TASKS]
+    """Per pool (train: the issue's protocol; train+val: test examples also read the validation
+    period), per encoder x features: mean and 95% interval over seeds, the paired difference to
+    no history. The cell held against the targets is the one with the best validation AUC."""
+    metrics = [("auc", t) for t in TASKS] + [("ndcg", t) for t in TASKS]
+    runs = [r for r in results.values() if isinstance(r, dict) and "encoder" in r]
 
-    def values(enc, feat, kind, t):
-        rs = sorted((r for r in results.values() if r["encoder"] == enc and r["features"] == feat), key=lambda r: r["seed"])
-        return [r["seed"] for r in rs], [r["test"][t] if kind == "test" else r[f"ndcg@10/{t}"] for r in rs]
+    def series(enc, feat):
+        return sorted((r for r in runs if r["encoder"] == enc and r["features"] == feat), key=lambda r: r["seed"])
 
-    lines.append("| history | features | watched AUC | liked AUC | NDCG@10 watched | NDCG@10 liked | samples/s vs none |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for feat in FEATURES:
-        for enc in ENCODERS:
-            seeds, _ = values(enc, feat, "test", "watched")
-            if not seeds:
-                continue
-            cell = {}
-            for kind, t in metrics:
-                _, v = values(enc, feat, kind, t)
-                cell[f"{kind}/{t}"] = mean_ci(v)
-                if enc != "none":
-                    s0, v0 = values("none", feat, kind, t)
-                    common = sorted(set(s0) & set(seeds))
-                    if len(common) >= 2:
-                        a = [v0[s0.index(s)] for s in common]
-                        b = [v[seeds.index(s)] for s in common]
-                        d = paired_difference(a, b)
-                        cell[f"diff/{kind}/{t}"] = d
-                        cell[f"verdict/{kind}/{t}"] = verdict(d)
-            ratio = spd["ratio"].get(enc) if spd and feat == "genres" else None
-            cells[f"{enc}|{feat}"] = cell
-            lines.append(f"| {enc} | {'ids + genres' if feat == 'genres' else '+ text'} | "
-                         + " | ".join(str(cell[f"{k}/{t}"]) for k, t in metrics)
-                         + f" | {f'{ratio:.2f}x' if ratio else '-'} |")
-    print("\n".join(lines), file=sys.stderr)
-    best = None
-    for key, cell in cells.items():
-        if key.startswith("none|"):
-            continue
-        w, lk = cell["test/watched"].mean, cell["test/liked"].mean
-        if best is None or w + lk > best[1]:
-            best = (key, w + lk)
-    met = None
-    if best:
-        c, base = cells[best[0]], cells.get("none|" + best[0].split("|")[1], {})
-        met = {"cell": best[0], "watched": c["test/watched"].mean >= TARGET["watched"],
-               "liked": c["test/liked"].mean >= TARGET["liked"],
-               "ndcg_above_no_history": all(c[f"ndcg/{t}"].mean > base[f"ndcg/{t}"].mean for t in TASKS) if base else None}
-    return {"cells": {k: {m: (v.pair() if hasattr(v, "pair") else v) for m, v in c.items()} for k, c in cells.items()},
-            "chosen": chosen, "speed": spd and {"ratio": spd["ratio"], "samples_per_s": spd["samples_per_s"]},
-            "targets": TARGET, "best": met}
+    out: dict = {"chosen": chosen, "targets": TARGET,
+                 "speed": spd and {"ratio": spd["ratio"], "samples_per_s": spd["samples_per_s"]}, "pools": {}}
+    for pool in POOLS:
+        cells, lines = {}, [f"pool {pool}:", "| history | features | watched AUC | liked AUC | NDCG@10 watched | "
+                            "NDCG@10 liked | val AUC (mean) | samples/s vs none |", "|---|---|---|---|---|---|---|---|"]
+        for feat in FEATURES:
+            base = {r["seed"]: r for r in series("none", feat)}
+            for enc in ENCODERS:
+                rs = series(enc, feat)
+                if not rs:
+                    continue
+                cell = {f"{k}/{t}": mean_ci([_metric(r, pool, k, t) for r in rs]) for k, t in metrics}
+                cell["val"] = mean_ci([statistics.mean(r["val"][t] for t in TASKS) for r in rs])
+                common = [r for r in rs if r["seed"] in base]
+                if enc != "none" and len(common) >= 2:
+                    for k, t in metrics:
+                        d = paired_difference([_metric(base[r["seed"]], pool, k, t) for r in common],
+                                              [_metric(r, pool, k, t) for r in common])
+                        cell[f"diff/{k}/{t}"], cell[f"verdict/{k}/{t}"] = d, verdict(d)
+                ratio = spd["ratio"].get(enc) if spd and feat == "genres" else None
+                cells[f"{enc}|{feat}"] = cell
+                lines.append(f"| {enc} | {'ids + genres' if feat == 'genres' else '+ text'} | "
+                             + " | ".join(str(cell[f"{k}/{t}"]) for k, t in metrics)
+                             + f" | {cell['val']} | {f'{ratio:.2f}x' if ratio else '-'} |")
+        print("\n".join(lines), file=sys.stderr)
+        hist = {k: c for k, c in cells.items() if not k.startswith("none|")}
+        met = None
+        if hist:
+            key = max(hist, key=lambda k: hist[k]["val"].mean)  # chosen on validation, never on test
+            c, b = hist[key], cells.get("none|" + key.split("|")[1], {})
+            met = {"cell": key, "watched": c["auc/watched"].mean >= TARGET["watched"],
+                   "liked": c["auc/liked"].mean >= TARGET["liked"],
+                   "ndcg_above_no_history": bool(b) and all(c[f"ndcg/{t}"].mean > b[f"ndcg/{t}"].mean for t in TASKS)}
+        out["pools"][pool] = {"cells": {k: {m: (v.pair() if hasattr(v, "pair") else v) for m, v in c.items()}
+                                        for k, c in cells.items()}, "best_on_validation": met}
+    return out
 
 
 def main() -> None:
