@@ -133,8 +133,8 @@ def network(cfg: ModelConfig, tasks: list[str], retrieval: list[str] | tuple = (
     cls = arch_class(cfg)
     c = Canvas(width=cls.diagram_width(cfg, ranking), tasks=list(ranking))
     total = c.width + RETRIEVAL_WIDTH * len(retrieval)
-    c.box(total / 2, 0.3, total * 0.9, 0.4,
-          f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""), "input")
+    from .models.history import draw_input  # the embeddings, and the history block beside them
+    draw_input(c, cfg, f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""), width=total)
     cls.draw(c, cfg)
     T = len(ranking)
     for x, t in zip(c.task_x, ranking):
@@ -224,4 +224,18 @@ def conflict(runs: dict[str, pd.DataFrame], x: str = "epoch", pair: str | None =
                               dash=DASHES[(g_i if multi else 0 if pair else p_i) % len(DASHES)])))
     fig.update_layout(title=title, xaxis_title=x, yaxis_title="cosine", **LAYOUT)
     fig.update_yaxes(range=[-1.05, 1.05])
+    return fig
+
+
+def history_weights(df: pd.DataFrame, title: str) -> go.Figure:
+    """Horizontal bars: each past item's weight in one item's score (mtrlib.behaviour.recent_history),
+    most recent at the top; positive weights pull the score up, negative ones (DIN) push it down."""
+    label = df["title"] if "title" in df.columns else df["item_id"]
+    names = [f"{n}. {str(t)[:40]}" for n, t in zip(df["#"], label)]
+    w = df["weight"].to_numpy(dtype=float) if "weight" in df.columns else np.zeros(len(df))
+    fig = go.Figure(go.Bar(x=w, y=names, orientation="h", marker_color=np.where(w >= 0, PALETTE[0], PALETTE[3]),
+                           hovertemplate="%{y}<br>weight %{x:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=max(220, 40 + 22 * len(df)), margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="weight in this item's score", showlegend=False)
     return fig

@@ -15,6 +15,7 @@ from .data.errors import DataError
 from .data.world import WorldConfig
 from .models import ARCHITECTURES
 from .models.retrieval import Retrieval, RetrievalOptions
+from .models.history import HISTORY_ENCODERS, PREFIX as _HISTORY_PREFIX
 from .registry import (check_knob_rule, check_knob_type, is_int as _is_int, is_number as _is_number, knob_fields,
                        merge_knobs, options_of)
 from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
@@ -54,6 +55,14 @@ class _ModelCommon:
     text_features: bool = False
     text_dim: int = 16  # projection of the language-model vector (sum needs text_dim == emb_dim)
     text_combine: str = "sum"
+    # the user's last `history` interactions as a feature (0 = off; mtrlib.data.history), read by
+    # the encoder `history_encoder` (mtrlib.models.history), optionally only where the binary task
+    # `history_task` is 1, "before" by timestamp ("time") or by the row order of the file ("file")
+    history: int = 0
+    history_encoder: str = "mean"
+    history_task: str | None = None
+    history_order: str = "time"
+    history_pool: str = "train"  # "train+val": test examples also read the validation period before them
 
 
 def _weighting_prefix(name: str) -> str:
@@ -64,7 +73,9 @@ def _weighting_prefix(name: str) -> str:
 # and every weighting method's Options as `<method>_<knob>` (e.g. gradnorm_alpha)
 # (+ the retrieval task's towers, mtrlib.models.retrieval: set whichever architecture is chosen)
 MODEL_KNOBS = merge_knobs([(f"{c.__module__}.{c.__name__}", knob_fields(c.Options)) for c in ARCHITECTURES.values()]
-                          + [("mtrlib.models.retrieval.RetrievalOptions", knob_fields(RetrievalOptions))])
+                          + [("mtrlib.models.retrieval.RetrievalOptions", knob_fields(RetrievalOptions))]
+                          + [(f"{c.__module__}.{c.__name__}", knob_fields(c.Options, _HISTORY_PREFIX))
+                             for c in HISTORY_ENCODERS.values()])  # history encoders: history_<knob>
 WEIGHTING_KNOBS = merge_knobs([(f"{c.__module__}.{c.__name__}", knob_fields(c.Options, _weighting_prefix(w)))
                                for w, c in _WEIGHTING_CLASSES.items()])
 TOWER_SIZES = ("towers", "tower layer")
@@ -74,7 +85,8 @@ def knob_owners(name: str) -> list[tuple[type, object]]:
     """(class, its Knob) for every architecture / weighting method that declares config field `name`."""
     out = []
     for prefix_of, classes in ((lambda c: "", ARCHITECTURES), (lambda c: _weighting_prefix(c.name), _WEIGHTING_CLASSES),
-                               (lambda c: "", {"retrieval": Retrieval})):
+                               (lambda c: "", {"retrieval": Retrieval}),
+                               (lambda c: _HISTORY_PREFIX, HISTORY_ENCODERS)):
         for c in classes.values():
             for kf in knob_fields(c.Options, prefix_of(c)):
                 if kf.name == name:
@@ -230,6 +242,34 @@ def _layer_lists(m) -> list[tuple[str, list]]:
     return out + [(TOWER_SIZES[1], m.towers)]
 
 
+HISTORY_ENCODER_LABELS = {n: c.label for n, c in HISTORY_ENCODERS.items()}
+
+
+def check_history_settings(m, task_names: list[str] | None = None) -> list[str]:
+    """The history block's settings (mtrlib.data.history; what the data must hold is checked
+    when it is prepared): length, encoder, order, task; the chosen encoder's own rules."""
+    from .data.history import ORDERS, POOLS, check_length
+    check_length(m.history)
+    if m.history_order not in ORDERS:
+        raise DataError(f"Unknown history order '{m.history_order}'.",
+                        fix="use 'time' (the timestamp) or 'file' (the file's row order stands for time)")
+    if m.history_pool not in POOLS:
+        raise DataError(f"Unknown history pool '{m.history_pool}'.",
+                        fix="use 'train' (only training interactions) or 'train+val' (test examples also read "
+                            "the validation interactions before them)")
+    if m.history_encoder not in HISTORY_ENCODERS:
+        raise DataError(f"Unknown history encoder '{m.history_encoder}'.",
+                        fix=f"choose one of: {', '.join(HISTORY_ENCODERS)}")
+    if m.history_task is not None and not isinstance(m.history_task, str):
+        raise DataError(f"The history task must be a task name (got {m.history_task!r}).", fix="e.g. liked")
+    if not m.history:
+        return []
+    if task_names is not None and m.history_task is not None and m.history_task not in task_names:
+        raise DataError(f"The history task '{m.history_task}' is not one of the tasks.",
+                        fix=f"tasks are: {', '.join(task_names)} (or leave --history-task out for every interaction)")
+    return HISTORY_ENCODERS[m.history_encoder].check(m)
+
+
 def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]:
     """Refuse impossible settings before training, with the fix; return warnings for odd ones.
 
@@ -255,6 +295,7 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         if any(s > 4096 for s in sizes):
             raise DataError(f"A {label} of width {max(sizes)} is too wide for this tool.", fix="use at most 4096")
     warn += arch_class(m).check(m)
+    warn += check_history_settings(m, task_names)
     if not 1 <= m.emb_dim <= 512:
         raise DataError(f"Embedding dimension must be 1..512 (got {m.emb_dim}).", fix="e.g. 16")
     for kf in MODEL_KNOBS:

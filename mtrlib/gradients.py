@@ -75,8 +75,10 @@ class SharedParameters:
     @classmethod
     def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> "SharedParameters":
         """Probe a MultiTaskModel on the first `rows` examples of `data` (EncodedExamples)."""
-        u, i, y = data.user[:rows], data.item[:rows], data.labels[:rows]
-        return cls.from_losses(model, lambda: model.task_losses(model(u, i), y, torch.ones_like(y)))
+        from .data.history import history_of
+        from .steps import forward
+        u, i, y, h = data.user[:rows], data.item[:rows], data.labels[:rows], history_of(data, slice(0, rows))
+        return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)))
 
     @classmethod
     def from_losses(cls, model: nn.Module, losses_fn) -> "SharedParameters":

@@ -55,6 +55,9 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
         space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=text_device_for(cfg.device),
                                             progress=text_progress)
     enc = encode_examples(space, ex.frame, ex.labels)
+    if cfg.model.history:  # each example's past interactions; sets space.history (mtrlib.data.history)
+        from .data.history import with_history
+        enc = with_history(cfg.model, ex, sp, space, enc, ds, tasks)
     return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks)
 
 

@@ -4,7 +4,9 @@ same experiment. Only settings that differ from the defaults are written, with s
 from __future__ import annotations
 
 from .config import ARCHS, DEVICES, GRAD_SPACES, MODEL_KNOBS, OPTIMIZERS, WEIGHTING_KNOBS, WEIGHTINGS, TrainConfig
+from .data.history import ORDERS, POOLS
 from .data.split import SPLITS
+from .models.history import HISTORY_ENCODERS
 
 # short key -> (path in the config, type): the common settings here; every architecture's and
 # weighting method's own knobs add theirs from their declarations (knob url=...)
@@ -19,13 +21,16 @@ KEYS: dict[str, tuple[str, type]] = {
     "opt": ("optimizer", str), "lr": ("lr", float), "wd": ("weight_decay", float), "bs": ("batch_size", int), "epochs": ("epochs", int),
     "seed": ("seed", int), "device": ("device", str),
     "gspace": ("grad_space", str), "gtel": ("grad_telemetry", bool),
+    "hist": ("model.history", int), "henc": ("model.history_encoder", str), "htask": ("model.history_task", str),
+    "horder": ("model.history_order", str), "hpool": ("model.history_pool", str),
 }
 for _prefix, _knobs in (("model.", MODEL_KNOBS), ("", WEIGHTING_KNOBS)):
     for _k in _knobs:
         if _k.knob.url:
             KEYS[_k.knob.url] = (_prefix + _k.name, _k.base_type)
 CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "model.arch": ARCHS, "weighting": WEIGHTINGS,
-           "optimizer": OPTIMIZERS, "device": DEVICES, "grad_space": GRAD_SPACES}
+           "optimizer": OPTIMIZERS, "device": DEVICES, "grad_space": GRAD_SPACES,
+           "model.history_encoder": tuple(HISTORY_ENCODERS), "model.history_order": ORDERS, "model.history_pool": POOLS}
 
 
 def _get(obj, path):

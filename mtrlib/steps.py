@@ -28,15 +28,24 @@ class Batch:
     mask: torch.Tensor  # [B, T] float: 1 where the label is observed
     size: int
     last: bool  # the epoch's last batch
+    history: object | None = None  # the examples' past items (mtrlib.data.history.History), if the run has them
 
 
 def shuffled_batches(data, perm: torch.Tensor, mask: torch.Tensor, batch_size: int):
     """One epoch of batches: the tensors are permuted once, then sliced (no per-sample loader)."""
     n = len(perm)
     U, I, Y, M = data.user[perm], data.item[perm], data.labels[perm], mask[perm]
+    H = data.rows[perm] if getattr(data, "table", None) is not None else None  # history table rows
     for b in range(0, n, batch_size):
         yield Batch(U[b:b + batch_size], I[b:b + batch_size], Y[b:b + batch_size], M[b:b + batch_size],
-                    min(batch_size, n - b), b + batch_size >= n)
+                    min(batch_size, n - b), b + batch_size >= n,
+                    None if H is None else data.table.batch(H[b:b + batch_size]))
+
+
+def forward(model, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
+    """The model's raw outputs; `history` is passed only when there is one, so a model without a
+    history block is called exactly as before."""
+    return model(user, item) if history is None else model(user, item, history=history)
 
 
 def diverged_reason(cfg, step: int, task: str | None, what: str) -> str:

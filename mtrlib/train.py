@@ -17,6 +17,7 @@ import torch
 
 from .config import TrainConfig, validate, weighting_options
 from .data import Dataset, EncodedExamples
+from .data.history import history_of
 from .device import (DENORMAL_FIX, available_devices, cpu_compute, float_state, resolve_device,
                      scrub_denormals)
 from .gradients import RepCapture, SharedParameters, TaskGradients
@@ -24,7 +25,7 @@ from .metrics import popularity_baseline, task_metrics
 from .models import MultiTaskModel, build_model
 from .models.retrieval import sampled_recall
 from .prepare import Prepared, load_dataset, prepare
-from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, shuffled_batches, snapshot
+from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, forward, shuffled_batches, snapshot
 from .telemetry import GradientTelemetry, summary as grad_summary
 from .weighting import StepContext, make_weighting
 
@@ -85,7 +86,8 @@ def predict(model: MultiTaskModel, data: EncodedExamples, batch: int = EVAL_BATC
     """Predictions [N, T] (probabilities / values), in large batches."""
     was = model.training
     model.eval()
-    out = [model.predict(model(data.user[s:s + batch], data.item[s:s + batch])) for s in range(0, len(data), batch)]
+    out = [model.predict(forward(model, data.user[s:s + batch], data.item[s:s + batch], history_of(data, slice(s, s + batch))))
+           for s in range(0, len(data), batch)]
     model.train(was)
     if not out:
         return np.zeros((0, len(model.output_tasks)), np.float32)
@@ -149,7 +151,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
         window.start_epoch()
         ep_t = clock.now()
         for batch in shuffled_batches(tr, perm, mask, int(cfg.batch_size)):
-            losses = model.task_losses(model(batch.user, batch.item), batch.labels, batch.mask)
+            losses = model.task_losses(forward(model, batch.user, batch.item, batch.history), batch.labels, batch.mask)
             ctx = StepContext(layer, step, epoch, TaskGradients(shared, losses, reps.take()), model, batch)
             total = weighting.combine(losses, ctx)
             if (why := guard.check_step(total, losses, step + 1)) is not None:

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from mtrlib import charts
+from mtrlib.behaviour import has_history, recent_history
 from mtrlib.recommend import explain as explain_items
 from mtrlib.recommend import fusion_for, fusion_is_zero, held_out, rank_eval, recommend, user_history
 from mtrlib.runs import RunError
@@ -174,7 +175,42 @@ def why_this_item(r, user, top_df: pd.DataFrame | None, weights) -> None:
                         key="rc_contrib")
 
 
+def history_section(r, user: str, top_df: pd.DataFrame | None) -> None:
+    """The user's recent history as the model reads it, and each past item's weight in the score of
+    a chosen recommendation (DIN: target attention, "these past items drove this score")."""
+    st.subheader("Recent history: what drove this score")
+    if not has_history(r):
+        st.caption("This run reads no user history. Switch on *User history* on the Train page (or "
+                   "`--history 50 --history-encoder din`) to see which past items drive a score.")
+        return
+    if top_df is None or top_df.empty:
+        st.caption("No recommendation to explain for this user.")
+        return
+    ids = top_df.attrs.get("item_ids", [])
+    label = top_df["title"] if "title" in top_df.columns else ids
+    picks = {f"{rk}. {t}": i for rk, t, i in zip(top_df["rank"], label, ids)}
+    choice = st.selectbox("Explain recommendation", list(picks), key="rc_hist_pick")
+    try:
+        past = recent_history(r, user, picks[choice])
+    except RunError as e:
+        st.error(plain(e))
+        return
+    if past.empty:
+        st.caption(f"User {plain(user)} has no training history, so only their id and features score items.")
+        return
+    meaning = past.attrs.get("meaning", "")
+    keeps = f" (only items where {past.attrs['task']} = 1)" if past.attrs.get("task") else ""
+    st.caption(f"The last {len(past)} of at most {past.attrs.get('length')} training interactions{keeps}, "
+               f"most recent first. Weights: {meaning}.")
+    a, b = st.columns([1, 1])
+    a.plotly_chart(charts.history_weights(past, f"Past items behind: {choice[:50]}"), key="rc_hist_chart")
+    b.dataframe(past, hide_index=True, key="rc_hist_table",
+                column_config={"#": st.column_config.NumberColumn("#", width="small"),
+                               "weight": st.column_config.NumberColumn("weight", format="%.3f")})
+
+
 why_this_item(run, uid, top, fusion)
+history_section(run, uid, top)
 
 h1, h2 = st.columns(2)
 with h1.expander(f"History of user {plain(uid)}: items met in training"):

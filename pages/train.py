@@ -8,6 +8,9 @@ import streamlit as st
 from mtrlib import charts, telemetry
 from mtrlib.config import (ARCH_LABELS, ARCHS, GRAD_SPACES, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class, validate,
                            weighting_class)
+from mtrlib.data.history import check_history
+from mtrlib.data.tasks import parse_tasks
+from mtrlib.models.history import HISTORY_ENCODERS, PREFIX as HISTORY_PREFIX
 from mtrlib.registry import knob_fields
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
@@ -85,6 +88,42 @@ def knob_widgets(obj, knobs: list, prefix: str = "t_") -> None:
             knob_widget(obj, kf, key)
 
 
+HISTORY_LENGTHS = [5, 10, 20, 50, 100, 200]
+
+
+def history_controls(m, ds, tasks) -> None:
+    """The history block (mtrlib.data.history): the user's last L interactions, read by an
+    encoder whose output joins the input row of every architecture. Off by default."""
+    on = widget(st.toggle, "User history: the last L interactions", "t_hist_on", lambda: m.history > 0,
+                help="Each example also reads what the user did just before it (only training interactions, "
+                     "never a held-out one). At recommendation time: the user's latest training history.")
+    if not on:
+        m.history = 0
+        return
+    if not m.history:
+        m.history = 50
+    widget(st.select_slider, "History length L", "t_hist", lambda: m.history, lambda v: setattr(m, "history", int(v)),
+           options=HISTORY_LENGTHS)
+    enc = widget(st.selectbox, "History encoder", "t_henc", lambda: m.history_encoder,
+                 lambda v: setattr(m, "history_encoder", v), options=list(HISTORY_ENCODERS),
+                 format_func=lambda n: f"{HISTORY_ENCODERS[n].label} ({HISTORY_ENCODERS[n].paper})" if n in HISTORY_ENCODERS
+                 else n)
+    if enc in HISTORY_ENCODERS:
+        knob_widgets(m, knob_fields(HISTORY_ENCODERS[enc].Options, HISTORY_PREFIX))
+    binary = [None] + [t.name for t in tasks if t.is_binary]
+    if m.history_task not in binary:
+        m.history_task = None
+    widget(st.selectbox, "History keeps", "t_htask", lambda: m.history_task, lambda v: setattr(m, "history_task", v),
+           options=binary, format_func=lambda t: "every interaction" if t is None else f"only items where {t} = 1")
+    orders = ["time", "file"] if ds.has_timestamp else ["file"]
+    if m.history_order not in orders:
+        m.history_order = orders[0]
+    widget(st.radio, "Before means", "t_horder", lambda: m.history_order, lambda v: setattr(m, "history_order", v),
+           options=orders, horizontal=True,
+           format_func=lambda o: "earlier timestamp" if o == "time" else "earlier row of the file",
+           help=None if ds.has_timestamp else "This data has no timestamp: the file's row order stands for time.")
+
+
 with knobs:
     st.subheader("Network")
     widget(st.radio, "Architecture", "t_arch", lambda: m.arch, lambda v: setattr(m, "arch", v), options=list(ARCHS),
@@ -103,6 +142,11 @@ with knobs:
            help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
                 "The first use encodes every item once (cached afterwards). The projection learns "
                 "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
+    try:
+        specs = parse_tasks(task_list(ds))
+    except DataError:
+        specs = []
+    history_controls(m, ds, specs)
 
     st.subheader("Task weights")
     wm = widget(st.selectbox, "Weighting method", "t_weighting", lambda: c.weighting,
@@ -159,6 +203,8 @@ problem = None
 try:
     for w in validate(copy.deepcopy(c), names):
         st.warning(w)
+    if m.history:  # what the data must hold for a history (a timestamp, a binary history task)
+        check_history(ds, specs, m.history, m.history_task, m.history_order)
 except DataError as e:
     problem = str(e)
 

@@ -70,6 +70,9 @@ def app_test(cfg: TrainConfig | None = None, page: str | None = None):
     return at
 
 
+app = app_test  # the short name the history tests use
+
+
 def shown(markdown: str) -> str:
     """What a reader sees: user text is markdown-escaped by the pages (pages._shared.plain)."""
     return str(markdown).replace("\\", "")

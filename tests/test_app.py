@@ -9,8 +9,7 @@ from streamlit.testing.v1 import AppTest
 from mtrlib.runs import default_store, list_runs, train_and_save
 from mtrlib.train import prepare
 
-from _mtr import PAGES, shown, tiny_cfg, wait_job
-from _mtr import app_test as app
+from _mtr import PAGES, app, shown, tiny_cfg, wait_job
 
 ROOT = Path(__file__).resolve().parents[1]
 ML = ROOT.parent / "shared" / "data" / "ml-latest-small"

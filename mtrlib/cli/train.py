@@ -63,6 +63,7 @@ def add_train_arguments(p) -> None:
     m.add_argument("--towers", metavar="SIZES", help="tower layer sizes, e.g. 32")
     m.add_argument("--emb-dim", type=int, help="embedding dimension (default 16)")
     m.add_argument("--dropout", type=float, help="dropout rate")
+    add_history_arguments(p)
     t = p.add_argument_group("training")
     t.add_argument("--weighting", choices=WEIGHTINGS, help="task weighting method (default fixed): " + ", ".join(
         f"{w} = {c.label}" for w, c in WEIGHTING_CLASSES.items()))
@@ -96,6 +97,39 @@ def add_gradient_arguments(group) -> None:
                             "(params, default) or on the shared representation (rep: cheaper)")
     group.add_argument("--no-grad-telemetry", dest="grad_telemetry", action="store_false", default=None,
                        help="do not measure the cosines between the tasks' gradients every --log-every steps")
+
+
+def add_history_arguments(p) -> None:
+    """The history block's flags (mtrlib.data.history, mtrlib.models.history)."""
+    from mtrlib.data.history import MAX_HISTORY, ORDERS, POOLS
+    from mtrlib.models.history import HISTORY_ENCODERS
+    h = p.add_argument_group("user history (the user's last L interactions as a feature)")
+    h.add_argument("--history", type=int, metavar="L",
+                   help=f"read each user's last L interactions before each example (1..{MAX_HISTORY}; default: none)")
+    h.add_argument("--history-encoder", choices=list(HISTORY_ENCODERS), help="how the history is read (default mean): "
+                   + ", ".join(f"{n} = {c.label} ({c.paper})" for n, c in HISTORY_ENCODERS.items()))
+    h.add_argument("--history-task", metavar="TASK", help="keep only past items where this binary task is 1 "
+                                                           "(e.g. liked); default: every interaction")
+    h.add_argument("--history-pool", choices=POOLS, help="what a test example's history holds: train (the "
+                   "training interactions before it, default) or train+val (also the validation ones before it)")
+    h.add_argument("--history-order", choices=ORDERS, help="what 'before' means: time (the timestamp, default) or "
+                                                            "file (the row order of the file, for data without a timestamp)")
+
+
+def history_settings(args, m) -> None:
+    """--history* flags into the ModelConfig `m` (`--history 0` is refused: leave it out for none)."""
+    from mtrlib.data.history import check_length
+    if args.history is not None:
+        if args.history < 1:
+            raise DataError(f"--history {args.history}: a history needs at least 1 past interaction.",
+                            fix="e.g. --history 50, or leave --history out to train without a history")
+        check_length(args.history)
+        m.history = args.history
+    for attr, key in (("history_encoder", "history_encoder"), ("history_task", "history_task"),
+                      ("history_order", "history_order"), ("history_pool", "history_pool")):
+        val = getattr(args, attr, None)
+        if val is not None:
+            setattr(m, key, val)
 
 
 def add_knob_flags(group, knobs) -> None:
@@ -202,6 +236,7 @@ def build_config(args):
                 setattr(target, kf.name, parse_sizes(val, kf.knob.flag) if kf.base_type is list else val)
     if args.towers is not None:
         m.towers = parse_sizes(args.towers, "--towers")
+    history_settings(args, m)
     if args.weights is not None:
         cfg.weights = parse_task_values(args.weights, "task weight")
     return cfg

@@ -133,6 +133,7 @@ class FeatureSpace:
     users: SideTable
     items: SideTable
     item_text: np.ndarray | None = None  # float32 [n_items, D] language-model vectors (optional)
+    history: object | None = None  # UserHistory (mtrlib.data.history): each user's latest history (optional)
 
     @classmethod
     def fit(cls, ds: Dataset, train_frame: pd.DataFrame, use_features: bool = True) -> "FeatureSpace":
@@ -149,23 +150,35 @@ class FeatureSpace:
         return pd.Index(self.items.ids).get_indexer(pd.Index([str(i) for i in ids]))
 
     def describe(self) -> dict:
-        return {"users": self.users.describe(), "items": self.items.describe(),
-                "text_dim": 0 if self.item_text is None else int(self.item_text.shape[1])}
+        out = {"users": self.users.describe(), "items": self.items.describe(),
+               "text_dim": 0 if self.item_text is None else int(self.item_text.shape[1])}
+        if self.history is not None:
+            out["history"] = {"length": self.history.length}
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {**self.users.tensors("users"), **self.items.tensors("items")}
         if self.item_text is not None:
             out["items.text"] = torch.as_tensor(self.item_text, dtype=torch.float32)
+        if self.history is not None:
+            out.update(self.history.tensors())
         return out
 
     def to_meta(self) -> dict:
-        return {"users": self.users.to_meta(), "items": self.items.to_meta()}
+        out = {"users": self.users.to_meta(), "items": self.items.to_meta()}
+        if self.history is not None:
+            out["history"] = self.history.to_meta()
+        return out
 
     @classmethod
     def from_meta(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "FeatureSpace":
+        history = None
+        if "history" in meta:  # runs trained with a history (older runs have none)
+            from .history import UserHistory
+            history = UserHistory.from_meta(meta["history"], arrays)
         return cls(users=SideTable.from_meta(meta["users"], arrays, "users"),
                    items=SideTable.from_meta(meta["items"], arrays, "items"),
-                   item_text=arrays.get("items.text"))
+                   item_text=arrays.get("items.text"), history=history)
 
 
 @dataclass

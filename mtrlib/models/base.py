@@ -85,6 +85,9 @@ class MultiTaskModel(nn.Module):
     # -- what an architecture provides --------------------------------------------------------
     def make_input(self, desc, tables) -> InputLayer:
         c = self.cfg
+        if getattr(c, "history", 0):  # the user's past items join the input (mtrlib.models.history)
+            from .history._block import HistoryInput
+            return HistoryInput(desc, tables, c)
         return InputLayer(desc, tables, c.emb_dim, c.text_features, c.text_dim, c.text_combine)
 
     def make_towers(self, in_dims: list[int]) -> nn.ModuleList:
@@ -93,16 +96,19 @@ class MultiTaskModel(nn.Module):
     def body(self, x: torch.Tensor) -> Body:
         raise NotImplementedError
 
-    def input_row(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def input_row(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
         """x, the row `body` reads for each (user, item) pair: the input layer's output (the
-        module is `self.input`, a name kept for saved weights; `inspect` reports x as 'input')."""
-        return self.input(user, item)
+        module is `self.input`, a name kept for saved weights; `inspect` reports x as 'input').
+        `history`: each pair's past items (mtrlib.data.history.History), for a model with a
+        history block; None there means each user's latest training history."""
+        return self.input(user, item) if history is None else self.input(user, item, history)
 
     def split_input(self) -> InputLayer | None:
         """The input layer whose row `body` reads, so that a caller may feed the body
         `user_part(u) + item_part(i)` in a factorised form (mtrlib.scoring does); None where
-        `inputs` builds the body's input some other way."""
-        return self.input
+        `inputs` builds the body's input some other way (or a target-aware history block
+        makes the row depend on the pair)."""
+        return self.input if getattr(self.input, "factorised", True) else None
 
     def gradnorm_layer(self) -> list[nn.Parameter]:
         """The parameters W where GradNorm compares per-task gradient norms: the last layer all
@@ -110,9 +116,9 @@ class MultiTaskModel(nn.Module):
         raise NotImplementedError
 
     # -- the common part -------------------------------------------------------------------------
-    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def forward(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
         """Raw outputs [B, T]: logits for binary tasks, standardised values for regression."""
-        b = self.body(self.input_row(user, item))
+        b = self.body(self.input_row(user, item) if history is None else self.input_row(user, item, history))
         return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)
 
     def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -166,9 +172,9 @@ class MultiTaskModel(nn.Module):
 
     # -- for the dashboard -----------------------------------------------------------------------
     @torch.no_grad()
-    def inspect(self, user: torch.Tensor, item: torch.Tensor) -> dict[str, torch.Tensor]:
+    def inspect(self, user: torch.Tensor, item: torch.Tensor, history=None) -> dict[str, torch.Tensor]:
         """Representations for a batch: 'input', 'shared', 'task:<name>', 'gate:<name>'."""
-        x = self.input_row(user, item)
+        x = self.input_row(user, item) if history is None else self.input_row(user, item, history)
         b = self.body(x)
         out = {"input": x}
         if b.shared is not None:

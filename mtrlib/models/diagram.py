@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 INPUT_TOP = 0.5
 TOWER_BOTTOM = 2.9
 COLOURS = {"input": "#d9e8f5", "shared": "#fde2c8", "specific": "#e6d5f0", "gate": "#fff3b0",
-           "tower": "#d7f0d2", "head": "#ffffff", "extra": "#dff5f3"}
+           "tower": "#d7f0d2", "head": "#ffffff", "extra": "#dff5f3", "history": "#f9d5e5"}
 
 
 @dataclass

@@ -34,9 +34,10 @@ class SingleTask(MultiTaskModel):
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)
 
-    def input_row(self, user, item):
-        # each task sees its own embeddings: stack along a new leading axis
-        return torch.stack([inp(user, item) for inp in self.inputs_], 0)  # [T, B, d_in]
+    def input_row(self, user, item, history=None):
+        # each task sees its own embeddings (and history block): stack along a new leading axis
+        args = (user, item) if history is None else (user, item, history)
+        return torch.stack([inp(*args) for inp in self.inputs_], 0)  # [T, B, d_in]
 
     def split_input(self):
         return None  # one input row per task, stacked: not one row to split
@@ -44,8 +45,8 @@ class SingleTask(MultiTaskModel):
     def body(self, x):
         return Body(tower_inputs=[bot(x[k]) for k, bot in enumerate(self.bottoms)])
 
-    def inspect(self, user, item):
-        out = super().inspect(user, item)
+    def inspect(self, user, item, history=None):
+        out = super().inspect(user, item, history)
         out["input"] = out["input"][0]
         return out
 

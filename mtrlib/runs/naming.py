@@ -13,6 +13,8 @@ def model_summary(cfg: TrainConfig) -> str:
     s = cls.summary(cfg.model) if cls is not None else cfg.model.arch
     if cfg.model.text_features:
         s += " +text"
+    if cfg.model.history:
+        s += f" +history {cfg.model.history_encoder} {cfg.model.history}"
     return s
 
 
@@ -40,4 +42,6 @@ def settings_of(cfg: TrainConfig) -> dict:
         "text_features": m.text_features, "weighting": cfg.weighting, "weights": dict(cfg.weights),
         "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size, "epochs": cfg.epochs, "seed": cfg.seed,
         "split": d.split, "negatives": d.negatives, "source": d.source, "use_features": d.use_features,
+        "history": m.history, "history_encoder": m.history_encoder if m.history else None,
+        "history_task": m.history_task if m.history else None,
     }

@@ -1,0 +1,45 @@
+"""History encoders: how the model reads a user's past items, one small file each, found by
+discovery (like the architectures).
+
+Every module here that defines a `HistoryEncoder` subclass with its own `name` is registered
+in `HISTORY_ENCODERS` (ordered by `order`); the history block (`_block.HistoryInput`) joins the
+encoder's output to the input row, so every architecture can use it. To add an encoder, add
+a file: a subclass with `name`, `label`, `paper`, `Options` (its knobs, config fields
+`history_<knob>`), `forward(past, mask, target)` and `weights(past, mask, target)`.
+"""
+from __future__ import annotations
+
+from ...registry import discover
+from ._base import HistoryEncoder
+
+HISTORY_ENCODERS: dict[str, type[HistoryEncoder]] = discover(__name__, HistoryEncoder, "name")
+PREFIX = "history_"  # an encoder's knob `heads` is the config field `history_heads`
+
+
+def encoder_class(name: str) -> type[HistoryEncoder]:
+    return HISTORY_ENCODERS[name]
+
+
+def history_caption(cfg) -> str | None:
+    """'history L=50 · DIN' (+ ' · liked=1'), or None without a history."""
+    if not getattr(cfg, "history", 0):
+        return None
+    cls = HISTORY_ENCODERS.get(cfg.history_encoder)
+    text = f"history L={cfg.history} · {cls.short if cls else cfg.history_encoder}"
+    return text + (f" · {cfg.history_task}=1" if cfg.history_task else "")
+
+
+def draw_input(c, cfg, embeddings: str, width: float | None = None) -> None:
+    """The diagram's input row (mtrlib.charts.network): the embeddings box, and beside it the
+    history block, whose output joins the row every architecture reads. `width`: the row's
+    width when it spans more than the architecture (a retrieval task's towers beside it)."""
+    w = c.width if width is None else width
+    caption = history_caption(cfg)
+    if caption is None:
+        c.box(w / 2, 0.3, w * 0.9, 0.4, embeddings, "input")
+        return
+    c.box(w * 0.31, 0.3, w * 0.56, 0.4, embeddings, "input")
+    c.box(w * 0.77, 0.3, w * 0.34, 0.4, caption, "history")
+
+
+__all__ = ["HISTORY_ENCODERS", "HistoryEncoder", "PREFIX", "encoder_class", "history_caption", "draw_input"]
