@@ -11,7 +11,8 @@ from mtrlib.registry import knob_fields
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
 from mtrlib.train import available_devices
-from pages._shared import boot, cfg, current_dataset, explain, halt, plain, store, task_list, task_names, widget
+from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, plain, store, task_list,
+                           task_names, widget)
 
 boot()
 c = cfg()
@@ -37,6 +38,7 @@ st.caption(f"Data: **{plain(ds.name)}** · tasks: " + plain(", ".join(task_list(
 
 job = st.session_state.get("job")
 busy = job is not None and job.active
+expert = not classroom()  # classroom mode hides the expert-only controls (the config keeps their values)
 knobs, view = st.columns([1, 1.35], gap="large")
 
 
@@ -84,22 +86,24 @@ with knobs:
     st.subheader("Network")
     widget(st.radio, "Architecture", "t_arch", lambda: m.arch, lambda v: setattr(m, "arch", v), options=list(ARCHS),
            format_func=lambda a: ARCH_LABELS[a], horizontal=True)
-    widget(st.select_slider, "Embedding dimension", "t_emb", lambda: m.emb_dim, lambda v: setattr(m, "emb_dim", v),
-           options=[4, 8, 16, 32, 64, 128])
-    knob_widgets(m, knob_fields(arch_class(m).Options))
-    m.towers = sizes_editor("Tower", "t_towers", m.towers)
-    widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
-           lambda v: setattr(m, "text_features", v),
-           help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
-                "The first use encodes every item once (cached afterwards). The projection learns "
-                "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
+    if expert:
+        widget(st.select_slider, "Embedding dimension", "t_emb", lambda: m.emb_dim, lambda v: setattr(m, "emb_dim", v),
+               options=[4, 8, 16, 32, 64, 128])
+        knob_widgets(m, knob_fields(arch_class(m).Options))
+        m.towers = sizes_editor("Tower", "t_towers", m.towers)
+        widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
+               lambda v: setattr(m, "text_features", v),
+               help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
+                    "The first use encodes every item once (cached afterwards). The projection learns "
+                    "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
 
     st.subheader("Task weights")
     wm = widget(st.selectbox, "Weighting method", "t_weighting", lambda: c.weighting,
                 lambda v: setattr(c, "weighting", v), options=list(WEIGHTINGS),
                 format_func=lambda x: WEIGHTING_LABELS[x])
     method = weighting_class(wm)
-    knob_widgets(c, knob_fields(method.Options, method.name.replace("-", "_") + "_"))
+    if expert:
+        knob_widgets(c, knob_fields(method.Options, method.name.replace("-", "_") + "_"))
     for t in names:
         widget(st.slider, f"weight: {t}", f"t_w_{t}", lambda t=t: float(c.weights.get(t, 1.0)),
                lambda v, t=t: c.weights.__setitem__(t, float(v)), min_value=0.0, max_value=5.0, step=0.1)
@@ -108,19 +112,21 @@ with knobs:
     st.subheader("Training")
     a, b = st.columns(2)
     with a:
-        widget(st.selectbox, "Optimiser", "t_opt", lambda: c.optimizer, lambda v: setattr(c, "optimizer", v),
-               options=list(OPTIMIZERS))
-        widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
-               options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
-        widget(st.select_slider, "Weight decay (L2)", "t_wd", lambda: c.weight_decay,
-               lambda v: setattr(c, "weight_decay", v), options=[0.0, 1e-5, 1e-4, 3e-4, 1e-3, 1e-2],
-               format_func=lambda v: "off" if v == 0 else f"{v:g}",
-               help="Shrinks rarely-seen embeddings; the main guard against overfitting here.")
+        if expert:
+            widget(st.selectbox, "Optimiser", "t_opt", lambda: c.optimizer, lambda v: setattr(c, "optimizer", v),
+                   options=list(OPTIMIZERS))
+            widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
+                   options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+            widget(st.select_slider, "Weight decay (L2)", "t_wd", lambda: c.weight_decay,
+                   lambda v: setattr(c, "weight_decay", v), options=[0.0, 1e-5, 1e-4, 3e-4, 1e-3, 1e-2],
+                   format_func=lambda v: "off" if v == 0 else f"{v:g}",
+                   help="Shrinks rarely-seen embeddings; the main guard against overfitting here.")
         widget(st.number_input, "Epochs", "t_epochs", lambda: c.epochs, lambda v: setattr(c, "epochs", int(v)),
                min_value=1, max_value=1000)
     with b:
-        widget(st.select_slider, "Batch size", "t_bs", lambda: c.batch_size, lambda v: setattr(c, "batch_size", v),
-               options=[1, 32, 128, 256, 512, 1024, 2048, 4096, 8192])
+        if expert:
+            widget(st.select_slider, "Batch size", "t_bs", lambda: c.batch_size, lambda v: setattr(c, "batch_size", v),
+                   options=[1, 32, 128, 256, 512, 1024, 2048, 4096, 8192])
         split_opts = ["random", "temporal", "cold-items"] if ds.has_timestamp else ["random", "cold-items"]
         if c.data.split not in split_opts:
             c.data.split = "random"
@@ -130,9 +136,11 @@ with knobs:
         devs = ["auto"] + available_devices()
         if c.device not in devs:
             c.device = "auto"
-        widget(st.selectbox, "Device", "t_device", lambda: c.device, lambda v: setattr(c, "device", v), options=devs)
-    widget(st.number_input, "Seed", "t_seed", lambda: c.seed, lambda v: setattr(c, "seed", int(v)),
-           min_value=0, max_value=10**6)
+        if expert:
+            widget(st.selectbox, "Device", "t_device", lambda: c.device, lambda v: setattr(c, "device", v), options=devs)
+    if expert:
+        widget(st.number_input, "Seed", "t_seed", lambda: c.seed, lambda v: setattr(c, "seed", int(v)),
+               min_value=0, max_value=10**6)
 
 problem = None
 try:
@@ -142,7 +150,7 @@ except DataError as e:
     problem = str(e)
 
 with view:
-    st.plotly_chart(charts.network(m, names), key="t_net")
+    chart(charts.network(m, names), key="t_net")
     if problem:
         st.error(plain(problem))
     b1, b2, b3 = st.columns([1, 1, 2])
@@ -195,24 +203,23 @@ def live() -> None:
     palette = charts.task_colours(tnames)
     if not steps.empty:
         a, b = st.columns(2)
-        a.plotly_chart(charts.curves({"run": steps}, [f"loss/{t}" for t in tnames], "Training loss per task",
-                                     x="epoch", colours=palette), key="t_loss")
-        b.plotly_chart(charts.curves({"run": steps}, [f"weight/{t}" for t in tnames], "Effective task weights",
-                                     x="epoch", colours=palette), key="t_weights")
+        chart(charts.curves({"run": steps}, [f"loss/{t}" for t in tnames], "Training loss per task",
+                            x="epoch", colours=palette), key="t_loss", where=a)
+        chart(charts.task_weights(steps, tnames, palette), key="t_weights", where=b)
     if not epochs.empty:
         cols = [col for col in epochs.columns if col.startswith("val/") and col.endswith(("/auc", "/rmse"))]
         a, b = st.columns(2)
-        a.plotly_chart(charts.curves({"run": epochs}, [x for x in cols if x.endswith("/auc")],
-                                     "Validation AUC per task", x="epoch", colours=palette), key="t_auc")
+        chart(charts.curves({"run": epochs}, [x for x in cols if x.endswith("/auc")],
+                            "Validation AUC per task", x="epoch", colours=palette), key="t_auc", where=a)
         reg = [x for x in cols if x.endswith("/rmse")]
         if reg:
-            b.plotly_chart(charts.curves({"run": epochs}, reg, "Validation RMSE", x="epoch", colours=palette), key="t_rmse")
+            chart(charts.curves({"run": epochs}, reg, "Validation RMSE", x="epoch", colours=palette), key="t_rmse", where=b)
         elif not steps.empty:
-            b.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
-                           key="t_sps")
+            chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
+                  key="t_sps", where=b)
     elif not steps.empty:
-        st.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
-                        key="t_sps2")
+        chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
+              key="t_sps2")
     if j.result is not None and not j.active:
         r = j.result
         rows = []
@@ -223,7 +230,7 @@ def live() -> None:
             row["popularity auc" if "auc" in ms else "popularity rmse"] = base.get("auc", base.get("rmse"))
             rows.append(row)
         st.caption(f"Test metrics · {r.samples_per_s:,.0f} samples/s · {r.elapsed:.1f} s")
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.dataframe(charts.metrics_table(rows), hide_index=True)
         st.page_link("pages/runs.py", label="Compare runs →", icon=":material/monitoring:")
     if busy and state not in ("queued", "preparing", "running"):
         # The page around this fragment was drawn for an active job (Train disabled, timer on) and the
@@ -234,3 +241,7 @@ def live() -> None:
 
 with view:
     live()
+
+with view:  # the same setup with several seeds, as one experiment (pages/_experiments.py)
+    from pages._experiments import repeat_section
+    repeat_section(c, ds, problem, busy)
