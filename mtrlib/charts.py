@@ -74,13 +74,18 @@ def tradeoff(points: pd.DataFrame, x: str, y: str, label: str = "run", color: st
 
 def fitted_range(values, intervals=None, pad: float = 0.08) -> list[float] | None:
     """[lo, hi] around the values (and their +- intervals) with a little room, so an axis fits
-    the data (AUCs of 0.74..0.78 are not drawn on 0..1.5); None when there is no finite value."""
+    the data (AUCs of 0.74..0.78 are not drawn on 0..1.5); None when there is no finite value.
+    Intervals widen the range by at most the values' own spread (and 0.01) on each side: a
+    two-seed interval of ±0.5 runs off the chart instead of squashing the points into a corner."""
     v = np.asarray(values, dtype=float)
     h = np.zeros_like(v) if intervals is None else np.nan_to_num(np.asarray(intervals, dtype=float))
     ok = np.isfinite(v)
     if not ok.any():
         return None
-    lo, hi = float((v - h)[ok].min()), float((v + h)[ok].max())
+    vlo, vhi = float(v[ok].min()), float(v[ok].max())
+    room = max(vhi - vlo, 0.01)
+    lo = max(float((v - h)[ok].min()), vlo - room)
+    hi = min(float((v + h)[ok].max()), vhi + room)
     span = hi - lo if hi > lo else max(abs(hi) * 0.02, 1e-3)
     return [lo - pad * span, hi + pad * span]
 
@@ -203,14 +208,16 @@ def task_weights(steps: pd.DataFrame, tasks: list[str], colours: dict[str, str] 
             tr.line.dash = dashes[k % len(dashes)]
             tr.line.width = max(1.5, 6 - 1.8 * k)
     note = "; ".join(", ".join(n) for n in overlap)
-    fig.update_layout(title=f"Effective task weights<br><sup>equal, so their lines overlap: {note}</sup>")
+    fig.update_layout(title=f"Effective task weights<br><sup>lines overlap (same weight): {note}</sup>")
     return fig
 
 
-def metrics_table(rows: list[dict]):
-    """A test-metrics table whose cells that do not apply (an AUC of a regression task) are empty,
-    not 'None'; numbers to 4 decimals."""
+def metrics_table(rows: list[dict]) -> pd.DataFrame:
+    """A test-metrics table whose cells that do not apply (an AUC of a regression task) are empty:
+    numbers as text to 4 decimals, "" where a task has no such metric (a grid draws a missing
+    number as a grey 'None')."""
     df = pd.DataFrame(rows)
-    num = [c for c in df.columns if c != "task"]
-    df[num] = df[num].apply(pd.to_numeric, errors="coerce")
-    return df.style.format(precision=4, na_rep="", subset=num)
+    for c in df.columns:
+        if c != "task":
+            df[c] = [f"{v:.4f}" if isinstance(v, (int, float)) and np.isfinite(v) else "" for v in df[c]]
+    return df

@@ -87,20 +87,29 @@ def _panel(purpose: str, active: bool) -> None:
     panel()
 
 
+def table(df, key: str) -> None:
+    """st.dataframe in a container keyed `key` (so a test can find it: a grid itself has no key class)."""
+    with st.container(key=key):
+        st.dataframe(df, hide_index=True)
+
+
 def fmt(e: Estimate | None) -> str:
     if e is None or e.n == 0 or not math.isfinite(e.mean):
         return ""
     return f"{e.mean:.4f} ± {e.ci95:.4f}" if e.n > 1 and math.isfinite(e.ci95) else f"{e.mean:.4f}"
 
 
-def summary_rows(result, names: dict[int, str] | None = None) -> pd.DataFrame:
-    """One row per configuration of a SweepResult: its settings, then mean ± 95% CI per metric."""
+def summary_rows(result, names: dict[int, str] | None = None, headline: bool = False) -> pd.DataFrame:
+    """One row per configuration of a SweepResult: its settings, then mean ± 95% CI per metric
+    (with `headline`, AUC and RMSE only)."""
     rows = []
     for i, c in enumerate(result.configs):
         s = result.summary(i)
         row = {"setting": (names or {}).get(i, c.label) + (" (single-task reference)" if c.role == "corner" else "")}
         n = 0
         for path in result.metrics():
+            if headline and not path.endswith(("/auc", "/rmse")):
+                continue
             t, k = path.split("/")
             e = (s.get(t) or {}).get(k)
             row[f"{t} {k}"] = fmt(e)
@@ -130,7 +139,7 @@ def experiments_section(runs) -> None:
                 if k in ("auc", "rmse", "logloss"):
                     row[f"{t} {k}"] = fmt(est)
         rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="x_exps")
+    table(pd.DataFrame(rows), key="x_exps")
     if len(exps) < 2:
         return
     st.markdown("**Compare two experiments** (B against A, paired over the seeds both ran)")
@@ -143,10 +152,9 @@ def experiments_section(runs) -> None:
         st.caption("Choose two different experiments.")
         return
     diffs, common = compare(exps[ia].per_seed, exps[ib].per_seed)
-    table = pd.DataFrame([{"task": d.task, "metric": d.metric, "A": fmt(d.a), "B": fmt(d.b),
-                           "B - A (paired)": fmt(d.diff) if d.diff is not None else "",
-                           "verdict for B": d.verdict} for d in diffs])
-    st.dataframe(table, hide_index=True, key="x_cmp")
+    table(pd.DataFrame([{"task": d.task, "metric": d.metric, "A": fmt(d.a), "B": fmt(d.b),
+                         "B - A (paired)": fmt(d.diff) if d.diff is not None else "",
+                         "verdict for B": d.verdict} for d in diffs]), key="x_cmp")
     if len(common) >= 2:
         heads = [d for d in diffs if d.metric in ("auc", "rmse")]
         st.markdown("\n".join(f"- {plain(sentence(d))}" for d in heads))
@@ -177,7 +185,7 @@ def repeat_section(cfg, dataset, problem: str | None, job_busy: bool) -> None:
                 st.rerun()
         job = progress_panel("repeat")
         if job is not None and job.result is not None:
-            st.dataframe(summary_rows(job.result).drop(columns=["setting"]), hide_index=True, key="t_repeat_table")
+            table(summary_rows(job.result, headline=True).drop(columns=["setting"]), key="t_repeat_table")
             st.page_link("pages/runs.py", label="Compare experiments on the Runs page →", icon=":material/monitoring:")
 
 

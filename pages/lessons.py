@@ -7,7 +7,7 @@ import streamlit as st
 from mtrlib.data import DataError
 from mtrlib.experiments import run_sweep
 from mtrlib.experiments.lessons import LESSONS, figure, get_lesson, headline, lesson_json
-from pages._experiments import busy, fmt, progress_panel, start, sweep_job
+from pages._experiments import busy, fmt, progress_panel, start, sweep_job, table
 from pages._shared import boot, chart, explain, keep_in_url, plain, store, world_dataset
 
 boot()
@@ -63,14 +63,15 @@ if res is not None and any(c.status == "finished" for c in res.cells):
     h = headline(lesson, res)
     out = lesson_json(lesson, res, quick=quick)
     chart(figure(lesson, res, h), key=f"l_fig_{name}")
-    table = pd.DataFrame([{"setting": s, **{m: fmt(e) for m, e in ms.items()}} for s, ms in h.items()])
-    st.dataframe(table, hide_index=True, key=f"l_table_{name}")
+    table(pd.DataFrame([{"setting": s, **{m: fmt(e) for m, e in ms.items()}} for s, ms in h.items()]),
+          key=f"l_table_{name}")
     if lesson.kind == "front" and out.get("relative_hypervolume") is not None:
         st.caption(f"Hypervolume of the front relative to the best single-task pair: "
                    f"**{out['relative_hypervolume']:.2f}×** (above 1: the shared model offers more than "
                    "training the tasks apart).")
     if res.complete:
-        (st.success if out["holds"] else st.warning)(plain(out["verdict"]))
+        say = st.success if out["beyond_noise"] else st.info if out["holds"] else st.warning
+        say(plain(out["verdict"]))
     else:
         done = sum(c.status == "finished" for c in res.cells)
         st.info(f"{done} of {len(res.cells)} runs are in the store: press **Run this lesson** to train the rest.")

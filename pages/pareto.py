@@ -12,7 +12,7 @@ from mtrlib.data import DataError, parse_tasks
 from mtrlib.experiments import Axis, Sweep
 from mtrlib.experiments.charts import front
 from mtrlib.experiments.settings import ratio_axis, ratio_label
-from pages._experiments import busy, progress_panel, start
+from pages._experiments import busy, progress_panel, start, table
 from pages._shared import boot, cfg, chart, current_dataset, explain, halt, plain, task_list
 
 boot()
@@ -107,6 +107,6 @@ if res is not None and any(cell.status == "finished" for cell in res.cells):
         on = [g["points"][k][2] for k in sorted(g["front"], key=lambda k: g["points"][k][0].mean)]
         rows.append({"front of": g["name"], "ratios on the front": ", ".join(on),
                      "hypervolume vs single-task": None if g["rhv"] is None else round(g["rhv"], 3)})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="p_table")
+    table(pd.DataFrame(rows), key="p_table")
     if corner is not None:
         st.caption(f"Best single-task pair: {tx} AUC {corner[0]:.4f}, {ty} AUC {corner[1]:.4f}.")

@@ -8,7 +8,7 @@ from mtrlib.data import DataError
 from mtrlib.experiments import Sweep
 from mtrlib.experiments.charts import front
 from mtrlib.experiments.settings import parse_values, suggest, sweepable
-from pages._experiments import busy, progress_panel, start, summary_rows
+from pages._experiments import busy, progress_panel, start, summary_rows, table
 from pages._shared import boot, cfg, chart, current_dataset, explain, halt, plain, task_names
 
 boot()
@@ -63,7 +63,7 @@ if res is None and job is not None and not job.active and job.cells:
     st.caption("The sweep ended before a summary could be made.")
 if res is not None and any(cell.status == "finished" for cell in res.cells):
     st.subheader("Every combination: mean ± 95% CI over seeds")
-    st.dataframe(summary_rows(res), hide_index=True, key="s_table")
+    table(summary_rows(res), key="s_table")
     metrics = res.metrics()
     if len(metrics) >= 2:
         dx, dy = res.default_axes()

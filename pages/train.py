@@ -230,7 +230,8 @@ def live() -> None:
             row["popularity auc" if "auc" in ms else "popularity rmse"] = base.get("auc", base.get("rmse"))
             rows.append(row)
         st.caption(f"Test metrics · {r.samples_per_s:,.0f} samples/s · {r.elapsed:.1f} s")
-        st.dataframe(charts.metrics_table(rows), hide_index=True)
+        with st.container(key="t_metrics"):
+            st.dataframe(charts.metrics_table(rows), hide_index=True)
         st.page_link("pages/runs.py", label="Compare runs →", icon=":material/monitoring:")
     if busy and state not in ("queued", "preparing", "running"):
         # The page around this fragment was drawn for an active job (Train disabled, timer on) and the

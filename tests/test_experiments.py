@@ -231,3 +231,34 @@ def test_every_product_combination_once():
     corners = [c.settings for c in sweep.configs() if c.role == "corner"]
     assert corners == [{"lr": lr, "arch": "single"} for lr in [0.01, 0.03, 0.1]]  # one per value of a crossed axis
     assert sweep.total == 18
+
+
+# -- the screenshot fixes (issue 15, section 5) ----------------------------------------------------------------
+
+def test_test_metrics_table_cells_that_do_not_apply_are_empty_not_none():
+    from mtrlib.charts import metrics_table
+    df = metrics_table([{"task": "click", "auc": 0.71234, "popularity auc": 0.5},
+                        {"task": "dwell", "rmse": 2.0, "popularity rmse": None}])
+    assert df.loc[1, "auc"] == "" and df.loc[1, "popularity rmse"] == "" and df.loc[0, "rmse"] == ""
+    assert df.loc[0, "auc"] == "0.7123" and not df.isna().any().any()
+
+
+def test_equal_task_weights_keep_every_line_visible_and_axes_fit_the_data():
+    import pandas as pd
+    from mtrlib.charts import task_weights, tradeoff
+    steps = pd.DataFrame({"epoch": [0.5, 1.0], **{f"weight/{t}": [1.0, 1.0] for t in ("click", "like", "dwell")}})
+    fig = task_weights(steps, ["click", "like", "dwell"])
+    assert len({tr.line.dash for tr in fig.data}) == 3 and len({tr.line.width for tr in fig.data}) == 3
+    assert "overlap" in fig.layout.title.text
+    apart = task_weights(steps.assign(**{"weight/like": [2.0, 2.0]}), ["click", "like", "dwell"])
+    assert "overlap" in apart.layout.title.text and "like" not in apart.layout.title.text.split("overlap")[1]
+    pts = pd.DataFrame({"run": ["a", "b"], "model": ["MMoE", "PLE"], "click auc": [0.74, 0.78], "like auc": [0.75, 0.77]})
+    fig = tradeoff(pts, "click auc", "like auc")
+    (x0, x1), (y0, y1) = fig.layout.xaxis.range, fig.layout.yaxis.range
+    assert 0.7 < x0 < 0.74 and 0.78 < x1 < 0.8 and 0.7 < y0 < 0.75 and 0.77 < y1 < 0.8
+
+
+def test_an_upload_is_named_by_its_layout_and_file():
+    from mtrlib.data.dataset import upload_name
+    assert upload_name("movielens-100k", "u.data") == "MovieLens 100K · u.data"
+    assert upload_name("generic", "clicks.csv") == "Table · clicks.csv"

@@ -36,6 +36,8 @@ def front(groups: list[dict], x: str, y: str, title: str, corner: tuple[float, f
     for g_i, g in enumerate(groups):
         colour = PALETTE[g_i % len(PALETTE)]
         pts, on = g["points"], set(g["front"])
+        rank = {k: r for r, k in enumerate(sorted(range(len(pts)), key=lambda k: pts[k][0].mean))}
+        where = {k: "top center" if rank[k] % 2 == 0 else "bottom center" for k in rank}  # neighbours' labels apart
         name = g["name"] + (f" · hypervolume {g['rhv']:.2f}× single-task" if g.get("rhv") is not None
                             and math.isfinite(g["rhv"]) else "")
         for which, keep in (("front", lambda k: k in on), ("dominated", lambda k: k not in on)):
@@ -49,9 +51,9 @@ def front(groups: list[dict], x: str, y: str, title: str, corner: tuple[float, f
             hy += [_ci(e) for e in ey]
             fig.add_trace(go.Scatter(
                 x=[e.mean for e in ex], y=[e.mean for e in ey], mode="markers+text",
-                text=[pts[k][2] for k in sel], textposition="top center", textfont=dict(size=10),
-                name=f"{name} · {which}" if which == "dominated" else name,
-                legendgroup=g["name"], showlegend=which == "front" or not on,
+                text=[pts[k][2] for k in sel], textposition=[where[k] for k in sel], textfont=dict(size=11),
+                name=f"{g['name']} · dominated (grey)" if which == "dominated" else name,
+                legendgroup=g["name"], showlegend=True,
                 error_x=dict(type="data", array=[_ci(e) for e in ex], visible=True, thickness=1,
                              color=colour if which == "front" else GREY),
                 error_y=dict(type="data", array=[_ci(e) for e in ey], visible=True, thickness=1,
@@ -138,7 +140,7 @@ def bars(settings: list[str], metrics: dict[str, list[Estimate]], title: str, y_
         halves += [_ci(e) for e in ests]
     if floor is not None:
         fig.add_hline(y=floor, line=dict(color="#666", dash="dot"), annotation_text="chance",
-                      annotation_position="bottom right")
+                      annotation_position="bottom left")
         vals.append(floor)
         halves.append(0.0)
     fig.update_layout(title=title, yaxis_title=y_title, barmode="group", **{**LAYOUT, "height": height})

@@ -208,7 +208,7 @@ def figure(lesson: Lesson, res: SweepResult, h: dict | None = None):
         return charts.front([group], x, y, lesson.title, corner=res.best_single(x, y))
     names = [n for n in h if not n.endswith("(paired)")]
     metrics = {m: [h[n][m] for n in names] for m in (lesson.plot or lesson.metrics)}
-    floor = 0.5 if all(m.endswith("auc") for m in lesson.metrics) else None
+    floor = 0.5 if all(m.endswith("auc") for m in metrics) else None
     return charts.bars(names, metrics, lesson.title, "test " + " / ".join(sorted({m.split('/')[1] for m in metrics})),
                        floor=floor)
 

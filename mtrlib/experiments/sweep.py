@@ -34,6 +34,7 @@ from typing import Callable
 from .. import pareto
 from ..config import TrainConfig, validate
 from ..data.errors import DataError
+from ..jobs import Background
 from ..stats import Estimate
 from .groups import higher_is_better, key_metrics, metric_value, summarise, summary_json
 from .settings import Axis, apply, label, product, resolve
@@ -465,7 +466,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
     return SweepResult(sweep, configs, cells, plan.groups, stopped=stopped, seconds=time.time() - t0)
 
 
-class SweepJob:
+class SweepJob(Background):
     """A sweep on a background thread (the app's Sweep, Pareto and Lessons pages poll it)."""
 
     def __init__(self, sweep: Sweep, dataset=None, *, store=None, limiter=None, title: str = "sweep", load=None):
@@ -486,17 +487,8 @@ class SweepJob:
     def start(self) -> "SweepJob":
         self.sweep.check()  # a bad sweep is refused here, in the caller's thread, with its message
         self.state, self.started_at = "running", time.time()
-        self._thread = threading.Thread(target=self._run, name=f"mtr-sweep-{self.id}", daemon=True)
-        self._thread.start()
+        self._launch(f"mtr-sweep-{self.id}")
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.active
 
     @property
     def active(self) -> bool:
