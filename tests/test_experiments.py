@@ -262,3 +262,19 @@ def test_an_upload_is_named_by_its_layout_and_file():
     from mtrlib.data.dataset import upload_name
     assert upload_name("movielens-100k", "u.data") == "MovieLens 100K · u.data"
     assert upload_name("generic", "clicks.csv") == "Table · clicks.csv"
+
+
+def test_overlaid_fronts_each_get_their_front_and_their_single_task_corner(store):
+    sweep = Sweep(_tiny(), [ratio_axis("click", "like", 3), parse_grid("arch=shared-bottom,mmoe")], [0, 1],
+                  corners=[{"arch": "single"}])
+    res = run_sweep(sweep, store=store)
+    groups = res.front_groups("click/auc", "like/auc", by=["arch"])
+    assert [g["name"] for g in groups] == ["arch=shared-bottom", "arch=mmoe"]
+    for g in groups:
+        assert len(g["points"]) == 3 and g["front"] and set(g["front"]) <= {0, 1, 2}
+        on = [g["points"][k] for k in g["front"]]
+        off = [p for k, p in enumerate(g["points"]) if k not in g["front"]]
+        for x, y, _ in off:  # each dominated point is beaten on both metrics by a front point
+            assert any(fx.mean >= x.mean and fy.mean >= y.mean for fx, fy, _ in on)
+        assert g["rhv"] == pytest.approx(pareto.relative_hypervolume(
+            [(x.mean, y.mean) for x, y, _ in on], res.best_single("click/auc", "like/auc"), (0.5, 0.5)))
