@@ -27,7 +27,7 @@ if err:
     st.error(plain(err))
     halt()
 names = task_names(ds)
-st.caption(f"Base setup: the Train page's · data **{plain(ds.name)}** · tasks " + plain(", ".join(names)))
+st.caption(f"Starts from the Train page's setup · data **{plain(ds.name)}** · tasks " + plain(", ".join(names)))
 
 keys = sweepable(names, world=c.data.source == "world")
 n_axes = st.number_input("Settings to vary", 1, 3, 1, key="s_n_axes")

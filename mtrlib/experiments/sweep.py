@@ -115,6 +115,7 @@ class Progress:
     total: int
     to_train: int  # cells that need training (total minus the ones found finished)
     done: int = 0  # cells dealt with (trained, reused, failed)
+    finished: int = 0  # cells with a finished run (trained now or reused)
     trained: int = 0
     reused: int = 0
     current: str = ""
@@ -133,7 +134,7 @@ class Progress:
         eta = self.eta_s
         left = "estimating the time left" if eta is None else f"about {_duration(eta)} left"
         if self.state in ("finished", "stopped", "failed"):
-            return f"{self.done} of {self.total} runs done ({self.reused} reused from the store)"
+            return f"{self.finished} of {self.total} runs finished ({self.reused} reused from the store)"
         return f"run {n} of {self.total}, {left}"
 
 
@@ -412,6 +413,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
             cell.status, cell.metrics, cell.run_id, cell.reused = "finished", key_metrics(old.metrics), old.id, True
             prog.done += 1
             prog.reused += 1
+            prog.finished += 1
             report(prog, cell)
             continue
         if not train:
@@ -450,6 +452,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
             cell.message += "\n" + traceback.format_exc(limit=3)
         cell.seconds = time.time() - started
         prog.done += 1
+        prog.finished += cell.status == "finished"
         if cell.status in ("finished", "diverged"):
             times.append(cell.seconds)
             prog.trained += 1
