@@ -170,8 +170,8 @@ def repeat_section(cfg, dataset, problem: str | None, job_busy: bool) -> None:
     mean ± 95% CI per task and metric."""
     import copy
 
-    with st.expander("Repeat with N seeds (mean ± 95% CI)", expanded=busy() and
-                     getattr(sweep_job(), "purpose", "") == "repeat"):
+    # open while this session has a repeat (running or ended): its progress and result are inside
+    with st.expander("Repeat with N seeds (mean ± 95% CI)", expanded=getattr(sweep_job(), "purpose", "") == "repeat"):
         st.caption("One run against one run differs by about ±0.02 AUC from the seed alone. Repeat the setup "
                    "with several model and split seeds to see its mean and 95% confidence interval.")
         c1, c2 = st.columns([1, 1])

@@ -40,6 +40,8 @@ def test_train_with_seeds_is_one_experiment_with_its_summary(cli, store):
     assert res["metrics"]["click"]["auc"] == pytest.approx(auc["mean"])
     runs = list_runs(store)
     assert sorted(r.seed for r in runs) == [3, 5] and {r.group for r in runs} == {res["group"]}
+    _, listed, _ = cli("runs", "--json")
+    assert {r["group"] for r in json.loads(listed)} == {res["group"]}
     _, out, _ = cli("train", *TINY, "--quiet", "--repeat", "2", "--seed", "7")
     assert last(out)["seeds"] == [7, 8]
 

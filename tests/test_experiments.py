@@ -278,3 +278,10 @@ def test_overlaid_fronts_each_get_their_front_and_their_single_task_corner(store
             assert any(fx.mean >= x.mean and fy.mean >= y.mean for fx, fy, _ in on)
         assert g["rhv"] == pytest.approx(pareto.relative_hypervolume(
             [(x.mean, y.mean) for x, y, _ in on], res.best_single("click/auc", "like/auc"), (0.5, 0.5)))
+
+
+def test_a_world_setting_swept_on_your_own_files_is_refused(store, tmp_path):
+    cfg = _tiny()
+    cfg.data.source, cfg.data.files = "files", {"interactions": str(tmp_path / "never-read.csv")}
+    with pytest.raises(DataError, match="changes the built-in world"):
+        run_sweep(Sweep(cfg, [parse_grid("rho=0.9,0")], [0]), store=store)

@@ -358,6 +358,10 @@ class _Plan:
             group = None
             for seed in sweep.seeds:
                 cfg = sweep.config_of(c, seed)
+                if cfg.data.source != "world" and cfg.data.world != sweep.base.data.world:
+                    raise DataError(f"The sweep's setup '{c.label}' changes the built-in world, but the data is "
+                                    "your own files, so it would change nothing.",
+                                    fix="sweep model and training settings on your own data, or use the world")
                 k = _data_key(cfg)
                 if k not in self.datasets:
                     if cfg.data.source != "world" and dataset is not None:
