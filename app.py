@@ -16,6 +16,9 @@ nav = st.navigation([
     st.Page("pages/runs.py", title="Runs & curves", icon=":material/monitoring:"),
     st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
     st.Page("pages/recommend.py", title="Recommend", icon=":material/recommend:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/grid_view:"),
+    st.Page("pages/pareto.py", title="Pareto front", icon=":material/stacked_line_chart:"),
+    st.Page("pages/lessons.py", title="Lessons", icon=":material/school:"),
 ])
 run_page(nav)  # a page that ends early (halt) still gets the sidebar and the URL below
 sidebar()

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-CLI_MODULES = ["data", "train", "runs"]
+CLI_MODULES = ["data", "train", "runs", "experiments"]
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:

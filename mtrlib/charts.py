@@ -63,7 +63,31 @@ def tradeoff(points: pd.DataFrame, x: str, y: str, label: str = "run", color: st
                                  textposition="top center", name=str(g), hovertemplate="%{text}<br>%{x:.4f}, %{y:.4f}"
                                  "<extra></extra>", marker=dict(size=12, color=PALETTE[k % len(PALETTE)])))
     fig.update_layout(title=f"Trade-off: {y} vs {x}", xaxis_title=x, yaxis_title=y, **LAYOUT)
+    rx = fitted_range(pd.to_numeric(points[x], errors="coerce")) if x in points.columns else None
+    ry = fitted_range(pd.to_numeric(points[y], errors="coerce"), pad=0.15) if y in points.columns else None
+    if rx:
+        fig.update_xaxes(range=rx)
+    if ry:  # room above the points for their labels
+        fig.update_yaxes(range=ry)
     return fig
+
+
+def fitted_range(values, intervals=None, pad: float = 0.08) -> list[float] | None:
+    """[lo, hi] around the values (and their +- intervals) with a little room, so an axis fits
+    the data (AUCs of 0.74..0.78 are not drawn on 0..1.5); None when there is no finite value.
+    Intervals widen the range by at most the values' own spread (and 0.01) on each side: a
+    two-seed interval of ±0.5 runs off the chart instead of squashing the points into a corner."""
+    v = np.asarray(values, dtype=float)
+    h = np.zeros_like(v) if intervals is None else np.nan_to_num(np.asarray(intervals, dtype=float))
+    ok = np.isfinite(v)
+    if not ok.any():
+        return None
+    vlo, vhi = float(v[ok].min()), float(v[ok].max())
+    room = max(vhi - vlo, 0.01)
+    lo = max(float((v - h)[ok].min()), vlo - room)
+    hi = min(float((v + h)[ok].max()), vhi + room)
+    span = hi - lo if hi > lo else max(abs(hi) * 0.02, 1e-3)
+    return [lo - pad * span, hi + pad * span]
 
 
 def long_tail(popularity: pd.Series) -> go.Figure:
@@ -239,3 +263,54 @@ def history_weights(df: pd.DataFrame, title: str) -> go.Figure:
     fig.update_layout(title=title, height=max(220, 40 + 22 * len(df)), margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="weight in this item's score", showlegend=False)
     return fig
+    return fig
+
+
+def enlarged(fig: go.Figure, scale: float = 1.45) -> go.Figure:
+    """A copy of `fig` for a room watching one screen (classroom mode): taller, larger text and
+    markers, thicker lines."""
+    out = go.Figure(fig)
+    h = out.layout.height or LAYOUT["height"]
+    out.update_layout(height=int(h * scale), font=dict(size=17), title_font=dict(size=22))
+    for tr in out.data:
+        if getattr(tr, "type", "") in ("scatter", "scattergl"):
+            size = tr.marker.size if isinstance(tr.marker.size, (int, float)) else 8
+            tr.update(marker=dict(size=size * 1.4), line=dict(width=(tr.line.width or 2) * 1.6))
+    return out
+
+
+def task_weights(steps: pd.DataFrame, tasks: list[str], colours: dict[str, str] | None = None) -> go.Figure:
+    """The effective task weights over training. Tasks whose weights coincide (all 1 with fixed
+    weighting) would hide behind one another: each of them is drawn with its own dash and a
+    narrower line on top of a wider one, so every task stays visible, and the title says so."""
+    fig = curves({"run": steps}, [f"weight/{t}" for t in tasks], "Effective task weights", x="epoch",
+                 colours=colours)
+    cols = [f"weight/{t}" for t in tasks if f"weight/{t}" in steps.columns]
+    if len(cols) < 2:
+        return fig
+    same: dict[tuple, list[str]] = {}
+    for col in cols:
+        key = tuple(np.round(steps[col].to_numpy(dtype=float), 6))
+        same.setdefault(key, []).append(series_name(col))
+    overlap = [names for names in same.values() if len(names) > 1]
+    if not overlap:
+        return fig
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+    for names in overlap:
+        for k, tr in enumerate([tr for tr in fig.data if tr.name in names]):
+            tr.line.dash = dashes[k % len(dashes)]
+            tr.line.width = max(1.5, 6 - 1.8 * k)
+    note = "; ".join(", ".join(n) for n in overlap)
+    fig.update_layout(title=f"Effective task weights<br><sup>lines overlap (same weight): {note}</sup>")
+    return fig
+
+
+def metrics_table(rows: list[dict]) -> pd.DataFrame:
+    """A test-metrics table whose cells that do not apply (an AUC of a regression task) are empty:
+    numbers as text to 4 decimals, "" where a task has no such metric (a grid draws a missing
+    number as a grey 'None')."""
+    df = pd.DataFrame(rows)
+    for c in df.columns:
+        if c != "task":
+            df[c] = [f"{v:.4f}" if isinstance(v, (int, float)) and np.isfinite(v) else "" for v in df[c]]
+    return df

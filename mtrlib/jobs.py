@@ -95,7 +95,25 @@ class Progress:
     samples_per_s: float = 0.0
 
 
-class Job:
+class Background:
+    """Work on a daemon thread that can be asked to stop (a training `Job`, a sweep's `SweepJob`):
+    the subclass sets `self._stop` (an Event) and `self._thread`, and defines `_run` and `active`."""
+
+    def _launch(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the work to stop; training ends within one batch and what was trained is kept."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.active
+
+
+class Job(Background):
     """Prepare data and train one config on a thread; keeps every event for polling readers."""
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset | None = None, *, store=None, name: str | None = None,
@@ -133,18 +151,8 @@ class Job:
         self.limiter.enqueue(self.id)
         self.state = "queued"
         self.started_at = time.time()
-        self._thread = threading.Thread(target=self._run, name=f"mtr-job-{self.id}", daemon=True)
-        self._thread.start()
+        self._launch(f"mtr-job-{self.id}")
         return self
-
-    def stop(self) -> None:
-        """Ask the job to stop; training ends within one batch and the partial run is kept."""
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.active
 
     @property
     def active(self) -> bool:

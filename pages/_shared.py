@@ -60,6 +60,7 @@ def boot() -> None:
         if "job" not in st.session_state:  # init_state has not run: this session's first run
             st.rerun()
     init_state()
+    st.session_state["page_params"] = {}  # what this page keeps in the address bar (keep_in_url)
 
 
 def init_state() -> None:
@@ -72,6 +73,7 @@ def init_state() -> None:
         return
     params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
     cfg, problems = from_params({k: v[-1] for k, v in params.items() if v})
+    ss.classroom = (params.get(CLASSROOM_KEY) or ["0"])[-1] == "1"  # the toggle's key: set before it is drawn
     ss.cfg = cfg
     ss.share_problems = problems
     ss.restored_from_url = bool(params)
@@ -83,7 +85,9 @@ def cfg() -> TrainConfig:
 
 def sync_url() -> None:
     """Keep the address bar equal to the current setup, so copying it shares the experiment."""
-    want = to_params(cfg())
+    want = {**to_params(cfg()), **st.session_state.get("page_params", {})}
+    if classroom():
+        want[CLASSROOM_KEY] = "1"
     have = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if want != have:
         st.query_params.from_dict(want)
@@ -146,7 +150,13 @@ def upload_dataset(files: tuple, mapping_key: str, _mapping) -> Dataset:
         name, data = entry
         return _Upload(data, name)
 
-    return load(src("interactions"), src("items"), src("users"), mapping=_mapping)
+    from mtrlib.data.dataset import upload_name
+
+    ds = load(src("interactions"), src("items"), src("users"), mapping=_mapping)
+    inter = dict(files).get("interactions")
+    if isinstance(inter, tuple) and len(inter) == 2 and isinstance(inter[0], str):
+        ds.name = upload_name(ds.layout, inter[0])  # "MovieLens 100K · u.data", not "u"
+    return ds
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -270,6 +280,26 @@ def run_picker(label: str, key: str, runs, default_index: int = 0):
     return runs[idx]
 
 
+# -- classroom mode and the address bar ------------------------------------------------------------------
+CLASSROOM_KEY = "class"  # ?class=1 opens the app in classroom mode
+
+
+def classroom() -> bool:
+    """Classroom mode (the sidebar toggle, or ?class=1): expert-only controls hidden, charts larger."""
+    return bool(st.session_state.get("classroom", False))
+
+
+def chart(fig, key: str, where=None, **kw) -> None:
+    """st.plotly_chart, enlarged in classroom mode (taller, larger text and markers)."""
+    from mtrlib.charts import enlarged
+    (where or st).plotly_chart(enlarged(fig) if classroom() else fig, key=key, **kw)
+
+
+def keep_in_url(key: str, value) -> None:
+    """A page's own query parameter (e.g. ?lesson=seesaw), kept in the address bar while it shows."""
+    st.session_state.setdefault("page_params", {})[key] = str(value)
+
+
 # -- small UI helpers ------------------------------------------------------------------------------
 _MD = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")  # = (setext headings), & (entities)
 
@@ -297,6 +327,8 @@ def sidebar() -> None:
         else:
             st.warning(plain(err) if err else "No data yet.")
         job_status()
+        st.toggle("Classroom mode", key="classroom",
+                  help="Hides the expert-only controls and enlarges the charts, for a room watching one screen.")
         st.caption("Share this setup: the address bar always holds it. Settings that differ from the defaults:")
         params = to_params(cfg())
         st.code("\n".join(f"{k} = {v}" for k, v in params.items()) if params else "(all defaults)", language=None)

@@ -5,8 +5,8 @@ import streamlit as st
 from mtrlib import charts
 from mtrlib.data import DataError, Table, parse_task, parse_tasks, task_from_fields
 from mtrlib.data.world import MAX_GENRES
-from pages._shared import (boot, cfg, current_dataset, dataset_key, examples_report, explain, halt, plain, raw_interactions,
-                           task_list, widget)
+from pages._shared import (boot, cfg, chart, current_dataset, dataset_key, examples_report, explain, halt, plain,
+                           raw_interactions, task_list, widget)
 
 boot()
 c = cfg()
@@ -221,6 +221,6 @@ with left:
         except DataError as e:
             st.error(plain(e))
 with right:
-    st.plotly_chart(charts.long_tail(ds.item_popularity()), key="d_tail")
+    chart(charts.long_tail(ds.item_popularity()), key="d_tail")
 
 st.page_link("pages/train.py", label="Next: configure and train a model →", icon=":material/model_training:")

@@ -121,7 +121,8 @@ def _config(r) -> dict:
 
 
 held = held_out(run, uid)  # once per rerun: the top list and the expander below both show it
-left, right = st.columns(2)
+# one above the other, each the page's full width: side by side, the score columns were cut off
+left, right = st.container(), st.container()
 with left:
     st.markdown(f"**Top {k} for user {plain(uid)}** · {plain(info.name)}")
     top = _table(run, uid, fusion, held, stage, n_cand)
@@ -137,6 +138,7 @@ with right:
     same = lambda r: all(r.dataset.get(k) == info.dataset.get(k) for k in ("name", "layout", "users", "items"))
     other = [r for r in runs if r.id != info.id and same(r)]  # same users and items, so the lists compare
     if other:
+        st.markdown("**The same user under another run**")
         info_b = run_picker("Compare with run", "rc_run_b", other)
         run_b = load_run(info_b.path)
         tb = _table(run_b, uid, fusion_for(run_b, fusion), held_out(run_b, uid))

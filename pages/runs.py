@@ -10,7 +10,7 @@ from mtrlib.metrics import HEADLINE_KEYS
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
 from mtrlib.series import thin
-from pages._shared import boot, explain, halt, plain, runs_list
+from pages._shared import boot, chart, explain, halt, plain, runs_list
 
 boot()
 st.title("Runs & curves")
@@ -88,8 +88,8 @@ def curve_grid() -> dict:
             data[name] = thin(df) if name in running else df
             cols = [col]
         if data:
-            grid[n_chart % 2].plotly_chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing,
-                                                         colours=palette), key=f"r_curve_{t}")
+            chart(charts.curves(data, cols, title, x=xaxis, smoothing=smoothing, colours=palette),
+                  key=f"r_curve_{t}", where=grid[n_chart % 2])
     return histories
 
 
@@ -103,9 +103,9 @@ def conflict_grid(histories: dict, grid) -> None:
                 "this chart existed, single-task models, or telemetry switched off).")
         return
     for n_chart, pair in enumerate(pairs):
-        grid[n_chart % 2].plotly_chart(charts.conflict(steps, x=xaxis, pair=pair, smoothing=smoothing,
-                                                       title=f"{pair.replace('~', ' vs ')}: gradient cosine"),
-                                       key=f"r_conflict_{pair}")
+        chart(charts.conflict(steps, x=xaxis, pair=pair, smoothing=smoothing,
+                              title=f"{pair.replace('~', ' vs ')}: gradient cosine"),
+              key=f"r_conflict_{pair}", where=grid[n_chart % 2])
     with grid[len(pairs) % 2]:
         explain(telemetry.explanation())
     st.caption("Over each run's last epoch: the mean cosine, and the share of measured steps below 0.")
@@ -128,9 +128,13 @@ if len(finished) >= 1:
         x1, y1 = st.columns(2)
         mx = x1.selectbox("x: test metric", metric_cols, index=0, key="r_tx")
         my = y1.selectbox("y: test metric", metric_cols, index=1, key="r_ty")
-        st.plotly_chart(charts.tradeoff(pts, mx, my), key="r_trade")
+        chart(charts.tradeoff(pts, mx, my), key="r_trade")
     else:
         st.caption("The trade-off scatter needs runs with two or more tasks.")
+
+from pages._experiments import experiments_section  # noqa: E402  (its own section: seeds as experiments)
+
+experiments_section(runs)
 
 if len(chosen) == 1:
     r = chosen[0]

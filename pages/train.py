@@ -16,7 +16,7 @@ from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
 from mtrlib.train import available_devices
 from mtrlib.models.retrieval import RetrievalOptions
-from pages._shared import (boot, cfg, current_dataset, explain, halt, plain, retrieval_task_names, store, task_list,
+from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, plain, retrieval_task_names, store, task_list,
                            task_names, widget)
 
 boot()
@@ -44,6 +44,7 @@ st.caption(f"Data: **{plain(ds.name)}** · tasks: " + plain(", ".join(task_list(
 
 job = st.session_state.get("job")
 busy = job is not None and job.active
+expert = not classroom()  # classroom mode hides the expert-only controls (the config keeps their values)
 knobs, view = st.columns([1, 1.35], gap="large")
 
 
@@ -128,20 +129,21 @@ with knobs:
     st.subheader("Network")
     widget(st.radio, "Architecture", "t_arch", lambda: m.arch, lambda v: setattr(m, "arch", v), options=list(ARCHS),
            format_func=lambda a: ARCH_LABELS[a], horizontal=True)
-    widget(st.select_slider, "Embedding dimension", "t_emb", lambda: m.emb_dim, lambda v: setattr(m, "emb_dim", v),
-           options=[4, 8, 16, 32, 64, 128])
-    knob_widgets(m, knob_fields(arch_class(m).Options))
-    m.towers = sizes_editor("Tower", "t_towers", m.towers)
+    if expert:
+        widget(st.select_slider, "Embedding dimension", "t_emb", lambda: m.emb_dim, lambda v: setattr(m, "emb_dim", v),
+               options=[4, 8, 16, 32, 64, 128])
+        knob_widgets(m, knob_fields(arch_class(m).Options))
+        m.towers = sizes_editor("Tower", "t_towers", m.towers)
+        widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
+               lambda v: setattr(m, "text_features", v),
+               help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
+                    "The first use encodes every item once (cached afterwards). The projection learns "
+                    "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
     if retrieval:  # the retrieval task's own towers (mtrlib.models.retrieval), whatever the architecture
         st.caption(f"**Retrieval towers** for {plain(', '.join(retrieval))}: a user tower and an item tower on the "
                    "same embeddings, trained with an in-batch softmax (Yi et al., RecSys 2019). Their dot product "
                    "picks the candidates the rankers then score.")
         knob_widgets(m, knob_fields(RetrievalOptions))
-    widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
-           lambda v: setattr(m, "text_features", v),
-           help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
-                "The first use encodes every item once (cached afterwards). The projection learns "
-                "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
     try:
         specs = parse_tasks(task_list(ds))
     except DataError:
@@ -153,7 +155,8 @@ with knobs:
                 lambda v: setattr(c, "weighting", v), options=list(WEIGHTINGS),
                 format_func=lambda x: WEIGHTING_LABELS[x])
     method = weighting_class(wm)
-    knob_widgets(c, knob_fields(method.Options, method.name.replace("-", "_") + "_"))
+    if expert:
+        knob_widgets(c, knob_fields(method.Options, method.name.replace("-", "_") + "_"))
     if method.needs_task_gradients:
         widget(st.radio, "Gradients taken on", "t_gspace", lambda: c.grad_space, lambda v: setattr(c, "grad_space", v),
                options=list(GRAD_SPACES), horizontal=True,
@@ -169,19 +172,21 @@ with knobs:
     st.subheader("Training")
     a, b = st.columns(2)
     with a:
-        widget(st.selectbox, "Optimiser", "t_opt", lambda: c.optimizer, lambda v: setattr(c, "optimizer", v),
-               options=list(OPTIMIZERS))
-        widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
-               options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
-        widget(st.select_slider, "Weight decay (L2)", "t_wd", lambda: c.weight_decay,
-               lambda v: setattr(c, "weight_decay", v), options=[0.0, 1e-5, 1e-4, 3e-4, 1e-3, 1e-2],
-               format_func=lambda v: "off" if v == 0 else f"{v:g}",
-               help="Shrinks rarely-seen embeddings; the main guard against overfitting here.")
+        if expert:
+            widget(st.selectbox, "Optimiser", "t_opt", lambda: c.optimizer, lambda v: setattr(c, "optimizer", v),
+                   options=list(OPTIMIZERS))
+            widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
+                   options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+            widget(st.select_slider, "Weight decay (L2)", "t_wd", lambda: c.weight_decay,
+                   lambda v: setattr(c, "weight_decay", v), options=[0.0, 1e-5, 1e-4, 3e-4, 1e-3, 1e-2],
+                   format_func=lambda v: "off" if v == 0 else f"{v:g}",
+                   help="Shrinks rarely-seen embeddings; the main guard against overfitting here.")
         widget(st.number_input, "Epochs", "t_epochs", lambda: c.epochs, lambda v: setattr(c, "epochs", int(v)),
                min_value=1, max_value=1000)
     with b:
-        widget(st.select_slider, "Batch size", "t_bs", lambda: c.batch_size, lambda v: setattr(c, "batch_size", v),
-               options=[1, 32, 128, 256, 512, 1024, 2048, 4096, 8192])
+        if expert:
+            widget(st.select_slider, "Batch size", "t_bs", lambda: c.batch_size, lambda v: setattr(c, "batch_size", v),
+                   options=[1, 32, 128, 256, 512, 1024, 2048, 4096, 8192])
         split_opts = ["random", "temporal", "cold-items"] if ds.has_timestamp else ["random", "cold-items"]
         if c.data.split not in split_opts:
             c.data.split = "random"
@@ -191,9 +196,11 @@ with knobs:
         devs = ["auto"] + available_devices()
         if c.device not in devs:
             c.device = "auto"
-        widget(st.selectbox, "Device", "t_device", lambda: c.device, lambda v: setattr(c, "device", v), options=devs)
-    widget(st.number_input, "Seed", "t_seed", lambda: c.seed, lambda v: setattr(c, "seed", int(v)),
-           min_value=0, max_value=10**6)
+        if expert:
+            widget(st.selectbox, "Device", "t_device", lambda: c.device, lambda v: setattr(c, "device", v), options=devs)
+    if expert:
+        widget(st.number_input, "Seed", "t_seed", lambda: c.seed, lambda v: setattr(c, "seed", int(v)),
+               min_value=0, max_value=10**6)
     widget(st.toggle, "Measure gradient conflict", "t_gtel", lambda: c.grad_telemetry,
            lambda v: setattr(c, "grad_telemetry", bool(v)),
            help="Every 10 steps, compare the tasks' gradients on the shared parameters (the Gradient conflict "
@@ -209,7 +216,7 @@ except DataError as e:
     problem = str(e)
 
 with view:
-    st.plotly_chart(charts.network(m, names, retrieval=retrieval), key="t_net")
+    chart(charts.network(m, names, retrieval=retrieval), key="t_net")
     if problem:
         st.error(plain(problem))
     b1, b2, b3 = st.columns([1, 1, 2])
@@ -262,30 +269,29 @@ def live() -> None:
     palette = charts.task_colours(tnames)
     if not steps.empty:
         a, b = st.columns(2)
-        a.plotly_chart(charts.curves({"run": steps}, [f"loss/{t}" for t in tnames], "Training loss per task",
-                                     x="epoch", colours=palette), key="t_loss")
-        b.plotly_chart(charts.curves({"run": steps}, [f"weight/{t}" for t in tnames], "Effective task weights",
-                                     x="epoch", colours=palette), key="t_weights")
+        chart(charts.curves({"run": steps}, [f"loss/{t}" for t in tnames], "Training loss per task",
+                            x="epoch", colours=palette), key="t_loss", where=a)
+        chart(charts.task_weights(steps, tnames, palette), key="t_weights", where=b)
     if not epochs.empty:
         cols = [col for col in epochs.columns if col.startswith("val/") and col.endswith(("/auc", "/rmse"))]
         a, b = st.columns(2)
-        a.plotly_chart(charts.curves({"run": epochs}, [x for x in cols if x.endswith("/auc")],
-                                     "Validation AUC per task", x="epoch", colours=palette), key="t_auc")
+        chart(charts.curves({"run": epochs}, [x for x in cols if x.endswith("/auc")],
+                            "Validation AUC per task", x="epoch", colours=palette), key="t_auc", where=a)
         reg = [x for x in cols if x.endswith("/rmse")]
         if reg:
-            b.plotly_chart(charts.curves({"run": epochs}, reg, "Validation RMSE", x="epoch", colours=palette), key="t_rmse")
+            chart(charts.curves({"run": epochs}, reg, "Validation RMSE", x="epoch", colours=palette), key="t_rmse", where=b)
         elif not steps.empty:
-            b.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
-                           key="t_sps")
+            chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
+                  key="t_sps", where=b)
         recall = [col for col in epochs.columns if col.startswith("val/") and col.endswith("/recall@10")]
         if recall:  # retrieval tasks: the share of sampled validation positives in the top 10 of all items
-            st.plotly_chart(charts.curves({"run": epochs}, recall, "Validation Recall@10 (retrieval, on a sample)",
-                                          x="epoch", colours=palette), key="t_recall")
+            chart(charts.curves({"run": epochs}, recall, "Validation Recall@10 (retrieval, on a sample)",
+                                x="epoch", colours=palette), key="t_recall")
     elif not steps.empty:
-        st.plotly_chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
-                        key="t_sps2")
+        chart(charts.curves({"run": steps}, ["samples_per_s"], "Throughput (samples/s)", x="epoch", colours=palette),
+              key="t_sps2")
     if not steps.empty and telemetry.columns(steps.columns):
-        st.plotly_chart(charts.conflict({"run": steps}), key="t_conflict")
+        chart(charts.conflict({"run": steps}), key="t_conflict")
         grad = j.result.grad if j.result is not None else telemetry.summary(s["steps"])
         st.caption("  \n".join(["Last epoch:"] + [plain(line) for line in telemetry.describe(grad)]))
         explain(telemetry.explanation())
@@ -300,7 +306,8 @@ def live() -> None:
                 row["popularity auc" if "auc" in ms else "popularity rmse"] = base.get("auc", base.get("rmse"))
             rows.append(row)
         st.caption(f"Test metrics · {r.samples_per_s:,.0f} samples/s · {r.elapsed:.1f} s")
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        with st.container(key="t_metrics"):
+            st.dataframe(charts.metrics_table(rows), hide_index=True)
         st.page_link("pages/runs.py", label="Compare runs →", icon=":material/monitoring:")
     if busy and state not in ("queued", "preparing", "running"):
         # The page around this fragment was drawn for an active job (Train disabled, timer on) and the
@@ -311,3 +318,7 @@ def live() -> None:
 
 with view:
     live()
+
+with view:  # the same setup with several seeds, as one experiment (pages/_experiments.py)
+    from pages._experiments import repeat_section
+    repeat_section(c, ds, problem, busy)

@@ -321,12 +321,13 @@ def test_run_meta_writes_meta_json_exactly_and_reads_it_back(trained):
 def test_an_old_run_without_newer_keys_and_with_unknown_ones_still_lists(tmp_path):
     old = {"format": "mtr-run", "version": 1, "id": "20230101-000000-mmoe-abcdef", "name": "old",
            "status": "finished", "created": 1.0e9, "tasks": ["click=clicked", "dwell=dwell:reg"],
-           "summary": {"test": {"click": {"auc": 0.7}}}, "checkpoint_epoch": 3, "group": "ablation"}
+           "summary": {"test": {"click": {"auc": 0.7}}}, "checkpoint_epoch": 3, "note": "ablation"}
     meta = RunMeta.from_dict(old)
     assert (meta.arch, meta.model, meta.epochs_done, meta.finished, meta.extra) == ("?", None, 0, UNSET,
-                                                                                   {"group": "ablation"})
+                                                                                   {"note": "ablation"})
+    assert meta.group is None  # written before groups: a group of one (RunInfo.group is its id)
     out = meta.to_dict()
-    assert out["group"] == "ablation" and "finished" not in out and "start" not in out
+    assert out["note"] == "ablation" and "finished" not in out and "start" not in out
     folder = tmp_path / "store" / old["id"]
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text(json.dumps(old))
@@ -335,6 +336,7 @@ def test_an_old_run_without_newer_keys_and_with_unknown_ones_still_lists(tmp_pat
     assert problems == []
     assert isinstance(info, RunInfo) and (info.name, info.model, info.tasks) == ("old", "?", ["click", "dwell"])
     assert info.status == "finished" and info.has_weights and info.metrics == {"click": {"auc": 0.7}}
+    assert info.group == old["id"]
 
 
 def test_recorded_training_marks_a_failed_run_and_reraises(tmp_path):

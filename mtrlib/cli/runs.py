@@ -113,7 +113,8 @@ def cmd_runs(args) -> int:
     for p in problems:
         print(f"skipped {p.path}: {p.message}", file=sys.stderr)
     if args.json:
-        print(json.dumps(json_clean([{**r.to_row(), "path": str(r.path), "reason": r.reason} for r in runs])))
+        print(json.dumps(json_clean([{**r.to_row(), "path": str(r.path), "reason": r.reason, "group": r.group}
+                                     for r in runs])))
         return 0
     if not runs:
         print(f"No runs in {_store(args.store)}.")

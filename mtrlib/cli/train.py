@@ -80,6 +80,7 @@ def add_train_arguments(p) -> None:
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--log-every", type=int, help="steps between progress events (default 10)")
     add_gradient_arguments(t)
+    add_repeat_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--config", metavar="FILE", help="TrainConfig JSON; flags override its settings")
     o.add_argument("--save-config", metavar="FILE", help="write the resolved config to FILE and exit without training")
@@ -130,6 +131,15 @@ def history_settings(args, m) -> None:
         val = getattr(args, attr, None)
         if val is not None:
             setattr(m, key, val)
+
+
+def add_repeat_arguments(p) -> None:
+    """--seeds / --repeat: the same setup with several model and split seeds, as one experiment."""
+    r = p.add_argument_group("repeats")
+    r.add_argument("--seeds", metavar="S1,S2,...|N", help="seeds to repeat the setup with, e.g. 1,2,3; or a "
+                                                         "number N of seeds from --seed: one experiment, its "
+                                                         "runs grouped, mean and 95%% CI in the last line")
+    r.add_argument("--repeat", type=int, metavar="N", help="the same as --seeds N")
 
 
 def add_knob_flags(group, knobs) -> None:
@@ -300,6 +310,9 @@ def cmd_train(args) -> int:
             raise DataError(f"Cannot write {args.save_config}: {e.strerror or e}.") from None
         print(json.dumps({"config": str(args.save_config)}))
         return 0
+    if getattr(args, "seeds", None) is not None or getattr(args, "repeat", None) is not None:
+        from mtrlib.cli.experiments import train_repeats
+        return train_repeats(args, cfg)
     if args.out:
         target = Path(args.out).expanduser()
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -340,5 +353,7 @@ def cmd_train(args) -> int:
            "elapsed": result.elapsed, "grad": result.grad}
     if writer.error:
         out["error"] = writer.error
+    from mtrlib.cli.experiments import one_run_summary
+    out.update(one_run_summary(cfg, prep, result))  # "group" and "summary" (n = 1), as repeats give them
     print(json.dumps(json_clean(out)), flush=True)
     return 0 if path is not None else 1

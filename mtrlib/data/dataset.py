@@ -14,6 +14,14 @@ import pandas as pd
 
 FEATURE_KINDS = ("categorical", "multi", "numeric", "text")
 MULTI_SEP = "|"
+LAYOUT_LABELS = {"world": "World", "movielens-latest": "MovieLens", "movielens-100k": "MovieLens 100K",
+                 "movielens-1m": "MovieLens 1M", "generic": "Table"}
+
+
+def upload_name(layout: str, file_name: str) -> str:
+    """What an upload is called: its detected layout and its file ('MovieLens 100K · u.data'), not
+    the file's stem alone ('u')."""
+    return f"{LAYOUT_LABELS.get(layout, str(layout).title())} · {file_name}"
 
 
 @dataclass

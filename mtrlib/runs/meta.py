@@ -61,6 +61,9 @@ class RunMeta:
     finished: float | _Unset = UNSET
     best_epoch: int | None | _Unset = UNSET
     device: str | _Unset = UNSET
+    # the experiment this run belongs to: runs of one setup that differ only by seed share it
+    # (naming.group_key); a run written before it existed is a group of one (its own id)
+    group: str | None = None
     extra: dict = field(default_factory=dict, repr=False)  # unknown keys, kept as read
 
     @classmethod
@@ -141,6 +144,12 @@ class RunInfo:
     settings: dict
     dataset: dict
     has_weights: bool
+    group: str = ""  # the experiment (naming.group_key); an old run is a group of one: its id
+
+    @property
+    def seed(self) -> int | None:
+        s = self.settings.get("seed")
+        return s if isinstance(s, int) and not isinstance(s, bool) else None
 
     @classmethod
     def from_meta(cls, folder: Path, meta: RunMeta) -> "RunInfo":
@@ -156,6 +165,7 @@ class RunInfo:
             baseline=summary.get("baseline") or {}, last_val=meta.last_val or {},
             settings=meta.settings or {}, dataset=meta.dataset or {},
             has_weights=bool(meta.has_weights or meta.checkpoint_epoch),
+            group=str(meta.group) if isinstance(meta.group, str) and meta.group else folder.name,
         )
 
     @property

@@ -1,6 +1,8 @@
 """What a run is called and what its table compares: derived from its TrainConfig only."""
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import time
 
@@ -45,3 +47,29 @@ def settings_of(cfg: TrainConfig) -> dict:
         "history": m.history, "history_encoder": m.history_encoder if m.history else None,
         "history_task": m.history_task if m.history else None,
     }
+
+
+# what does not change what a run learns, so runs that differ only here are one experiment
+# (the seed is what repeats vary; the name, the device and the logging are bookkeeping)
+_NOT_THE_SETUP = ("seed", "name", "device", "cpu_threads", "log_every")
+
+
+def data_signature(ds) -> dict:
+    """What tells one dataset from another in a group key (known before anything is prepared)."""
+    return {"name": ds.name, "layout": ds.layout, "users": int(ds.n_users), "items": int(ds.n_items),
+            "interactions": int(ds.n_interactions)}
+
+
+def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
+    """The experiment a run belongs to: a short hash of its whole setup except the seed (and
+    bookkeeping), plus what identifies its data (`dataset`: `data_signature`), so two uploads
+    that share a file name are not mixed. Runs with the same key are repeats of one setup with
+    different model and split seeds."""
+    d = cfg.to_dict()
+    for k in _NOT_THE_SETUP:
+        d.pop(k, None)
+    if d["model"].get("text_features") and d["model"].get("text_combine") == "sum":
+        d["model"]["text_dim"] = d["model"].get("emb_dim")  # what validation makes of it
+    data = {k: (dataset or {}).get(k) for k in ("name", "layout", "users", "items", "interactions")}
+    text = json.dumps({"setup": d, "data": data}, sort_keys=True, default=str)
+    return "g-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]

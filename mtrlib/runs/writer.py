@@ -19,7 +19,7 @@ from ..safe import json_clean
 from . import store as disk
 from .liveness import _proc_start
 from .meta import RunMeta
-from .naming import default_name, model_summary, new_run_id, settings_of
+from .naming import data_signature, default_name, group_key, model_summary, new_run_id, settings_of
 from .store import RunError, _store, _store_message
 from .tables import _table_json, run_arrays
 
@@ -101,6 +101,7 @@ class RunWriter:
                      "split": prep.split.method, "rows": prep.split.report.get("rows", {}),
                      "ground_truth": bool(ds.ground_truth)},
             epochs_done=0, steps=0, last_val={}, summary={}, has_weights=False, checkpoint_epoch=None,
+            group=group_key(cfg, data_signature(ds)),
         )
 
     def _create(self, target: Path) -> None:

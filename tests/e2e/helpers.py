@@ -130,3 +130,26 @@ def snap(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def plot_traces(page: Page, title: str) -> list[dict]:
+    """The traces of the Plotly chart whose title contains `title`, as drawn (`_fullData`): name,
+    type, x and y values, the error bars' half-widths (None when a trace has none), marker
+    colour and the trace's `meta`. Empty when no such chart is drawn yet."""
+    return page.evaluate(
+        """(title) => {
+            for (const el of document.querySelectorAll('.js-plotly-plot')) {
+                const t = el.layout && el.layout.title ? (el.layout.title.text || el.layout.title) : '';
+                if (!String(t).includes(title)) continue;
+                const arr = (e) => (e && e.visible && e.array) ? Array.from(e.array) : null;
+                return (el._fullData || []).map(tr => ({
+                    name: tr.name, type: tr.type, mode: tr.mode || null,
+                    x: tr.x ? Array.from(tr.x) : [], y: tr.y ? Array.from(tr.y) : [],
+                    error_x: arr(tr.error_x), error_y: arr(tr.error_y),
+                    colour: tr.marker ? String(tr.marker.color) : null, meta: tr.meta || null,
+                    dash: tr.line ? tr.line.dash : null}));
+            }
+            return [];
+        }""",
+        title,
+    )
