@@ -14,9 +14,14 @@ the CLI, URLs and the Train page derive their controls from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 @dataclass
@@ -24,6 +29,10 @@ class StepContext:
     gradnorm_layer: list[nn.Parameter]  # where per-task gradient norms are compared (the model's gradnorm_layer())
     step: int
     epoch: int
+    # the mean of a tensor over the training processes (mtrlib.distributed; the tensor itself in one
+    # process): a method that compares per-task gradients or losses averages them first, so that
+    # every process sees the whole batch's and takes the same step
+    mean: Callable[[torch.Tensor], torch.Tensor] = _same
 
 
 class Weighting(nn.Module):
@@ -32,6 +41,10 @@ class Weighting(nn.Module):
     paper = ""
     order = 100
     Options = None  # dataclass of this method's own knobs
+    # under several training processes (mtrlib.distributed): True = it works (a `backward` of its
+    # own runs inside DDP's no_sync() and its gradients are averaged after; statistics it compares
+    # across tasks go through `ctx.mean`); False = refused before training, naming the method
+    distributed = True
 
     def __init__(self, task_names: list[str], user_weights: dict[str, float], options=None, lr: float = 0.01):
         super().__init__()
