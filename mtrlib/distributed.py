@@ -390,6 +390,12 @@ def _join(addr: str, port: int, rank: int, world: int):
         raise DistributedError(
             f"Not every process of the {world} joined within {JOIN_TIMEOUT_S:g} s ({_first_line(e)}).",
             fix=f"start ranks 0 to {world - 1}, each once, with the same WORLD_SIZE") from None
+    store.set(f"mtr/read/{rank}", "1")
+    if rank == 0:  # rank 0 holds the store: it stays until every process has read what it needs
+        try:
+            store.wait([f"mtr/read/{r}" for r in range(world)], wait)
+        except (RuntimeError, dist.DistError):
+            pass
     other = {r: w for r, w in theirs.items() if w != world}
     if other:
         r, w = next(iter(other.items()))

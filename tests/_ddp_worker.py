@@ -3,6 +3,8 @@ module). Each process trains the same tiny world through the library, in phases,
 prints one JSON line with what every phase gave:
 
 - "uncertainty", "gradnorm": test AUCs per task (the single-process runs are in the test);
+- "own-gradients": a method with its own `backward` (one backward pass per task: the same
+  gradient as fixed weights, through DDP's no_sync() and the averaging after it);
 - "stop": rank 1 alone is asked to stop at its third step; every process must end "stopped"
   at the same step;
 - "diverge": a far too high learning rate; every process must report "diverged" at one step;
@@ -21,9 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch.distributed as dist  # noqa: E402
 
+import mtrlib.config as config_module  # noqa: E402
 from mtrlib import distributed  # noqa: E402
 from mtrlib.config import TrainConfig  # noqa: E402
 from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.weighting import WEIGHTINGS  # noqa: E402
+from mtrlib.weighting.fixed import Fixed  # noqa: E402
 
 
 def config(world: dict, **kw) -> TrainConfig:
@@ -39,11 +44,22 @@ def gathered(value) -> list:
     return out
 
 
+class OwnGradients(Fixed):
+    """Fixed weights, backpropagated one task at a time: a stand-in for the per-task gradient methods."""
+    name = "own-gradients"
+
+    def backward(self, total, losses, ctx):
+        for k in range(len(losses)):
+            losses[k].backward(retain_graph=k < len(losses) - 1)
+
+
 def main() -> None:
     world, settings = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    WEIGHTINGS[OwnGradients.name] = OwnGradients
+    config_module.WEIGHTINGS = (*config_module.WEIGHTINGS, OwnGradients.name)
     procs = distributed.start("cpu")
     report = {"world": procs.world}
-    for method in ("uncertainty", "gradnorm"):
+    for method in ("uncertainty", "gradnorm", OwnGradients.name):
         cfg = config(world, weighting=method, **settings)
         res = train(cfg, prepare(cfg))
         report[method] = {"status": res.status, "auc": {t: m["auc"] for t, m in res.metrics.items() if "auc" in m},

@@ -81,15 +81,18 @@ def test_torchrun_cli_one_run_folder_one_json_line_same_aucs(launched):
     close({t: m["auc"] for t, m in out["metrics"].items() if "auc" in m}, single("fixed"))
 
 
-@pytest.mark.parametrize("method", ["uncertainty", "gradnorm"])
-def test_torchrun_weighting_methods_match_one_process(launched, method):
+@pytest.mark.parametrize("method,same_as", [("uncertainty", "uncertainty"), ("gradnorm", "gradnorm"),
+                                            ("own-gradients", "fixed")])
+def test_torchrun_weighting_methods_match_one_process(launched, method, same_as):
+    """own-gradients: fixed weights backpropagated task by task in its own `backward` (what the
+    per-task gradient methods do), run in DDP's no_sync() with the gradients averaged after."""
     rc, stdout, stderr = launched[0]["lib"]
     assert rc == 0, stderr[-3000:]
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["world"] == 2
     got = report[method]
     assert got["status"] == "finished" and got["every_rank_same"]
-    close(got["auc"], single(method))
+    close(got["auc"], single(same_as))
 
 
 def test_stop_divergence_and_mismatch_end_every_process_together(launched):

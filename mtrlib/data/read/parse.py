@@ -390,14 +390,17 @@ def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError("The Parquet file has columns but no rows.", fix="choose the file that holds the data",
                         source=name)
-    return _from_frame(df, name)  # a stored index (e.g. item_id) becomes a column again
+    return _from_frame(df, name, copy=False)  # a stored index (e.g. item_id) becomes a column again
 
 
-def _from_frame(df: pd.DataFrame, name: str) -> pd.DataFrame:
+def _from_frame(df: pd.DataFrame, name: str, copy: bool = True) -> pd.DataFrame:
+    """Checks on a frame's names and shape; `copy=False` for a frame this module made (Parquet):
+    a caller's own DataFrame is copied, so nothing done here reaches it."""
     if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
         if df.index.name is not None or not (pd.api.types.is_integer_dtype(df.index)):
             df = df.reset_index()
-    df = df.copy()
+    if copy:
+        df = df.copy()
     df.attrs = {}  # the caller's own metadata is not carried into the Dataset
     if isinstance(df.columns, pd.MultiIndex):
         df.columns = ["_".join(map(str, c)) for c in df.columns]
