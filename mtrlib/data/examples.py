@@ -148,6 +148,8 @@ def sample_negatives(
         if len(todo) == 0:
             break
         cand[todo] = rng.integers(0, n_items, size=len(todo))
+    if len(todo) == 0:  # every row got its K negatives: the arrays as they are (no copy)
+        return origin, cand, 0
     keep = np.ones(len(origin), bool)
     keep[todo] = False
     return origin[keep], cand[keep], int(len(np.unique(origin[todo])))
@@ -168,19 +170,23 @@ def build_examples(ds: Dataset, tasks, negatives: int = 4, seed: int = 0) -> Exa
             raise DataError("An implicit task needs at least 1 sampled negative per positive.",
                             fix="set negatives per positive to 1 or more (default 4)")
         item_index = ds.items.index
-        u_codes, _ = pd.factorize(frame["user_id"])
-        i_codes = index_positions(item_index, frame["item_id"])
-        origin, neg_items, short = sample_negatives(u_codes, i_codes, len(item_index), int(negatives), seed)
+        origin, neg_items, short = sample_negatives(pd.factorize(frame["user_id"])[0],
+                                                    index_positions(item_index, frame["item_id"]),
+                                                    len(item_index), int(negatives), seed)
         if short:
             notes.append(f"{short} rows got fewer than {negatives} negatives: their users interacted with almost every item.")
         # the negatives' columns are built in place (one take per column), not as a copied frame concatenated
-        take = np.concatenate([np.arange(n), origin])
+        take = np.concatenate([np.arange(n), origin])  # every example's logged row: also its `origin`
         items = pd.concat([frame["item_id"], pd.Series(item_index.take(neg_items), dtype=frame["item_id"].dtype)],
                           ignore_index=True)
+        del neg_items
         frame = pd.DataFrame({c: items if c == "item_id" else frame[c].take(take).reset_index(drop=True)
                               for c in cols})
         notes.append(f"Sampled {len(origin):,} negatives ({negatives} per logged row, seed {seed}).")
-    frame["origin"] = np.concatenate([np.arange(n, dtype=np.int64), origin])
+        frame["origin"] = take
+        del take, origin, items
+    else:
+        frame["origin"] = np.arange(n, dtype=np.int64)
     frame["sampled"] = np.arange(len(frame)) >= n
     Y = np.empty((len(frame), len(tasks)), np.float32)  # one array, filled in place (no stack, no copy)
     for j, t in enumerate(tasks):
