@@ -2,13 +2,15 @@
 
 Each module registers its verbs with `register(subparsers)` and points each at a function
 with `set_defaults(func=...)`; a module that does not exist yet is skipped, so verbs can be
-added one file at a time. Bad data is the user's problem to fix, not a crash: a DataError
+added one file at a time. Files of any size are read (`--max-file-mb` caps them; the app's
+uploads keep their 200 MB cap). Bad data is the user's problem to fix, not a crash: a DataError
 is printed as its message (no traceback) and the exit status is 2.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 CLI_MODULES = ["data", "train", "runs", "experiments"]
@@ -43,10 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    from mtrlib.data.read.sources import file_cap
+
+    cap = getattr(args, "max_file_mb", None)
     try:
-        rc = func(args)
+        if cap is not None and not cap > 0:
+            raise DataError(f"--max-file-mb must be above 0 (got {cap:g}).", fix="e.g. --max-file-mb 500, or leave it out")
+        with file_cap(cap if cap is not None else "none"):  # the command line reads any size unless capped
+            rc = func(args)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else "0"
+        if rank != "0" and getattr(e, "everywhere", False):
+            return 2  # every process found it: rank 0 says it once (mtrlib.distributed)
+        print(f"error: {'' if rank == '0' else f'[process {rank}] '}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -29,6 +29,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TEXT_COMBINE = ("sum", "concat", "gated")
 GRAD_SPACES = ("params", "rep")  # where a gradient method takes the tasks' gradients (mtrlib.gradients)
+EMBEDDING_UPDATES = ("auto", "dense", "lazy")  # mtrlib.optim
 
 
 @dataclass
@@ -142,6 +143,10 @@ class _TrainCommon:
     # or on the shared representation ("rep", LibMTL's rep_grad: cheaper)
     grad_space: str = "params"
     grad_telemetry: bool = True  # cosines between the tasks' gradients every log_every steps (mtrlib.telemetry)
+    # how the user / item id tables are updated (mtrlib.optim): "dense" every row at every step,
+    # "lazy" only the rows of the batch (sparse gradients, SparseAdam, lazy weight decay), "auto"
+    # lazy for big tables on the CPU (bench/embedding_optim.py)
+    embedding_updates: str = "auto"
     early_stop_task: str | None = None  # None = off
     patience: int = 2
     name: str | None = None
@@ -286,6 +291,9 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         raise DataError(f"Unknown optimiser '{cfg.optimizer}'.", fix=f"choose one of: {', '.join(OPTIMIZERS)}")
     if cfg.device not in DEVICES:
         raise DataError(f"Unknown device '{cfg.device}'.", fix=f"choose one of: {', '.join(DEVICES)}")
+    if cfg.embedding_updates not in EMBEDDING_UPDATES:
+        raise DataError(f"Unknown embedding updates '{cfg.embedding_updates}'.",
+                        fix=f"choose one of: {', '.join(EMBEDDING_UPDATES)}")
     if m.text_combine not in TEXT_COMBINE:
         raise DataError(f"Unknown text combination '{m.text_combine}'.", fix=f"choose one of: {', '.join(TEXT_COMBINE)}")
     for label, sizes in _layer_lists(m):

@@ -170,8 +170,13 @@ class TaskGradients:
     captured representations); `apply(d, user)` writes `.grad`: `d` on that space, and
     sum_i user_i * grad L_i on every other parameter."""
 
-    def __init__(self, shared: SharedParameters, losses: torch.Tensor, reps=None):
+    def __init__(self, shared: SharedParameters, losses: torch.Tensor, reps=None, mean=None):
         self.shared, self.losses, self.reps = shared, losses, reps
+        # several training processes (mtrlib.distributed): each task's gradient on the shared
+        # parameters is averaged over them before a method aggregates it, so every process
+        # aggregates the whole batch's gradients and takes the same step
+        self.mean = mean
+        self._jac: torch.Tensor | None = None
         self._rows: list[list[torch.Tensor | None]] | None = None  # per task: grads on (space + plain params)
         self._on_shared: list[list[torch.Tensor | None]] | None = None
 
@@ -198,7 +203,15 @@ class TaskGradients:
         return self._rows
 
     def jacobian(self) -> torch.Tensor:
-        """[T, n]: each task's gradient on the space, flattened (zeros where it does not reach)."""
+        """[T, n]: each task's gradient on the space, flattened (zeros where it does not reach);
+        averaged over the training processes when there are several."""
+        if self._jac is None:
+            self._jac = self._jacobian()
+            if self.mean is not None:
+                self._jac = self.mean(self._jac)
+        return self._jac
+
+    def _jacobian(self) -> torch.Tensor:
         space, rows = self._space(), self.rows()
         cols = []
         for j, s in enumerate(space):

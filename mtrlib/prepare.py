@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+import pandas as pd
+
 from .config import TrainConfig, validate
 from .data import (DataError, Dataset, EncodedExamples, Examples, FeatureSpace, Split, build_examples,
                    encode_examples, make_world, split)
@@ -49,7 +52,7 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
     validate(cfg, [t.name for t in tasks])
     ex = build_examples(ds, tasks, negatives=cfg.data.negatives, seed=cfg.seed)
     sp = split(ex, cfg.data.split, cfg.data.val_frac, cfg.data.test_frac, seed=cfg.seed)
-    space = FeatureSpace.fit(ds, ex.frame.iloc[sp.train], use_features=cfg.data.use_features)
+    space = FeatureSpace.fit(ds, seen_ids(ex.frame, sp.train), use_features=cfg.data.use_features)
     if cfg.model.text_features:
         from .text import item_text_vectors
         space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=text_device_for(cfg.device),
@@ -61,4 +64,16 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
     return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks)
 
 
-__all__ = ["Prepared", "load_dataset", "prepare"]
+def seen_ids(frame, rows) -> dict:
+    """The distinct user and item ids of `rows` of the examples (what `FeatureSpace.fit` reads from
+    the training rows), by integer code: not a copy of most of the table."""
+    out = {}
+    for c in ("user_id", "item_id"):
+        codes, uniques = pd.factorize(frame[c])
+        seen = np.zeros(len(uniques), bool)
+        seen[codes[rows]] = True
+        out[c] = uniques[seen]
+    return out
+
+
+__all__ = ["Prepared", "load_dataset", "prepare", "seen_ids"]

@@ -23,9 +23,11 @@ from .device import (DENORMAL_FIX, available_devices, cpu_compute, float_state, 
 from .gradients import RepCapture, SharedParameters, TaskGradients
 from .metrics import popularity_baseline, task_metrics
 from .models import MultiTaskModel, build_model
+from . import distributed
 from .models.retrieval import sampled_recall
+from .optim import training_optimizer
 from .prepare import Prepared, load_dataset, prepare
-from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, forward, shuffled_batches, snapshot
+from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, forward as model_forward, snapshot
 from .telemetry import GradientTelemetry, summary as grad_summary
 from .weighting import StepContext, make_weighting
 
@@ -86,7 +88,7 @@ def predict(model: MultiTaskModel, data: EncodedExamples, batch: int = EVAL_BATC
     """Predictions [N, T] (probabilities / values), in large batches."""
     was = model.training
     model.eval()
-    out = [model.predict(forward(model, data.user[s:s + batch], data.item[s:s + batch], history_of(data, slice(s, s + batch))))
+    out = [model.predict(model_forward(model, data.user[s:s + batch], data.item[s:s + batch], history_of(data, slice(s, s + batch))))
            for s in range(0, len(data), batch)]
     model.train(was)
     if not out:
@@ -127,8 +129,9 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     tr, va = prep.train.to(device), prep.val.to(device)
     model.fit_targets(tr.labels, tr.mask)
     weighting = make_weighting(cfg.weighting, names, cfg.weights, lr=cfg.lr, **weighting_options(cfg)).to(device)
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay,
-                         weighting.extra_parameters(), device)
+    opt = training_optimizer(cfg, model, weighting, device)  # lazy updates for big id tables (mtrlib.optim)
+    procs = distributed.current()  # one process, or this one's place among several (torchrun)
+    forward = procs.wrap(model, weighting, device)  # batch -> per-task losses (through DDP when several)
     layer = model.gradnorm_layer()
     shared = _shared_parameters(cfg, model, tr, weighting)
     reps = RepCapture(shared, on=cfg.grad_space == "rep" and weighting.needs_task_gradients)
@@ -150,20 +153,22 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
         perm = torch.randperm(n, generator=gen).to(device)
         window.start_epoch()
         ep_t = clock.now()
-        for batch in shuffled_batches(tr, perm, mask, int(cfg.batch_size)):
-            losses = model.task_losses(forward(model, batch.user, batch.item, batch.history), batch.labels, batch.mask)
-            ctx = StepContext(layer, step, epoch, TaskGradients(shared, losses, reps.take()), model, batch)
+        for batch in procs.batches(tr, perm, mask, int(cfg.batch_size)):
+            losses = forward(batch)
+            ctx = StepContext(layer, step, epoch, mean=procs.mean, model=model, batch=batch,
+                              grads=TaskGradients(shared, losses, reps.take(), mean=procs.mean))
             total = weighting.combine(losses, ctx)
-            if (why := guard.check_step(total, losses, step + 1)) is not None:
+            seen, seen_total, stop_all = procs.agree(losses, total, stop)  # every process's (one: these)
+            if (why := guard.check_step(seen_total, seen, step + 1)) is not None:
                 status, reason = "diverged", why
                 break
             opt.zero_grad(set_to_none=True)
             with telemetry.measuring(ctx, total, losses, batch):  # per-task gradient cosines, when due
-                weighting.backward(total, losses, ctx)
+                procs.backward(forward, weighting, total, losses, ctx)
             opt.step()
             weighting.after_step(ctx)
             step += 1
-            window.add(losses, batch.size)
+            window.add(seen, batch.size)
             if window.due(step, batch):
                 mean, rate, te = window.close()
                 if (why := guard.check_window(mean, step)) is not None:
@@ -175,7 +180,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
                 hist.steps.append(row)
                 emit({"type": "step", **row})
                 clock.events += window.reset() - te
-            if stop is not None and stop.is_set():
+            if procs.stop_requested(stop, stop_all):
                 status, reason = "stopped", f"Stopped by the user at step {step} (epoch {epoch})."
                 break
         ep_time = clock.now() - ep_t
@@ -187,7 +192,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
         epoch_loss = window.epoch_sums / steps_per_epoch
         used = weighting.effective().tolist()  # the weights this epoch trained with
         weighting.end_epoch(epoch_loss)
-        val = evaluate(model, va, prep.tasks)
+        val = procs.evaluate(model, va, prep.tasks)
         row = _epoch_row(epoch, step, clock, window.seen, n / max(ep_time, 1e-9), names, epoch_loss.tolist(), used, val)
         hist.epochs.append(row)
         emit({"type": "epoch", **row})
@@ -204,8 +209,8 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
         reason = reason or f"Restored the weights of epoch {early.best_epoch}, the best on {cfg.early_stop_task}."
     model.eval()
     trained = status != "diverged" or epochs_done > 0
-    test_m = evaluate(model, prep.test.to(device), prep.tasks) if trained else {}
-    val_m = evaluate(model, va, prep.tasks) if trained else {}
+    test_m = procs.evaluate(model, prep.test.to(device), prep.tasks) if trained else {}
+    val_m = procs.evaluate(model, va, prep.tasks) if trained else {}
     base = _popularity(prep, model.n_items)
     sps = window.seen / clock.train if clock.train > 0 else 0.0
     overhead = clock.events / clock.train if clock.train > 0 else 0.0

@@ -32,6 +32,8 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--item", default=None, help="column holding the item id (default: guessed)")
     p.add_argument("--timestamp", default=None, help="column holding the time (default: guessed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    from mtrlib.cli.train import add_max_file_mb
+    add_max_file_mb(p)
     p.set_defaults(func=cmd_inspect)
 
 

@@ -34,7 +34,8 @@ def register(subparsers, verb: str | None = None) -> None:
 
 def add_train_arguments(p) -> None:
     """Every flag of `train` (also used by verbs that take train's settings)."""
-    from mtrlib.config import ARCHITECTURES, ARCHS, DEVICES, MODEL_KNOBS, OPTIMIZERS, WEIGHTING_KNOBS, WEIGHTINGS
+    from mtrlib.config import (ARCHITECTURES, ARCHS, DEVICES, EMBEDDING_UPDATES, MODEL_KNOBS, OPTIMIZERS,
+                               WEIGHTING_KNOBS, WEIGHTINGS)
     from mtrlib.weighting import WEIGHTINGS as WEIGHTING_CLASSES
 
     g = p.add_argument_group("data")
@@ -42,6 +43,7 @@ def add_train_arguments(p) -> None:
                                   "omit for the built-in synthetic world")
     g.add_argument("--items", help="items table (with --data); else the world's number of items")
     g.add_argument("--users", help="users table (with --data); else the world's number of users")
+    add_max_file_mb(g)
     g.add_argument("--genres", type=int, help="world: number of genres")
     g.add_argument("--correlation", type=float, help="world: task correlation rho in [-1, 1]")
     g.add_argument("--impressions", type=int, help="world: impressions per user")
@@ -77,6 +79,9 @@ def add_train_arguments(p) -> None:
     t.add_argument("--early-stop", metavar="TASK", help="stop when this task's validation metric stops improving")
     t.add_argument("--patience", type=int, help="epochs without improvement before an early stop (default 2)")
     t.add_argument("--device", choices=DEVICES, help="auto (CUDA, then MPS, then CPU) or a device")
+    t.add_argument("--embedding-updates", choices=EMBEDDING_UPDATES,
+                   help="id tables: dense (every row, every step), lazy (only the batch's rows: sparse gradients, "
+                        "SparseAdam, lazy weight decay), or auto (default: lazy for tables of 20k+ rows on the CPU)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--log-every", type=int, help="steps between progress events (default 10)")
     add_gradient_arguments(t)
@@ -140,6 +145,13 @@ def add_repeat_arguments(p) -> None:
                                                          "number N of seeds from --seed: one experiment, its "
                                                          "runs grouped, mean and 95%% CI in the last line")
     r.add_argument("--repeat", type=int, metavar="N", help="the same as --seeds N")
+
+
+def add_max_file_mb(group) -> None:
+    """--max-file-mb: the command line reads files of any size unless capped (the app's uploads keep 200 MB)."""
+    group.add_argument("--max-file-mb", type=float, metavar="MB",
+                       help="refuse a data file bigger than MB megabytes (default: no limit on the command line; "
+                            "MTR_MAX_FILE_MB also sets it)")
 
 
 def add_knob_flags(group, knobs) -> None:
@@ -229,7 +241,8 @@ def build_config(args):
                               ("early_stop", cfg, "early_stop_task"), ("patience", cfg, "patience"),
                               ("device", cfg, "device"), ("seed", cfg, "seed"), ("log_every", cfg, "log_every"),
                               ("name", cfg, "name"), ("grad_space", cfg, "grad_space"),
-                              ("grad_telemetry", cfg, "grad_telemetry")):
+                              ("grad_telemetry", cfg, "grad_telemetry"),
+                              ("embedding_updates", cfg, "embedding_updates")):
         val = getattr(args, attr, None)
         if val is not None:
             setattr(target, key, val)
@@ -297,8 +310,9 @@ class Progress:
 
 def cmd_train(args) -> int:
     from mtrlib.config import validate
-    from mtrlib.runs import recorded_training
-    from mtrlib.safe import json_clean
+    from mtrlib.distributed import fingerprint, lost_contact
+    from mtrlib.distributed import finish as finish_processes
+    from mtrlib.distributed import start_for as start_processes
     from mtrlib.train import prepare
 
     cfg = build_config(args)
@@ -318,8 +332,27 @@ def cmd_train(args) -> int:
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise DataError(f"The output folder {target} already exists and is not empty.",
                             fix="choose a new folder for --out, or delete the old one")
-    prep = prepare(cfg)
-    progress = Progress(args.quiet)
+    procs = start_processes(cfg)  # one process, or this one's place among several (torchrun)
+    try:
+        prep = prepare(cfg)
+        procs.check_same(fingerprint(cfg, prep))
+        return _train_and_report(args, cfg, prep, procs)
+    except RuntimeError as e:  # a collective failed: another process stopped or failed
+        if not procs.active:
+            raise
+        print(f"error: {lost_contact(procs, e)}", file=sys.stderr)
+        return 1
+    finally:
+        finish_processes()
+
+
+def _train_and_report(args, cfg, prep, procs) -> int:
+    """Train (rank 0 records the run, prints progress and the JSON line; other ranks only train)."""
+    from mtrlib.runs import recorded_training
+    from mtrlib.safe import json_clean
+    from mtrlib.train import train
+
+    progress = Progress(args.quiet or not procs.main)
     stop = threading.Event()
 
     def opened(writer):
@@ -330,10 +363,14 @@ def cmd_train(args) -> int:
         if stop.is_set():  # a second Ctrl-C: give up at once
             raise KeyboardInterrupt
         stop.set()
-        print("\nstopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
+        if procs.main:
+            print("\nstopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if not procs.main:  # the other processes train alongside; rank 0 writes and prints
+            train(cfg, prep, stop=stop)
+            return 0
         result, writer = recorded_training(cfg, prep, store=args.store, path=args.out, name=args.name,
                                            callback=progress, stop=stop, opened=opened)
     finally:

@@ -57,7 +57,8 @@ class Dataset:
 
     @property
     def density(self) -> float:
-        n_pairs = self.interactions[["user_id", "item_id"]].drop_duplicates().shape[0]
+        from .mapping import count_repeats  # by integer codes: drop_duplicates hashes every id as an object
+        n_pairs = self.n_interactions - count_repeats(self.interactions[["user_id", "item_id"]])
         return n_pairs / max(1, self.n_users * self.n_items)
 
     def label_columns(self) -> list[str]:
@@ -118,6 +119,18 @@ class Dataset:
                                   "observed": int(len(v))}
         rep["label_balance"] = balance
         return rep
+
+
+def index_positions(index, ids) -> np.ndarray:
+    """Position of each id in `index` (-1 if absent). Ids repeat (one per example, tens of
+    millions of them): each distinct id is looked up once (factorize) and the positions spread
+    back by code, instead of one lookup (and, for text ids, a Python str) per example."""
+    index = index if isinstance(index, pd.Index) else pd.Index(index)
+    if isinstance(ids, (pd.Series, pd.Index)) and len(ids) > 10_000:
+        codes, uniques = pd.factorize(ids)
+        pos = index.get_indexer(pd.Index(uniques.astype(str), dtype="str"))
+        return np.where(codes >= 0, pos[np.maximum(codes, 0)], -1)
+    return index.get_indexer(pd.Index([str(i) for i in ids]))
 
 
 def split_multi(series: pd.Series) -> pd.Series:

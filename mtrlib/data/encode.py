@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .dataset import Dataset, split_multi
+from .dataset import Dataset, index_positions, split_multi
 
 MAX_VOCAB = 5000  # categorical levels kept per column (most frequent); the rest share "other"
 MAX_MULTI = 12  # values kept per multi-valued cell
@@ -138,16 +138,24 @@ class FeatureSpace:
     @classmethod
     def fit(cls, ds: Dataset, train_frame: pd.DataFrame, use_features: bool = True) -> "FeatureSpace":
         """Vocabularies from the catalogue; id slots only for ids seen in `train_frame`."""
-        users = _encode_table(ds.users, ds.user_features, set(train_frame["user_id"].unique()), use_features)
-        items = _encode_table(ds.items, ds.item_features, set(train_frame["item_id"].unique()), use_features)
+        users = _encode_table(ds.users, ds.user_features, set(pd.unique(train_frame["user_id"])), use_features)
+        items = _encode_table(ds.items, ds.item_features, set(pd.unique(train_frame["item_id"])), use_features)
         return cls(users=users, items=items)
 
     def user_rows(self, ids) -> np.ndarray:
         """Row index per user id (-1 for ids not in the catalogue)."""
-        return pd.Index(self.users.ids).get_indexer(pd.Index([str(i) for i in ids]))
+        return index_positions(self._index('users'), ids)
 
     def item_rows(self, ids) -> np.ndarray:
-        return pd.Index(self.items.ids).get_indexer(pd.Index([str(i) for i in ids]))
+        return index_positions(self._index('items'), ids)
+
+    def _index(self, kind: str) -> pd.Index:
+        """The ids of users or items as an Index, built once (a lookup per call rebuilt its hash table)."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        table = getattr(self, kind)
+        if kind not in cache or cache[kind][0] is not table.ids:
+            cache[kind] = (table.ids, pd.Index(table.ids, dtype="str"))
+        return cache[kind][1]
 
     def describe(self) -> dict:
         out = {"users": self.users.describe(), "items": self.items.describe(),

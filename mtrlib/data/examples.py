@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .dataset import Dataset
+from .dataset import Dataset, index_positions
 from .errors import DataError
 from .kinds import KINDS
 from .tasks import TaskSpec, parse_tasks
 
+CLASH_CHUNK = 1 << 22  # negatives checked against the positives per chunk (memory, not results)
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}
 _FALSE = {"0", "0.0", "false", "f", "no", "n"}
 
@@ -69,15 +70,17 @@ def numeric_column(ds: Dataset, task: TaskSpec) -> np.ndarray:
     s = _column(ds, task)
     if pd.api.types.is_bool_dtype(s):
         return s.astype(float).to_numpy()
-    num = pd.to_numeric(s, errors="coerce")
-    bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"Task '{task.name}': column '{task.column}' holds a value that is not a number "
-            f"('{s.iloc[row]}' at row {row + 1}).",
-            fix="clean the column, or pick a numeric column for this task",
-        )
+    num = s  # already numbers when the loader typed the column: nothing to check or convert
+    if not pd.api.types.is_numeric_dtype(s):
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"Task '{task.name}': column '{task.column}' holds a value that is not a number "
+                f"('{s.iloc[row]}' at row {row + 1}).",
+                fix="clean the column, or pick a numeric column for this task",
+            )
     arr = num.to_numpy(dtype=float)
     if np.isinf(arr).any():
         row = int(np.flatnonzero(np.isinf(arr))[0])
@@ -133,18 +136,22 @@ def sample_negatives(
     rng = np.random.default_rng(seed)
     pos = np.unique(user_idx.astype(np.int64) * n_items + item_idx)
     origin = np.repeat(np.arange(len(user_idx), dtype=np.int64), k)
-    users = user_idx[origin].astype(np.int64)
     cand = rng.integers(0, n_items, size=len(origin))
     todo = np.arange(len(origin))
     for _ in range(64):
-        keys = users[todo] * n_items + cand[todo]
-        where = np.searchsorted(pos, keys)
-        where[where == len(pos)] = 0
-        clash = pos[where] == keys
+        clash = np.zeros(len(todo), bool)
+        for lo in range(0, len(todo), CLASH_CHUNK):  # in chunks: a few arrays of the chunk, not of every negative
+            t = todo[lo:lo + CLASH_CHUNK]
+            keys = user_idx[origin[t]].astype(np.int64) * n_items + cand[t]
+            where = np.searchsorted(pos, keys)
+            where[where == len(pos)] = 0
+            clash[lo:lo + CLASH_CHUNK] = pos[where] == keys
         todo = todo[clash]
         if len(todo) == 0:
             break
         cand[todo] = rng.integers(0, n_items, size=len(todo))
+    if len(todo) == 0:  # every row got its K negatives: the arrays as they are (no copy)
+        return origin, cand, 0
     keep = np.ones(len(origin), bool)
     keep[todo] = False
     return origin[keep], cand[keep], int(len(np.unique(origin[todo])))
@@ -156,31 +163,37 @@ def build_examples(ds: Dataset, tasks, negatives: int = 4, seed: int = 0) -> Exa
     inter = ds.interactions
     notes: list[str] = []
     cols = ["user_id", "item_id"] + (["timestamp"] if "timestamp" in inter.columns else [])
-    frame = inter[cols].reset_index(drop=True).copy()
-    frame["origin"] = np.arange(len(frame), dtype=np.int64)
-    frame["sampled"] = False
-    Y = np.column_stack([_logged_labels(ds, t) for t in tasks]).astype(np.float64)
-
-    if any(KINDS[t.kind].samples_negatives for t in tasks):
+    frame = inter[cols].reset_index(drop=True).copy()  # arrow-backed text: the copy shares the buffers
+    n = len(frame)
+    origin = np.zeros(0, np.int64)
+    implicit = any(KINDS[t.kind].samples_negatives for t in tasks)
+    if implicit:
         if negatives < 1:
             raise DataError("An implicit task needs at least 1 sampled negative per positive.",
                             fix="set negatives per positive to 1 or more (default 4)")
         item_index = ds.items.index
-        u_codes, _ = pd.factorize(frame["user_id"])
-        i_codes = item_index.get_indexer(frame["item_id"])
-        origin, neg_items, short = sample_negatives(u_codes, i_codes, len(item_index), int(negatives), seed)
+        origin, neg_items, short = sample_negatives(pd.factorize(frame["user_id"])[0],
+                                                    index_positions(item_index, frame["item_id"]),
+                                                    len(item_index), int(negatives), seed)
         if short:
             notes.append(f"{short} rows got fewer than {negatives} negatives: their users interacted with almost every item.")
-        neg = frame.iloc[origin].copy()
-        neg["item_id"] = item_index.to_numpy()[neg_items]
-        neg["sampled"] = True
-        negY = np.full((len(neg), len(tasks)), np.nan)
-        for j, t in enumerate(tasks):
-            if t.is_binary:
-                negY[:, j] = 0.0  # whole-space: a sampled non-interaction is not liked either
-        frame = pd.concat([frame, neg], ignore_index=True)
-        Y = np.vstack([Y, negY])
-        notes.append(f"Sampled {len(neg):,} negatives ({negatives} per logged row, seed {seed}).")
+        # the negatives' columns are built in place (one take per column), not as a copied frame concatenated
+        take = np.concatenate([np.arange(n), origin])  # every example's logged row: also its `origin`
+        items = pd.concat([frame["item_id"], pd.Series(item_index.take(neg_items), dtype=frame["item_id"].dtype)],
+                          ignore_index=True)
+        del neg_items
+        frame = pd.DataFrame({c: items if c == "item_id" else frame[c].take(take).reset_index(drop=True)
+                              for c in cols})
+        notes.append(f"Sampled {len(origin):,} negatives ({negatives} per logged row, seed {seed}).")
+        frame["origin"] = take
+        del take, origin, items
+    else:
+        frame["origin"] = np.arange(n, dtype=np.int64)
+    frame["sampled"] = np.arange(len(frame)) >= n
+    Y = np.empty((len(frame), len(tasks)), np.float32)  # one array, filled in place (no stack, no copy)
+    for j, t in enumerate(tasks):
+        Y[:n, j] = _logged_labels(ds, t)
+        Y[n:, j] = 0.0 if t.is_binary else np.nan  # whole-space: a sampled non-interaction is not liked either
 
     # conditional tasks: observed only where the parent task is 1 (applied parents-first); a
     # retrieval task on OTHER's positives the same way
@@ -197,4 +210,4 @@ def build_examples(ds: Dataset, tasks, negatives: int = 4, seed: int = 0) -> Exa
             raise DataError(f"Task '{t.name}' has no observed labels.",
                             fix="check its column and its '|' condition")
         KINDS[t.kind].check_labels(t, obs)
-    return Examples(frame=frame, labels=Y.astype(np.float32), tasks=tasks, notes=notes)
+    return Examples(frame=frame, labels=Y, tasks=tasks, notes=notes)  # Y is float32 already: no copy

@@ -15,6 +15,8 @@ it cannot be found by name or by matching values.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 import warnings
 
@@ -95,6 +97,9 @@ def as_numeric(s: pd.Series) -> pd.Series | None:
         return s
     if not (pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)):
         return None
+    fast = _arrow_numbers(s)
+    if fast is not None:
+        return fast
     present = s.notna()
     if pd.api.types.is_object_dtype(s):
         present &= s.astype(str).str.strip() != ""
@@ -102,6 +107,97 @@ def as_numeric(s: pd.Series) -> pd.Series | None:
     if (num.notna() == present).all() and present.any():
         return num
     return None
+
+
+_MEMO: contextvars.ContextVar = contextvars.ContextVar("mtr_numbers_memo", default=None)
+
+
+@contextlib.contextmanager
+def numbers_memo():
+    """Within the block, each text column is parsed as numbers once: loading asks `as_numeric`
+    about the same column several times (guessing the mapping, typing labels, the timestamp),
+    which at tens of millions of rows costs seconds a time."""
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _arrow_numbers(s: pd.Series) -> pd.Series | None:
+    """Text held by arrow (what the readers give) cast to int64, else float64, by pyarrow's
+    vectorised parser: tens of times faster than pd.to_numeric, which goes through Python
+    objects. None when a value is not a plain number (pandas then decides, as before) or
+    the column is not arrow text."""
+    if not isinstance(s.array, pd.arrays.ArrowStringArray):
+        return None
+    arr = s.array._pa_array
+    memo = _MEMO.get()
+    key = (id(arr), len(s))
+    if memo is not None and key in memo and memo[key][0] is arr:  # the same arrow column (held, so ids stay unique)
+        out = memo[key][1]
+        return None if out is None else pd.Series(out, index=s.index, name=s.name, copy=False)
+    out = _cast_numbers(arr) if s.notna().any() else None
+    if memo is not None:
+        memo[key] = (arr, out)
+    return None if out is None else pd.Series(out, index=s.index, name=s.name, copy=False)
+
+
+def _cast_numbers(arr) -> np.ndarray | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    for typ in (pa.int64(), pa.float64()):
+        try:
+            num = pc.cast(arr, typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        if num.null_count:  # missing values: NaN, as pd.to_numeric gives
+            return num.to_numpy(zero_copy_only=False).astype(float)
+        return num.to_numpy()
+    return None
+
+
+def isin(values, wanted) -> np.ndarray:
+    """bool per value: is it among `wanted`? For arrow-backed text (what the readers give) by
+    pyarrow's hash kernel: pandas' own `isin` on such text first builds a Python object per
+    wanted value, seconds for a hundred thousand ids."""
+    a, w = _arrow_text(values), _arrow_text(wanted)
+    if a is None or w is None:
+        return np.asarray(pd.Index(values).isin(pd.Index(wanted) if not isinstance(wanted, set) else list(wanted)))
+    import pyarrow.compute as pc
+    return pc.is_in(a, value_set=w).to_numpy(zero_copy_only=False)
+
+
+def _arrow_text(x):
+    """The arrow array behind a text Series / Index / ArrowStringArray, or None."""
+    arr = getattr(x, "array", x)
+    if isinstance(arr, pd.arrays.ArrowStringArray):
+        return arr._pa_array.combine_chunks()
+    return None
+
+
+def count_repeats(frame: pd.DataFrame) -> int:
+    """Rows that exactly repeat an earlier row (what `frame.duplicated().sum()` counts), from one
+    64-bit hash per row, sorted: pandas' own `duplicated` builds a hash table of every row (13 s at
+    5M rows, minutes at 25M). Text is hashed by its integer code (pyarrow's dictionary encoding),
+    numbers by value (0.0 and -0.0 alike, every NaN alike). Two different rows share a hash with
+    probability about rows^2 / 2^65 (2e-5 at 25M rows): a note's count, not a result."""
+    n = len(frame)
+    if n < 2:
+        return 0
+    h = np.zeros(n, np.uint64)
+    with np.errstate(over="ignore"):
+        for c in frame.columns:
+            s = frame[c]
+            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+                v = s.to_numpy(dtype=float, na_value=np.nan)
+                v = np.where(np.isnan(v), np.nan, v) + 0.0  # one NaN; -0.0 + 0.0 is 0.0
+                col = pd.util.hash_array(v)
+            else:
+                col = pd.util.hash_array(pd.factorize(s, use_na_sentinel=False)[0].astype(np.int64))
+            h = h * np.uint64(1099511628211) ^ col
+    h.sort()
+    return int(np.count_nonzero(h[1:] == h[:-1]))
 
 
 def is_boolish(s: pd.Series) -> bool:
@@ -159,6 +255,8 @@ def normalise_ids(s: pd.Series, *, source: str, column: str, what: str, header: 
     missing = missing | low.isin(list(_MISSING_WORDS)).to_numpy()
     infinite = low.isin(list(_INF_WORDS)).to_numpy()
     _raise_bad_ids(missing, infinite, source=source, column=column, what=what, header=header, every=every)
+    if not t.str.contains(".", regex=False).any():  # no "7.0" to turn into "7": skip the regex over every id
+        return t.astype("str")
     return t.str.replace(INTEGRAL_TEXT, r"\1", regex=True).astype("str")
 
 

@@ -48,16 +48,21 @@ def split(ex: Examples, method: str = "random", val_frac: float = 0.1, test_frac
         if "timestamp" not in f.columns:
             raise DataError("A temporal split needs a timestamp column, and this data has none.",
                             fix="map a timestamp column, or use the random split")
-        lf = f.loc[logged, ["user_id", "timestamp"]].copy()
-        lf["ts"] = pd.to_numeric(lf["timestamp"], errors="coerce")
-        lf["tie"] = rng.random(len(lf))
-        lf = lf.sort_values(["user_id", "ts", "tie"], kind="stable")
-        rank = lf.groupby("user_id", sort=False).cumcount().to_numpy()
-        count = lf.groupby("user_id", sort=False)["ts"].transform("size").to_numpy()
-        q = (rank + 0.5) / count
+        # each user's rows ordered by (time, random tie-break); users by their code, not their id
+        # text: only the order within a user matters, and sorting integers is far cheaper
+        rows = np.flatnonzero(logged)
+        user = pd.factorize(f["user_id"])[0][rows]
+        ts = pd.to_numeric(f["timestamp"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)[rows]
+        tie = rng.random(len(rows))
+        order = np.lexsort((tie, ts, user))
+        u_sorted = user[order]
+        count = np.bincount(user)
+        first = np.concatenate([[0], np.cumsum(count)[:-1]])
+        rank = np.arange(len(order)) - first[u_sorted]
+        q = (rank + 0.5) / count[u_sorted]
         p = np.where(q >= 1 - test_frac, 2, np.where(q >= 1 - test_frac - val_frac, 1, 0))
         part = np.empty(n_logged, np.int64)
-        part[lf.index.to_numpy()] = p  # logged rows come first in Examples, index == origin
+        part[rows[order]] = p  # logged rows come first in Examples, row == origin
         parts = _by_origin(ex, part)
     else:
         items = pd.unique(f["item_id"])
@@ -78,14 +83,13 @@ def split(ex: Examples, method: str = "random", val_frac: float = 0.1, test_frac
 
 def _report(ex: Examples, train, val, test) -> dict:
     f = ex.frame
-    tr_users = set(f["user_id"].to_numpy()[train])
-    tr_items = set(f["item_id"].to_numpy()[train])
     rep = {"rows": {"train": int(len(train)), "val": int(len(val)), "test": int(len(test))}}
+    codes = {w: pd.factorize(f[f"{w}_id"])[0] for w in ("user", "item")}  # integers: no Python set of ids
+    in_train = {w: np.bincount(c[train], minlength=c.max() + 1) > 0 for w, c in codes.items()}
     for name, idx in (("val", val), ("test", test)):
-        u = pd.unique(f["user_id"].to_numpy()[idx])
-        i = pd.unique(f["item_id"].to_numpy()[idx])
-        rep[f"{name}_unseen_users"] = int(sum(x not in tr_users for x in u))
-        rep[f"{name}_unseen_items"] = int(sum(x not in tr_items for x in i))
+        for w, c in codes.items():
+            present = np.bincount(c[idx], minlength=len(in_train[w])) > 0
+            rep[f"{name}_unseen_{w}s"] = int((present & ~in_train[w]).sum())
     for j, t in enumerate(ex.tasks):
         y = ex.labels[train, j]
         if not (~np.isnan(y)).any():

@@ -136,6 +136,12 @@ class MultiTaskModel(nn.Module):
                               (raw - target) ** 2)
         return (per * m).sum(0) / m.sum(0).clamp(min=1)
 
+    def loss_counts(self, mask: torch.Tensor) -> torch.Tensor:
+        """[T]: how many rows each task's loss in `task_losses` is a mean over (at least 1). Training
+        on several processes weights each process's losses by its share of the global batch's
+        counts, so that their average is the whole batch's loss (mtrlib.distributed)."""
+        return mask.to(torch.float32).sum(0).clamp(min=1)
+
     def predict(self, raw: torch.Tensor) -> torch.Tensor:
         """Probabilities for binary tasks, values in original units for regression."""
         return torch.where(self.is_binary, torch.sigmoid(raw), raw * self.target_std + self.target_mean)

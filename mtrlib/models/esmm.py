@@ -111,8 +111,8 @@ class ESMM(MultiTaskModel):
         m = mask.to(raw.dtype)
         chain = self._entire_space(raw)
 
-        def space(j):  # where the chain of task j is observed: the first unconditional ancestor's rows
-            return space(self.parent[j]) if self.conditional[j] else m[:, j]
+        def space(j):
+            return self._space(m, j)
 
         def label(j):  # 1 where task j and every task it is conditional on are 1 (0 where unobserved)
             return labels[:, j] * m[:, j] * (label(self.parent[j]) if self.conditional[j] else 1.0)
@@ -128,6 +128,17 @@ class ESMM(MultiTaskModel):
             ll = -(y * logp + (1 - y) * log1mp) * w
             losses.append(ll.sum() / w.sum().clamp(min=1))
         return torch.stack(losses)
+
+    def _space(self, m: torch.Tensor, j: int) -> torch.Tensor:
+        """Where the chain of task j is observed: the first unconditional ancestor's rows."""
+        return self._space(m, self.parent[j]) if self.conditional[j] else m[:, j]
+
+    def loss_counts(self, mask):
+        if not self.chained:
+            return super().loss_counts(mask)
+        m = mask.to(torch.float32)  # a chained task's loss is a mean over its chain's space
+        return torch.stack([m[:, k].sum() if p < 0 else self._space(m, k).sum()
+                            for k, p in enumerate(self.parent)]).clamp(min=1)
 
     def predict(self, raw):
         """A conditional task reports pCVR (evaluated where observed); a chained whole-space one pCTCVR."""

@@ -20,10 +20,14 @@ the CLI, URLs and the Train page derive their controls from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 @dataclass
@@ -31,6 +35,10 @@ class StepContext:
     gradnorm_layer: list[nn.Parameter]  # where per-task gradient norms are compared (the model's gradnorm_layer())
     step: int
     epoch: int
+    # the mean of a tensor over the training processes (mtrlib.distributed; the tensor itself in one
+    # process): a method that compares per-task gradients or losses averages them first, so that
+    # every process sees the whole batch's and takes the same step
+    mean: Callable[[torch.Tensor], torch.Tensor] = _same
     # per-task gradients of this step on the shared parameters or representation, computed on
     # first use (mtrlib.gradients.TaskGradients); None outside the trainer
     grads: Any = None
@@ -40,8 +48,10 @@ class StepContext:
     def losses_again(self) -> torch.Tensor:
         """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
         with torch.no_grad():
+            from ..steps import forward
             b = self.batch
-            return self.model.task_losses(self.model(b.user, b.item), b.labels, b.mask)
+            out = forward(self.model, b.user, b.item, getattr(b, "history", None))
+            return self.mean(self.model.task_losses(out, b.labels, b.mask))  # every process's mean
 
 
 class Weighting(nn.Module):
@@ -54,6 +64,10 @@ class Weighting(nn.Module):
     # costs one backward pass per task, and data-parallel training must give it every task's
     # gradient (or refuse it). False for a method that only weights the losses.
     needs_task_gradients = False
+    # under several training processes (mtrlib.distributed): True = it works (a `backward` of its
+    # own runs inside DDP's no_sync() and its gradients are averaged after; statistics it compares
+    # across tasks go through `ctx.mean`); False = refused before training, naming the method
+    distributed = True
 
     def __init__(self, task_names: list[str], user_weights: dict[str, float], options=None, lr: float = 0.01):
         super().__init__()

@@ -49,7 +49,7 @@ class GradNorm(Weighting):
         return self.user * self.w.detach()
 
     def combine(self, losses, ctx):
-        L = losses.detach()
+        L = ctx.mean(losses.detach())  # over every training process (itself in one process)
         with torch.no_grad():
             self.initial.copy_(torch.where((self.initial == 0) & (L > 0), L, self.initial))
         params = [p for p in ctx.gradnorm_layer if p.requires_grad]
@@ -58,9 +58,10 @@ class GradNorm(Weighting):
             if self.user_list[i] == 0 or not losses[i].requires_grad or not params:
                 norms.append(L.new_zeros(()))
                 continue
-            g = torch.autograd.grad(losses[i], params, retain_graph=True, allow_unused=True)
-            sq = [(x * x).sum() for x in g if x is not None]
-            norms.append(torch.sqrt(torch.stack(sq).sum()) if sq else L.new_zeros(()))
+            g = [x for x in torch.autograd.grad(losses[i], params, retain_graph=True, allow_unused=True)
+                 if x is not None]
+            # the whole batch's gradient: averaged over the training processes (itself in one process)
+            norms.append(ctx.mean(torch.cat([x.reshape(-1) for x in g])).norm() if g else L.new_zeros(()))
         n = torch.stack(norms)  # ||grad_W L_i||
         with torch.no_grad():
             G = self.user * self.w * n

@@ -11,7 +11,7 @@ tables, and `loader` maps the interactions and assembles the `Dataset`.
 """
 from .loader import MIN_INTERACTIONS, load, read_table, read_table_full
 from .parse import MAX_COLUMNS, Table
-from .sources import DEFAULT_MAX_FILE_MB, max_file_bytes
+from .sources import DEFAULT_MAX_FILE_MB, file_cap, max_file_bytes
 
-__all__ = ["load", "read_table", "read_table_full", "Table", "max_file_bytes", "DEFAULT_MAX_FILE_MB",
+__all__ = ["load", "read_table", "read_table_full", "Table", "max_file_bytes", "file_cap", "DEFAULT_MAX_FILE_MB",
            "MAX_COLUMNS", "MIN_INTERACTIONS"]

@@ -76,7 +76,8 @@ def load(interactions, items=None, users=None, *, mapping: dict | None = None, n
     folder or zip holding a MovieLens release or an exported world. Any problem is a DataError.
     """
     try:
-        return _load(interactions, items, users, mapping, name)
+        with mp.numbers_memo():
+            return _load(interactions, items, users, mapping, name)
     except DataError:
         raise
     except Exception as e:  # the last line of defence: the user sees a message, never a traceback
@@ -137,7 +138,7 @@ def _map_interactions(table: Table, release: ml.Release | None, mapping: dict | 
     lines = table.line_header
     uid = mp.normalise_ids(raw[m["user"]], source=src, column=str(m["user"]), what="user", header=lines)
     iid = mp.normalise_ids(raw[m["item"]], source=src, column=str(m["item"]), what="item", header=lines)
-    inter = pd.DataFrame({"user_id": uid.to_numpy(), "item_id": iid.to_numpy()}).astype("str")
+    inter = pd.DataFrame({"user_id": uid.reset_index(drop=True), "item_id": iid.reset_index(drop=True)}).astype("str")
     used = {m["user"], m["item"]}
     ts = m.get("timestamp")
     if ts is not None:
@@ -182,7 +183,7 @@ def _check_size(inter: pd.DataFrame, src: str, notes: list[str]) -> None:
             raise DataError(f"Every row has the same {what} ('{short(inter[f'{what}_id'].iloc[0])}'): a recommender "
                             f"needs at least 2 {what}s.",
                             fix=f"check that the {what} column is the right one, or use more data", source=src)
-    dups = int(inter.duplicated().sum())
+    dups = mp.count_repeats(inter)
     if dups:
         notes.append(f"{counted(dups, 'row')} {'is an exact repeat' if dups == 1 else 'are exact repeats'} of earlier "
                      "rows; kept (remove them first if they are mistakes).")

@@ -26,11 +26,13 @@ from .sources import (Blob, Folder, decode, max_file_bytes, open_source, refuse_
 MAX_COLUMNS = 1000
 SNIFF_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 1 << 20
+CHECK_WINDOW = 64 << 20  # bytes per window of the whole-file field-count check
 DELIMITERS = [",", "\t", ";", "|"]
 NA_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "#N/A", "<NA>"]
 _DELIM_NAMES = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "'|' bars", "::": "'::'",
                 "\x1f": "'::'"}
 _KEEP_BYTES = bytes(range(32, 256)) + b"\t\n\r\f"
+ARROW_BLOCK = 16 << 20  # bytes per block of the CSV reader (its unit of parallel work)
 _BLANKISH = re.compile(rb"(?m)^ +\r?$")
 
 
@@ -139,31 +141,55 @@ def _check_counts(recs, delim, header: bool, name: str, text: str) -> None:
 
 
 def _check_counts_fast(data: bytes, delim: str, n0: int, header: bool, name: str) -> None:
-    """The same check on the whole file at numpy speed, for files without quotes."""
+    """The same check on the whole file at numpy speed, for files without quotes; in windows of
+    CHECK_WINDOW bytes cut at line ends, so a file of any size costs a few window-sized arrays."""
     arr = np.frombuffer(data, np.uint8)
+    first_bad, n_bad, line0, start = None, 0, 0, 0
+    while start < len(arr):
+        stop = min(len(arr), start + CHECK_WINDOW)
+        if stop < len(arr):
+            cut = data.rfind(b"\n", start, stop)
+            stop = cut + 1 if cut >= start else (data.find(b"\n", stop) + 1 or len(arr))
+        bad, counts = _bad_lines(arr[start:stop], delim, n0)
+        if len(bad) and first_bad is None:
+            first_bad = (line0 + int(bad[0]), int(counts[bad[0]]))
+        n_bad += len(bad)
+        line0 += int(np.count_nonzero(arr[start:stop] == 10))
+        start = stop
+    if first_bad is not None:
+        k, got = first_bad
+        raise DataError(
+            f"Line {k + 1} has {got:,} field(s) when split on {_delim_words(delim)}, but the "
+            f"{'header' if header else 'first line'} has {n0:,}"
+            f"{f' ({n_bad - 1:,} more lines disagree too)' if n_bad > 1 else ''}.",
+            fix="use one separator throughout the file, and put values that contain the separator "
+                "in double quotes", source=name)
+
+
+def _bad_lines(arr: np.ndarray, delim: str, n0: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the non-blank lines of `arr` whose field count is not n0, every line's count)."""
     nl = np.flatnonzero(arr == 10)
     starts = np.concatenate([[0], nl + 1])
     ends = np.concatenate([nl, [len(arr)]])
+    if len(ends) > 1 and ends[-1] == starts[-1]:  # the window ends with a line end: no line after it
+        starts, ends = starts[:-1], ends[:-1]
     dpos = np.flatnonzero(arr == ord(delim))
     counts = np.searchsorted(dpos, ends) - np.searchsorted(dpos, starts) + 1
     length = ends - starts
     cr = (length > 0) & (arr[np.maximum(ends - 1, 0)] == 13)
     blank = (length - cr) <= 0
-    bad = np.flatnonzero(~blank & (counts != n0))
-    if len(bad):
-        k = int(bad[0])
-        raise DataError(
-            f"Line {k + 1} has {int(counts[k]):,} field(s) when split on {_delim_words(delim)}, but the "
-            f"{'header' if header else 'first line'} has {n0:,}"
-            f"{f' ({len(bad) - 1:,} more lines disagree too)' if len(bad) > 1 else ''}.",
-            fix="use one separator throughout the file, and put values that contain the separator "
-                "in double quotes", source=name)
+    return np.flatnonzero(~blank & (counts != n0)), counts
+
+
+def _blank(data: bytes) -> bool:
+    """Empty or only white space, without the copy `data.strip()` would make of a big file."""
+    return not data or data.isspace()
 
 
 def _parse_text(data: bytes, name: str, header: bool | None,
                 notes: list[str]) -> tuple[pd.DataFrame, str | None, bool]:
     """UTF-8 text -> (frame, delimiter, header found); `header=None` lets the values decide."""
-    if not data.strip():
+    if _blank(data):
         raise DataError("The file is empty.", fix="choose a file that holds your data", source=name)
     if b"\r" in data:  # CRLF, old-Mac CR, and stray CRs that pandas would read inconsistently: all are line ends
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -207,11 +233,13 @@ def _parse_text(data: bytes, name: str, header: bool | None,
     if delim == "::":
         data = data.replace(b"::", b"\x1f")
         sep = "\x1f"
+    n0 = len(recs[0][1])
+    whole_file_check = None  # pyarrow's reader checks every line's field count; this names the line when it refuses
     if delim is not None:
         _check_counts(recs, sep, header, name, text)
         if b'"' not in data or quoting == csv.QUOTE_NONE:
-            _check_counts_fast(data, sep, len(recs[0][1]), header, name)
-    n0 = len(recs[0][1])
+            def whole_file_check():
+                _check_counts_fast(data, sep, n0, header, name)
     if header:
         names = [f.strip() for f in recs[0][1]]
         seen: dict[str, int] = {}
@@ -226,17 +254,7 @@ def _parse_text(data: bytes, name: str, header: bool | None,
     else:
         names = [f"col{j + 1}" for j in range(n0)]
         blank_named = []
-    try:
-        df = pd.read_csv(
-            _io.BytesIO(data), sep=sep or "\x1f", header=0 if header else None, names=names, dtype=str,
-            keep_default_na=False, na_values=NA_VALUES, quoting=quoting, engine="c", skip_blank_lines=True,
-            encoding="utf-8", index_col=False, on_bad_lines="error",
-        )
-    except pd.errors.ParserError as e:
-        raise _parser_error(e, header, name) from None
-    except (ValueError, UnicodeError, OverflowError, MemoryError, csv.Error) as e:
-        raise DataError(f"The file could not be read as a table ({short(e, 120)}).",
-                        fix="check that it is a plain CSV/TSV file", source=name) from None
+    df = _read_csv(data, lead, sep or "\x1f", header, names, quoting, name, whole_file_check)
     for c in df.columns:
         s = df[c].str.strip()
         df[c] = s.mask(s == "")
@@ -254,6 +272,62 @@ def _parse_text(data: bytes, name: str, header: bool | None,
                             fix="choose the file that holds the data, not just its column names", source=name)
         raise DataError("The file is empty.", fix="choose a file that holds your data", source=name)
     return df, delim, bool(header)
+
+
+def _read_csv(data: bytes, lead: int, sep: str, header: bool, names: list[str], quoting: int,
+              name: str, refused=None) -> pd.DataFrame:
+    """Every field as text (the mapping types the columns later), with pyarrow's multi-threaded
+    CSV reader, which also checks that every line has the header's number of fields. A file it
+    refuses is checked by `refused()` (the line-by-line field count, which raises naming the
+    line) and read again by pandas' parser, whose message names the line too."""
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+    quoted = quoting != csv.QUOTE_NONE and b'"' in data
+    if quoted and data.count(b'"') % 2:  # a quote never closed: pyarrow would read the rest as one value
+        return _read_csv_pandas(data, sep, header, names, quoting, name)
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(data)[lead:]),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0, use_threads=True,
+                                           block_size=ARROW_BLOCK),
+            parse_options=pacsv.ParseOptions(delimiter=sep, quote_char='"' if quoting != csv.QUOTE_NONE else False,
+                                             double_quote=True, newlines_in_values=quoted, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names}, null_values=NA_VALUES,
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowKeyError):
+        if refused is not None:
+            refused()
+        return _read_csv_pandas(data, sep, header, names, quoting, name)
+    except MemoryError as e:
+        raise DataError(f"The file could not be read as a table ({short(e, 120)}).",
+                        fix="check that it is a plain CSV/TSV file", source=name) from None
+    return arrow_to_pandas(table)
+
+
+def arrow_to_pandas(table) -> pd.DataFrame:
+    """An arrow table as a DataFrame, text as pandas' arrow-backed "str" (what its own reader
+    gives, without a copy of every string into a Python object), freeing each arrow column as it
+    is converted so the two never both hold the whole table."""
+    import pyarrow as pa
+    as_str = pd.StringDtype("pyarrow", na_value=np.nan)
+    return table.to_pandas(types_mapper={pa.string(): as_str, pa.large_string(): as_str}.get, split_blocks=True,
+                           self_destruct=True)
+
+
+def _read_csv_pandas(data: bytes, sep: str, header: bool, names: list[str], quoting: int, name: str) -> pd.DataFrame:
+    """pandas' single-threaded parser: slower, but its errors give the line (and it reads the odd
+    file pyarrow's stricter parser refuses)."""
+    try:
+        return pd.read_csv(
+            _io.BytesIO(data), sep=sep, header=0 if header else None, names=names, dtype=str,
+            keep_default_na=False, na_values=NA_VALUES, quoting=quoting, engine="c", skip_blank_lines=True,
+            encoding="utf-8", index_col=False, on_bad_lines="error",
+        )
+    except pd.errors.ParserError as e:
+        raise _parser_error(e, header, name) from None
+    except (ValueError, UnicodeError, OverflowError, MemoryError, csv.Error) as e:
+        raise DataError(f"The file could not be read as a table ({short(e, 120)}).",
+                        fix="check that it is a plain CSV/TSV file", source=name) from None
 
 
 def _dedupe(names: list[str]) -> list[str]:
@@ -307,7 +381,7 @@ def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
         unpacked = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
         if unpacked > 4 * max_file_bytes():
             raise too_big(name, unpacked=True)
-        df = pf.read().to_pandas()
+        df = arrow_to_pandas(pf.read(use_threads=True))  # typed columns, converted one by one
     except DataError:
         raise
     except (pa.ArrowException, OSError, ValueError, TypeError, MemoryError) as e:
@@ -316,14 +390,17 @@ def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError("The Parquet file has columns but no rows.", fix="choose the file that holds the data",
                         source=name)
-    return _from_frame(df, name)  # a stored index (e.g. item_id) becomes a column again
+    return _from_frame(df, name, copy=False)  # a stored index (e.g. item_id) becomes a column again
 
 
-def _from_frame(df: pd.DataFrame, name: str) -> pd.DataFrame:
+def _from_frame(df: pd.DataFrame, name: str, copy: bool = True) -> pd.DataFrame:
+    """Checks on a frame's names and shape; `copy=False` for a frame this module made (Parquet):
+    a caller's own DataFrame is copied, so nothing done here reaches it."""
     if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
         if df.index.name is not None or not (pd.api.types.is_integer_dtype(df.index)):
             df = df.reset_index()
-    df = df.copy()
+    if copy:
+        df = df.copy()
     df.attrs = {}  # the caller's own metadata is not carried into the Dataset
     if isinstance(df.columns, pd.MultiIndex):
         df.columns = ["_".join(map(str, c)) for c in df.columns]
@@ -386,7 +463,7 @@ def read_one(source, role: str, name: str | None = None, header: bool | None = N
                         fix=f"choose the one file that holds the {role}")
     blob: Blob = obj
     data = blob.data
-    if not data.strip():
+    if _blank(data):
         raise DataError("The file is empty.", fix="choose a file that holds your data", source=blob.name)
     refuse_binary(data, blob.name)
     if data[:4] == b"PAR1":

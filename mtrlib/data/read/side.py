@@ -112,7 +112,7 @@ def read_side(source, what: str, inter_ids: pd.Index, id_names: list, mapping: d
             f"{'repeats' if n_rep == 1 else 'repeat'} "
             f"an earlier id. The {what}s table needs exactly one row per {what}.",
             fix=f"remove the repeated rows, or merge them into one row per {what}", source=src)
-    matched = int(pd.Index(ids).isin(inter_ids).sum())
+    matched = int(mp.isin(pd.Index(ids), inter_ids).sum())
     if matched == 0:
         ex_side = ", ".join(f"'{short(x, 20)}'" for x in ids.iloc[:3])
         ex_inter = ", ".join(f"'{short(x, 20)}'" for x in inter_ids[:3])
@@ -143,7 +143,7 @@ def combine(sides: list[Side], what: str) -> Side | None:
     kinds = dict(sides[0].kinds)
     title = sides[0].title
     for s in sides[1:]:
-        idx = table.index.append(s.table.index[~s.table.index.isin(table.index)])
+        idx = table.index.append(s.table.index[~mp.isin(s.table.index, table.index)])
         table = table.reindex(idx)
         other = s.table.reindex(idx)
         for c in other.columns:
@@ -174,8 +174,8 @@ def catalogue(side: Side | None, moved: pd.DataFrame | None, used: pd.Index, wha
                 notes.append(f"Column '{c}' is in both the interactions and {side.source}; the latter is used.")
                 continue
             table[c] = moved[c].reindex(table.index).to_numpy()
-    extra = used[~used.isin(table.index)]
-    unused = int((~table.index.isin(used)).sum())
+    extra = used[~mp.isin(used, table.index)]
+    unused = int((~mp.isin(table.index, used)).sum())
     if len(extra):
         notes.append(f"{counted(len(extra), noun)} in the interactions {'is' if len(extra) == 1 else 'are'} missing "
                      f"from {side.source}; {'it gets' if len(extra) == 1 else 'they get'} empty attributes.")

@@ -3,7 +3,8 @@
 Everything is reduced to a `Blob` (the bytes of one file plus the name shown in messages) or a
 `Folder` (several files, for the loader to recognise as a known set), or passed through as a
 DataFrame. The files come from anyone, so size is capped before and after decompression
-(`MTR_MAX_FILE_MB`, default 200), an upload's `.name` is only ever a label (never a path),
+(`MTR_MAX_FILE_MB`, default 200 MB for the app's uploads; the CLI reads any size unless
+`--max-file-mb` or the variable sets a cap: `file_cap`), an upload's `.name` is only ever a label (never a path),
 images, documents, databases and web pages are refused by their first bytes, and text is
 decoded here (UTF-8, BOMs, UTF-16/32, Latin-1) or refused with a message saying what to do.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import contextlib
+import contextvars
 import gzip
 import io as _io
 import lzma
@@ -36,20 +39,53 @@ _MAGIC = [
 ]
 
 
-def max_file_bytes() -> int:
-    """The size cap, from MTR_MAX_FILE_MB (megabytes; default 200)."""
+NO_CAP = 1 << 62  # "no limit": larger than any file
+# what the caller set (`file_cap`): None = not set (MTR_MAX_FILE_MB, else the app's default),
+# a number of megabytes, or "none" for no cap (the CLI's default: a user's own files, any size)
+_CAP: contextvars.ContextVar = contextvars.ContextVar("mtr_file_cap", default=None)
+
+
+@contextlib.contextmanager
+def file_cap(mb: float | str | None):
+    """Within the block, cap one file at `mb` megabytes ("none": no cap; None: leave it to
+    MTR_MAX_FILE_MB / the default). The CLI reads any size by default (`--max-file-mb` caps it);
+    the app's uploads keep the 200 MB default, which protects a shared server."""
+    token = _CAP.set(mb)
+    try:
+        yield
+    finally:
+        _CAP.reset(token)
+
+
+def _env_mb() -> float | None:
     raw = os.environ.get("MTR_MAX_FILE_MB", "").strip()
     try:
-        mb = float(raw) if raw else DEFAULT_MAX_FILE_MB
+        mb = float(raw) if raw else None
     except ValueError:
-        mb = DEFAULT_MAX_FILE_MB
-    if not mb > 0:
-        mb = DEFAULT_MAX_FILE_MB
-    return int(mb * 1024 * 1024)
+        return None
+    return mb if mb is not None and mb > 0 else None
+
+
+def max_file_bytes() -> int:
+    """The size cap in bytes: `file_cap(mb)` if set, else MTR_MAX_FILE_MB (megabytes), else 200 MB;
+    a caller's `file_cap("none")` (the CLI without --max-file-mb) gives NO_CAP unless the variable is set."""
+    set_by_caller, env = _CAP.get(), _env_mb()
+    if set_by_caller == "none":
+        mb = env
+    elif set_by_caller is not None:
+        mb = float(set_by_caller)
+    else:
+        mb = env if env is not None else DEFAULT_MAX_FILE_MB
+    return NO_CAP if mb is None else int(mb * 1024 * 1024)
 
 
 def _cap_mb() -> str:
-    return f"{max_file_bytes() / 1024 / 1024:g} MB"
+    return f"{max_file_bytes() / 1024 / 1024:.4g} MB"
+
+
+def _read_up_to(stream, cap: int) -> bytes:
+    """At most cap + 1 bytes (all of them without a cap: read(2**62) would try to allocate that)."""
+    return stream.read() if cap >= NO_CAP else stream.read(cap + 1)
 
 
 def too_big(name: str, size: int | None = None, unpacked: bool = False) -> DataError:
@@ -58,8 +94,9 @@ def too_big(name: str, size: int | None = None, unpacked: bool = False) -> DataE
             f"is {size / 1024 / 1024:.1f} MB ({size:,} bytes)" if size is not None else f"is over {_cap_mb()}")
     return DataError(
         f"The file {what}, over the {_cap_mb()} limit for one file.",
-        fix="use a smaller file (for example a sample of the rows), or raise the limit by setting the "
-            "environment variable MTR_MAX_FILE_MB (e.g. MTR_MAX_FILE_MB=500) before starting the app or command",
+        fix="use a smaller file (for example a sample of the rows), or raise the limit: the command line's "
+            "--max-file-mb 500, or the environment variable MTR_MAX_FILE_MB (e.g. MTR_MAX_FILE_MB=500) before "
+            "starting the app or command",
         source=name)
 
 
@@ -125,7 +162,7 @@ def open_source(source, role: str, name: str | None = None):
             if size > cap:
                 raise too_big(shown, size)
             with open(p, "rb") as f:
-                data = f.read(cap + 1)
+                data = _read_up_to(f, cap)
         except PermissionError:
             raise DataError(f"Permission denied when reading {p}.", fix="check the file's permissions") from None
         except OSError as e:
@@ -144,7 +181,7 @@ def open_source(source, role: str, name: str | None = None):
                 except (OSError, ValueError):
                     pass
             try:
-                data = source.read(cap + 1)
+                data = _read_up_to(source, cap)
             except TypeError:
                 data = source.read()
         except (OSError, ValueError) as e:
@@ -169,8 +206,9 @@ def open_source(source, role: str, name: str | None = None):
 
 def _read_capped(stream, name: str) -> bytes:
     """Read at most one byte past the cap, so a decompression bomb never unpacks in full."""
-    out = stream.read(max_file_bytes() + 1)
-    if len(out) > max_file_bytes():
+    cap = max_file_bytes()
+    out = _read_up_to(stream, cap)
+    if len(out) > cap:
         raise too_big(name, unpacked=True)
     return out
 
