@@ -144,6 +144,11 @@ class InputLayer(nn.Module):
     def user_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         return self.user.id_vectors(rows)
 
+    def item_input(self, rows: torch.Tensor) -> torch.Tensor:
+        """The item's own columns of the input row, as the network reads them: its id vector
+        (combined with text, if used) and its side-feature embeddings."""
+        return torch.cat([self.item_vectors(rows), *self.item.features(rows)], -1)
+
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         parts = [self.user_vectors(user), self.item_vectors(item)]
         parts += self.user.features(user) + self.item.features(item)
