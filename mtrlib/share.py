@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .config import ARCHS, DEVICES, MODEL_KNOBS, OPTIMIZERS, WEIGHTING_KNOBS, WEIGHTINGS, TrainConfig
 from .data.split import SPLITS
+from .data.world import LIKE_OBSERVED
 
 # short key -> (path in the config, type): the common settings here; every architecture's and
 # weighting method's own knobs add theirs from their declarations (knob url=...)
@@ -12,6 +13,7 @@ KEYS: dict[str, tuple[str, type]] = {
     "src": ("data.source", str), "users": ("data.world.n_users", int), "items": ("data.world.n_items", int),
     "genres": ("data.world.n_genres", int), "rho": ("data.world.correlation", float),
     "wseed": ("data.world.seed", int), "imp": ("data.world.impressions_per_user", int),
+    "likeobs": ("data.world.like_observed", str), "moods": ("data.world.moods", int),
     "neg": ("data.negatives", int), "split": ("data.split", str), "feat": ("data.use_features", bool),
     "arch": ("model.arch", str), "emb": ("model.emb_dim", int), "towers": ("model.towers", list),
     "drop": ("model.dropout", float), "text": ("model.text_features", bool),
@@ -23,7 +25,7 @@ for _prefix, _knobs in (("model.", MODEL_KNOBS), ("", WEIGHTING_KNOBS)):
     for _k in _knobs:
         if _k.knob.url:
             KEYS[_k.knob.url] = (_prefix + _k.name, _k.base_type)
-CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "model.arch": ARCHS, "weighting": WEIGHTINGS,
+CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "data.world.like_observed": LIKE_OBSERVED, "model.arch": ARCHS, "weighting": WEIGHTINGS,
            "optimizer": OPTIMIZERS, "device": DEVICES}
 
 
