@@ -2,6 +2,8 @@
 and export to the TensorBoard Embedding Projector.
 
 Representations (`what`):
+    "item-input"   what the network reads for an item: its id vector (combined with text, if
+                   used) and its side-feature embeddings, as fed in (the Embeddings page's default)
     "items"        learned item vectors (id embedding, combined with text features if used)
     "users"        learned user id embeddings
     "text"         the raw language-model item vectors (runs trained with text features)
@@ -49,7 +51,7 @@ def umap_available() -> tuple[bool, str]:
 def representations(run, store=None) -> list[str]:
     """The `what` values this run offers."""
     run = load_run(run, store)
-    out = ["items", "users"]
+    out = ["item-input", "items", "users"]
     if run.space.item_text is not None:
         out.append("text")
     keys = _inspect_keys(run)
@@ -102,8 +104,8 @@ def vectors(run, what: str = "items", max_pairs: int = DEFAULT_PAIRS, seed: int 
     m = model if model is not None else run.model
     dev = device_of(m)
     notes: list[str] = []
-    if what == "items":
-        V = m.item_embeddings().float().cpu().numpy()
+    if what in ("items", "item-input"):
+        V = (m.item_embeddings() if what == "items" else m.item_inputs()).float().cpu().numpy()
         meta = run.items.reset_index()
         n_cold = int(meta["cold"].sum())
         if n_cold:
@@ -134,7 +136,7 @@ def vectors(run, what: str = "items", max_pairs: int = DEFAULT_PAIRS, seed: int 
         V = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
     else:
         raise RunError(f"Unknown representation '{what}'.",
-                       fix="use items, users, text, input, shared, task:NAME or gate:NAME")
+                       fix="use item-input, items, users, text, input, shared, task:NAME or gate:NAME")
     meta.attrs["notes"] = notes
     meta.attrs["what"] = what
     return np.ascontiguousarray(V, dtype=np.float32), meta
@@ -173,16 +175,7 @@ def _reduce(X: np.ndarray, method: str, dims: int, seed: int, n: int, info: dict
         C = p.fit_transform(X)
         info["explained_variance"] = [float(v) for v in p.explained_variance_ratio_]
     elif method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
-        # 500 iterations instead of 1,000 above 2,000 points: the layout has settled by then
-        # (PCA init, automatic learning rate) and 5,000 items draw in about half the time
-        iters = 500 if n > 2000 else 1000
-        C = TSNE(n_components=dims, perplexity=perplexity, init="pca", learning_rate="auto",
-                 max_iter=iters, random_state=seed).fit_transform(X)
-        info["perplexity"] = perplexity
-        info["iterations"] = iters
+        C = tsne(X, dims, seed, info)
     else:
         ok, msg = umap_available()
         if not ok:
@@ -192,6 +185,28 @@ def _reduce(X: np.ndarray, method: str, dims: int, seed: int, n: int, info: dict
         nn_ = int(min(15, n - 1))
         C = umap.UMAP(n_components=dims, n_neighbors=nn_, random_state=seed).fit_transform(X)
         info["n_neighbors"] = nn_
+    return C
+
+
+def tsne(X: np.ndarray, dims: int = 2, seed: int = 0, info: dict | None = None) -> np.ndarray:
+    """t-SNE by openTSNE (Policar, Strazar, Zupan, "openTSNE: a modular Python library for t-SNE
+    dimensionality reduction and embedding", JSS 2024): FFT-accelerated interpolation
+    (Linderman et al., Nature Methods 2019) in 2-D from 1,000 points, Barnes-Hut in 3-D and
+    below (the FFT grid grows with the layout's extent, which a few points make huge), PCA
+    initialisation, automatic learning rate; exact neighbours below 1,000 points. The
+    perplexity stays below a third of the points. bench/tsne.py measures it against
+    scikit-learn's Barnes-Hut side by side."""
+    from openTSNE import TSNE
+
+    n = len(X)
+    info = {} if info is None else info
+    perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+    model = TSNE(n_components=dims, perplexity=perplexity, initialization="pca", learning_rate="auto",
+                 negative_gradient_method="fft" if dims <= 2 and n >= 1000 else "bh",
+                 neighbors="exact" if n < 1000 else "auto",
+                 n_jobs=max(1, SCORING_THREADS), random_state=seed, verbose=False)
+    C = np.asarray(model.fit(X))
+    info.update({"perplexity": perplexity, "iterations": 250 + 500, "tsne": "openTSNE"})
     return C
 
 
@@ -282,6 +297,24 @@ def knn_purity(vectors: np.ndarray, labels, k: int = 10, max_points: int | None 
             "k": k, "n": int(n), "n_labels": int(len(uniq))}
 
 
+def purity(run, what: str = "items", attribute: str = "true_genre", k: int = 10, max_pairs: int = DEFAULT_PAIRS,
+           seed: int = 0, store=None) -> dict:
+    """kNN purity of a representation by an attribute of its points (the first value of a
+    multi-valued one), for the trained model and for the same architecture untrained (its
+    initial weights): {"purity", "chance", "untrained", "attribute", "k"}."""
+    run = load_run(run, store)
+    V, meta = vectors(run, what, max_pairs=max_pairs, seed=seed)
+    if attribute not in meta.columns:
+        cols = [c for c in meta.columns if c not in ("index",) and not pd.api.types.is_float_dtype(meta[c])]
+        raise RunError(f"The points of '{what}' have no attribute '{attribute}'.", fix=f"use one of: {', '.join(cols)}")
+    labels = meta[attribute].astype("string").str.split("|").str[0]
+    trained = knn_purity(V, labels, k=k, seed=seed)
+    V0, _ = vectors(run, what, max_pairs=max_pairs, seed=seed, model=run.build_model(weights=False))
+    untrained = knn_purity(V0, labels, k=k, seed=seed)
+    return {"purity": trained["purity"], "chance": trained["chance"], "untrained": untrained["purity"],
+            "attribute": attribute, "k": trained["k"]}
+
+
 def export_projector(vectors: np.ndarray, metadata, out_dir, tensor_name: str = "embedding") -> dict[str, Path]:
     """Write TensorBoard Embedding Projector files into `out_dir`:
     vectors.tsv (tab-separated floats, no header), metadata.tsv (one row per vector; a header
@@ -370,5 +403,5 @@ def gate_matrix(table: pd.DataFrame, by: str | None = None, expert_names=(),
     return piv[experts].to_numpy(), rows, experts
 
 
-__all__ = ["project", "vectors", "reduce", "neighbours", "knn_purity", "export_projector", "gate_table",
+__all__ = ["project", "vectors", "reduce", "tsne", "neighbours", "knn_purity", "purity", "export_projector", "gate_table",
            "gate_matrix", "representations", "umap_available", "CAPS", "METHODS"]

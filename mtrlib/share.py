@@ -7,6 +7,7 @@ from .config import ARCHS, DEVICES, GRAD_SPACES, MODEL_KNOBS, OPTIMIZERS, WEIGHT
 from .data.history import ORDERS, POOLS
 from .data.split import SPLITS
 from .models.history import HISTORY_ENCODERS
+from .data.world import LIKE_OBSERVED
 
 # short key -> (path in the config, type): the common settings here; every architecture's and
 # weighting method's own knobs add theirs from their declarations (knob url=...)
@@ -14,6 +15,7 @@ KEYS: dict[str, tuple[str, type]] = {
     "src": ("data.source", str), "users": ("data.world.n_users", int), "items": ("data.world.n_items", int),
     "genres": ("data.world.n_genres", int), "rho": ("data.world.correlation", float),
     "wseed": ("data.world.seed", int), "imp": ("data.world.impressions_per_user", int),
+    "likeobs": ("data.world.like_observed", str), "moods": ("data.world.moods", int),
     "neg": ("data.negatives", int), "split": ("data.split", str), "feat": ("data.use_features", bool),
     "arch": ("model.arch", str), "emb": ("model.emb_dim", int), "towers": ("model.towers", list),
     "drop": ("model.dropout", float), "text": ("model.text_features", bool),
@@ -28,9 +30,10 @@ for _prefix, _knobs in (("model.", MODEL_KNOBS), ("", WEIGHTING_KNOBS)):
     for _k in _knobs:
         if _k.knob.url:
             KEYS[_k.knob.url] = (_prefix + _k.name, _k.base_type)
-CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "model.arch": ARCHS, "weighting": WEIGHTINGS,
-           "optimizer": OPTIMIZERS, "device": DEVICES, "grad_space": GRAD_SPACES,
-           "model.history_encoder": tuple(HISTORY_ENCODERS), "model.history_order": ORDERS, "model.history_pool": POOLS}
+CHOICES = {"data.source": ("world", "files"), "data.split": SPLITS, "data.world.like_observed": LIKE_OBSERVED,
+           "model.arch": ARCHS, "weighting": WEIGHTINGS, "optimizer": OPTIMIZERS, "device": DEVICES,
+           "grad_space": GRAD_SPACES, "model.history_encoder": tuple(HISTORY_ENCODERS), "model.history_order": ORDERS,
+           "model.history_pool": POOLS}
 
 
 def _get(obj, path):

@@ -4,7 +4,7 @@ import streamlit as st
 
 from mtrlib import charts
 from mtrlib.data import DataError, Table, parse_task, parse_tasks, task_from_fields
-from mtrlib.data.world import MAX_GENRES
+from mtrlib.data.world import LIKE_OBSERVED, MAX_GENRES, MAX_MOODS
 from pages._shared import (boot, cfg, chart, current_dataset, dataset_key, examples_report, explain, halt, plain,
                            raw_interactions, task_list, widget)
 
@@ -94,9 +94,22 @@ if c.data.source == "world":
                help="Ma et al. (KDD 2018): the like direction is ρ·u1 + √(1−ρ²)·u2.")
     with cc:
         widget(st.number_input, "Impressions per user", "d_imp", lambda: w.impressions_per_user,
-               lambda v: setattr(w, "impressions_per_user", int(v)), min_value=5, max_value=200, step=5)
+               lambda v: setattr(w, "impressions_per_user", int(v)), min_value=5, max_value=500, step=5)
         widget(st.number_input, "Seed", "d_wseed", lambda: w.seed, lambda v: setattr(w, "seed", int(v)),
                min_value=0, max_value=10**6, step=1)
+    a2, b2 = st.columns(2)
+    with a2:
+        widget(st.radio, "A like is observed", "d_likeobs", lambda: w.like_observed,
+               lambda v: setattr(w, "like_observed", v), options=list(LIKE_OBSERVED), horizontal=True,
+               format_func=lambda v: {"all": "on every impression", "clicks": "only after a click"}.get(v, v),
+               help="On every impression, both tasks have the same sample, so ρ alone sets how much they agree "
+                    "(the correlation lesson). Only after a click: the click → like funnel, where ESMM's "
+                    "whole-space training matters.")
+    with b2:
+        widget(st.slider, "Moods in the item text", "d_moods", lambda: w.moods, lambda v: setattr(w, "moods", v),
+               min_value=0, max_value=MAX_MOODS,
+               help="Each mood shapes its items' latent vectors and is named in their title and description, so "
+                    "the text says more than the genre (the language-model lesson). 0: the text repeats the genre.")
 else:
     st.caption("CSV / TSV / other delimiters, Parquet, gzip or zip. MovieLens folders' files are recognised "
                "automatically (ratings.csv + movies.csv + tags.csv, or u.data + u.item + u.user).")

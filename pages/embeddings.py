@@ -20,6 +20,10 @@ explain(
     "Every item (and user) gets a learned vector, its **embedding**. We squash those vectors to 2-D or 3-D "
     "so you can look at them: **PCA** keeps the directions of largest spread; **t-SNE** and **UMAP** keep "
     "neighbourhoods, so clusters show but distances between clusters mean little.\n\n"
+    "The default view is each item **as the network reads it**: its id embedding next to the embeddings of "
+    "its side features (genre, price band, ...) and its text, if used. The *id embedding only* view shows what "
+    "training stored in the id vector alone: where the genre is also a feature, the id vector need not carry it; "
+    "train with ids only to see behaviour alone sort items into genres.\n\n"
     "**kNN purity** asks: of each item's 10 nearest neighbours (in the full vector space), how many share "
     "its genre? Compare it with *chance* (picking neighbours at random) and with the *untrained* model: "
     "a big jump means training discovered the genres from behaviour alone.\n\n"
@@ -32,7 +36,10 @@ runs = trained_runs()
 info = run_picker("Run", "e_run", runs)
 run = load_run(info.path)
 reps = representations(run)
-LABELS = {"items": "Item embeddings", "users": "User embeddings", "text": "Language-model item vectors (raw)",
+with_text = " + text" if run.config.model.text_features else ""
+LABELS = {"item-input": f"Items as the network reads them (id + side features{with_text})",
+          "items": f"Item id embedding only{' (' + with_text[3:] + ' added)' if with_text else ''}",
+          "users": "User embeddings", "text": "Language-model item vectors (raw)",
           "input": "Model input (user, item pairs)", "shared": "Shared representation"}
 fmt = lambda w: LABELS.get(w, f"Tower input: {w[5:]}" if w.startswith("task:") else f"Gate weights: {w[5:]}")
 a, b, c, d = st.columns([2, 1, 1, 1])
@@ -126,7 +133,7 @@ with right:
         pur = _purity(V, labels, key, what, int(seed), label_col)
         st.metric(f"kNN purity by {plain(label_col)} (k=10)", f"{pur['purity']:.2f}",
                   delta=f"{pur['purity'] - pur['chance']:+.2f} vs chance {pur['chance']:.2f}")
-        if what in ("items", "users"):
+        if what in ("item-input", "items", "users"):
             V0, _ = _vectors(run, key, what, int(seed), untrained=True)
             p0 = _purity(V0, labels, key, what, int(seed), label_col, untrained=True)
             st.metric("Same, untrained model", f"{p0['purity']:.2f}")
@@ -140,7 +147,7 @@ with right:
                        file_name=f"{info.id}-{what.replace(':', '-')}-projector.zip", mime="application/zip",
                        key="e_dl", help="vectors.tsv + metadata.tsv: load them at projector.tensorflow.org")
 
-if "text" in reps and what == "items":
+if "text" in reps and what in ("items", "item-input"):
     st.subheader("Before and after: what the language model knew vs what training learned")
     t1, t2 = st.columns(2)
     try:

@@ -8,6 +8,7 @@ from mtrlib.behaviour import has_history, recent_history
 from mtrlib.recommend import explain as explain_items
 from mtrlib.recommend import fusion_for, fusion_is_zero, held_out, rank_eval, recommend, user_history
 from mtrlib.runs import RunError
+from mtrlib.truth import truth_eval
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
 boot()
@@ -134,6 +135,11 @@ with left:
         if top.attrs.get("stage") == "retrieval":  # the score column is then the towers' cosine
             conf["score"] = st.column_config.NumberColumn("retrieval", format="%.3f", width="small")
         st.dataframe(top, hide_index=True, key="rc_top", column_config=conf)
+        if "true_genre" in run.users.columns and uid in run.users.index and "title" in top.columns:
+            fav = run.users.loc[uid, "true_genre"]
+            n_fav = int((run.items.set_index("title").loc[top["title"], "true_genre"] == fav).sum())
+            st.caption(f"{n_fav} of these {len(top)} are in the user's favourite genre ({plain(fav)}): the "
+                       "ranking follows the fused score, which the like task pulls too (see the truth below).")
 with right:
     same = lambda r: all(r.dataset.get(k) == info.dataset.get(k) for k in ("name", "layout", "users", "items"))
     other = [r for r in runs if r.id != info.id and same(r)]  # same users and items, so the lists compare
@@ -226,6 +232,27 @@ with h2.expander(f"Held out for testing: what user {plain(uid)} did next"):
     else:
         st.caption("The model never saw these. Items marked *held out* in the top list above are hits.")
         st.dataframe(held, hide_index=True)
+
+if info.dataset.get("layout") == "world" and run.config.data.source == "world":
+    st.subheader("How close is this run to the world's truth?")
+    st.caption("The built-in world knows every user's favourite genre and the true probability of a click and a "
+               "like for every item. For 300 users, over the items they have not met: the share of the top "
+               f"{k} in the user's favourite genre, and how much of the truth's own top {k} (ranked by the same "
+               "fusion of the world's probabilities) this run recovers, next to ranking by popularity.")
+    if st.button("Compare with the truth", key="rc_truth"):
+        with st.spinner("Rebuilding the world and scoring 300 users…"):
+            try:
+                tr = truth_eval(run, users=300, k=k, fusion=fusion)
+                share, overlap = tr[f"favourite_genre_share@{k}"], tr[f"truth_overlap@{k}"]
+                st.dataframe(pd.DataFrame({
+                    "this run": [share["model"], overlap["model"]], "the truth": [share["truth"], 1.0],
+                    "popularity": [share["popularity"], overlap["popularity"]]},
+                    index=[f"share of the top {k} in the favourite genre", f"overlap with the truth's top {k}"]
+                ).style.format("{:.2f}"))
+                for n in tr["notes"]:
+                    st.caption(plain(n))
+            except RunError as e:
+                st.error(plain(e))
 
 st.subheader("Ranking quality")
 st.caption("Ranking over every item the user has not met: Recall / NDCG / HitRate at K for the "

@@ -20,8 +20,11 @@ from mtrlib.data import WorldConfig
 from mtrlib.train import prepare
 
 # Worlds, by what the tests need of them. `world=` overrides TINY field by field, so each
-# named world spells out all four fields (its own seed included).
-TINY = dict(n_users=80, n_items=40, impressions_per_user=20, seed=3)  # models, training, weighting
+# named world spells out all four size fields (its own seed included). The suite's worlds keep
+# the click -> like funnel (a like observed only after a click: tasks click, like|click,
+# dwell|click), which the model, ESMM and conditional-task tests read; the built-in default
+# asks for a like on every impression.
+TINY = dict(n_users=80, n_items=40, impressions_per_user=20, seed=3, like_observed="clicks")  # models, training, weighting
 PAGES = dict(n_users=200, n_items=60, impressions_per_user=20, seed=0)  # pages, jobs, recommendations
 STORE = dict(n_users=150, n_items=50, impressions_per_user=15, seed=0)  # the run store, projections
 COLD = dict(n_users=60, n_items=40, impressions_per_user=10, seed=0)  # cold-start items (text features)

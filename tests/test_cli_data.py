@@ -46,8 +46,12 @@ def test_inspect_reports(tmp_path, capsys):
     assert cli.main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
     for part in ("Rows:      1,200", "Users:     60", "Items:     20", "Density:", "click:", "positive",
-                 "Layout:    generic", "Suggested tasks:", "like=like|click"):
-        assert part in text, (part, text)
+                 "Layout:    generic", "Suggested tasks:", "--task 'like=like'", "dwell=dwell:reg|click"):
+        assert part in text, (part, text)  # a like on every impression (the default world)
+    cli.main(["world", "--out", str(tmp_path / "f"), "--users", "60", "--items", "20", "--like-observed", "clicks"])
+    capsys.readouterr()
+    assert cli.main(["inspect", str(tmp_path / "f")]) == 0
+    assert "like=like|click" in capsys.readouterr().out  # the funnel: a like only after a click
     assert cli.main(["inspect", str(out / "interactions.csv"), "--items", str(out / "items.csv"),
                      "--users", str(out / "users.csv"), "--json"]) == 0
     assert '"rows": 1200' in capsys.readouterr().out

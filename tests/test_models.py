@@ -80,7 +80,7 @@ def test_inspect_gives_the_shared_representation_when_tasks_share_inputs(prep, a
     m = model_for(prep, arch)
     u, i, _, _ = rows
     rep = m.inspect(u, i)
-    if len(m.input_layers()) > 1:  # one input layer per task (the single-task baseline): nothing shared
+    if m.arch == "single":  # one input layer per task (the single-task baseline): nothing shared
         assert "shared" not in rep
     else:
         assert rep["shared"].shape[0] == len(u)
@@ -306,6 +306,7 @@ def test_input_row_is_user_part_plus_item_part(prep, combine):
 
 def test_split_input_is_none_where_the_input_is_not_one_row(prep):
     assert model_for(prep, "single").split_input() is None  # one stacked row per task
+    assert model_for(prep, "stem").split_input() is None  # shared + one row per task, stacked
     for arch in ("shared-bottom", "mmoe", "ple", "esmm"):
         m = model_for(prep, arch)
         assert m.split_input() is m.input

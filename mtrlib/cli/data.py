@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mtrlib.data.errors import DataError
+from mtrlib.data.world import LIKE_OBSERVED
 
 
 def register(subparsers, verb: str | None = None) -> None:
@@ -20,6 +21,13 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--impressions", type=int, default=None,
                    help="impressions per user (default 40, or the number of items if fewer)")
+    p.add_argument("--like-observed", choices=LIKE_OBSERVED, default="all",
+                   help="all: a like is asked on every impression (the correlation lesson, default); "
+                        "clicks: only after a click (the click -> like funnel, the ESMM lesson)")
+    p.add_argument("--moods", type=int, default=6,
+                   help="moods (sub-topics) named in the item text and shaping the items' latent vectors, "
+                        "0-8 (default 6; 0: the text repeats the genre only)")
+    p.add_argument("--zipf", type=float, default=1.0, help="popularity skew of the exposure (default 1.0)")
     p.set_defaults(func=cmd_world)
 
     p = subparsers.add_parser("inspect", help="read a data file and report what was found",
@@ -38,15 +46,18 @@ def register(subparsers, verb: str | None = None) -> None:
 
 
 def cmd_world(args) -> int:
+    """No size limit here (the app keeps one): a world of MovieLens-25M's shape, 162k users x
+    154 impressions over 59k items, builds in about a minute and a few GB (README)."""
     from mtrlib.data.world import make_world
 
     impressions = args.impressions if args.impressions is not None else min(40, args.items)
     ds = make_world(n_users=args.users, n_items=args.items, n_genres=args.genres, correlation=args.correlation,
-                    seed=args.seed, impressions_per_user=impressions)
+                    seed=args.seed, impressions_per_user=impressions, like_observed=args.like_observed,
+                    moods=args.moods, zipf=args.zipf, max_impressions=None)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        ds.interactions.to_csv(out / "interactions.csv", index=False)
+        write_csv(ds.interactions, out / "interactions.csv")
         ds.items.to_csv(out / "items.csv", index=True, index_label="item_id")
         ds.users.to_csv(out / "users.csv", index=True, index_label="user_id")
     except OSError as e:
@@ -54,9 +65,19 @@ def cmd_world(args) -> int:
                         fix="choose a folder you can write to, with free space") from None
     print(f"Wrote {out / 'interactions.csv'} ({ds.n_interactions:,} rows), {out / 'items.csv'} "
           f"({ds.n_items:,} items), {out / 'users.csv'} ({ds.n_users:,} users).")
-    print(f"Task correlation rho = {args.correlation:g}, seed {args.seed}. "
+    print(f"Task correlation rho = {args.correlation:g}, seed {args.seed}, likes observed on "
+          f"{'every impression' if args.like_observed == 'all' else 'clicks only'}. "
           f"Suggested tasks: {' '.join('--task ' + t for t in ds.suggested_tasks)}")
     return 0
+
+
+def write_csv(df, path: Path) -> None:
+    """A big frame as CSV through pyarrow's multi-threaded writer (several times pandas' speed);
+    missing values are written as empty fields, as pandas writes them."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(pa.Table.from_pandas(df, preserve_index=False), str(path))
 
 
 def cmd_inspect(args) -> int:

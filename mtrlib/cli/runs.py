@@ -1,5 +1,6 @@
-"""Run verbs: `runs` (list the store), `recommend`, `eval` (full-ranking metrics vs popularity),
-`project` (coordinates to CSV) and `export` (TensorBoard projector TSVs).
+"""Run verbs: `runs` (list the store), `recommend`, `eval` (full-ranking metrics vs popularity;
+`--truth`: against the built-in world's truth), `project` (coordinates to CSV; `--purity`: kNN
+purity) and `export` (TensorBoard projector TSVs).
 
 RUN is a run id, a unique id prefix, a run name, or a run folder path. Every verb takes
 `--store DIR` (default $MTR_RUN_STORE or data/runs). Bad input exits 2 with a message.
@@ -54,6 +55,11 @@ def register(subparsers, verb: str | None = None) -> None:
                         "(seen items included; TFRS's FactorizedTopK), e.g. 100")
     p.add_argument("--lm-baseline", action="store_true", default=None,
                    help="add the language-model zero-shot baseline (on by default for runs with text features)")
+    p.add_argument("--truth", action="store_true",
+                   help="world runs: compare the top-K with the world's truth (favourite-genre share, overlap with "
+                        "the true top-K; K is --k if one value is given, else 10)")
+    p.add_argument("--users", type=int, default=300, help="with --truth: users sampled (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="with --truth: seed of the user sample (default 0)")
     _store_arg(p)
     p.set_defaults(func=cmd_eval)
 
@@ -61,13 +67,17 @@ def register(subparsers, verb: str | None = None) -> None:
                               description="Project item/user embeddings or an internal representation with PCA, "
                                           "t-SNE or UMAP and write the coordinates with metadata as CSV.")
     p.add_argument("run", metavar="RUN", help="run id, name or folder")
-    p.add_argument("--what", default="items", help="items, users, text, input, shared, task:NAME or gate:NAME")
+    p.add_argument("--what", default="items",
+                   help="items, item-input, users, text, input, shared, task:NAME or gate:NAME")
     p.add_argument("--method", default="pca", choices=("pca", "tsne", "umap"))
     p.add_argument("--dims", type=int, default=2, choices=(2, 3))
     p.add_argument("--cap", type=int, help="sample cap (default: PCA 50000, t-SNE 10000, UMAP 5000)")
     p.add_argument("--pairs", type=int, default=2000, help="(user, item) pairs for pair representations")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    p.add_argument("--out", metavar="FILE.csv", help="CSV file to write (required unless --purity)")
+    p.add_argument("--purity", metavar="ATTR",
+                   help="print kNN purity (k=10) by this attribute, e.g. true_genre or genre, next to chance and "
+                        "the untrained model, as one JSON line (with --out, after writing the CSV)")
     _store_arg(p)
     p.set_defaults(func=cmd_project)
 
@@ -180,6 +190,8 @@ def cmd_eval(args) -> int:
         ks = [int(k) for k in str(args.k).split(",") if k.strip()]
     except ValueError:
         raise DataError(f"--k takes whole numbers separated by commas (got '{args.k}').", fix="e.g. --k 5,10,20") from None
+    if args.truth:
+        return _eval_truth(args, ks)
     res = rank_eval(args.run, task=args.task, ks=ks, fusion=args.fusion, store=args.store, stage=args.stage,
                     candidates=args.candidates, compare_full=args.compare_full, topk_accuracy=args.topk_accuracy,
                     lm_baseline=args.lm_baseline)
@@ -199,10 +211,36 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _eval_truth(args, ks: list[int]) -> int:
+    from mtrlib.safe import json_clean
+    from mtrlib.truth import truth_eval
+
+    k = ks[0] if len(ks) == 1 else 10
+    res = truth_eval(args.run, users=args.users, k=k, task=args.task, fusion=args.fusion, seed=args.seed,
+                     store=args.store)
+    for note in res["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    share, overlap = res[f"favourite_genre_share@{k}"], res[f"truth_overlap@{k}"]
+    print(f"Against the world's truth: {res['users']:,} users, top {k} of the unseen items by {res['ranked_by']}")
+    print(_table([[f"favourite_genre_share@{k}", share["model"], share["truth"], share["popularity"]],
+                  [f"truth_overlap@{k}", overlap["model"], 1.0, overlap["popularity"]]],
+                 ["metric", "model", "truth", "popularity"]))
+    print(json.dumps(json_clean({f"favourite_genre_share@{k}": share, f"truth_overlap@{k}": overlap,
+                                 "users": res["users"]})))
+    return 0
+
+
 def cmd_project(args) -> int:
-    from mtrlib.project import project
+    from mtrlib.project import project, purity
     from mtrlib.safe import json_clean, safe_csv
 
+    if args.out is None and args.purity is None:
+        raise DataError("project needs --out FILE.csv (the coordinates) or --purity ATTR (the kNN purity).",
+                        fix="e.g. --out items.csv, or --purity true_genre")
+    if args.out is None:
+        print(json.dumps(json_clean(purity(args.run, what=args.what, attribute=args.purity, max_pairs=args.pairs,
+                                           seed=args.seed, store=args.store))))
+        return 0
     df = project(args.run, what=args.what, method=args.method, dims=args.dims, cap=args.cap, seed=args.seed,
                  max_pairs=args.pairs, store=args.store)
     try:
@@ -212,8 +250,14 @@ def cmd_project(args) -> int:
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     a = df.attrs
-    print(json.dumps(json_clean({"out": args.out, "rows": len(df), "what": a["what"], "method": a["method"],
-                                 "dims": a["dims"], "cap": a["cap"], "n_total": a["n_total"], "notes": a["notes"]})))
+    summary = {"out": args.out, "rows": len(df), "what": a["what"], "method": a["method"],
+               "dims": a["dims"], "cap": a["cap"], "n_total": a["n_total"], "notes": a["notes"]}
+    if args.purity is None:
+        print(json.dumps(json_clean(summary)))
+    else:  # the purity JSON stays the last line
+        print(json.dumps(json_clean(summary)), file=sys.stderr)
+        print(json.dumps(json_clean(purity(args.run, what=args.what, attribute=args.purity, max_pairs=args.pairs,
+                                           seed=args.seed, store=args.store))))
     return 0
 
 

@@ -48,6 +48,9 @@ def add_train_arguments(p) -> None:
     g.add_argument("--correlation", type=float, help="world: task correlation rho in [-1, 1]")
     g.add_argument("--impressions", type=int, help="world: impressions per user")
     g.add_argument("--world-seed", type=int, help="world: seed of the generated data (default 0)")
+    g.add_argument("--like-observed", choices=("all", "clicks"),
+                   help="world: a like asked on every impression (all, default) or only after a click (clicks)")
+    g.add_argument("--moods", type=int, help="world: moods named in the item text, 0-8 (default 6)")
     g.add_argument("--task", action="append", metavar="SPEC",
                    help="a task, repeatable: NAME=COL, NAME=COL>=X, NAME=COL:reg, NAME=implicit, ...|OTHER "
                         "(default: the data's suggested tasks)")
@@ -233,6 +236,7 @@ def build_config(args):
                 w.impressions_per_user = w.n_items
     for attr, target, key in (("genres", w, "n_genres"), ("correlation", w, "correlation"),
                               ("impressions", w, "impressions_per_user"), ("world_seed", w, "seed"),
+                              ("like_observed", w, "like_observed"), ("moods", w, "moods"),
                               ("negatives", d, "negatives"), ("split", d, "split"), ("test_frac", d, "test_frac"),
                               ("val_frac", d, "val_frac"), ("model", m, "arch"),
                               ("emb_dim", m, "emb_dim"), ("dropout", m, "dropout"), ("weighting", cfg, "weighting"),
@@ -308,6 +312,14 @@ class Progress:
 
 # -- the verb -------------------------------------------------------------------------------------------
 
+def cli_world(cfg):
+    """The built-in world without the app's size limit (the CLI builds big ones), or None for files."""
+    if cfg.data.source != "world":
+        return None
+    from mtrlib.data.world import make_world
+    return make_world(**cfg.data.world.to_dict(), max_impressions=None)
+
+
 def cmd_train(args) -> int:
     from mtrlib.config import validate
     from mtrlib.distributed import fingerprint, lost_contact
@@ -334,7 +346,7 @@ def cmd_train(args) -> int:
                             fix="choose a new folder for --out, or delete the old one")
     procs = start_processes(cfg)  # one process, or this one's place among several (torchrun)
     try:
-        prep = prepare(cfg)
+        prep = prepare(cfg, dataset=cli_world(cfg))
         procs.check_same(fingerprint(cfg, prep))
         return _train_and_report(args, cfg, prep, procs)
     except RuntimeError as e:  # a collective failed: another process stopped or failed

@@ -91,7 +91,21 @@ class MultiTaskModel(nn.Module):
         return InputLayer(desc, tables, c.emb_dim, c.text_features, c.text_dim, c.text_combine)
 
     def make_towers(self, in_dims: list[int]) -> nn.ModuleList:
-        return nn.ModuleList(Tower(d, self.cfg.towers, self.cfg.dropout) for d in in_dims)
+        return nn.ModuleList(Tower(d + self._task_input_dim(), self.cfg.towers, self.cfg.dropout) for d in in_dims)
+
+    def make_task_inputs(self, desc, tables) -> None:
+        """Task-specific embeddings (the `task_emb` knob, after STEM, Su et al. AAAI 2024): each
+        task gets its own input layer of that width, read by its tower only, beside what the
+        architecture shares. Call before `make_towers`; a width of 0 adds nothing."""
+        width = int(getattr(self.cfg, "task_emb", 0) or 0)
+        if width:
+            c = self.cfg
+            self.task_inputs = nn.ModuleList(InputLayer(desc, tables, width, c.text_features, width, "sum")
+                                             for _ in self.tasks)
+
+    def _task_input_dim(self) -> int:
+        inputs = getattr(self, "task_inputs", None)
+        return inputs[0].out_dim if inputs else 0
 
     def body(self, x: torch.Tensor) -> Body:
         raise NotImplementedError
@@ -107,7 +121,9 @@ class MultiTaskModel(nn.Module):
         """The input layer whose row `body` reads, so that a caller may feed the body
         `user_part(u) + item_part(i)` in a factorised form (mtrlib.scoring does); None where
         `inputs` builds the body's input some other way (or a target-aware history block
-        makes the row depend on the pair)."""
+        makes the row depend on the pair, or task-specific embeddings add rows of their own)."""
+        if getattr(self, "task_inputs", None):
+            return None
         return self.input if getattr(self.input, "factorised", True) else None
 
     def gradnorm_layer(self) -> list[nn.Parameter]:
@@ -119,7 +135,11 @@ class MultiTaskModel(nn.Module):
     def forward(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
         """Raw outputs [B, T]: logits for binary tasks, standardised values for regression."""
         b = self.body(self.input_row(user, item) if history is None else self.input_row(user, item, history))
-        return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)
+        ins = b.tower_inputs
+        inputs = getattr(self, "task_inputs", None)
+        if inputs:  # task-specific embeddings: each tower also reads its task's own input row
+            ins = [torch.cat([h, inp(user, item)], -1) for h, inp in zip(ins, inputs)]
+        return torch.stack([tw(h) for tw, h in zip(self.towers, ins)], -1)
 
     def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-task mean loss over observed labels [T]: BCE for binary, MSE for (scaled) regression.
@@ -203,6 +223,14 @@ class MultiTaskModel(nn.Module):
         return inp.item_vectors(rows)
 
     @torch.no_grad()
+    def item_inputs(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """What the network reads for each item: id vector (+ text) and side features, as fed in."""
+        inp = self.input_layers()[0]
+        if rows is None:
+            rows = torch.arange(inp.item.slots.shape[0], device=inp.item.slots.device)
+        return inp.item_input(rows)
+
+    @torch.no_grad()
     def user_embeddings(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         inp = self.input_layers()[0]
         if rows is None:
@@ -234,6 +262,13 @@ def require_experts(layers: list[int]) -> None:
     if not layers:
         raise DataError("Experts need at least one layer.", fix="set expert sizes, e.g. 64,32")
 
+
+# the task-specific embeddings knob of the architectures that share their embeddings (Shared-Bottom,
+# MMoE, PLE): one config field, flag and URL key
+TASK_EMB = dict(noun="task-specific embedding width", lo=0, hi=128, flag="--task-emb", url="temb", valid=lambda v: 0 <= v <= 512,
+                message="The task-specific embedding width must be 0 (off) to 512 (got {v}).", fix="0, 8 or 16",
+                help="each task also gets its own embeddings of this width, read by its tower only (0: off; "
+                     "STEM's idea, Su et al. AAAI 2024)")
 
 SHARED_MLP = dict(noun="shared layer", widget="sizes", flag="--shared", url="shared")  # config.json's `shared`
 

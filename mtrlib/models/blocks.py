@@ -149,6 +149,9 @@ class InputLayer(nn.Module):
         side (its vector and its side features): what a history encoder reads per past item."""
         return torch.cat([self.item_vectors(rows), *self.item.features(rows)], -1)
 
+    # the item as the network reads it (the Embeddings page's "item-input", kNN purity)
+    item_input = item_row_vectors
+
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         parts = [self.user_vectors(user), self.item_vectors(item)]
         parts += self.user.features(user) + self.item.features(item)

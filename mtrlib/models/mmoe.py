@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..registry import knob
-from .base import Body, MultiTaskModel, require_experts
+from .base import Body, MultiTaskModel, TASK_EMB, require_experts
 from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes
 
@@ -33,6 +33,7 @@ class MMoE(MultiTaskModel):
                               message="MMoE takes 1 to 64 experts (got {v}).", fix="e.g. 4",
                               help="experts every task's gate can mix")
         experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
+        task_emb: int = knob(0, "Task-specific embeddings", **TASK_EMB)
 
     @classmethod
     def check(cls, cfg):
@@ -58,6 +59,7 @@ class MMoE(MultiTaskModel):
         self.experts = nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(cfg.n_experts))
         self.gates = nn.ModuleList(nn.Linear(d_in, cfg.n_experts) for _ in tasks)
         d = mlp_out_dim(d_in, cfg.experts)
+        self.make_task_inputs(desc, tables)
         self.towers = self.make_towers([d] * len(tasks))
         self.expert_names = [f"expert {k + 1}" for k in range(cfg.n_experts)]
 

@@ -16,14 +16,19 @@ from torch import nn
 
 from ..data.errors import DataError
 from ..registry import knob
-from .base import Body, MultiTaskModel, require_experts
+from .base import Body, MultiTaskModel, TASK_EMB, require_experts
 from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes
 from .mmoe import EXPERT_LAYERS
 
 _AT_MOST_64 = dict(valid=lambda v: v <= 64, fix="e.g. 1 specific, 2 shared",
-                   message="PLE takes at most 64 task-specific and 64 shared experts (got {specific_experts} and "
+                   message="PLE and STEM take at most 64 task-specific and 64 shared experts (got {specific_experts} and "
                            "{shared_experts}).")
+
+
+# also STEM's (mtrlib.models.stem): one flag sets both
+SPECIFIC_EXPERTS = dict(noun="task-specific experts", lo=0, hi=8, flag="--specific-experts", url="spec", **_AT_MOST_64)
+SHARED_EXPERTS = dict(noun="shared experts", lo=0, hi=8, flag="--shared-experts", url="shexp", **_AT_MOST_64)
 
 
 class _Level(nn.Module):
@@ -67,14 +72,13 @@ class PLE(MultiTaskModel):
 
     @dataclass
     class Options:
-        specific_experts: int = knob(1, "Experts per task", noun="task-specific experts", lo=0, hi=8,
-                                     flag="--specific-experts", url="spec", **_AT_MOST_64)
-        shared_experts: int = knob(2, "Shared experts", noun="shared experts", lo=0, hi=8, flag="--shared-experts",
-                                   url="shexp", **_AT_MOST_64)
+        specific_experts: int = knob(1, "Experts per task", **SPECIFIC_EXPERTS)
+        shared_experts: int = knob(2, "Shared experts", **SHARED_EXPERTS)
         levels: int = knob(1, "Levels", noun="extraction levels", lo=1, hi=4, flag="--levels", url="levels",
                            help="1 level = CGC; more levels = PLE", valid=lambda v: 1 <= v <= 4,
                            message="PLE takes 1 to 4 extraction levels (got {v}).", fix="1 (CGC) or 2")
         experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
+        task_emb: int = knob(0, "Task-specific embeddings", **TASK_EMB)
 
     @classmethod
     def check(cls, cfg):
@@ -110,6 +114,7 @@ class PLE(MultiTaskModel):
             levels.append(lvl)
             d = lvl.out_dim
         self.levels = nn.ModuleList(levels)
+        self.make_task_inputs(desc, tables)
         self.towers = self.make_towers([d] * len(tasks))
         # gates are reported for the last level, laid out on this global expert list
         self.expert_names = [f"{t.name} {k + 1}" for t in tasks for k in range(cfg.specific_experts)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..registry import knob
-from .base import SHARED_MLP, Body, MultiTaskModel
+from .base import Body, MultiTaskModel, SHARED_MLP, TASK_EMB
 from .blocks import last_linear, mlp, mlp_out_dim
 from .diagram import sizes
 
@@ -22,6 +22,7 @@ class SharedBottom(MultiTaskModel):
     @dataclass
     class Options:
         shared: list[int] = knob([64, 32], "Shared layers", help="the MLP every task shares", **SHARED_MLP)
+        task_emb: int = knob(0, "Task-specific embeddings", **TASK_EMB)
 
     @classmethod
     def draw(cls, c, cfg):
@@ -35,6 +36,7 @@ class SharedBottom(MultiTaskModel):
         self.input = self.make_input(desc, tables)
         self.bottom = mlp(self.input.out_dim, cfg.shared, cfg.dropout)
         d = mlp_out_dim(self.input.out_dim, cfg.shared)
+        self.make_task_inputs(desc, tables)
         self.towers = self.make_towers([d] * len(tasks))
 
     def body(self, x):

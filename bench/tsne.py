@@ -1,0 +1,75 @@
+"""t-SNE speed for the Embeddings page: openTSNE (what `mtrlib.project` uses) against
+scikit-learn's Barnes-Hut (what it used), side by side on the same points, in one process.
+
+The points: 5,000 item-like vectors (16-d, 8 clusters; the page's default cap for t-SNE is
+10,000, a typical world or MovieLens view is a few thousand). Both run on one thread (the
+page's MTR_SCORING_THREADS default), alternately, `--repeats` times each; the medians are
+compared. scikit-learn runs as the page used to call it (PCA init, automatic learning rate,
+500 iterations above 2,000 points). Also reported: kNN purity of each layout by cluster
+(k = 10), so that speed is not bought with a worse picture. Target: <= 8 s for 5,000 points.
+
+    python bench/tsne.py [--n 5000] [--repeats 3]
+
+The last line is one JSON object: {"n", "opentsne_s", "sklearn_s", "speedup", "opentsne_purity",
+"sklearn_purity", "target_s": 8, "met"}.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import json_line, loadavg, machine, median  # noqa: E402
+
+from mtrlib.device import cpu_compute  # noqa: E402
+from mtrlib.project import knn_purity, tsne  # noqa: E402
+
+
+def points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = 2.5 * rng.normal(size=(8, 16))
+    labels = rng.integers(0, 8, size=n)
+    return centres[labels] + rng.normal(size=(n, 16)), labels
+
+
+def sklearn_tsne(X: np.ndarray, seed: int = 0) -> np.ndarray:
+    from sklearn.manifold import TSNE
+    n = len(X)
+    return TSNE(n_components=2, perplexity=float(min(30.0, max(2.0, (n - 1) / 3))), init="pca",
+                learning_rate="auto", max_iter=500 if n > 2000 else 1000, random_state=seed).fit_transform(X)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    print(machine(), file=sys.stderr)
+    X, labels = points(args.n)
+    times = {"opentsne": [], "sklearn": []}
+    layouts = {}
+    with cpu_compute(1, native=True):
+        tsne(X[:200]), sklearn_tsne(X[:200])  # imports and first-call set-up outside the timing
+        for r in range(args.repeats):
+            for name, fn in (("opentsne", lambda: tsne(X, 2, r)), ("sklearn", lambda: sklearn_tsne(X, r))):
+                t0 = time.perf_counter()
+                layouts[name] = fn()
+                times[name].append(time.perf_counter() - t0)
+                print(f"{name} run {r}: {times[name][-1]:.2f} s (load {loadavg()[0]:.1f})", file=sys.stderr, flush=True)
+    o, s = median(times["opentsne"]), median(times["sklearn"])
+    out = {"n": args.n, "opentsne_s": round(o, 2), "sklearn_s": round(s, 2), "speedup": round(s / o, 2),
+           "opentsne_purity": round(knn_purity(layouts["opentsne"], labels)["purity"], 3),
+           "sklearn_purity": round(knn_purity(layouts["sklearn"], labels)["purity"], 3),
+           "target_s": 8, "met": bool(o <= 8)}
+    print(f"t-SNE of {args.n:,} points, median of {args.repeats}: openTSNE {o:.2f} s, scikit-learn {s:.2f} s "
+          f"({s / o:.1f}x)", file=sys.stderr)
+    print(json_line(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The built-in world's four lessons, measured over seeds (issue 14's targets).
+
+1. Correlation: MTL gain = shared model test AUC - single-task test AUC, averaged over the two
+   binary tasks (click, like; a like asked on every impression), per architecture and per
+   task correlation rho in {1, 0.5, 0, -0.5}, on the correlation lesson's world (`LESSON`:
+   300 users who each see 200 of the 400 items, so each user's own taste is learnable).
+   Targets: Shared-Bottom's gain > 0 at rho >= 0.9 and < 0 at rho = -0.5 (CIs clear of 0); at
+   rho = -0.5 STEM's gain and the better of MMoE / PLE's each above Shared-Bottom's by >= 0.02.
+   MMoE with task-specific embeddings (`--task-emb 8`) is measured too (table only).
+2. Text: cold-items split on the default world, MMoE click AUC with language-model text
+   features minus without (ids + side features). Target >= 0.05.
+3. Purity: ids-only default run (MMoE), kNN purity (k = 10) of the learned item id embedding
+   by true genre. Target >= 0.5 (chance 0.125).
+4. Truth: the default run, `eval --truth` (300 users, click ranking): favourite-genre share
+   of the top 10 >= 0.75 and overlap with the true top 10 >= 0.5.
+Plus `default_run_seconds`: the default run's training time (median over the seeds; <= 10 s).
+
+Each claim: mean +- 95% t-interval over the seeds (mtrlib.stats.mean_ci); seed s trains on
+world seed s. Every finished run is appended to bench/out/world_lessons.runs.jsonl, so an
+interrupted benchmark continues where it stopped (`--fresh` starts again). The last line is
+one JSON object:
+
+    {"gain": {ARCH: {RHO: [mean, ci95]}}, "cold_text_lift": [mean, ci95],
+     "purity_ids_only": [mean, ci95], "truth": {"favourite_genre_share@10": [mean, ci95],
+     "truth_overlap@10": [mean, ci95]}, "default_run_seconds": s}
+
+    python bench/world_lessons.py [--seeds 5] [--parts correlation,text,purity,truth] [--fresh]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OUT, json_line, loadavg, machine, save_json  # noqa: E402
+
+from mtrlib.config import TrainConfig  # noqa: E402
+from mtrlib.stats import mean_ci, paired_difference  # noqa: E402
+
+ARCHS = ("shared-bottom", "mmoe", "ple", "stem")
+EXTRA = {"mmoe+tse": ("mmoe", {"task_emb": 8})}
+RHOS = ("1", "0.5", "0", "-0.5")
+LESSON = dict(n_users=300, n_items=400, impressions_per_user=200, like_observed="all")  # the correlation lesson
+TASKS = ["click=click", "like=like"]
+RUNS = OUT / "world_lessons.runs.jsonl"
+
+
+def lesson_config(rho: float, seed: int, arch: str, model: dict | None = None) -> TrainConfig:
+    cfg = TrainConfig(seed=seed)
+    for k, v in {**LESSON, "correlation": rho, "seed": seed}.items():
+        setattr(cfg.data.world, k, v)
+    cfg.data.tasks = list(TASKS)
+    cfg.model.arch = arch
+    for k, v in (model or {}).items():
+        setattr(cfg.model, k, v)
+    return cfg
+
+
+class Cache:
+    """Finished runs by key, appended as they finish (the benchmark resumes after a stop)."""
+
+    def __init__(self, fresh: bool):
+        RUNS.parent.mkdir(parents=True, exist_ok=True)
+        if fresh and RUNS.exists():
+            RUNS.unlink()
+        self.done = {}
+        if RUNS.exists():
+            for line in RUNS.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                    self.done[rec["key"]] = rec["value"]
+                except (json.JSONDecodeError, KeyError):
+                    continue
+
+    def get(self, key: str, work):
+        if key not in self.done:
+            value = work()
+            self.done[key] = value
+            with open(RUNS, "a") as f:
+                f.write(json.dumps({"key": key, "value": value}) + "\n")
+        return self.done[key]
+
+
+def _aucs(cfg, prep) -> dict:
+    from mtrlib.train import train
+    res = train(cfg, prep)
+    return {t: res.metrics[t]["auc"] for t in ("click", "like") if t in res.metrics} | {"seconds": res.elapsed}
+
+
+def correlation(seeds: list[int], cache: Cache, log) -> dict:
+    from mtrlib.train import prepare
+    auc: dict = {}
+    for rho in RHOS:
+        for s in seeds:
+            prep = None
+            for name, (arch, model) in {"single": ("single", {}), **{a: (a, {}) for a in ARCHS}, **EXTRA}.items():
+                def work():
+                    nonlocal prep
+                    cfg = lesson_config(float(rho), s, arch, model)
+                    if prep is None:
+                        prep = prepare(cfg)
+                    return _aucs(cfg, prep)
+                auc[rho, name, s] = cache.get(f"corr/{rho}/{name}/{s}", work)
+            log(f"correlation rho={rho} seed={s}")
+    gains = {}
+    for name in (*ARCHS, *EXTRA):
+        gains[name] = {}
+        for rho in RHOS:
+            g = [sum(auc[rho, name, s][t] - auc[rho, "single", s][t] for t in ("click", "like")) / 2 for s in seeds]
+            gains[name][rho] = {"per_seed": g, "estimate": mean_ci(g)}
+    better = {}
+    for name in ("stem", "mmoe", "ple", *EXTRA):
+        better[name] = paired_difference(gains["shared-bottom"]["-0.5"]["per_seed"], gains[name]["-0.5"]["per_seed"])
+    best_mp = max(("mmoe", "ple"), key=lambda a: better[a].mean)
+    return {"auc": {f"{r}/{n}/{s}": v for (r, n, s), v in auc.items()}, "gains": gains, "better_than_sb": better,
+            "best_of_mmoe_ple": best_mp}
+
+
+def _default_cfg(seed: int, **data) -> TrainConfig:
+    cfg = TrainConfig(seed=seed)
+    cfg.data.world.seed = seed
+    for k, v in data.items():
+        setattr(cfg.data, k, v)
+    return cfg
+
+
+def text(seeds, cache, log) -> dict:
+    from mtrlib.train import prepare
+    lift = []
+    for s in seeds:
+        got = {}
+        for use_text in (False, True):
+            def work():
+                cfg = _default_cfg(s, split="cold-items")
+                cfg.model.text_features = use_text
+                return _aucs(cfg, prepare(cfg))
+            got[use_text] = cache.get(f"text/{int(use_text)}/{s}", work)
+        lift.append(got[True]["click"] - got[False]["click"])
+        log(f"text seed={s}: click AUC {got[False]['click']:.4f} -> {got[True]['click']:.4f}")
+    return {"per_seed": lift, "estimate": mean_ci(lift)}
+
+
+def purity(seeds, cache, log) -> dict:
+    from mtrlib.project import purity as run_purity
+    from mtrlib.runs import recorded_training
+    from mtrlib.train import prepare
+    out = []
+    with tempfile.TemporaryDirectory() as store:
+        for s in seeds:
+            def work():
+                cfg = _default_cfg(s, use_features=False)
+                _, writer = recorded_training(cfg, prepare(cfg), store=store)
+                return run_purity(writer.path, what="items", attribute="true_genre")
+            out.append(cache.get(f"purity/{s}", work))
+            log(f"purity seed={s}: {out[-1]['purity']:.3f} (chance {out[-1]['chance']:.3f}, "
+                f"untrained {out[-1]['untrained']:.3f})")
+    return {"per_seed": out, "estimate": mean_ci([o["purity"] for o in out])}
+
+
+def truth(seeds, cache, log) -> dict:
+    from mtrlib.runs import recorded_training
+    from mtrlib.train import prepare
+    from mtrlib.truth import truth_eval
+    out = []
+    with tempfile.TemporaryDirectory() as store:
+        for s in seeds:
+            def work():
+                cfg = _default_cfg(s)
+                res, writer = recorded_training(cfg, prepare(cfg), store=store)
+                tr = truth_eval(writer.path, users=300, k=10)
+                fused = truth_eval(writer.path, users=300, k=10, fusion={t: 1.0 for t in ("click", "like")})
+                return {"truth": tr, "fused": fused, "seconds": res.elapsed,
+                        "auc": {t: m["auc"] for t, m in res.metrics.items() if "auc" in m}}
+            out.append(cache.get(f"truth/{s}", work))
+            t = out[-1]["truth"]
+            log(f"truth seed={s}: share {t['favourite_genre_share@10']['model']:.3f}, "
+                f"overlap {t['truth_overlap@10']['model']:.3f}, {out[-1]['seconds']:.1f} s")
+    share = [o["truth"]["favourite_genre_share@10"]["model"] for o in out]
+    overlap = [o["truth"]["truth_overlap@10"]["model"] for o in out]
+    secs = sorted(o["seconds"] for o in out)
+    return {"per_seed": out, "share": mean_ci(share), "overlap": mean_ci(overlap),
+            "default_run_seconds": secs[len(secs) // 2]}
+
+
+def svg_gain_plot(gains: dict, path: Path) -> None:
+    """Gain against rho per architecture (the MMoE paper's figure), as a small SVG: no plotting library."""
+    W, H, L, B = 560, 340, 60, 40
+    xs = [float(r) for r in RHOS]
+    vals = [gains[a][r]["estimate"].mean for a in ARCHS for r in RHOS]
+    lo, hi = min(vals + [0]) - 0.01, max(vals + [0]) + 0.01
+    X = lambda r: L + (1 - (r + 0.5) / 1.5) * (W - L - 20)  # noqa: E731  (rho 1 on the left, -0.5 on the right)
+    Y = lambda v: 20 + (hi - v) / (hi - lo) * (H - B - 20)  # noqa: E731
+    colours = {"shared-bottom": "#d62728", "mmoe": "#1f77b4", "ple": "#2ca02c", "stem": "#9467bd"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+             f'<line x1="{L}" y1="{Y(0):.1f}" x2="{W - 20}" y2="{Y(0):.1f}" stroke="#888" stroke-dasharray="4"/>',
+             f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">task correlation rho</text>',
+             f'<text x="14" y="{H / 2}" transform="rotate(-90 14 {H / 2})" text-anchor="middle">MTL gain (AUC)</text>']
+    for r in xs:
+        parts.append(f'<text x="{X(r):.1f}" y="{H - B + 16}" text-anchor="middle">{r:g}</text>')
+    for v in (lo + 0.01, 0.0, hi - 0.01):
+        parts.append(f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:+.2f}</text>')
+    for k, a in enumerate(ARCHS):
+        pts = [(X(float(r)), Y(gains[a][r]["estimate"].mean), gains[a][r]["estimate"].ci95) for r in RHOS]
+        parts.append(f'<polyline fill="none" stroke="{colours[a]}" stroke-width="2" points="'
+                     + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts) + '"/>')
+        for x, y, ci in pts:
+            dy = ci / (hi - lo) * (H - B - 20)
+            parts.append(f'<line x1="{x:.1f}" y1="{y - dy:.1f}" x2="{x:.1f}" y2="{y + dy:.1f}" stroke="{colours[a]}"/>')
+        parts.append(f'<text x="{W - 130}" y="{30 + 16 * k}" fill="{colours[a]}">{a}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--parts", default="correlation,text,purity,truth")
+    ap.add_argument("--fresh", action="store_true", help="forget the runs of an earlier (interrupted) benchmark")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("MTR_SCORING_THREADS", "1")
+    seeds = list(range(args.seeds))
+    parts = set(args.parts.split(","))
+    cache = Cache(args.fresh)
+    t0 = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - t0:6.0f}s load {loadavg()[0]:.1f}] {msg}", file=sys.stderr, flush=True)
+
+    res = {}
+    if "truth" in parts:
+        res["truth"] = truth(seeds, cache, log)
+    if "purity" in parts:
+        res["purity"] = purity(seeds, cache, log)
+    if "text" in parts:
+        res["text"] = text(seeds, cache, log)
+    if "correlation" in parts:
+        res["correlation"] = correlation(seeds, cache, log)
+
+    print(f"\nBuilt-in world lessons, mean ± 95% CI over {len(seeds)} seeds\n")
+    out: dict = {}
+    if "correlation" in res:
+        c = res["correlation"]
+        print(f"MTL gain (test AUC, shared - single-task, mean of click and like), correlation lesson world {LESSON}")
+        print("| architecture | " + " | ".join(f"ρ = {r}" for r in RHOS) + " |")
+        print("|---|" + "---|" * len(RHOS))
+        for a in (*ARCHS, *EXTRA):
+            print(f"| {a} | " + " | ".join(str(c["gains"][a][r]["estimate"]) for r in RHOS) + " |")
+        print("\nAt ρ = -0.5, gain minus Shared-Bottom's (paired over seeds):")
+        for a, d in c["better_than_sb"].items():
+            print(f"  {a}: {d}")
+        out["gain"] = {a: {r: c["gains"][a][r]["estimate"].pair() for r in RHOS} for a in ARCHS}
+        svg_gain_plot(c["gains"], OUT / "world_gain_vs_rho.svg")
+    if "text" in res:
+        print(f"\nCold items, MMoE click AUC with text - without: {res['text']['estimate']}")
+        out["cold_text_lift"] = res["text"]["estimate"].pair()
+    if "purity" in res:
+        print(f"Ids-only default run, item id embedding kNN purity by true genre: {res['purity']['estimate']}")
+        out["purity_ids_only"] = res["purity"]["estimate"].pair()
+    if "truth" in res:
+        t = res["truth"]
+        print(f"Default run vs the truth (300 users, top 10 by click): favourite-genre share {t['share']}, "
+              f"overlap {t['overlap']}; default run {t['default_run_seconds']:.1f} s (median)")
+        out["truth"] = {"favourite_genre_share@10": t["share"].pair(), "truth_overlap@10": t["overlap"].pair()}
+        out["default_run_seconds"] = t["default_run_seconds"]
+    detail = {"machine": machine(), "seeds": seeds, "lesson_world": LESSON, "seconds": round(time.time() - t0, 1),
+              "results": json.loads(json.dumps(res, default=lambda o: o.to_dict() if hasattr(o, "to_dict") else str(o)))}
+    save_json(OUT / "world_lessons.json", detail)
+    print(json_line(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

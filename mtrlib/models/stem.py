@@ -1,0 +1,114 @@
+"""STEM: shared plus task-specific embeddings, mixed by all-forward task-specific-backward gates.
+
+Su, Guo, Tang, Zhang, Zhang, Li, Zhu, Tang, Zhang, "STEM: Unleashing the Power of Embeddings
+for Multi-Task Recommendation", AAAI 2024 (arXiv 2308.13537). Models that share one embedding
+table (Shared-Bottom, MMoE, PLE) put the tasks' conflict where no expert can separate it;
+STEM gives every task its own embedding table next to a shared one:
+
+- T + 1 input rows: x_0 from the shared embeddings, x_k from task k's own embeddings;
+- task k's specific experts read x_k, the shared experts read x_0;
+- task k's gate reads x_k + x_0 and mixes *every* expert (its own, the other tasks' and the
+  shared ones), but the other tasks' specific experts enter it with their gradient stopped:
+  "all forward, task-specific backward" (AFTB), so task k's loss trains its own embeddings
+  and experts and the shared ones, never another task's.
+
+One extraction layer (the paper's STEM-Net; the authors' code allows more). The expert knobs
+(`specific_experts`, `shared_experts`, `experts`) are PLE's, so one flag sets both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.errors import DataError
+from ..registry import knob
+from .base import Body, MultiTaskModel, require_experts
+from .blocks import InputLayer, gate, last_linear, mix, mlp, mlp_out_dim
+from .diagram import experts_and_gates, sizes
+from .mmoe import EXPERT_LAYERS
+from .ple import SHARED_EXPERTS, SPECIFIC_EXPERTS
+
+
+class STEM(MultiTaskModel):
+    arch = "stem"
+    label = "STEM"
+    paper = "Su et al., AAAI 2024"
+    order = 45
+
+    @dataclass
+    class Options:  # PLE's expert knobs (the same config fields, flags and URL keys)
+        specific_experts: int = knob(1, "Experts per task", **SPECIFIC_EXPERTS)
+        shared_experts: int = knob(2, "Shared experts", **SHARED_EXPERTS)
+        experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
+
+    @classmethod
+    def check(cls, cfg):
+        require_experts(cfg.experts)
+        if cfg.specific_experts < 1 or cfg.shared_experts < 0:
+            raise DataError("STEM needs at least one task-specific expert per task (its own embeddings feed it).",
+                            fix="e.g. 1 specific, 2 shared")
+        return []
+
+    @classmethod
+    def summary(cls, cfg):
+        return f"STEM {cfg.specific_experts}+{cfg.shared_experts}x{sizes(cfg.experts)}"
+
+    @classmethod
+    def diagram_width(cls, cfg, tasks):
+        return max(len(tasks), len(tasks) * cfg.specific_experts + cfg.shared_experts, 3)
+
+    @classmethod
+    def draw(cls, c, cfg):
+        experts = [(f"{t[:6]}{k + 1}", "specific") for t in c.tasks for k in range(cfg.specific_experts)]
+        experts += [(f"S{k + 1}", "shared") for k in range(cfg.shared_experts)]
+        experts_and_gates(c, experts, f"experts {sizes(cfg.experts)}")
+        c.note(c.width / 2, 0.62, "shared + one embedding table per task", 10)
+        c.note(c.width / 2, 2.72, "each gate mixes every expert; other tasks' experts: forward only (stop-gradient)", 10)
+
+    def __init__(self, cfg, desc, tables, tasks):
+        super().__init__(cfg, desc, tables, tasks)
+        T, s, h = len(tasks), cfg.specific_experts, cfg.shared_experts
+        # row 0: the shared embeddings; row 1 + k: task k's own
+        self.inputs_ = nn.ModuleList(self.make_input(desc, tables) for _ in range(T + 1))
+        d_in = self.inputs_[0].out_dim
+        self.specific = nn.ModuleList(
+            nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(s)) for _ in range(T))
+        self.shared = nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(h))
+        self.gates = nn.ModuleList(nn.Linear(d_in, T * s + h) for _ in range(T))
+        self.towers = self.make_towers([mlp_out_dim(d_in, cfg.experts)] * T)
+        self.expert_names = [f"{t.name} {k + 1}" for t in tasks for k in range(s)]
+        self.expert_names += [f"shared {k + 1}" for k in range(h)]
+
+    def input_layers(self) -> list[InputLayer]:
+        return list(self.inputs_)  # the shared one first: the page's item / user embeddings
+
+    def input_row(self, user, item):
+        return torch.stack([inp(user, item) for inp in self.inputs_], 0)  # [T+1, B, d_in]
+
+    def split_input(self):
+        return None  # T + 1 input rows, stacked: scoring uses the plain forward pass
+
+    def body(self, x):
+        shared_x = x[0]
+        spec = [[ex(x[1 + k]) for ex in group] for k, group in enumerate(self.specific)]  # T x s x [B, d]
+        shared_e = [ex(shared_x) for ex in self.shared]  # h x [B, d]
+        outs, gates = [], {}
+        for k, name in enumerate(self.task_names):
+            # AFTB: every expert forward; another task's experts without their gradient
+            pool = [e if j == k else e.detach() for j, group in enumerate(spec) for e in group] + shared_e
+            g = gate(self.gates[k](x[1 + k] + shared_x))  # [E, B]
+            outs.append(mix(g, torch.stack(pool, 0)))
+            gates[name] = g.t()
+        shared = (lambda: torch.stack(shared_e, 0).mean(0)) if shared_e else None
+        return Body(tower_inputs=outs, shared=shared, gates=gates)
+
+    def inspect(self, user, item):
+        out = super().inspect(user, item)
+        out["input"] = out["input"][0]  # the shared embeddings' row
+        return out
+
+    def gradnorm_layer(self):
+        mods = list(self.shared) or [ex for group in self.specific for ex in group]
+        return [p for m in mods for p in last_linear(m).parameters()]
