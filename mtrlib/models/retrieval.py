@@ -154,12 +154,14 @@ class WithRetrieval:
         return torch.cat([ranking, retrieval], -1).index_select(-1, self._join)
 
     # -- the model's outputs ---------------------------------------------------------------------
-    def ranking_forward(self, user, item):
-        return super().forward(user, item)
+    def ranking_forward(self, user, item, history=None):
+        return super().forward(user, item) if history is None else super().forward(user, item, history)
 
-    def forward(self, user, item):
-        """Raw outputs [B, T]: the ranking towers, and per retrieval task the cosine of its towers."""
-        raw = super().forward(user, item)
+    def forward(self, user, item, history=None):
+        """Raw outputs [B, T]: the ranking towers, and per retrieval task the cosine of its towers.
+        A history block (mtrlib.models.history) feeds the ranking towers; the retrieval towers
+        read the user's id and features only, so that one user vector serves every item."""
+        raw = self.ranking_forward(user, item, history)
         inp = self.retrieval_layer()
         vecs = [(tw.users(inp, user), tw.items(inp, item)) for tw in self.retrieval]
         if not torch.is_inference_mode_enabled():  # kept for task_losses' in-batch softmax

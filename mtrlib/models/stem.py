@@ -84,8 +84,9 @@ class STEM(MultiTaskModel):
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)  # the shared one first: the page's item / user embeddings
 
-    def input_row(self, user, item):
-        return torch.stack([inp(user, item) for inp in self.inputs_], 0)  # [T+1, B, d_in]
+    def input_row(self, user, item, history=None):
+        args = (user, item) if history is None else (user, item, history)  # (each row with its history block)
+        return torch.stack([inp(*args) for inp in self.inputs_], 0)  # [T+1, B, d_in]
 
     def split_input(self):
         return None  # T + 1 input rows, stacked: scoring uses the plain forward pass
@@ -104,8 +105,8 @@ class STEM(MultiTaskModel):
         shared = (lambda: torch.stack(shared_e, 0).mean(0)) if shared_e else None
         return Body(tower_inputs=outs, shared=shared, gates=gates)
 
-    def inspect(self, user, item):
-        out = super().inspect(user, item)
+    def inspect(self, user, item, history=None):
+        out = super().inspect(user, item, history)
         out["input"] = out["input"][0]  # the shared embeddings' row
         return out
 
