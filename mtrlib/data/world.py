@@ -84,6 +84,7 @@ MOOD_SCALE = 1.0  # a mood's direction, per dimension (a genre centroid has 1 pe
 GENRE_OVERLAP = 0.5  # shared structure between genre centroids (0: all orthogonal)
 PERSONAL_SPREAD = 0.5  # an item's own deviation on the personal part (its mood gives the rest)
 CLICK_SIGNAL = 2.5  # logit per standard deviation of the click score
+MOOD_APPEAL = 0.8  # how many clicks a mood draws, whatever the user (std of a per-mood logit shift)
 LIKE_SIGNAL = 2.5
 GENRE_EXPOSURE = 0.4  # share of exposure drawn from the user's favourite genre (the rest by popularity)
 CHUNK_ROWS = 1 << 20  # impressions per chunk when scoring and labelling
@@ -229,7 +230,9 @@ def make_world(*, max_impressions: int | None = APP_MAX_IMPRESSIONS, **fields) -
         g_part[a:a + CHUNK_ROWS], p_part[a:a + CHUNK_ROWS] = x @ u1, x @ u2
     norm = {"genre": (float(g_part.mean()), float(g_part.std() + 1e-9)),
             "personal": (float(p_part.mean()), float(p_part.std() + 1e-9))}
-    truth = {"norm": norm, "rho": cfg.correlation, "log_pop": np.log(pop * n_items), "price": price, "age": age}
+    appeal = MOOD_APPEAL * (r_lat.normal(size=max(M, 1))[item_mood] if M else np.zeros(n_items))
+    truth = {"norm": norm, "rho": cfg.correlation, "log_pop": np.log(pop * n_items), "price": price, "age": age,
+             "appeal": appeal}
     s_click, s_like = _scores(truth, g_part, p_part)
     del g_part, p_part
 
@@ -313,7 +316,7 @@ def _logits(truth: dict, s_click: np.ndarray, s_like: np.ndarray, u: np.ndarray,
     premium = truth["price"][i] == 2
     age = truth["age"][u] - 1.5
     click = (CLICK_SIGNAL * s_click + 0.3 * np.sin(2 * s_click) + 0.25 * truth["log_pop"][i] - 0.3 * premium
-             + 0.15 * age - 1.2)
+             + 0.15 * age - 1.2 + truth["appeal"][i])
     like = LIKE_SIGNAL * s_like + 0.3 * np.sin(2 * s_like) + 0.35 * premium + 0.25 * age + 0.2
     return click, like
 
