@@ -133,9 +133,12 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     procs = distributed.current()  # one process, or this one's place among several (torchrun)
     forward = procs.wrap(model, weighting, device)  # batch -> per-task losses (through DDP when several)
     layer = model.gradnorm_layer()
-    shared = _shared_parameters(cfg, model, tr, weighting)
+    # gradient-conflict telemetry: one process only (under DDP each process's gradients are its
+    # slice's, and the step's gradient is already averaged when telemetry would read it)
+    measure = cfg.grad_telemetry and not procs.active
+    shared = _shared_parameters(measure, model, tr, weighting)
     reps = RepCapture(shared, on=cfg.grad_space == "rep" and weighting.needs_task_gradients)
-    telemetry = GradientTelemetry(shared, names, cfg.log_every, cfg.grad_telemetry, weighting)
+    telemetry = GradientTelemetry(shared, names, cfg.log_every, measure, weighting)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     n, steps_per_epoch = len(tr), max(1, -(-len(tr) // int(cfg.batch_size)))
     mask = tr.mask.to(torch.float32)
@@ -221,9 +224,9 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
                        overhead, grad_summary(hist.steps))
 
 
-def _shared_parameters(cfg: TrainConfig, model: MultiTaskModel, data, weighting) -> SharedParameters:
+def _shared_parameters(measure: bool, model: MultiTaskModel, data, weighting) -> SharedParameters:
     """The parameters more than one task uses, probed once when telemetry or the method needs them."""
-    if not (cfg.grad_telemetry or weighting.needs_task_gradients) or len(model.tasks) < 2:
+    if not (measure or weighting.needs_task_gradients) or len(model.tasks) < 2:
         return SharedParameters.none()
     return SharedParameters.find(model, data)
 

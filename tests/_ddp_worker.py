@@ -5,6 +5,9 @@ prints one JSON line with what every phase gave:
 - "uncertainty", "gradnorm": test AUCs per task (the single-process runs are in the test);
 - "own-gradients": a method with its own `backward` (one backward pass per task: the same
   gradient as fixed weights, through DDP's no_sync() and the averaging after it);
+- "upgrad": a gradient method (torchjd's UPGrad): each task's gradient on the shared parameters
+  averaged over the processes, then aggregated, the same step on every process;
+- "history": fixed weights with a DIN history block (each slice's histories travel with it);
 - "stop": rank 1 alone is asked to stop at its third step; every process must end "stopped"
   at the same step;
 - "diverge": a far too high learning rate; every process must report "diverged" at one step;
@@ -59,8 +62,10 @@ def main() -> None:
     config_module.WEIGHTINGS = (*config_module.WEIGHTINGS, OwnGradients.name)
     procs = distributed.start("cpu")
     report = {"world": procs.world}
-    for method in ("uncertainty", "gradnorm", OwnGradients.name):
-        cfg = config(world, weighting=method, **settings)
+    for method in ("uncertainty", "gradnorm", OwnGradients.name, "upgrad", "history"):
+        cfg = config(world, weighting="fixed" if method == "history" else method, **settings)
+        if method == "history":  # the users' past items as a feature (mtrlib.data.history), DIN
+            cfg.model.history, cfg.model.history_encoder = 5, "din"
         res = train(cfg, prepare(cfg))
         report[method] = {"status": res.status, "auc": {t: m["auc"] for t, m in res.metrics.items() if "auc" in m},
                           "every_rank_same": len(set(json.dumps(x) for x in gathered(res.metrics))) == 1}

@@ -35,8 +35,11 @@ def env_for(store: Path) -> dict:
 
 
 def single(method: str) -> dict:
-    """Test AUCs of the same training in this one process."""
-    cfg = TrainConfig(device="cpu", weighting=method, **SETTINGS)
+    """Test AUCs of the same training in this one process ("history": fixed weights with a DIN
+    history block of 5)."""
+    cfg = TrainConfig(device="cpu", weighting="fixed" if method == "history" else method, **SETTINGS)
+    if method == "history":
+        cfg.model.history, cfg.model.history_encoder = 5, "din"
     for k, v in WORLD.items():
         setattr(cfg.data.world, k, v)
     res, _ = run(cfg)
@@ -82,7 +85,8 @@ def test_torchrun_cli_one_run_folder_one_json_line_same_aucs(launched):
 
 
 @pytest.mark.parametrize("method,same_as", [("uncertainty", "uncertainty"), ("gradnorm", "gradnorm"),
-                                            ("own-gradients", "fixed")])
+                                            ("own-gradients", "fixed"), ("upgrad", "upgrad"),
+                                            ("history", "history")])
 def test_torchrun_weighting_methods_match_one_process(launched, method, same_as):
     """own-gradients: fixed weights backpropagated task by task in its own `backward` (what the
     per-task gradient methods do), run in DDP's no_sync() with the gradients averaged after."""
@@ -193,3 +197,16 @@ def test_shards_cover_every_row_once():
             assert parts[0][0] == 0 and parts[-1][1] == n
             assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
             assert max(hi - lo for lo, hi in parts) - min(hi - lo for lo, hi in parts) <= 1
+
+
+def test_a_gradient_method_on_the_representation_is_refused_on_several_processes(monkeypatch, capsys):
+    from mtrlib.__main__ import main
+    cfg = TrainConfig(weighting="upgrad", grad_space="rep")
+    with pytest.raises(distributed.DistributedError) as e:
+        distributed.check_grad_space(cfg)
+    assert "'upgrad'" in str(e.value) and "--grad-space rep" in str(e.value) and "leave out --grad-space rep" in e.value.fix
+    distributed.check_grad_space(TrainConfig(weighting="upgrad"))  # the default space trains
+    distributed.check_grad_space(TrainConfig(weighting="fixed", grad_space="rep"))  # rep means nothing to fixed
+    _set(monkeypatch, WORLD_SIZE=2, RANK=0)
+    assert main(["train", "--weighting", "upgrad", "--grad-space", "rep", *CLI_WORLD]) == 2
+    assert "error: The weighting method 'upgrad'" in capsys.readouterr().err
