@@ -41,7 +41,9 @@ def test_recommend_page_shows_which_past_items_drove_a_score(app_url, page):
     expect(m.get_by_text("DIN target attention")).to_be_visible()
 
     pick = m.get_by_role("combobox", name="Explain recommendation")
+    wait_idle(page)
     pick.click()
+    pick.press("ArrowDown")  # opens the list from the keyboard (the click alone only focuses it at this page's foot)
     page.get_by_role("option").nth(4).click()  # the fifth recommendation instead of the first
     wait_idle(page)
     second = poll(lambda: (w := list(weights(page))) != first and w, 30, what="the weights to change")
