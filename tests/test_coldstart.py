@@ -140,13 +140,14 @@ def test_text_features_raise_cold_item_auc_above_id_only():
     assert r["n_cold_items"] == 20 and r["n_test_rows"] > 1000
     assert {"encode", "train:with_text", "train:id_only", "rank:id_only"} <= set(seen)
     idonly, txt = r["id_only"], r["with_text"]
-    # measured (seeds 0-3 of the world): id-only shown AUC 0.47-0.49, GAUC 0.500;
-    # with text 0.63-0.70 (shown), 0.84-0.88 (click)
+    # measured on world v2 (seeds 0-3; mood appeal on): id-only shown AUC 0.43-0.55, click
+    # 0.33-0.53, GAUC 0.500; with text shown 0.59-0.74 (gain +0.08 to +0.31), click 0.79-0.89
+    # (gain +0.30 to +0.52), click GAUC 0.84-0.91
     assert abs(idonly["shown"]["auc"] - 0.5) < 0.06
     for t in ("shown", "click"):
         assert abs(idonly[t]["gauc"] - 0.5) < 0.01  # one score for every cold item, per user
-    assert txt["shown"]["auc"] > idonly["shown"]["auc"] + 0.08
-    assert txt["click"]["auc"] > idonly["click"]["auc"] + 0.15
+    assert txt["shown"]["auc"] > idonly["shown"]["auc"] + 0.05
+    assert txt["click"]["auc"] > idonly["click"]["auc"] + 0.2
     assert txt["click"]["gauc"] > 0.7
     assert txt["click"]["recall@10"] > idonly["click"]["recall@10"] + 0.1
     # the id-only ranking is the chance level
