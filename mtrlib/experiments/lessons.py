@@ -261,7 +261,7 @@ def _conflict_clear(h: dict) -> bool:
     return bool(g) and all(_beats(v, mid) for v in g.values())
 
 
-CONFLICT_ARCHS = ("single", "shared-bottom", "mmoe")  # the lead adds "stem" (issue 14) here
+CONFLICT_ARCHS = ("single", "shared-bottom", "mmoe")
 _register(Lesson(
     name="conflict", title="When tasks conflict",
     question="Does sharing one network between click and like pay off, and does it still pay when the two "
@@ -285,8 +285,8 @@ _register(Lesson(
         "small world the differences between architectures are small next to the seed noise: read the "
         "intervals before the means."),
     kind="gain",
-    # with issue 14's world: {"world": {"like_observed": "all"}, "data": {"tasks": ["click=click", "like=like"]}}
-    base={"data": {"tasks": TWO_TASKS}},
+    # like only on clicked impressions (the funnel this lesson's transfer argument is about)
+    base={"world": {"like_observed": "clicks"}, "data": {"tasks": TWO_TASKS}},
     axes=(LessonAxis(("rho",), RHOS, tuple(f"ρ = {r:g}" for r in RHOS), labels_title="task correlation ρ"),
           LessonAxis(("arch",), CONFLICT_ARCHS, _arch_labels(CONFLICT_ARCHS))),
     seeds=3, holds=_conflict_holds, clear=_conflict_clear, metrics=("click/auc", "like/auc"),
@@ -375,7 +375,7 @@ _register(Lesson(
         "split). Here ESMM's CVR is better calibrated (lower log-loss) and ranks at least as well; the ESMM "
         "paper reports larger AUC gains on industrial logs, where clicks are far rarer than in this world."),
     kind="bars",
-    base={"data": {"tasks": TWO_TASKS}},  # with issue 14's world: add "world": {"like_observed": "clicks"}
+    base={"world": {"like_observed": "clicks"}, "data": {"tasks": TWO_TASKS}},  # the funnel: like only where clicked
     axes=(LessonAxis(("arch",), ("single", "esmm"), (NAIVE, ESMM)),),
     seeds=5, holds=_funnel_holds, clear=_funnel_clear, metrics=("click/auc", "like/auc", "like/logloss"), reference=NAIVE,
     plot=("click/auc", "like/auc"),

@@ -35,15 +35,16 @@ class StepContext:
     gradnorm_layer: list[nn.Parameter]  # where per-task gradient norms are compared (the model's gradnorm_layer())
     step: int
     epoch: int
-    # the mean of a tensor over the training processes (mtrlib.distributed; the tensor itself in one
-    # process): a method that compares per-task gradients or losses averages them first, so that
-    # every process sees the whole batch's and takes the same step
-    mean: Callable[[torch.Tensor], torch.Tensor] = _same
     # per-task gradients of this step on the shared parameters or representation, computed on
     # first use (mtrlib.gradients.TaskGradients); None outside the trainer
     grads: Any = None
     model: nn.Module | None = None  # the model being trained, and this step's batch (mtrlib.steps.Batch)
     batch: Any = None
+
+    # the mean of a tensor over the training processes (mtrlib.distributed; the tensor itself in one
+    # process): a method that compares per-task gradients or losses averages them first, so that
+    # every process sees the whole batch's and takes the same step
+    mean: Callable[[torch.Tensor], torch.Tensor] = _same
 
     def losses_again(self) -> torch.Tensor:
         """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
