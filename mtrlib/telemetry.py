@@ -25,6 +25,11 @@ import torch
 from .gradients import GROUP_ORDER, SharedParameters
 
 
+def _dense(v: torch.Tensor | None) -> torch.Tensor | None:
+    """A gradient as a dense tensor: lazy id-table updates (mtrlib.optim) give sparse ones."""
+    return v.to_dense() if v is not None and v.is_sparse else v
+
+
 def pairs(names: list[str]) -> list[tuple[int, int]]:
     return [(a, b) for a in range(len(names)) for b in range(a + 1, len(names))]
 
@@ -36,7 +41,7 @@ def gramians(task_grads: list[list[torch.Tensor | None]], groups: dict[str, list
     for g, idx in groups.items():
         G = torch.zeros(T, T, dtype=torch.float64)
         for j in idx:
-            vecs = [t[j] for t in task_grads]
+            vecs = [_dense(t[j]) for t in task_grads]
             ref = next((v for v in vecs if v is not None), None)
             if ref is None:
                 continue
@@ -117,10 +122,10 @@ class GradientTelemetry:
             return [list(g) if g is not None else [None] * len(self.shared.params) for g in before]
         derived = []
         for j, p in enumerate(self.shared.params):
-            g = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+            g = _dense(p.grad.detach()).clone() if p.grad is not None else torch.zeros_like(p)
             for k, gk in enumerate(before):
                 if gk is not None and gk[j] is not None:
-                    g -= a[k] * gk[j]
+                    g -= a[k] * _dense(gk[j])
             derived.append(g / a[last])
         return [derived if k == last else (list(g) if g is not None else [None] * len(derived))
                 for k, g in enumerate(before)]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from mtrlib.config import ARCHS, WEIGHTINGS
+from mtrlib.data import DataError
 from mtrlib.gradients import RepCapture, SharedParameters, TaskGradients, group_of
 from mtrlib.steps import Batch
 from mtrlib.telemetry import GradientTelemetry, summary
@@ -382,3 +383,16 @@ def test_gradient_settings_round_trip_through_urls_and_are_validated():
         validate(tiny_cfg(weighting="cagrad", cagrad_c=-1.0))
     assert any("one task weighted" in w for w in validate(tiny_cfg(weighting="upgrad", weights={"like": 0, "dwell": 0}),
                                                           ["click", "like", "dwell"]))
+
+
+def test_telemetry_reads_sparse_gradients_of_lazy_id_table_updates():
+    """Lazy updates (mtrlib.optim: the default for 20k+ users or items on the CPU) give sparse
+    id-table gradients; the conflict telemetry must read them (it crashed on them once)."""
+    cfg = tiny_cfg("mmoe", epochs=1, log_every=2, embedding_updates="lazy")
+    res = train(cfg, tiny_prep(cfg))
+    assert res.status == "finished", res.reason
+    assert res.grad and res.grad["cos"], res.grad  # measured, with the embeddings among the groups
+    assert "embeddings" in res.grad["by_group"]
+    cfg.weighting = "upgrad"  # a method on per-task gradients: refused with lazy updates, by name
+    with pytest.raises(DataError, match="'upgrad' works on per-task gradients"):
+        train(cfg, tiny_prep(cfg))
