@@ -81,8 +81,11 @@ def test_knn_purity_shows_learned_genre_structure(world_run):
         V0, _ = vectors(run, what, model=run.build_model(weights=False))
         trained = knn_purity(V, meta["true_genre"], k=10)
         untrained = knn_purity(V0, meta["true_genre"], k=10)
-        assert trained["purity"] > untrained["purity"] + 0.1, (what, trained, untrained)
-        assert trained["purity"] > 2 * trained["chance"]
+        # world v2 mixes a personal part into every latent, so ids learn the genre less purely than
+        # on v1 (items, this world: 0.178 against untrained 0.124 and chance 0.124; the default
+        # world: 0.19-0.37 over 5 seeds, bench/world_lessons.py)
+        assert trained["purity"] > untrained["purity"] + 0.04, (what, trained, untrained)
+        assert trained["purity"] > trained["chance"] + 0.04
         assert abs(untrained["purity"] - untrained["chance"]) < 0.06
 
 

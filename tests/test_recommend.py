@@ -206,7 +206,7 @@ def test_fast_pair_scoring_equals_the_plain_forward_pass(world_run, arch):
     blocked = torch.cat([p for _, _, p in chunks])
     with torch.inference_mode():
         torch.testing.assert_close(blocked, model.predict(plain).view(7, run.n_items, -1), rtol=1e-4, atol=1e-5)
-    expected_fast = arch != "single"  # single-task stacks one input per task: the plain path is used
+    expected_fast = arch not in ("single", "stem")  # one input row per task (+ STEM's shared one), stacked: the plain path
     assert model.__dict__.get("_mtr_pair_fast") is expected_fast
 
 

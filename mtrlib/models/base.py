@@ -240,6 +240,12 @@ class MultiTaskModel(nn.Module):
     def input_layers(self) -> list[InputLayer]:
         return [self.input]
 
+    def shared_input_layer(self) -> InputLayer | None:
+        """The input layer every task reads (what retrieval towers are built on), or None when
+        the architecture shares none (Single-task)."""
+        inp = getattr(self, "input", None)
+        return inp if isinstance(inp, InputLayer) else None
+
     @property
     def n_users(self) -> int:
         return int(self.input_layers()[0].user.slots.shape[0])

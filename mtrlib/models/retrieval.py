@@ -18,7 +18,7 @@ Any architecture gets the task with no edit of its own: `with_retrieval(cls)` pu
 ranking tasks only (it never sees the retrieval task), and the model's outputs (forward,
 `task_losses`, `predict`) are the ranking tasks' columns with each retrieval task's score placed
 at its position in the task list. The towers read the shared input layer (embeddings and side
-features) when the architecture has one (`self.input`); one that shares nothing (Single-task)
+features) when the architecture has one (`shared_input_layer()`: `self.input`, STEM's shared row); one that shares nothing (Single-task)
 gives them their own. Retrieving the top N of the catalogue is then one matrix product of
 user vectors with item vectors (mtrlib.scoring / mtrlib.cascade).
 """
@@ -106,8 +106,7 @@ class WithRetrieval:
         super().__init__(cfg, desc, tables, [t for t in tasks if not t.is_retrieval])
         self._outputs = tasks
         self._retrieval = [t for t in tasks if t.is_retrieval]
-        shared = getattr(self, "input", None)
-        if not isinstance(shared, InputLayer):  # the architecture shares no input layer
+        if self.shared_input_layer() is None:  # the architecture shares no input layer
             self.retrieval_input = self.make_input(desc, tables)
         self.retrieval = nn.ModuleList(TwoTower(self.retrieval_layer(), cfg.retrieval_dim, cfg.retrieval_layers,
                                                 cfg.dropout) for _ in self._retrieval)
@@ -135,7 +134,7 @@ class WithRetrieval:
 
     def retrieval_layer(self) -> InputLayer:
         own = getattr(self, "retrieval_input", None)
-        return own if own is not None else self.input
+        return own if own is not None else self.shared_input_layer()
 
     def retrieval_index(self, task: str | None = None) -> int:
         names = [t.name for t in self._retrieval]

@@ -84,6 +84,9 @@ class STEM(MultiTaskModel):
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)  # the shared one first: the page's item / user embeddings
 
+    def shared_input_layer(self):
+        return self.inputs_[0]  # the shared embeddings (row 0); the others are one task's own
+
     def input_row(self, user, item, history=None):
         args = (user, item) if history is None else (user, item, history)  # (each row with its history block)
         return torch.stack([inp(*args) for inp in self.inputs_], 0)  # [T+1, B, d_in]
