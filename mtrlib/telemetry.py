@@ -1,5 +1,6 @@
 """Gradient-conflict telemetry, for any weighting method (fixed weights too): every `log_every`
-steps (and at least once per epoch), each task's gradient on the parameters more than one task
+steps for a gradient method, every `cadence(...)` steps for any other (and at least once per
+epoch), each task's gradient on the parameters more than one task
 uses (`mtrlib.gradients`), compared pair by pair.
 
 Logged in the step rows (and so in history.jsonl, the live charts and the Runs page):
@@ -13,7 +14,10 @@ A negative cosine means a step that helps A hurts B, to first order: the tasks c
 
 Cost: a gradient method has every task's gradient already (free). Any other method pays
 T-1 extra backward passes per measurement: the last task's gradient is recovered from the
-step's own gradient, sum_i a_i g_i with a = d total / d losses, minus the others'.
+step's own gradient, sum_i a_i g_i with a = d total / d losses, minus the others'. Measured
+every 10 steps that cost 8.7% of the throughput with 2 tasks and 20.9% with 3
+(bench/gradient_methods.py), so such a method is measured every 2 (T-1) `log_every` steps:
+about 5% whatever the number of tasks.
 """
 from __future__ import annotations
 
@@ -77,11 +81,19 @@ def conflict_row(task_grads, groups: dict[str, list[int]], names: list[str]) -> 
     return row
 
 
+def cadence(log_every: int, n_tasks: int, weighting) -> int:
+    """Steps between measurements: `log_every` where the per-task gradients come free (a gradient
+    method), else 2 (T-1) `log_every`, so that the T-1 extra backward passes cost about 5%."""
+    if weighting.needs_task_gradients:
+        return max(1, log_every)
+    return max(1, log_every) * 2 * max(1, n_tasks - 1)
+
+
 class GradientTelemetry:
     """The telemetry step of the training loop: `measuring(...)` wraps the step's backward."""
 
     def __init__(self, shared: SharedParameters, names: list[str], every: int, enabled: bool, weighting):
-        self.shared, self.names, self.every = shared, list(names), int(every)
+        self.shared, self.names, self.every = shared, list(names), cadence(int(every), len(names), weighting)
         self.enabled = bool(enabled and shared and len(names) > 1)
         self.weighting = weighting
         # a method with the default backward (total.backward()) lets the last task's gradient be derived
@@ -91,8 +103,8 @@ class GradientTelemetry:
         self.negative: dict[str, int] = {}
 
     def due(self, ctx, batch) -> bool:
-        """Measured on every `log_every`-th step, and on an epoch's last batch if the epoch had no
-        measurement (an epoch shorter than `log_every` steps still gets one)."""
+        """Measured on every `every`-th step, and on an epoch's last batch if the epoch had no
+        measurement (an epoch shorter than that still gets one)."""
         return self.enabled and ((ctx.step + 1) % self.every == 0 or (batch.last and self.epoch != ctx.epoch))
 
     @contextlib.contextmanager
@@ -252,7 +264,7 @@ def explanation() -> str:
     grad = [c.label for c in WEIGHTINGS.values() if c.needs_task_gradients]
     loss = [c.label for c in WEIGHTINGS.values() if not c.needs_task_gradients]
     return (
-        "Every *log_every* steps the trainer takes each task's gradient on the parameters the tasks share "
+        "Every few steps the trainer takes each task's gradient on the parameters the tasks share "
         "and compares them by their **cosine**. **+1**: both tasks want the same change. **0**: unrelated "
         "wishes. **Below 0** (the shaded band): a step that helps one task hurts the other, to first "
         "order: the tasks **conflict** there. The lines are split by where in the network it happens: the "
