@@ -30,6 +30,9 @@ ml-latest-small (one epoch each). Measured as training CPU time of the one train
 (validation excluded: per epoch, from its start to its last step event), which the other
 processes on this shared machine disturb far less than wall time; rounds interleaved, medians.
 
+`--cost-lesson` measures the cost on the correlation lesson's world (click, like) instead;
+`--methods fixed` leaves only the telemetry's own cost.
+
 Teaching: with fixed weights, the mean click~like cosine on the shared parameters at rho =
 -0.5 minus at rho = 0.9, paired by seed, with its 95% CI; and per parameter group, where the
 conflict is largest (embeddings vs experts).
@@ -234,6 +237,8 @@ class TrainCPU:
 
 def cost(args, methods) -> dict:
     setups = {"world (3 tasks)": (world_config(0.5, 0, {}, lesson=False), None, 2)}
+    if args.cost_lesson:  # the correlation lesson's world and its two tasks instead (rho 0.9)
+        setups = {"lesson world (2 tasks)": (world_config(0.9, 0, args.world), None, 2)}
     if C.ml_available() and any(p in ML for p in args.settings):
         setups["ml-latest-small (2 tasks)"] = (C.ml_config("mmoe", seed=0, epochs=1), C.load_ml(), 1)
     out = {}
@@ -367,6 +372,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--settings", default="rho=-0.5,rho=0.9,ml",
                     help="quality settings, by substring of their names (ml: also the cost on ml-latest-small)")
     ap.add_argument("--cached-only", action="store_true", help="train nothing: summarise the cached runs")
+    ap.add_argument("--cost-lesson", action="store_true",
+                    help="cost on the correlation lesson's world (2 tasks) instead of the default world (3 tasks)")
     args = ap.parse_args(argv)
     args.settings = [s for s in args.settings.split(",") if s]
     args.world = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.world)}
