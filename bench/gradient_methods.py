@@ -3,17 +3,25 @@ cost, and the teaching check.
 
     python bench/gradient_methods.py [--part quality,cost,teaching] [--seeds 5] [--ml-seeds 3]
                                      [--repeats 3] [--methods a,b] [--world key=value ...]
+                                     [--settings rho=-0.5,rho=0.9,ml] [--cached-only]
 
 Quality: every weighting method, old and new, with its documented defaults (the same settings
 for every method, no per-method tuning), MMoE (the default architecture) on
-- the world's correlation lesson at rho = -0.5 and rho = 0.9: the default world (1,500 users x
-  400 items, 40 impressions each, world seed = the run's seed), its two binary tasks
-  click=click and like=like|click, the default training settings (8 epochs);
+- the world's correlation lesson at rho = -0.5 and rho = 0.9: the lesson's world of
+  bench/world_lessons.py (`LESSON`: 300 users who each see 200 of the 400 items, a like asked
+  on every impression; world seed = the run's seed), its two binary tasks click=click and
+  like=like, the default training settings (8 epochs);
 - ml-latest-small with the README protocol (bench/_common.ml_config: watched=implicit,
   liked=rating>=4, 4 negatives, per-user temporal split 70/10/20, 5 epochs);
 per-task test AUC and the last epoch's gradient cosine (all shared parameters and per group),
-mean +- 95% t-interval over the seeds, and each method's paired difference to uncertainty
-weighting. Runs are cached in bench/out/gradient_methods_runs.json: a rerun resumes.
+mean +- 95% t-interval over the seeds, and each method's paired difference (by seed) to fixed
+weights and to uncertainty weighting. Runs are cached in bench/out/gradient_methods_runs.json:
+a rerun resumes. Each cached run carries a fingerprint of its configuration; a run whose
+configuration changed since is trained again, never reused. (A change in the code, e.g. in how
+the world is generated, is not in the fingerprint: move the cache aside after one.)
+`--settings` picks the quality settings by substring (`rho=-0.5`, `rho=0.9`, `ml`; the cost
+part measures ml-latest-small only when an ml setting is picked); `--cached-only` trains
+nothing and summarises the cache (a cell with fewer runs than seeds is left out).
 
 Cost: training throughput relative to fixed weights, for every method (gradient methods on
 the shared parameters and on the shared representation) and for the telemetry alone (fixed
@@ -21,6 +29,9 @@ weights with and without it), on the default world (its three default tasks) and
 ml-latest-small (one epoch each). Measured as training CPU time of the one training thread
 (validation excluded: per epoch, from its start to its last step event), which the other
 processes on this shared machine disturb far less than wall time; rounds interleaved, medians.
+
+`--cost-lesson` measures the cost on the correlation lesson's world (click, like) instead;
+`--methods fixed` leaves only the telemetry's own cost.
 
 Teaching: with fixed weights, the mean click~like cosine on the shared parameters at rho =
 -0.5 minus at rho = 0.9, paired by seed, with its 95% CI; and per parameter group, where the
@@ -33,6 +44,7 @@ JSON object: {"quality": ..., "cost": ..., "teaching": ...}.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -47,51 +59,66 @@ from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
 from mtrlib.telemetry import summary as grad_summary  # noqa: E402
 from mtrlib.train import prepare, train  # noqa: E402
 from mtrlib.weighting import WEIGHTINGS  # noqa: E402
+from world_lessons import LESSON, TASKS as LESSON_TASKS  # noqa: E402  (the correlation lesson's world)
 
 CACHE = C.OUT / "gradient_methods_runs.json"
-LESSON_TASKS = ["click=click", "like=like|click"]
 RHOS = (-0.5, 0.9)
+ML = "ml-latest-small"
 
 
-def world_config(rho: float, seed: int, overrides: dict, tasks=LESSON_TASKS) -> TrainConfig:
+def world_config(rho: float, seed: int, overrides: dict, lesson: bool = True) -> TrainConfig:
+    """The correlation lesson's world and tasks (lesson=True), else the default world and its
+    suggested tasks."""
     cfg = TrainConfig(seed=seed)
-    cfg.data.world.correlation = rho
-    cfg.data.world.seed = seed
-    for k, v in overrides.items():
+    for k, v in {**(LESSON if lesson else {}), "correlation": rho, "seed": seed, **overrides}.items():
         setattr(cfg.data.world, k, v)
-    if tasks is not None:
-        cfg.data.tasks = list(tasks)
+    if lesson:
+        cfg.data.tasks = list(LESSON_TASKS)
     return cfg
 
 
 def settings(args) -> dict[str, callable]:
-    """setting name -> (seed -> base TrainConfig)."""
+    """setting name -> (seed -> base TrainConfig), the ones --settings picks."""
     out = {f"world rho={rho:g}": (lambda seed, rho=rho: world_config(rho, seed, args.world)) for rho in RHOS}
     if C.ml_available():
-        out["ml-latest-small"] = lambda seed: C.ml_config("mmoe", seed=seed)
-    return out
+        out[ML] = lambda seed: C.ml_config("mmoe", seed=seed)
+    return {k: v for k, v in out.items() if any(p in k for p in args.settings)}
 
 
-def _load_cache() -> dict:
+def _fingerprint(base: TrainConfig, method: str) -> str:
+    cfg = TrainConfig.from_dict(base.to_dict())
+    cfg.weighting = method
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _load_cache(args) -> dict:
+    """The cached runs whose configuration is still the one this run would train."""
     try:
-        return json.loads(CACHE.read_text())
+        cache = json.loads(CACHE.read_text())
     except (OSError, ValueError):
         return {}
+    makers = {**settings(argparse.Namespace(**{**vars(args), "settings": [""]}))}
+    keep = {}
+    for key, run in cache.items():
+        name, m, seed = key.split("|")
+        if name in makers and run.get("fingerprint") == _fingerprint(makers[name](int(seed)), m):
+            keep[key] = run
+    return keep
 
 
 def run_one(base: TrainConfig, method: str, prep) -> dict:
     cfg = TrainConfig.from_dict(base.to_dict())
     cfg.weighting = method
     res = train(cfg, prep)
-    return {"status": res.status, "auc": {t: m.get("auc") for t, m in res.metrics.items()}, "grad": res.grad,
+    return {"fingerprint": _fingerprint(base, method), "status": res.status, "auc": {t: m.get("auc") for t, m in res.metrics.items()}, "grad": res.grad,
             "grad_all": grad_summary(res.history.steps, "all"), "grad_first": grad_summary(res.history.steps, "first"),
             "samples_per_s": res.samples_per_s, "elapsed": res.elapsed}
 
 
 def quality(args, methods) -> dict:
-    cache = _load_cache()
+    cache = _load_cache(args)
     t0 = time.time()
-    for name, make in settings(args).items():
+    for name, make in ({} if args.cached_only else settings(args)).items():
         seeds = range(args.ml_seeds if name.startswith("ml") else args.seeds)
         for seed in seeds:
             todo = [m for m in methods if f"{name}|{m}|{seed}" not in cache]
@@ -101,11 +128,20 @@ def quality(args, methods) -> dict:
             ds = C.load_ml() if name.startswith("ml") else None
             prep = prepare(base, ds)
             for m in todo:
-                cache[f"{name}|{m}|{seed}"] = run_one(base, m, prep)
-                C.save_json(CACHE, cache)
+                run = run_one(base, m, prep)
+                full = {**_load_raw(), f"{name}|{m}|{seed}": run}  # keep what other settings cached
+                C.save_json(CACHE, full)
+                cache[f"{name}|{m}|{seed}"] = run
                 print(f"{name} seed {seed} {m}: {cache[f'{name}|{m}|{seed}']['auc']} ({time.time() - t0:.0f}s)",
                       file=sys.stderr, flush=True)
     return summarise(cache, methods, args)
+
+
+def _load_raw() -> dict:
+    try:
+        return json.loads(CACHE.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _runs(cache, name, method, n):
@@ -116,7 +152,7 @@ def summarise(cache: dict, methods, args) -> dict:
     out = {}
     for name in settings(args):
         n = args.ml_seeds if name.startswith("ml") else args.seeds
-        ref = _runs(cache, name, "uncertainty", n)
+        refs = {r: _runs(cache, name, r, n) for r in ("fixed", "uncertainty")}
         table = {}
         for m in methods:
             runs = _runs(cache, name, m, n)
@@ -129,34 +165,46 @@ def summarise(cache: dict, methods, args) -> dict:
             row["conflict_share"] = mean_ci([r["grad"]["conflict_share"].get(pair) for r in runs]).pair()
             row["cos_by_group"] = {g: mean_ci([r["grad"]["by_group"].get(g, {}).get("cos", {}).get(pair)
                                                for r in runs]).pair() for g in runs[0]["grad"]["by_group"]}
-            if m != "uncertainty" and ref and all(r is not None for r in ref):
-                row["vs_uncertainty"] = {}
-                for t in tasks:
-                    d = paired_difference([r["auc"][t] for r in ref], [r["auc"][t] for r in runs])
-                    row["vs_uncertainty"][t] = {"diff": d.pair(), "verdict": verdict(d)}
+            row["n"] = len(runs)
+            for rname, ref in refs.items():
+                if m != rname and ref and all(r is not None for r in ref):
+                    row[f"vs_{rname}"] = {}
+                    for t in tasks:
+                        d = paired_difference([r["auc"][t] for r in ref], [r["auc"][t] for r in runs])
+                        row[f"vs_{rname}"][t] = {"diff": d.pair(), "verdict": verdict(d)}
             table[m] = row
         out[name] = table
     return out
+
+
+NOT_TASKS = ("cos", "conflict_share", "cos_by_group", "vs_fixed", "vs_uncertainty", "n")
 
 
 def print_quality(q: dict) -> None:
     for name, table in q.items():
         if not table:
             continue
-        tasks = [k for k in next(iter(table.values())) if k not in ("cos", "conflict_share", "cos_by_group",
-                                                                      "vs_uncertainty")]
+        tasks = [k for k in next(iter(table.values())) if k not in NOT_TASKS]
         groups = list(next(iter(table.values()))["cos_by_group"])
-        print(f"\n### {name}: test AUC and gradient cosine {'~'.join(tasks[:2])} (mean ± 95% CI)\n")
-        head = [f"{t} AUC" for t in tasks] + ["cosine (shared)"] + [f"cosine ({g})" for g in groups] + \
-               ["below 0"] + [f"{t} vs uncertainty" for t in tasks]
+        print(f"\n### {name}: test AUC (mean ± 95% CI over seeds; differences paired by seed)\n")
+        head = ["n"] + [f"{t} AUC" for t in tasks] + [f"{t} vs fixed" for t in tasks] + \
+               [f"{t} vs uncertainty" for t in tasks]
         print("| method | " + " | ".join(head) + " |")
         print("|---|" + "---|" * len(head))
         for m, row in table.items():
-            cells = [_pm(row[t]) for t in tasks] + [_pm(row["cos"], 3)] + [_pm(row["cos_by_group"][g], 3) for g in groups]
+            cells = [str(row["n"])] + [_pm(row[t]) for t in tasks]
+            for ref in ("vs_fixed", "vs_uncertainty"):
+                vs = row.get(ref)
+                cells += [f"{vs[t]['diff'][0]:+.4f} ± {vs[t]['diff'][1]:.4f} ({vs[t]['verdict']})" if vs else "–"
+                          for t in tasks]
+            print(f"| {m} | " + " | ".join(cells) + " |")
+        print(f"\n### {name}: gradient cosine {'~'.join(tasks[:2])}, last epoch (mean ± 95% CI over seeds)\n")
+        head = ["cosine (shared)"] + [f"cosine ({g})" for g in groups] + ["share below 0"]
+        print("| method | " + " | ".join(head) + " |")
+        print("|---|" + "---|" * len(head))
+        for m, row in table.items():
+            cells = [_pm(row["cos"], 3)] + [_pm(row["cos_by_group"][g], 3) for g in groups]
             cells.append(_pm(row["conflict_share"], 2))
-            vs = row.get("vs_uncertainty")
-            cells += [f"{vs[t]['diff'][0]:+.4f} ± {vs[t]['diff'][1]:.4f} ({vs[t]['verdict']})" if vs else "–"
-                      for t in tasks]
             print(f"| {m} | " + " | ".join(cells) + " |")
 
 
@@ -188,8 +236,10 @@ class TrainCPU:
 
 
 def cost(args, methods) -> dict:
-    setups = {"world (3 tasks)": (world_config(0.5, 0, {}, tasks=None), None, 2)}
-    if C.ml_available():
+    setups = {"world (3 tasks)": (world_config(0.5, 0, {}, lesson=False), None, 2)}
+    if args.cost_lesson:  # the correlation lesson's world and its two tasks instead (rho 0.9)
+        setups = {"lesson world (2 tasks)": (world_config(0.9, 0, args.world), None, 2)}
+    if C.ml_available() and any(p in ML for p in args.settings):
         setups["ml-latest-small (2 tasks)"] = (C.ml_config("mmoe", seed=0, epochs=1), C.load_ml(), 1)
     out = {}
     for name, (base, ds, epochs) in setups.items():
@@ -262,7 +312,7 @@ WINDOWS = {"grad_all": "whole run", "grad": "last epoch", "grad_first": "first e
 def teaching(args) -> dict:
     """Fixed weights: click~like cosine at rho -0.5 minus at rho 0.9, paired by seed, over the
     whole run's measurements (the check), and over the last and the first epoch."""
-    cache = _load_cache()
+    cache = _load_cache(args)
     names = [f"world rho={rho:g}" for rho in RHOS]
     runs = {n: _runs(cache, n, "fixed", args.seeds) for n in names}
     if any(r is None for rs in runs.values() for r in rs):
@@ -319,11 +369,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--methods", default=",".join(WEIGHTINGS))
     ap.add_argument("--world", nargs="*", default=[], metavar="KEY=VALUE",
                     help="WorldConfig fields for the lesson worlds")
+    ap.add_argument("--settings", default="rho=-0.5,rho=0.9,ml",
+                    help="quality settings, by substring of their names (ml: also the cost on ml-latest-small)")
+    ap.add_argument("--cached-only", action="store_true", help="train nothing: summarise the cached runs")
+    ap.add_argument("--cost-lesson", action="store_true",
+                    help="cost on the correlation lesson's world (2 tasks) instead of the default world (3 tasks)")
     args = ap.parse_args(argv)
+    args.settings = [s for s in args.settings.split(",") if s]
     args.world = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.world)}
     methods = [m for m in args.methods.split(",") if m]
     parts = args.part.split(",")
-    out: dict = {"machine": C.machine(), "seeds": args.seeds, "ml_seeds": args.ml_seeds, "world": args.world}
+    out: dict = {"machine": C.machine(), "seeds": args.seeds, "ml_seeds": args.ml_seeds, "world": args.world,
+                 "settings": args.settings, "argv": sys.argv[1:] if argv is None else list(argv)}
     if "quality" in parts:
         out["quality"] = quality(args, methods)
         print_quality(out["quality"])
