@@ -25,6 +25,11 @@ one JSON object:
      "truth_overlap@10": [mean, ci95]}, "default_run_seconds": s}
 
     python bench/world_lessons.py [--seeds 5] [--parts correlation,text,purity,truth] [--fresh]
+                                  [--rhos 1,0.5,0,-0.5] [--out world_lessons.json]
+
+`--rhos` measures the correlation lesson at some rho values only (e.g. more seeds where the
+tasks conflict); `--out` names the detail file under bench/out/ so such a run keeps the
+headline one.
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, json_line, loadavg, machine, save_json  # noqa: E402
 
 from mtrlib.config import TrainConfig  # noqa: E402
-from mtrlib.stats import mean_ci, paired_difference  # noqa: E402
+from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
 
 ARCHS = ("shared-bottom", "mmoe", "ple", "stem")
 EXTRA = {"mmoe+tse": ("mmoe", {"task_emb": 8})}
@@ -92,10 +97,10 @@ def _aucs(cfg, prep) -> dict:
     return {t: res.metrics[t]["auc"] for t in ("click", "like") if t in res.metrics} | {"seconds": res.elapsed}
 
 
-def correlation(seeds: list[int], cache: Cache, log) -> dict:
+def correlation(seeds: list[int], cache: Cache, log, rhos=RHOS) -> dict:
     from mtrlib.train import prepare
     auc: dict = {}
-    for rho in RHOS:
+    for rho in rhos:
         for s in seeds:
             prep = None
             for name, (arch, model) in {"single": ("single", {}), **{a: (a, {}) for a in ARCHS}, **EXTRA}.items():
@@ -110,15 +115,17 @@ def correlation(seeds: list[int], cache: Cache, log) -> dict:
     gains = {}
     for name in (*ARCHS, *EXTRA):
         gains[name] = {}
-        for rho in RHOS:
+        for rho in rhos:
             g = [sum(auc[rho, name, s][t] - auc[rho, "single", s][t] for t in ("click", "like")) / 2 for s in seeds]
             gains[name][rho] = {"per_seed": g, "estimate": mean_ci(g)}
-    better = {}
-    for name in ("stem", "mmoe", "ple", *EXTRA):
-        better[name] = paired_difference(gains["shared-bottom"]["-0.5"]["per_seed"], gains[name]["-0.5"]["per_seed"])
-    best_mp = max(("mmoe", "ple"), key=lambda a: better[a].mean)
-    return {"auc": {f"{r}/{n}/{s}": v for (r, n, s), v in auc.items()}, "gains": gains, "better_than_sb": better,
-            "best_of_mmoe_ple": best_mp}
+    # gain minus Shared-Bottom's, paired by seed (the same world and split on both sides), per rho
+    vs_sb = {name: {rho: paired_difference(gains["shared-bottom"][rho]["per_seed"], gains[name][rho]["per_seed"])
+                    for rho in rhos} for name in ("stem", "mmoe", "ple", *EXTRA)}
+    out = {"auc": {f"{r}/{n}/{s}": v for (r, n, s), v in auc.items()}, "gains": gains, "vs_shared_bottom": vs_sb}
+    if "-0.5" in rhos:
+        out["better_than_sb"] = {name: d["-0.5"] for name, d in vs_sb.items()}
+        out["best_of_mmoe_ple"] = max(("mmoe", "ple"), key=lambda a: vs_sb[a]["-0.5"].mean)
+    return out
 
 
 def _default_cfg(seed: int, **data) -> TrainConfig:
@@ -187,11 +194,11 @@ def truth(seeds, cache, log) -> dict:
             "default_run_seconds": secs[len(secs) // 2]}
 
 
-def svg_gain_plot(gains: dict, path: Path) -> None:
+def svg_gain_plot(gains: dict, path: Path, rhos=RHOS) -> None:
     """Gain against rho per architecture (the MMoE paper's figure), as a small SVG: no plotting library."""
     W, H, L, B = 560, 340, 60, 40
-    xs = [float(r) for r in RHOS]
-    vals = [gains[a][r]["estimate"].mean for a in ARCHS for r in RHOS]
+    xs = [float(r) for r in rhos]
+    vals = [gains[a][r]["estimate"].mean for a in ARCHS for r in rhos]
     lo, hi = min(vals + [0]) - 0.01, max(vals + [0]) + 0.01
     X = lambda r: L + (1 - (r + 0.5) / 1.5) * (W - L - 20)  # noqa: E731  (rho 1 on the left, -0.5 on the right)
     Y = lambda v: 20 + (hi - v) / (hi - lo) * (H - B - 20)  # noqa: E731
@@ -205,7 +212,7 @@ def svg_gain_plot(gains: dict, path: Path) -> None:
     for v in (lo + 0.01, 0.0, hi - 0.01):
         parts.append(f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:+.2f}</text>')
     for k, a in enumerate(ARCHS):
-        pts = [(X(float(r)), Y(gains[a][r]["estimate"].mean), gains[a][r]["estimate"].ci95) for r in RHOS]
+        pts = [(X(float(r)), Y(gains[a][r]["estimate"].mean), gains[a][r]["estimate"].ci95) for r in rhos]
         parts.append(f'<polyline fill="none" stroke="{colours[a]}" stroke-width="2" points="'
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts) + '"/>')
         for x, y, ci in pts:
@@ -221,10 +228,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--parts", default="correlation,text,purity,truth")
     ap.add_argument("--fresh", action="store_true", help="forget the runs of an earlier (interrupted) benchmark")
+    ap.add_argument("--rhos", default=",".join(RHOS), help="the correlation lesson's rho values (default: all four)")
+    ap.add_argument("--out", default="world_lessons.json", help="detail file under bench/out/")
     args = ap.parse_args(argv)
     os.environ.setdefault("MTR_SCORING_THREADS", "1")
     seeds = list(range(args.seeds))
     parts = set(args.parts.split(","))
+    rhos = tuple(r.strip() for r in args.rhos.split(","))
+    if unknown := set(rhos) - set(RHOS):
+        ap.error(f"unknown rho {sorted(unknown)}: choose from {', '.join(RHOS)}")
     cache = Cache(args.fresh)
     t0 = time.time()
 
@@ -239,22 +251,28 @@ def main(argv=None) -> dict:
     if "text" in parts:
         res["text"] = text(seeds, cache, log)
     if "correlation" in parts:
-        res["correlation"] = correlation(seeds, cache, log)
+        res["correlation"] = correlation(seeds, cache, log, rhos)
 
     print(f"\nBuilt-in world lessons, mean ± 95% CI over {len(seeds)} seeds\n")
     out: dict = {}
     if "correlation" in res:
         c = res["correlation"]
         print(f"MTL gain (test AUC, shared - single-task, mean of click and like), correlation lesson world {LESSON}")
-        print("| architecture | " + " | ".join(f"ρ = {r}" for r in RHOS) + " |")
-        print("|---|" + "---|" * len(RHOS))
+        print("| architecture | " + " | ".join(f"ρ = {r}" for r in rhos) + " |")
+        print("|---|" + "---|" * len(rhos))
         for a in (*ARCHS, *EXTRA):
-            print(f"| {a} | " + " | ".join(str(c["gains"][a][r]["estimate"]) for r in RHOS) + " |")
-        print("\nAt ρ = -0.5, gain minus Shared-Bottom's (paired over seeds):")
-        for a, d in c["better_than_sb"].items():
-            print(f"  {a}: {d}")
-        out["gain"] = {a: {r: c["gains"][a][r]["estimate"].pair() for r in RHOS} for a in ARCHS}
-        svg_gain_plot(c["gains"], OUT / "world_gain_vs_rho.svg")
+            print(f"| {a} | " + " | ".join(str(c["gains"][a][r]["estimate"]) for r in rhos) + " |")
+        print("\nGain minus Shared-Bottom's, paired over seeds (verdict: is the difference beyond seed noise)")
+        print("| architecture | " + " | ".join(f"ρ = {r}" for r in rhos) + " |")
+        print("|---|" + "---|" * len(rhos))
+        for a, d in c["vs_shared_bottom"].items():
+            print(f"| {a} | " + " | ".join(f"{d[r]} ({verdict(d[r])})" for r in rhos) + " |")
+        print("\nSeeds with a negative gain (shared below single-task), of " + str(len(seeds)) + ":")
+        for a in (*ARCHS, *EXTRA):
+            print(f"  {a}: " + ", ".join(f"ρ = {r}: {sum(g < 0 for g in c['gains'][a][r]['per_seed'])}" for r in rhos))
+        out["gain"] = {a: {r: c["gains"][a][r]["estimate"].pair() for r in rhos} for a in ARCHS}
+        svg_gain_plot(c["gains"], OUT / ("world_gain_vs_rho.svg" if args.out == "world_lessons.json"
+                                         else Path(args.out).stem + "_gain_vs_rho.svg"), rhos)
     if "text" in res:
         print(f"\nCold items, MMoE click AUC with text - without: {res['text']['estimate']}")
         out["cold_text_lift"] = res["text"]["estimate"].pair()
@@ -269,7 +287,7 @@ def main(argv=None) -> dict:
         out["default_run_seconds"] = t["default_run_seconds"]
     detail = {"machine": machine(), "seeds": seeds, "lesson_world": LESSON, "seconds": round(time.time() - t0, 1),
               "results": json.loads(json.dumps(res, default=lambda o: o.to_dict() if hasattr(o, "to_dict") else str(o)))}
-    save_json(OUT / "world_lessons.json", detail)
+    save_json(OUT / args.out, detail)
     print(json_line(out))
     return out
 
