@@ -195,30 +195,42 @@ def truth(seeds, cache, log) -> dict:
 
 
 def svg_gain_plot(gains: dict, path: Path, rhos=RHOS) -> None:
-    """Gain against rho per architecture (the MMoE paper's figure), as a small SVG: no plotting library."""
-    W, H, L, B = 560, 340, 60, 40
-    xs = [float(r) for r in rhos]
-    vals = [gains[a][r]["estimate"].mean for a in ARCHS for r in rhos]
-    lo, hi = min(vals + [0]) - 0.01, max(vals + [0]) + 0.01
-    X = lambda r: L + (1 - (r + 0.5) / 1.5) * (W - L - 20)  # noqa: E731  (rho 1 on the left, -0.5 on the right)
+    """Gain against rho per architecture (the MMoE paper's figure), as a small SVG: no plotting library.
+    Each point has its 95% interval as a bar; the bars of the architectures are set side by side
+    around their rho so they do not hide each other, and the axis covers the bars."""
+    W, H, L, B, R = 640, 360, 64, 44, 140  # R: the legend's margin on the right
+    est = {(a, r): gains[a][r]["estimate"] for a in ARCHS for r in rhos}
+    ci = lambda e: e.ci95 if e.ci95 == e.ci95 else 0.0  # noqa: E731  (nan for one seed)
+    lo = min([e.mean - ci(e) for e in est.values()] + [0.0]) - 0.005
+    hi = max([e.mean + ci(e) for e in est.values()] + [0.0]) + 0.005
+    X = lambda r: L + 20 + (1 - (r + 0.5) / 1.5) * (W - L - R - 40)  # noqa: E731  (rho 1 left, -0.5 right)
     Y = lambda v: 20 + (hi - v) / (hi - lo) * (H - B - 20)  # noqa: E731
     colours = {"shared-bottom": "#d62728", "mmoe": "#1f77b4", "ple": "#2ca02c", "stem": "#9467bd"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-             f'<line x1="{L}" y1="{Y(0):.1f}" x2="{W - 20}" y2="{Y(0):.1f}" stroke="#888" stroke-dasharray="4"/>',
-             f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">task correlation rho</text>',
-             f'<text x="14" y="{H / 2}" transform="rotate(-90 14 {H / 2})" text-anchor="middle">MTL gain (AUC)</text>']
-    for r in xs:
-        parts.append(f'<text x="{X(r):.1f}" y="{H - B + 16}" text-anchor="middle">{r:g}</text>')
-    for v in (lo + 0.01, 0.0, hi - 0.01):
-        parts.append(f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:+.2f}</text>')
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
+             f'font-size="12"><rect width="{W}" height="{H}" fill="white"/>',
+             f'<line x1="{L}" y1="20" x2="{L}" y2="{H - B}" stroke="#444"/>',
+             f'<line x1="{L}" y1="{Y(0):.1f}" x2="{W - R}" y2="{Y(0):.1f}" stroke="#888" stroke-dasharray="4"/>',
+             f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">task correlation ρ</text>',
+             f'<text x="14" y="{H / 2}" transform="rotate(-90 14 {H / 2})" text-anchor="middle">'
+             'MTL gain (AUC), mean ± 95% CI</text>']
+    for r in rhos:
+        parts.append(f'<text x="{X(float(r)):.1f}" y="{H - B + 18}" text-anchor="middle">{float(r):g}</text>')
+    step = 0.02 if hi - lo > 0.06 else 0.01
+    v = step * (lo // step + 1)
+    while v < hi:
+        parts.append(f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:+.2f}</text>'
+                     f'<line x1="{L - 3}" y1="{Y(v):.1f}" x2="{L}" y2="{Y(v):.1f}" stroke="#444"/>')
+        v += step
     for k, a in enumerate(ARCHS):
-        pts = [(X(float(r)), Y(gains[a][r]["estimate"].mean), gains[a][r]["estimate"].ci95) for r in rhos]
+        dx = (k - (len(ARCHS) - 1) / 2) * 7
+        pts = [(X(float(r)) + dx, Y(est[a, r].mean), ci(est[a, r])) for r in rhos]
         parts.append(f'<polyline fill="none" stroke="{colours[a]}" stroke-width="2" points="'
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts) + '"/>')
-        for x, y, ci in pts:
-            dy = ci / (hi - lo) * (H - B - 20)
-            parts.append(f'<line x1="{x:.1f}" y1="{y - dy:.1f}" x2="{x:.1f}" y2="{y + dy:.1f}" stroke="{colours[a]}"/>')
-        parts.append(f'<text x="{W - 130}" y="{30 + 16 * k}" fill="{colours[a]}">{a}</text>')
+        for x, y, c in pts:
+            dy = c / (hi - lo) * (H - B - 20)
+            parts.append(f'<line x1="{x:.1f}" y1="{y - dy:.1f}" x2="{x:.1f}" y2="{y + dy:.1f}" stroke="{colours[a]}"/>'
+                         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colours[a]}"/>')
+        parts.append(f'<text x="{W - R + 14}" y="{40 + 18 * k}" fill="{colours[a]}">{a}</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts))
 
