@@ -138,7 +138,7 @@ def _default_cfg(seed: int, **data) -> TrainConfig:
 
 def text(seeds, cache, log) -> dict:
     from mtrlib.train import prepare
-    lift = []
+    lift, click, seconds = [], {False: [], True: []}, {False: [], True: []}
     for s in seeds:
         got = {}
         for use_text in (False, True):
@@ -148,8 +148,11 @@ def text(seeds, cache, log) -> dict:
                 return _aucs(cfg, prepare(cfg))
             got[use_text] = cache.get(f"text/{int(use_text)}/{s}", work)
         lift.append(got[True]["click"] - got[False]["click"])
+        for use_text in (False, True):
+            click[use_text].append(got[use_text]["click"])
+            seconds[use_text].append(got[use_text]["seconds"])
         log(f"text seed={s}: click AUC {got[False]['click']:.4f} -> {got[True]['click']:.4f}")
-    return {"per_seed": lift, "estimate": mean_ci(lift)}
+    return {"per_seed": lift, "estimate": mean_ci(lift), "click": click, "seconds": seconds}
 
 
 def purity(seeds, cache, log) -> dict:
@@ -192,6 +195,10 @@ def truth(seeds, cache, log) -> dict:
     secs = sorted(o["seconds"] for o in out)
     return {"per_seed": out, "share": mean_ci(share), "overlap": mean_ci(overlap),
             "default_run_seconds": secs[len(secs) // 2]}
+
+
+def fmt(values, digits: int = 3) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
 
 
 def svg_gain_plot(gains: dict, path: Path, rhos=RHOS) -> None:
@@ -287,14 +294,31 @@ def main(argv=None) -> dict:
                                          else Path(args.out).stem + "_gain_vs_rho.svg"), rhos)
     if "text" in res:
         print(f"\nCold items, MMoE click AUC with text - without: {res['text']['estimate']}")
+        for use_text in (False, True):
+            print(f"  {'with' if use_text else 'without'} text: "
+                  f"{mean_ci(res['text']['click'][use_text])} (per seed {fmt(res['text']['click'][use_text])}; "
+                  f"training s {fmt(res['text']['seconds'][use_text], 1)})")
         out["cold_text_lift"] = res["text"]["estimate"].pair()
     if "purity" in res:
-        print(f"Ids-only default run, item id embedding kNN purity by true genre: {res['purity']['estimate']}")
+        p = res["purity"]["per_seed"]
+        print(f"Ids-only default run, item id embedding kNN purity by true genre: {res['purity']['estimate']} "
+              f"(per seed {fmt(o['purity'] for o in p)}); chance {mean_ci(o['chance'] for o in p)}, untrained "
+              f"{mean_ci(o['untrained'] for o in p)}; trained - untrained (paired) "
+              f"{paired_difference([o['untrained'] for o in p], [o['purity'] for o in p])}")
         out["purity_ids_only"] = res["purity"]["estimate"].pair()
     if "truth" in res:
         t = res["truth"]
         print(f"Default run vs the truth (300 users, top 10 by click): favourite-genre share {t['share']}, "
-              f"overlap {t['overlap']}; default run {t['default_run_seconds']:.1f} s (median)")
+              f"overlap {t['overlap']}; default run {t['default_run_seconds']:.1f} s (median; per seed "
+              f"{fmt((o['seconds'] for o in t['per_seed']), 1)})")
+        for how in ("truth", "fused"):
+            print(f"  ranked by {'click' if how == 'truth' else 'click + like fused'}:")
+            for metric, who in (("favourite_genre_share@10", ("model", "truth", "popularity")),
+                                ("truth_overlap@10", ("model", "popularity"))):
+                print(f"    {metric}: " + ", ".join(f"{w} {mean_ci(o[how][metric][w] for o in t['per_seed'])}"
+                                                     for w in who))
+        print(f"  test AUC of the default run: " + ", ".join(
+            f"{k} {mean_ci(o['auc'][k] for o in t['per_seed'])}" for k in t["per_seed"][0]["auc"]))
         out["truth"] = {"favourite_genre_share@10": t["share"].pair(), "truth_overlap@10": t["overlap"].pair()}
         out["default_run_seconds"] = t["default_run_seconds"]
     detail = {"machine": machine(), "seeds": seeds, "lesson_world": LESSON, "seconds": round(time.time() - t0, 1),
