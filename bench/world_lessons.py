@@ -25,6 +25,11 @@ one JSON object:
      "truth_overlap@10": [mean, ci95]}, "default_run_seconds": s}
 
     python bench/world_lessons.py [--seeds 5] [--parts correlation,text,purity,truth] [--fresh]
+                                  [--rhos 1,0.5,0,-0.5] [--out world_lessons.json]
+
+`--rhos` measures the correlation lesson at some rho values only (e.g. more seeds where the
+tasks conflict); `--out` names the detail file under bench/out/ so such a run keeps the
+headline one.
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, json_line, loadavg, machine, save_json  # noqa: E402
 
 from mtrlib.config import TrainConfig  # noqa: E402
-from mtrlib.stats import mean_ci, paired_difference  # noqa: E402
+from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
 
 ARCHS = ("shared-bottom", "mmoe", "ple", "stem")
 EXTRA = {"mmoe+tse": ("mmoe", {"task_emb": 8})}
@@ -92,10 +97,10 @@ def _aucs(cfg, prep) -> dict:
     return {t: res.metrics[t]["auc"] for t in ("click", "like") if t in res.metrics} | {"seconds": res.elapsed}
 
 
-def correlation(seeds: list[int], cache: Cache, log) -> dict:
+def correlation(seeds: list[int], cache: Cache, log, rhos=RHOS) -> dict:
     from mtrlib.train import prepare
     auc: dict = {}
-    for rho in RHOS:
+    for rho in rhos:
         for s in seeds:
             prep = None
             for name, (arch, model) in {"single": ("single", {}), **{a: (a, {}) for a in ARCHS}, **EXTRA}.items():
@@ -110,15 +115,17 @@ def correlation(seeds: list[int], cache: Cache, log) -> dict:
     gains = {}
     for name in (*ARCHS, *EXTRA):
         gains[name] = {}
-        for rho in RHOS:
+        for rho in rhos:
             g = [sum(auc[rho, name, s][t] - auc[rho, "single", s][t] for t in ("click", "like")) / 2 for s in seeds]
             gains[name][rho] = {"per_seed": g, "estimate": mean_ci(g)}
-    better = {}
-    for name in ("stem", "mmoe", "ple", *EXTRA):
-        better[name] = paired_difference(gains["shared-bottom"]["-0.5"]["per_seed"], gains[name]["-0.5"]["per_seed"])
-    best_mp = max(("mmoe", "ple"), key=lambda a: better[a].mean)
-    return {"auc": {f"{r}/{n}/{s}": v for (r, n, s), v in auc.items()}, "gains": gains, "better_than_sb": better,
-            "best_of_mmoe_ple": best_mp}
+    # gain minus Shared-Bottom's, paired by seed (the same world and split on both sides), per rho
+    vs_sb = {name: {rho: paired_difference(gains["shared-bottom"][rho]["per_seed"], gains[name][rho]["per_seed"])
+                    for rho in rhos} for name in ("stem", "mmoe", "ple", *EXTRA)}
+    out = {"auc": {f"{r}/{n}/{s}": v for (r, n, s), v in auc.items()}, "gains": gains, "vs_shared_bottom": vs_sb}
+    if "-0.5" in rhos:
+        out["better_than_sb"] = {name: d["-0.5"] for name, d in vs_sb.items()}
+        out["best_of_mmoe_ple"] = max(("mmoe", "ple"), key=lambda a: vs_sb[a]["-0.5"].mean)
+    return out
 
 
 def _default_cfg(seed: int, **data) -> TrainConfig:
@@ -131,7 +138,7 @@ def _default_cfg(seed: int, **data) -> TrainConfig:
 
 def text(seeds, cache, log) -> dict:
     from mtrlib.train import prepare
-    lift = []
+    lift, click, seconds = [], {False: [], True: []}, {False: [], True: []}
     for s in seeds:
         got = {}
         for use_text in (False, True):
@@ -141,8 +148,11 @@ def text(seeds, cache, log) -> dict:
                 return _aucs(cfg, prepare(cfg))
             got[use_text] = cache.get(f"text/{int(use_text)}/{s}", work)
         lift.append(got[True]["click"] - got[False]["click"])
+        for use_text in (False, True):
+            click[use_text].append(got[use_text]["click"])
+            seconds[use_text].append(got[use_text]["seconds"])
         log(f"text seed={s}: click AUC {got[False]['click']:.4f} -> {got[True]['click']:.4f}")
-    return {"per_seed": lift, "estimate": mean_ci(lift)}
+    return {"per_seed": lift, "estimate": mean_ci(lift), "click": click, "seconds": seconds}
 
 
 def purity(seeds, cache, log) -> dict:
@@ -187,31 +197,47 @@ def truth(seeds, cache, log) -> dict:
             "default_run_seconds": secs[len(secs) // 2]}
 
 
-def svg_gain_plot(gains: dict, path: Path) -> None:
-    """Gain against rho per architecture (the MMoE paper's figure), as a small SVG: no plotting library."""
-    W, H, L, B = 560, 340, 60, 40
-    xs = [float(r) for r in RHOS]
-    vals = [gains[a][r]["estimate"].mean for a in ARCHS for r in RHOS]
-    lo, hi = min(vals + [0]) - 0.01, max(vals + [0]) + 0.01
-    X = lambda r: L + (1 - (r + 0.5) / 1.5) * (W - L - 20)  # noqa: E731  (rho 1 on the left, -0.5 on the right)
+def fmt(values, digits: int = 3) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
+
+
+def svg_gain_plot(gains: dict, path: Path, rhos=RHOS) -> None:
+    """Gain against rho per architecture (the MMoE paper's figure), as a small SVG: no plotting library.
+    Each point has its 95% interval as a bar; the bars of the architectures are set side by side
+    around their rho so they do not hide each other, and the axis covers the bars."""
+    W, H, L, B, R = 640, 360, 64, 44, 140  # R: the legend's margin on the right
+    est = {(a, r): gains[a][r]["estimate"] for a in ARCHS for r in rhos}
+    ci = lambda e: e.ci95 if e.ci95 == e.ci95 else 0.0  # noqa: E731  (nan for one seed)
+    lo = min([e.mean - ci(e) for e in est.values()] + [0.0]) - 0.005
+    hi = max([e.mean + ci(e) for e in est.values()] + [0.0]) + 0.005
+    X = lambda r: L + 20 + (1 - (r + 0.5) / 1.5) * (W - L - R - 40)  # noqa: E731  (rho 1 left, -0.5 right)
     Y = lambda v: 20 + (hi - v) / (hi - lo) * (H - B - 20)  # noqa: E731
     colours = {"shared-bottom": "#d62728", "mmoe": "#1f77b4", "ple": "#2ca02c", "stem": "#9467bd"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-             f'<line x1="{L}" y1="{Y(0):.1f}" x2="{W - 20}" y2="{Y(0):.1f}" stroke="#888" stroke-dasharray="4"/>',
-             f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">task correlation rho</text>',
-             f'<text x="14" y="{H / 2}" transform="rotate(-90 14 {H / 2})" text-anchor="middle">MTL gain (AUC)</text>']
-    for r in xs:
-        parts.append(f'<text x="{X(r):.1f}" y="{H - B + 16}" text-anchor="middle">{r:g}</text>')
-    for v in (lo + 0.01, 0.0, hi - 0.01):
-        parts.append(f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:+.2f}</text>')
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
+             f'font-size="12"><rect width="{W}" height="{H}" fill="white"/>',
+             f'<line x1="{L}" y1="20" x2="{L}" y2="{H - B}" stroke="#444"/>',
+             f'<line x1="{L}" y1="{Y(0):.1f}" x2="{W - R}" y2="{Y(0):.1f}" stroke="#888" stroke-dasharray="4"/>',
+             f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">task correlation ρ</text>',
+             f'<text x="14" y="{H / 2}" transform="rotate(-90 14 {H / 2})" text-anchor="middle">'
+             'MTL gain (AUC), mean ± 95% CI</text>']
+    for r in rhos:
+        parts.append(f'<text x="{X(float(r)):.1f}" y="{H - B + 18}" text-anchor="middle">{float(r):g}</text>')
+    step = 0.02 if hi - lo > 0.06 else 0.01
+    v = step * (lo // step + 1)
+    while v < hi:
+        parts.append(f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:+.2f}</text>'
+                     f'<line x1="{L - 3}" y1="{Y(v):.1f}" x2="{L}" y2="{Y(v):.1f}" stroke="#444"/>')
+        v += step
     for k, a in enumerate(ARCHS):
-        pts = [(X(float(r)), Y(gains[a][r]["estimate"].mean), gains[a][r]["estimate"].ci95) for r in RHOS]
+        dx = (k - (len(ARCHS) - 1) / 2) * 7
+        pts = [(X(float(r)) + dx, Y(est[a, r].mean), ci(est[a, r])) for r in rhos]
         parts.append(f'<polyline fill="none" stroke="{colours[a]}" stroke-width="2" points="'
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts) + '"/>')
-        for x, y, ci in pts:
-            dy = ci / (hi - lo) * (H - B - 20)
-            parts.append(f'<line x1="{x:.1f}" y1="{y - dy:.1f}" x2="{x:.1f}" y2="{y + dy:.1f}" stroke="{colours[a]}"/>')
-        parts.append(f'<text x="{W - 130}" y="{30 + 16 * k}" fill="{colours[a]}">{a}</text>')
+        for x, y, c in pts:
+            dy = c / (hi - lo) * (H - B - 20)
+            parts.append(f'<line x1="{x:.1f}" y1="{y - dy:.1f}" x2="{x:.1f}" y2="{y + dy:.1f}" stroke="{colours[a]}"/>'
+                         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colours[a]}"/>')
+        parts.append(f'<text x="{W - R + 14}" y="{40 + 18 * k}" fill="{colours[a]}">{a}</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts))
 
@@ -221,10 +247,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--parts", default="correlation,text,purity,truth")
     ap.add_argument("--fresh", action="store_true", help="forget the runs of an earlier (interrupted) benchmark")
+    ap.add_argument("--rhos", default=",".join(RHOS), help="the correlation lesson's rho values (default: all four)")
+    ap.add_argument("--out", default="world_lessons.json", help="detail file under bench/out/")
     args = ap.parse_args(argv)
     os.environ.setdefault("MTR_SCORING_THREADS", "1")
     seeds = list(range(args.seeds))
     parts = set(args.parts.split(","))
+    rhos = tuple(r.strip() for r in args.rhos.split(","))
+    if unknown := set(rhos) - set(RHOS):
+        ap.error(f"unknown rho {sorted(unknown)}: choose from {', '.join(RHOS)}")
     cache = Cache(args.fresh)
     t0 = time.time()
 
@@ -239,37 +270,60 @@ def main(argv=None) -> dict:
     if "text" in parts:
         res["text"] = text(seeds, cache, log)
     if "correlation" in parts:
-        res["correlation"] = correlation(seeds, cache, log)
+        res["correlation"] = correlation(seeds, cache, log, rhos)
 
     print(f"\nBuilt-in world lessons, mean ± 95% CI over {len(seeds)} seeds\n")
     out: dict = {}
     if "correlation" in res:
         c = res["correlation"]
         print(f"MTL gain (test AUC, shared - single-task, mean of click and like), correlation lesson world {LESSON}")
-        print("| architecture | " + " | ".join(f"ρ = {r}" for r in RHOS) + " |")
-        print("|---|" + "---|" * len(RHOS))
+        print("| architecture | " + " | ".join(f"ρ = {r}" for r in rhos) + " |")
+        print("|---|" + "---|" * len(rhos))
         for a in (*ARCHS, *EXTRA):
-            print(f"| {a} | " + " | ".join(str(c["gains"][a][r]["estimate"]) for r in RHOS) + " |")
-        print("\nAt ρ = -0.5, gain minus Shared-Bottom's (paired over seeds):")
-        for a, d in c["better_than_sb"].items():
-            print(f"  {a}: {d}")
-        out["gain"] = {a: {r: c["gains"][a][r]["estimate"].pair() for r in RHOS} for a in ARCHS}
-        svg_gain_plot(c["gains"], OUT / "world_gain_vs_rho.svg")
+            print(f"| {a} | " + " | ".join(str(c["gains"][a][r]["estimate"]) for r in rhos) + " |")
+        print("\nGain minus Shared-Bottom's, paired over seeds (verdict: is the difference beyond seed noise)")
+        print("| architecture | " + " | ".join(f"ρ = {r}" for r in rhos) + " |")
+        print("|---|" + "---|" * len(rhos))
+        for a, d in c["vs_shared_bottom"].items():
+            print(f"| {a} | " + " | ".join(f"{d[r]} ({verdict(d[r])})" for r in rhos) + " |")
+        print("\nSeeds with a negative gain (shared below single-task), of " + str(len(seeds)) + ":")
+        for a in (*ARCHS, *EXTRA):
+            print(f"  {a}: " + ", ".join(f"ρ = {r}: {sum(g < 0 for g in c['gains'][a][r]['per_seed'])}" for r in rhos))
+        out["gain"] = {a: {r: c["gains"][a][r]["estimate"].pair() for r in rhos} for a in ARCHS}
+        svg_gain_plot(c["gains"], OUT / ("world_gain_vs_rho.svg" if args.out == "world_lessons.json"
+                                         else Path(args.out).stem + "_gain_vs_rho.svg"), rhos)
     if "text" in res:
         print(f"\nCold items, MMoE click AUC with text - without: {res['text']['estimate']}")
+        for use_text in (False, True):
+            print(f"  {'with' if use_text else 'without'} text: "
+                  f"{mean_ci(res['text']['click'][use_text])} (per seed {fmt(res['text']['click'][use_text])}; "
+                  f"training s {fmt(res['text']['seconds'][use_text], 1)})")
         out["cold_text_lift"] = res["text"]["estimate"].pair()
     if "purity" in res:
-        print(f"Ids-only default run, item id embedding kNN purity by true genre: {res['purity']['estimate']}")
+        p = res["purity"]["per_seed"]
+        print(f"Ids-only default run, item id embedding kNN purity by true genre: {res['purity']['estimate']} "
+              f"(per seed {fmt(o['purity'] for o in p)}); chance {mean_ci(o['chance'] for o in p)}, untrained "
+              f"{mean_ci(o['untrained'] for o in p)}; trained - untrained (paired) "
+              f"{paired_difference([o['untrained'] for o in p], [o['purity'] for o in p])}")
         out["purity_ids_only"] = res["purity"]["estimate"].pair()
     if "truth" in res:
         t = res["truth"]
         print(f"Default run vs the truth (300 users, top 10 by click): favourite-genre share {t['share']}, "
-              f"overlap {t['overlap']}; default run {t['default_run_seconds']:.1f} s (median)")
+              f"overlap {t['overlap']}; default run {t['default_run_seconds']:.1f} s (median; per seed "
+              f"{fmt((o['seconds'] for o in t['per_seed']), 1)})")
+        for how in ("truth", "fused"):
+            print(f"  ranked by {'click' if how == 'truth' else 'click + like fused'}:")
+            for metric, who in (("favourite_genre_share@10", ("model", "truth", "popularity")),
+                                ("truth_overlap@10", ("model", "popularity"))):
+                print(f"    {metric}: " + ", ".join(f"{w} {mean_ci(o[how][metric][w] for o in t['per_seed'])}"
+                                                     for w in who))
+        print(f"  test AUC of the default run: " + ", ".join(
+            f"{k} {mean_ci(o['auc'][k] for o in t['per_seed'])}" for k in t["per_seed"][0]["auc"]))
         out["truth"] = {"favourite_genre_share@10": t["share"].pair(), "truth_overlap@10": t["overlap"].pair()}
         out["default_run_seconds"] = t["default_run_seconds"]
     detail = {"machine": machine(), "seeds": seeds, "lesson_world": LESSON, "seconds": round(time.time() - t0, 1),
               "results": json.loads(json.dumps(res, default=lambda o: o.to_dict() if hasattr(o, "to_dict") else str(o)))}
-    save_json(OUT / "world_lessons.json", detail)
+    save_json(OUT / args.out, detail)
     print(json_line(out))
     return out
 
