@@ -33,7 +33,8 @@ from .config import EMBEDDING_UPDATES
 from .data.errors import DataError
 
 LAZY_OPTIMIZERS = ("adam", "adamw")  # the optimisers with a lazy (sparse) form here
-LAZY_MIN_ROWS = 20_000  # "auto": a table this big updates lazily (break-even measured near 10k rows)
+LAZY_MIN_ROWS = 100_000  # "auto": a table this big updates lazily (bench/embedding_optim.py: lazy 0.61-0.77x
+# the dense step time up to 32.5k users, 1.46x faster at ml-25m's 162k users: break-even between)
 
 
 def id_tables(model: nn.Module) -> list[nn.Embedding]:

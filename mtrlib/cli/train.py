@@ -84,7 +84,7 @@ def add_train_arguments(p) -> None:
     t.add_argument("--device", choices=DEVICES, help="auto (CUDA, then MPS, then CPU) or a device")
     t.add_argument("--embedding-updates", choices=EMBEDDING_UPDATES,
                    help="id tables: dense (every row, every step), lazy (only the batch's rows: sparse gradients, "
-                        "SparseAdam, lazy weight decay), or auto (default: lazy for tables of 20k+ rows on the CPU)")
+                        "SparseAdam, lazy weight decay), or auto (default: lazy for tables of 100k+ rows on the CPU)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--log-every", type=int, help="steps between progress events (default 10)")
     add_gradient_arguments(t)
