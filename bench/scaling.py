@@ -28,7 +28,7 @@ Stages, each timed (wall and CPU seconds) with its own peak RSS (VmHWM reset bef
 - prepare: `mtrlib.prepare.prepare` with the world's tasks (click, like|click, dwell|click; no
   negatives): labels, random split 80/10/10, feature space, encoded tensors;
 - epoch: one training epoch (MMoE 4x[64,32], batch 1024, Adam, one thread, default embedding
-  updates: lazy for the big id tables); `epoch_s` is the training loop alone, `samples_per_s`
+  updates: lazy for the big id tables; gradient telemetry off); `epoch_s` is the training loop alone, `samples_per_s`
   its throughput (`TrainResult.samples_per_s`);
 - evaluate: test-split predictions and metrics (`mtrlib.train.evaluate`);
 - rank: full ranking of every item for --rank-users test users (the factorised scorer,
@@ -261,6 +261,10 @@ def measure(size, args) -> dict:
     else:
         cfg = TrainConfig(epochs=1, seed=0, device="cpu")
         cfg.data.source, cfg.data.tasks = "files", list(WORLD_TASKS)
+    # gradient-conflict telemetry off at every size: it is a measurement, not training (DDP runs
+    # skip it too), and with lazy id-table updates (the default from 20k rows) it fails on the
+    # sparse gradients (mtrlib/telemetry.py gramians: reshape of a sparse tensor)
+    cfg.grad_telemetry = False
     with Stage(out, "prepare"):
         prep = prepare(cfg, ds)
     out["train_rows"], out["test_rows"] = len(prep.train), len(prep.test)
