@@ -6,7 +6,7 @@
 Both train the same world (default 20,000 users x 2,000 items x 40 impressions: 800k rows),
 the same model (MMoE 4x[64,32]) with the same seed and the same global batch, on the CPU:
 
-- 1 process:   python -m mtrlib train ... --device cpu
+- 1 process:   python -m mtrlib train ... --device cpu --no-grad-telemetry
 - 2 processes: torchrun --standalone --nproc-per-node 2 -m mtrlib train ... --device cpu
                (DDP over gloo; each process trains half of every global batch, one thread each)
 
@@ -40,7 +40,10 @@ TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torch
 
 def run_cli(two: bool, args, batch: int, store: str) -> dict:
     world = ["--users", str(args.users), "--items", str(args.items), "--impressions", str(args.impressions),
-             "--epochs", str(args.epochs), "--batch-size", str(batch), "--device", "cpu", "--quiet", "--seed", "0"]
+             "--epochs", str(args.epochs), "--batch-size", str(batch), "--device", "cpu", "--quiet", "--seed", "0",
+             # telemetry runs in one process only (DDP skips it): off in both for equal work; it
+             # also fails on the sparse id-table gradients of lazy updates (mtrlib/telemetry.py)
+             "--no-grad-telemetry"]
     cmd = ([TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "mtrlib", "train"] if two else
            [sys.executable, "-m", "mtrlib", "train"]) + world
     env = dict(os.environ, PYTHONPATH=str(C.REPO), MTR_RUN_STORE=store, OMP_NUM_THREADS="1")

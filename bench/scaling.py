@@ -3,6 +3,10 @@
 
     python bench/scaling.py [--sizes 1M,5M,25M,ml-latest-small] [--source world|synthetic]
                             [--no-fallback] [--negatives 4] [--rank-users 500] [--data-dir DIR]
+                            [--until prepare] [--out scaling.json]
+
+`--until prepare` stops each size after the prepare stage (a quick load + prepare check; no
+targets), `--out` names the result file under bench/out/.
 
 Sizes. "1M", "5M", "25M" (any "<N>M" / "<N>k") are worlds of ml-25m's shape scaled to N
 interactions: 162,541 x N / 25M users and 59,047 x N / 25M items, about 154 impressions per user
@@ -28,7 +32,7 @@ Stages, each timed (wall and CPU seconds) with its own peak RSS (VmHWM reset bef
 - prepare: `mtrlib.prepare.prepare` with the world's tasks (click, like|click, dwell|click; no
   negatives): labels, random split 80/10/10, feature space, encoded tensors;
 - epoch: one training epoch (MMoE 4x[64,32], batch 1024, Adam, one thread, default embedding
-  updates: lazy for the big id tables); `epoch_s` is the training loop alone, `samples_per_s`
+  updates: lazy for the big id tables; gradient telemetry off); `epoch_s` is the training loop alone, `samples_per_s`
   its throughput (`TrainResult.samples_per_s`);
 - evaluate: test-split predictions and metrics (`mtrlib.train.evaluate`);
 - rank: full ranking of every item for --rank-users test users (the factorised scorer,
@@ -261,9 +265,17 @@ def measure(size, args) -> dict:
     else:
         cfg = TrainConfig(epochs=1, seed=0, device="cpu")
         cfg.data.source, cfg.data.tasks = "files", list(WORLD_TASKS)
+    # gradient-conflict telemetry off at every size: it is a measurement, not training (DDP runs
+    # skip it too), and with lazy id-table updates (the default from 20k rows) it fails on the
+    # sparse gradients (mtrlib/telemetry.py gramians: reshape of a sparse tensor)
+    cfg.grad_telemetry = False
     with Stage(out, "prepare"):
         prep = prepare(cfg, ds)
     out["train_rows"], out["test_rows"] = len(prep.train), len(prep.test)
+    out["load_prepare_s"] = out["load_s"] + out["prepare_s"]
+    if args.until == "prepare":
+        out["peak_rss_mb"] = max(v for k, v in out.items() if k.endswith("_peak_rss_mb"))
+        return out
     out["users"], out["items"] = prep.space.users.n, prep.space.items.n
     with Stage(out, "train"):
         res = train(cfg, prep)
@@ -319,6 +331,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--negatives", type=int, default=4, help="sampled negatives per row in the negatives stage (0: skip)")
     ap.add_argument("--rank-users", type=int, default=500)
     ap.add_argument("--data-dir", default=str(DEFAULT_DIR))
+    ap.add_argument("--until", choices=("prepare",), help="stop each size after this stage (load + prepare only)")
+    ap.add_argument("--out", default="scaling.json", help="file name under bench/out/ for the result")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a child process: measure one size, print its JSON
     args = ap.parse_args(argv)
     if args.one:
@@ -332,7 +346,8 @@ def main(argv=None) -> dict:
         key = str(size)
         print(f"size {text}:", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--one", text, "--source", args.source, "--negatives", str(args.negatives),
-               "--rank-users", str(args.rank_users), "--data-dir", args.data_dir] + (["--no-fallback"] if args.no_fallback else [])
+               "--rank-users", str(args.rank_users), "--data-dir", args.data_dir] + (["--no-fallback"] if args.no_fallback else []) \
+            + (["--until", args.until] if args.until else [])
         p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         lines = p.stdout.strip().splitlines()
         try:
@@ -340,10 +355,10 @@ def main(argv=None) -> dict:
         except (IndexError, json.JSONDecodeError):
             row = {"error": f"the measuring process exited with {p.returncode}", "stdout": p.stdout[-500:]}
         result["rows"][key] = row
-        C.save_json(C.OUT / "scaling.json", result)
-    result["targets"] = targets(result["rows"])
+        C.save_json(C.OUT / args.out, result)
+    result["targets"] = targets(result["rows"]) if not args.until else {"note": f"stopped after {args.until}"}
     result["loadavg_end"] = list(C.loadavg())
-    C.save_json(C.OUT / "scaling.json", result)
+    C.save_json(C.OUT / args.out, result)
     print(C.json_line(result))
     return result
 
