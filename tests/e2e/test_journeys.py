@@ -101,7 +101,8 @@ def test_journey1_cold_start_train_defaults_live_curves(app_url, page):
     open_app(page, app_url, "/")
     # the built-in world is shown at once
     expect(main(page).get_by_role("heading", name="Data", level=1)).to_be_visible()
-    expect(main(page).get_by_test_id("stMetric").filter(has_text="Layout")).to_contain_text("World")
+    # (the world is generated on the first visit: its metrics follow the heading)
+    expect(main(page).get_by_test_id("stMetric").filter(has_text="Layout")).to_contain_text("World", timeout=T_IDLE)
     expect(main(page).get_by_test_id("stMetric").filter(has_text="Interactions")).to_contain_text("60,000")
     expect(main(page).get_by_role("radio", name="Built-in world")).to_be_checked()
 
@@ -170,12 +171,12 @@ def test_journey2_movielens_upload_train_embeddings_recommend(app_url, page):
     train_button(page).click()
     wait_finished(page, timeout=240_000)
 
-    go(page, "Embeddings")
+    go(page, "Embeddings")  # its default view: each item as the network reads it (id + side features)
     expect(m.get_by_role("combobox", name="Colour by")).to_have_value(re.compile("genre"), timeout=T_IDLE)
     traces = poll(lambda: page.evaluate(
         """() => { for (const el of document.querySelectorAll('.js-plotly-plot')) {
                      const t = String(el.layout && el.layout.title ? el.layout.title.text : '');
-                     if (t.includes('Item embeddings')) return (el._fullData || []).map(d => d.name); }
+                     if (t.includes('Items as the network reads them')) return (el._fullData || []).map(d => d.name); }
                    return null; }"""), T_IDLE / 1000, what="the item projection")
     assert {"Drama", "Comedy", "Action"} <= set(traces) and len(traces) >= 10, traces  # one colour per genre
     expect(m.get_by_test_id("stMetric").filter(has_text="kNN purity by genre")).to_be_visible()
