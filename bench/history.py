@@ -242,7 +242,7 @@ def grid(args, chosen: dict) -> dict:
 def speed(args, chosen: dict) -> dict:
     ds = C.load_ml()
     contenders = {}
-    for enc in ENCODERS:
+    for enc in [e for e in ENCODERS if e in args.encoders]:
         cfg = config(enc, "genres", 0, chosen, 1)
         contenders[enc] = (cfg, prepare(cfg, ds))
     rates: dict = {e: [] for e in contenders}
@@ -255,9 +255,9 @@ def speed(args, chosen: dict) -> dict:
             res = train(cfg, prep)
             users = np.arange(res.model.n_users) if users is None else users
             t0 = time.perf_counter()  # the full ranking's model work: every user x every item
-            for _ in iter_scores(res.model, users, None):
+            for _ in (iter_scores(res.model, users, None) if args.scoring else ()):
                 pass
-            dt = time.perf_counter() - t0
+            dt = time.perf_counter() - t0 if args.scoring else float("nan")
             if rnd:
                 rates[enc].append(res.samples_per_s)
                 score_s[enc].append(dt)
@@ -344,6 +344,8 @@ def main() -> None:
     ap.add_argument("--lengths", default="20,50,100")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-scoring", dest="scoring", action="store_false",
+                    help="--speed: training samples/s only, without the full-scoring pass")
     ap.add_argument("--variants", type=int, default=2, help="--select: how many of each encoder's variants "
                     "to try (1: only its defaults; DIN attention [36], SASRec 1 block 1 head)")
     ap.add_argument("--pools", default="train,train+val", help="the grid's test-time history pools; "
