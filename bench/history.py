@@ -6,6 +6,10 @@ against the same model without a history, over seeds; settings chosen on validat
     python bench/history.py --speed               # 3. training samples/s side by side vs no history
     python bench/history.py --report-only         # the tables from what is recorded
 
+Sizing on a busy box: `--lengths 20,50 --variants 1` (select), `--encoders`, `--features genres`,
+`--pools train` (grid; several grid processes may run at once, on different seeds/encoders:
+they share one results file), `--speed --encoders none,mean --no-scoring`.
+
 Protocol: the README's (watched=implicit, liked=rating>=4 over the whole space, 4 sampled
 negatives per rating, per-user temporal split 70/10/20, genres as the item feature; the
 default settings: MMoE 4 experts [64, 32], towers [32], emb 16, Adam lr 0.01, weight decay 1e-4,
