@@ -6,6 +6,10 @@ against the same model without a history, over seeds; settings chosen on validat
     python bench/history.py --speed               # 3. training samples/s side by side vs no history
     python bench/history.py --report-only         # the tables from what is recorded
 
+Sizing on a busy box: `--lengths 20,50 --variants 1` (select), `--encoders`, `--features genres`,
+`--pools train` (grid; several grid processes may run at once, on different seeds/encoders:
+they share one results file), `--speed --encoders none,mean --no-scoring`.
+
 Protocol: the README's (watched=implicit, liked=rating>=4 over the whole space, 4 sampled
 negatives per rating, per-user temporal split 70/10/20, genres as the item feature; the
 default settings: MMoE 4 experts [64, 32], towers [32], emb 16, Adam lr 0.01, weight decay 1e-4,
@@ -24,7 +28,9 @@ latest training history.
    validation is a candidate). Written to bench/out/history.json as each run ends.
 3. `--speed`: one epoch of the trainer per contender (no history, mean, DIN, SASRec; ids +
    genres, the chosen L), interleaved round by round (the machine is shared), medians of
-   `--repeats` after a warm-up; samples/s is the trainer's own (the training loop only).
+   `--repeats` after a warm-up; samples/s is the trainer's own (the training loop only). After
+   each epoch, the seconds of one full scoring pass (`iter_scores`: every user x every item,
+   the model work of a full ranking) of the model just trained.
 
 The last line printed is one JSON object: the per-cell means and 95% intervals, the paired
 differences against no history, the speed ratios and whether the issue's targets are met.
@@ -194,7 +200,8 @@ def select(args) -> dict:
     chosen = {"history": best["history"], "history_task": best["history_task"]}
     for enc, variants in (("din", [{"history_attention": [36]}, {"history_attention": [16]}]),
                           ("sasrec", [{"history_blocks": 1, "history_heads": 1}, {"history_blocks": 2, "history_heads": 2}])):
-        tried = [(run(f"{enc}|{json.dumps(v, sort_keys=True)}", enc, {**chosen, enc: v}), v) for v in variants]
+        tried = [(run(f"{enc}|{json.dumps(v, sort_keys=True)}", enc, {**chosen, enc: v}), v)
+                 for v in variants[:args.variants]]
         chosen[enc] = max(tried, key=lambda rv: _val(rv[0]))[1]
     results["chosen"] = chosen
     C.save_json(SELECT_PATH, {"results": results})
@@ -215,18 +222,22 @@ def grid(args, chosen: dict) -> dict:
                 key = (cfg.model.history, cfg.model.history_task)
                 if key not in prep_for:
                     prep_for.clear()
-                    prep_for[key] = (prepare(cfg, ds), prepare(cfg_wide(cfg), ds) if enc != "none" else None)
+                    wide = enc != "none" and "train+val" in args.pools
+                    prep_for[key] = (prepare(cfg, ds), prepare(cfg_wide(cfg), ds) if wide else None)
                 prep, wide = prep_for[key]
                 r = one_run(cfg, prep, wide, ndcg=True, check=not results)
-                if enc == "none":  # no history: both pools are the same model on the same inputs
+                if enc == "none" and "train+val" in args.pools:  # no history: both pools are the same
                     r["test_trainval"] = dict(r["test"])
                     r.update({f"ndcg@10_trainval/{t}": r[f"ndcg@10/{t}"] for t in TASKS})
                 r.update({"encoder": enc, "features": features, "seed": seed, "settings": chosen})
                 results[f"{enc}|{features}|{seed}"] = r
+                results = {**_load(GRID_PATH), **results}  # keep what a parallel run (other seeds) saved
                 C.save_json(GRID_PATH, {"results": results})
+                tv = r.get("test_trainval")
                 _log(f"  {enc:6s} {features:6s} seed {seed}: test {r['test']['watched']:.4f} / {r['test']['liked']:.4f}"
-                     f"  ndcg@10 {r['ndcg@10/watched']:.4f} / {r['ndcg@10/liked']:.4f}  (train+val: "
-                     f"{r['test_trainval']['watched']:.4f} / {r['test_trainval']['liked']:.4f})  ({r['seconds']:.0f}s)")
+                     f"  ndcg@10 {r['ndcg@10/watched']:.4f} / {r['ndcg@10/liked']:.4f}"
+                     + (f"  (train+val: {tv['watched']:.4f} / {tv['liked']:.4f})" if tv else "")
+                     + f"  ({r['seconds']:.0f}s, ranking {r['rank_seconds']:.0f}s)")
     return results
 
 
@@ -235,21 +246,31 @@ def grid(args, chosen: dict) -> dict:
 def speed(args, chosen: dict) -> dict:
     ds = C.load_ml()
     contenders = {}
-    for enc in ENCODERS:
+    for enc in [e for e in ENCODERS if e in args.encoders]:
         cfg = config(enc, "genres", 0, chosen, 1)
         contenders[enc] = (cfg, prepare(cfg, ds))
     rates: dict = {e: [] for e in contenders}
+    score_s: dict = {e: [] for e in contenders}
     order = list(contenders)
+    users = None
     for rnd in range(args.repeats + 1):  # round 0 warms up
         for enc in order[rnd % len(order):] + order[:rnd % len(order)]:
             cfg, prep = contenders[enc]
             res = train(cfg, prep)
+            users = np.arange(res.model.n_users) if users is None else users
+            t0 = time.perf_counter()  # the full ranking's model work: every user x every item
+            for _ in (iter_scores(res.model, users, None) if args.scoring else ()):
+                pass
+            dt = time.perf_counter() - t0 if args.scoring else float("nan")
             if rnd:
                 rates[enc].append(res.samples_per_s)
-            _log(f"  speed round {rnd} {enc:6s} {res.samples_per_s:,.0f} samples/s")
+                score_s[enc].append(dt)
+            _log(f"  speed round {rnd} {enc:6s} {res.samples_per_s:,.0f} samples/s, scoring {dt:.2f}s")
     med = {e: statistics.median(v) for e, v in rates.items()}
+    smed = {e: statistics.median(v) for e, v in score_s.items()}
     out = {"samples_per_s": med, "runs": rates, "ratio": {e: med[e] / med["none"] for e in med},
-           "loadavg": C.loadavg(), "history": chosen["history"]}
+           "scoring_s": smed, "scoring_runs": score_s, "scoring_ratio": {e: smed[e] / smed["none"] for e in smed},
+           "pairs": int(len(users)) * int(res.model.n_items), "loadavg": C.loadavg(), "history": chosen["history"]}
     C.save_json(C.OUT / "history-speed.json", out)
     return out
 
@@ -275,14 +296,18 @@ def report(results: dict, chosen: dict, spd: dict | None) -> dict:
         return sorted((r for r in runs if r["encoder"] == enc and r["features"] == feat), key=lambda r: r["seed"])
 
     out: dict = {"chosen": chosen, "targets": TARGET,
-                 "speed": spd and {"ratio": spd["ratio"], "samples_per_s": spd["samples_per_s"]}, "pools": {}}
+                 "speed": spd and {"ratio": spd["ratio"], "samples_per_s": spd["samples_per_s"],
+                                   "scoring_s": spd.get("scoring_s"), "scoring_ratio": spd.get("scoring_ratio")},
+                 "pools": {}}
     for pool in POOLS:
+        if pool != "train" and not any("test_trainval" in r for r in runs):
+            continue  # the grid was run with --pools train
         cells, lines = {}, [f"pool {pool}:", "| history | features | watched AUC | liked AUC | NDCG@10 watched | "
                             "NDCG@10 liked | val AUC (mean) | samples/s vs none |", "|---|---|---|---|---|---|---|---|"]
         for feat in FEATURES:
             base = {r["seed"]: r for r in series("none", feat)}
             for enc in ENCODERS:
-                rs = series(enc, feat)
+                rs = [r for r in series(enc, feat) if pool == "train" or "test_trainval" in r]
                 if not rs:
                     continue
                 cell = {f"{k}/{t}": mean_ci([_metric(r, pool, k, t) for r in rs]) for k, t in metrics}
@@ -323,11 +348,18 @@ def main() -> None:
     ap.add_argument("--lengths", default="20,50,100")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-scoring", dest="scoring", action="store_false",
+                    help="--speed: training samples/s only, without the full-scoring pass")
+    ap.add_argument("--variants", type=int, default=2, help="--select: how many of each encoder's variants "
+                    "to try (1: only its defaults; DIN attention [36], SASRec 1 block 1 head)")
+    ap.add_argument("--pools", default="train,train+val", help="the grid's test-time history pools; "
+                    "'train' alone skips the train+val re-evaluation (about half the ranking time)")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.encoders = [e for e in args.encoders.split(",") if e]
     args.features = [f for f in args.features.split(",") if f]
     args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    args.pools = [p for p in args.pools.split(",") if p]
     if not C.ml_available():
         print(json.dumps({"error": f"ml-latest-small not found in {C.ML_DIR}"}))
         return
