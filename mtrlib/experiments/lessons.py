@@ -261,7 +261,7 @@ def _conflict_clear(h: dict) -> bool:
     return bool(g) and all(_beats(v, mid) for v in g.values())
 
 
-CONFLICT_ARCHS = ("single", "shared-bottom", "mmoe")
+CONFLICT_ARCHS = ("single", "shared-bottom", "mmoe", "stem")
 _register(Lesson(
     name="conflict", title="When tasks conflict",
     question="Does sharing one network between click and like pay off, and does it still pay when the two "
@@ -281,9 +281,13 @@ _register(Lesson(
         "sharing pays. At ρ = 0 the two preferences are unrelated directions: the shared layers must serve "
         "both and the gain shrinks or turns into a loss, the *negative transfer* Caruana (*Multitask "
         "Learning*, Machine Learning 1997) warned of. The MMoE paper found Shared-Bottom suffering most as "
-        "the correlation drops, because its gates let MMoE give unrelated tasks different experts. On this "
-        "small world the differences between architectures are small next to the seed noise: read the "
-        "intervals before the means."),
+        "the correlation drops, because its gates let MMoE give unrelated tasks different experts. STEM (Su et "
+        "al., *STEM: Unleashing the Power of Embeddings for Multi-task Recommendation*, AAAI 2024) goes one "
+        "step further down: each task also gets embeddings of its own, and a task's gate reads other tasks' "
+        "experts without sending them its gradient, so what one task needs is not erased by the other; on this "
+        "world it is the model that loses least where the tasks are unrelated. On this small world the "
+        "differences between architectures are small next to the seed noise: read the intervals before the "
+        "means."),
     kind="gain",
     # like only on clicked impressions (the funnel this lesson's transfer argument is about)
     base={"world": {"like_observed": "clicks"}, "data": {"tasks": TWO_TASKS}},
