@@ -55,6 +55,17 @@ def sizes(s) -> str:
     return "[" + ",".join(str(int(x)) for x in s) + "]"
 
 
+def specific_and_shared(c: Canvas, cfg) -> list[tuple[str, str]]:
+    """The expert row of a PLE-style layout: each task's specific experts, then the shared ones."""
+    experts = [(f"{t[:6]}{k + 1}", "specific") for t in c.tasks for k in range(cfg.specific_experts)]
+    return experts + [(f"S{k + 1}", "shared") for k in range(cfg.shared_experts)]
+
+
+def specific_and_shared_width(cfg, tasks) -> int:
+    """The diagram width that row needs (at least one column per task, and three)."""
+    return max(len(tasks), len(tasks) * cfg.specific_experts + cfg.shared_experts, 3)
+
+
 def experts_and_gates(c: Canvas, experts: list[tuple[str, str]], caption: str,
                       feeds=lambda task, expert_label: True) -> None:
     """A row of experts, a gate per task mixing the experts it `feeds` on, into its tower."""

@@ -18,7 +18,7 @@ from ..data.errors import DataError
 from ..registry import knob
 from .base import Body, MultiTaskModel, TASK_EMB, require_experts
 from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
-from .diagram import experts_and_gates, sizes
+from .diagram import experts_and_gates, sizes, specific_and_shared, specific_and_shared_width
 from .mmoe import EXPERT_LAYERS
 
 _AT_MOST_64 = dict(valid=lambda v: v <= 64, fix="e.g. 1 specific, 2 shared",
@@ -95,12 +95,11 @@ class PLE(MultiTaskModel):
 
     @classmethod
     def diagram_width(cls, cfg, tasks):
-        return max(len(tasks), len(tasks) * cfg.specific_experts + cfg.shared_experts, 3)
+        return specific_and_shared_width(cfg, tasks)
 
     @classmethod
     def draw(cls, c, cfg):
-        experts = [(f"{t[:6]}{k + 1}", "specific") for t in c.tasks for k in range(cfg.specific_experts)]
-        experts += [(f"S{k + 1}", "shared") for k in range(cfg.shared_experts)]
+        experts = specific_and_shared(c, cfg)
         caption = f"experts {sizes(cfg.experts)}" + (f" · {cfg.levels} levels" if cfg.levels > 1 else "")
         experts_and_gates(c, experts, caption, feeds=lambda t, lab: lab.startswith("S") or lab.startswith(t[:6]))
 

@@ -26,7 +26,7 @@ from ..data.errors import DataError
 from ..registry import knob
 from .base import Body, MultiTaskModel, require_experts
 from .blocks import InputLayer, gate, last_linear, mix, mlp, mlp_out_dim
-from .diagram import experts_and_gates, sizes
+from .diagram import experts_and_gates, sizes, specific_and_shared, specific_and_shared_width
 from .mmoe import EXPERT_LAYERS
 from .ple import SHARED_EXPERTS, SPECIFIC_EXPERTS
 
@@ -57,12 +57,11 @@ class STEM(MultiTaskModel):
 
     @classmethod
     def diagram_width(cls, cfg, tasks):
-        return max(len(tasks), len(tasks) * cfg.specific_experts + cfg.shared_experts, 3)
+        return specific_and_shared_width(cfg, tasks)
 
     @classmethod
     def draw(cls, c, cfg):
-        experts = [(f"{t[:6]}{k + 1}", "specific") for t in c.tasks for k in range(cfg.specific_experts)]
-        experts += [(f"S{k + 1}", "shared") for k in range(cfg.shared_experts)]
+        experts = specific_and_shared(c, cfg)
         experts_and_gates(c, experts, f"experts {sizes(cfg.experts)}")
         c.note(c.width / 2, 0.62, "shared + one embedding table per task", 10)
         c.note(c.width / 2, 2.72, "each gate mixes every expert; other tasks' experts: forward only (stop-gradient)", 10)
