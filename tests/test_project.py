@@ -156,3 +156,19 @@ def test_gate_matrix_is_the_task_by_expert_heatmap(mmoe_run):
     t, grp = rows2[0].split(" · ")
     sel = by[(by["task"] == t) & (by["genre"].astype(str) == grp)].set_index("expert")["weight"]
     np.testing.assert_allclose(M2[0], sel[names].to_numpy())
+
+
+def test_tsne_schedule_above_2000_points_separates_clusters():
+    """The short schedule the page uses above 2,000 points (bench/tsne.py times it) must still
+    lay clusters apart: kNN purity of the layout far above chance, a finite KL reported."""
+    from mtrlib.project import TSNE_SHORT_ABOVE, knn_purity, reduce
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, size=TSNE_SHORT_ABOVE + 100)
+    X = 3.0 * rng.normal(size=(6, 12))[labels] + rng.normal(size=(len(labels), 12))
+    C, info = reduce(X, "tsne", 2, 0)
+    assert info["iterations"] == 125 + 250 and info["theta"] == 1.0 and np.isfinite(info["kl_divergence"])
+    got = knn_purity(C, labels)
+    assert got["purity"] > 0.8 > 3 * got["chance"], got
+    C_small, info_small = reduce(X[:500], "tsne", 2, 0)
+    assert info_small["iterations"] == 750 and C_small.shape == (500, 2)
