@@ -18,7 +18,8 @@ whether lazy (row-wise) updates change what the model learns.
    default built-in world (--seeds seeds), and a world with many users (20,000 users x 2,000
    items, 40 impressions each: 800k rows; --big-seeds seeds), where "auto" picks lazy updates.
    Mean +- 95% CI (mtrlib.stats.mean_ci) and the paired difference lazy - dense with its
-   verdict.
+   verdict, on the test split and (`val_diff`, what a default is chosen on) on validation.
+   `--cases` picks cases by substring of their names.
 
 The last line is one JSON object: {"cost": {"<users>x<items>": {"dense_total_ms", "lazy_total_ms", "speedup", ...}},
 "quality": {"<data>": {"<task>": {"dense": [m, ci], "lazy": [m, ci], "diff": [m, ci], "verdict"}}}}.
@@ -135,11 +136,14 @@ def quality_cases(seeds: int, big_seeds: int) -> list[tuple[str, object, list[in
     return cases
 
 
-def quality(seeds: int, big_seeds: int) -> dict:
+def quality(seeds: int, big_seeds: int, cases: str | None = None) -> dict:
     from mtrlib.train import prepare, train
     out = {}
     for name, make, seed_list in quality_cases(seeds, big_seeds):
+        if cases and not any(c.strip() and c.strip() in name for c in cases.split(",")):
+            continue
         aucs: dict = {"dense": {}, "lazy": {}}
+        val: dict = {"dense": {}, "lazy": {}}
         sps: dict = {"dense": [], "lazy": []}
         for seed in seed_list:
             cfg, ds = make(seed)
@@ -154,14 +158,18 @@ def quality(seeds: int, big_seeds: int) -> dict:
                 for t, m in res.metrics.items():
                     if "auc" in m:
                         aucs[mode].setdefault(t, []).append(m["auc"])
+                for t, m in res.val_metrics.items():
+                    if "auc" in m:
+                        val[mode].setdefault(t, []).append(m["auc"])
                 print(f"{name} seed {seed} {mode}: " + ", ".join(f"{t} {v[-1]:.4f}" for t, v in aucs[mode].items())
                       + f" ({res.samples_per_s:,.0f} samples/s)", file=sys.stderr, flush=True)
         row = {}
         for t in aucs["dense"]:
             d, lz = aucs["dense"][t], aucs["lazy"][t]
             diff = paired_difference(d, lz)
+            vdiff = paired_difference(val["dense"][t], val["lazy"][t])
             row[t] = {"dense": mean_ci(d).pair(), "lazy": mean_ci(lz).pair(), "diff": diff.pair(),
-                      "verdict": verdict(diff)}
+                      "verdict": verdict(diff), "val_diff": vdiff.pair(), "val_verdict": verdict(vdiff)}
         row["samples_per_s"] = {m: statistics.median(v) for m, v in sps.items()}
         row["seeds"] = len(seed_list)
         out[name] = row
@@ -177,6 +185,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--big-seeds", type=int, default=3)
     ap.add_argument("--no-quality", action="store_true")
     ap.add_argument("--no-cost", action="store_true")
+    ap.add_argument("--cases", help="quality cases by substring of their names (default: all), e.g. 20,000")
+    ap.add_argument("--out", default="embedding_optim.json", help="result file under bench/out/")
     args = ap.parse_args(argv)
     result = {"machine": C.machine()}
     with cpu_compute(1, flush_denormal=True):
@@ -184,9 +194,9 @@ def main(argv=None) -> dict:
             shapes = [tuple(int(v) for v in x.split("x")) for x in args.shapes.split(",")]
             result["cost"] = cost(shapes, args.rounds)
     if not args.no_quality:
-        result["quality"] = quality(args.seeds, args.big_seeds)
+        result["quality"] = quality(args.seeds, args.big_seeds, args.cases)
     result["loadavg_end"] = list(C.loadavg())
-    C.save_json(C.OUT / "embedding_optim.json", result)
+    C.save_json(C.OUT / args.out, result)
     print(C.json_line(result))
     return result
 

@@ -17,8 +17,8 @@ its own.
 Data. `--source world` (default) generates each world through the public API
 (`mtrlib.data.make_world`, written as `python -m mtrlib world` writes it: interactions.csv,
 items.csv, users.csv) and keeps the files in --data-dir for the next run. Where the generator
-refuses or fails (today it caps a world at 20M impressions), the stage and the message are
-reported, and (unless --no-fallback) the size is measured on a synthetic log of the same shape
+refuses or fails (it is called as the CLI calls it, without the app's size cap), the stage and
+the message are reported, and (unless --no-fallback) the size is measured on a synthetic log of the same shape
 written by this script (numpy + pyarrow; latent user and item vectors, Zipf item popularity,
 click / like | click / dwell labels), marked "source": "synthetic". `--source synthetic` uses
 the synthetic log for every size. An interactions.parquet copy is written beside each CSV.
@@ -130,7 +130,8 @@ def write_world(folder: Path, sh: dict, info: dict) -> None:
     """The world through the public API, written as `python -m mtrlib world` writes it."""
     from mtrlib.data import make_world
     with Stage(info, "generate"):
-        ds = make_world(n_users=sh["users"], n_items=sh["items"], impressions_per_user=sh["impressions"], seed=0)
+        ds = make_world(n_users=sh["users"], n_items=sh["items"], impressions_per_user=sh["impressions"], seed=0,
+                        max_impressions=None)  # the CLI's setting: no cap
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     with Stage(info, "write"):
