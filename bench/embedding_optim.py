@@ -155,12 +155,10 @@ def quality(seeds: int, big_seeds: int, cases: str | None = None) -> dict:
                 cfg.embedding_updates = mode
                 res = train(cfg, prep)
                 sps[mode].append(res.samples_per_s)
-                for t, m in res.metrics.items():
-                    if "auc" in m:
-                        aucs[mode].setdefault(t, []).append(m["auc"])
-                for t, m in res.val_metrics.items():
-                    if "auc" in m:
-                        val[mode].setdefault(t, []).append(m["auc"])
+                for store, metrics in ((aucs, res.metrics), (val, res.val_metrics)):
+                    for t, m in metrics.items():
+                        if "auc" in m:
+                            store[mode].setdefault(t, []).append(m["auc"])
                 print(f"{name} seed {seed} {mode}: " + ", ".join(f"{t} {v[-1]:.4f}" for t, v in aucs[mode].items())
                       + f" ({res.samples_per_s:,.0f} samples/s)", file=sys.stderr, flush=True)
         row = {}

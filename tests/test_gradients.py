@@ -398,7 +398,7 @@ def test_gradient_settings_round_trip_through_urls_and_are_validated():
 
 
 def test_telemetry_reads_sparse_gradients_of_lazy_id_table_updates():
-    """Lazy updates (mtrlib.optim: the default for 100k+ users or items on the CPU) give sparse
+    """Lazy updates (mtrlib.optim: the default for LAZY_MIN_ROWS+ users or items on the CPU) give sparse
     id-table gradients; the conflict telemetry must read them (it crashed on them once)."""
     cfg = tiny_cfg("mmoe", epochs=1, log_every=2, embedding_updates="lazy")
     res = train(cfg, tiny_prep(cfg))

@@ -36,6 +36,7 @@ def add_train_arguments(p) -> None:
     """Every flag of `train` (also used by verbs that take train's settings)."""
     from mtrlib.config import (ARCHITECTURES, ARCHS, DEVICES, EMBEDDING_UPDATES, MODEL_KNOBS, OPTIMIZERS,
                                WEIGHTING_KNOBS, WEIGHTINGS)
+    from mtrlib.optim import LAZY_MIN_ROWS
     from mtrlib.weighting import WEIGHTINGS as WEIGHTING_CLASSES
 
     g = p.add_argument_group("data")
@@ -84,7 +85,7 @@ def add_train_arguments(p) -> None:
     t.add_argument("--device", choices=DEVICES, help="auto (CUDA, then MPS, then CPU) or a device")
     t.add_argument("--embedding-updates", choices=EMBEDDING_UPDATES,
                    help="id tables: dense (every row, every step), lazy (only the batch's rows: sparse gradients, "
-                        "SparseAdam, lazy weight decay), or auto (default: lazy for tables of 100k+ rows on the CPU)")
+                        f"SparseAdam, lazy weight decay), or auto (default: lazy for tables of {LAZY_MIN_ROWS:,}+ rows on the CPU)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--log-every", type=int, help="steps between progress events (default 10)")
     add_gradient_arguments(t)
