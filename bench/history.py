@@ -6,6 +6,8 @@ against the same model without a history, over seeds; settings chosen on validat
     python bench/history.py --speed               # 3. training samples/s side by side vs no history
     python bench/history.py --report-only         # the tables from what is recorded
 
+Training settings on top of the best cell (weighting, width, epochs, ...): bench/history_tune.py.
+
 Sizing on a busy box: `--lengths 20,50 --variants 1` (select), `--encoders`, `--features genres`,
 `--pools train` (grid; several grid processes may run at once, on different seeds/encoders:
 they share one results file), `--speed --encoders none,mean --no-scoring`.

@@ -29,7 +29,10 @@ one JSON object:
 
 `--rhos` measures the correlation lesson at some rho values only (e.g. more seeds where the
 tasks conflict); `--out` names the detail file under bench/out/ so such a run keeps the
-headline one.
+headline one. `--longer 16,24` also trains the purity and text lessons' runs for that many
+epochs (the default run trains 8): is a miss a matter of training length? The JSON line then
+adds "purity_ids_only_by_epochs" and "cold_text_lift_by_epochs" ({EPOCHS: [mean, ci95]}) and
+"seconds_by_epochs" (median training seconds of the ids-only purity runs).
 """
 from __future__ import annotations
 
@@ -136,7 +139,12 @@ def _default_cfg(seed: int, **data) -> TrainConfig:
     return cfg
 
 
-def text(seeds, cache, log) -> dict:
+def _key(part: str, epochs: int | None) -> str:
+    """Cache key prefix: the default run's (as before `--longer`), or that of a longer one."""
+    return part if epochs is None else f"{part}/e{epochs}"
+
+
+def text(seeds, cache, log, epochs: int | None = None) -> dict:
     from mtrlib.train import prepare
     lift, click, seconds = [], {False: [], True: []}, {False: [], True: []}
     for s in seeds:
@@ -145,17 +153,20 @@ def text(seeds, cache, log) -> dict:
             def work():
                 cfg = _default_cfg(s, split="cold-items")
                 cfg.model.text_features = use_text
+                if epochs is not None:
+                    cfg.epochs = epochs
                 return _aucs(cfg, prepare(cfg))
-            got[use_text] = cache.get(f"text/{int(use_text)}/{s}", work)
+            got[use_text] = cache.get(f"{_key('text', epochs)}/{int(use_text)}/{s}", work)
         lift.append(got[True]["click"] - got[False]["click"])
         for use_text in (False, True):
             click[use_text].append(got[use_text]["click"])
             seconds[use_text].append(got[use_text]["seconds"])
-        log(f"text seed={s}: click AUC {got[False]['click']:.4f} -> {got[True]['click']:.4f}")
+        log(f"text seed={s}{'' if epochs is None else f' epochs={epochs}'}: click AUC "
+            f"{got[False]['click']:.4f} -> {got[True]['click']:.4f}")
     return {"per_seed": lift, "estimate": mean_ci(lift), "click": click, "seconds": seconds}
 
 
-def purity(seeds, cache, log) -> dict:
+def purity(seeds, cache, log, epochs: int | None = None) -> dict:
     from mtrlib.project import purity as run_purity
     from mtrlib.runs import recorded_training
     from mtrlib.train import prepare
@@ -164,11 +175,14 @@ def purity(seeds, cache, log) -> dict:
         for s in seeds:
             def work():
                 cfg = _default_cfg(s, use_features=False)
-                _, writer = recorded_training(cfg, prepare(cfg), store=store)
-                return run_purity(writer.path, what="items", attribute="true_genre")
-            out.append(cache.get(f"purity/{s}", work))
-            log(f"purity seed={s}: {out[-1]['purity']:.3f} (chance {out[-1]['chance']:.3f}, "
-                f"untrained {out[-1]['untrained']:.3f})")
+                if epochs is not None:
+                    cfg.epochs = epochs
+                res, writer = recorded_training(cfg, prepare(cfg), store=store)
+                got = run_purity(writer.path, what="items", attribute="true_genre")
+                return {**got, "seconds": res.elapsed, "auc": {t: m["auc"] for t, m in res.metrics.items() if "auc" in m}}
+            out.append(cache.get(f"{_key('purity', epochs)}/{s}", work))
+            log(f"purity seed={s}{'' if epochs is None else f' epochs={epochs}'}: {out[-1]['purity']:.3f} "
+                f"(chance {out[-1]['chance']:.3f}, untrained {out[-1]['untrained']:.3f})")
     return {"per_seed": out, "estimate": mean_ci([o["purity"] for o in out])}
 
 
@@ -249,7 +263,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--fresh", action="store_true", help="forget the runs of an earlier (interrupted) benchmark")
     ap.add_argument("--rhos", default=",".join(RHOS), help="the correlation lesson's rho values (default: all four)")
     ap.add_argument("--out", default="world_lessons.json", help="detail file under bench/out/")
+    ap.add_argument("--longer", default="", help="also train the purity and text runs for these epochs, e.g. 16,24")
     args = ap.parse_args(argv)
+    longer = [int(e) for e in args.longer.split(",") if e.strip()]
     os.environ.setdefault("MTR_SCORING_THREADS", "1")
     seeds = list(range(args.seeds))
     parts = set(args.parts.split(","))
@@ -267,8 +283,10 @@ def main(argv=None) -> dict:
         res["truth"] = truth(seeds, cache, log)
     if "purity" in parts:
         res["purity"] = purity(seeds, cache, log)
+        res["purity_longer"] = {e: purity(seeds, cache, log, e) for e in longer}
     if "text" in parts:
         res["text"] = text(seeds, cache, log)
+        res["text_longer"] = {e: text(seeds, cache, log, e) for e in longer}
     if "correlation" in parts:
         res["correlation"] = correlation(seeds, cache, log, rhos)
 
@@ -299,6 +317,11 @@ def main(argv=None) -> dict:
                   f"{mean_ci(res['text']['click'][use_text])} (per seed {fmt(res['text']['click'][use_text])}; "
                   f"training s {fmt(res['text']['seconds'][use_text], 1)})")
         out["cold_text_lift"] = res["text"]["estimate"].pair()
+        if res["text_longer"]:
+            for e, r in res["text_longer"].items():
+                print(f"  trained {e} epochs: lift {r['estimate']} (without {mean_ci(r['click'][False])}, with "
+                      f"{mean_ci(r['click'][True])}; per seed {fmt(r['per_seed'])})")
+            out["cold_text_lift_by_epochs"] = {str(e): r["estimate"].pair() for e, r in res["text_longer"].items()}
     if "purity" in res:
         p = res["purity"]["per_seed"]
         print(f"Ids-only default run, item id embedding kNN purity by true genre: {res['purity']['estimate']} "
@@ -306,6 +329,16 @@ def main(argv=None) -> dict:
               f"{mean_ci(o['untrained'] for o in p)}; trained - untrained (paired) "
               f"{paired_difference([o['untrained'] for o in p], [o['purity'] for o in p])}")
         out["purity_ids_only"] = res["purity"]["estimate"].pair()
+        if res["purity_longer"]:
+            out["purity_ids_only_by_epochs"], out["seconds_by_epochs"] = {}, {}
+            for e, r in res["purity_longer"].items():
+                q = r["per_seed"]
+                secs = sorted(o["seconds"] for o in q)
+                print(f"  trained {e} epochs: purity {r['estimate']} (per seed {fmt(o['purity'] for o in q)}); "
+                      f"click AUC {mean_ci(o['auc']['click'] for o in q)}, like AUC {mean_ci(o['auc']['like'] for o in q)}; "
+                      f"training s {fmt(secs, 1)}")
+                out["purity_ids_only_by_epochs"][str(e)] = r["estimate"].pair()
+                out["seconds_by_epochs"][str(e)] = secs[len(secs) // 2]
     if "truth" in res:
         t = res["truth"]
         print(f"Default run vs the truth (300 users, top 10 by click): favourite-genre share {t['share']}, "

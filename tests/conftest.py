@@ -7,12 +7,25 @@
   picks its own thread count); use it with `pytestmark = pytest.mark.usefixtures("one_thread")`.
 - `tiny_prepared`: the TINY world (_mtr.tiny_cfg()) prepared once per session, shared with
   _mtr.tiny_prep's cache. Read it, never change it in place.
+
+In CI (`CI=true`) the real data must be beside the checkout (../shared/data/ml-latest-small):
+without it the real-data tests would skip, and a skip must not pass for a run. On a laptop
+without it they skip with the path they looked in.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
+import _movielens as ml
 from _mtr import tiny_cfg, tiny_prep
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes") and not ml.available():
+        raise pytest.UsageError(f"CI=true but ml-latest-small is not at {ml.ML_DIR}: the real-data tests would "
+                                "skip. Put the shared folder beside the checkout (../shared/data/ml-latest-small).")
 
 
 @pytest.fixture
