@@ -47,6 +47,12 @@ def single(method: str) -> dict:
     return {t: m["auc"] for t, m in res.metrics.items() if "auc" in m}
 
 
+def failed(stdout: str, stderr: str) -> str:
+    """A failed launch's message: the end of both streams (whether rank 0 printed its report
+    before the failure says whether the processes died in training or on their way out)."""
+    return f"stdout (end): {stdout[-600:]!r}\nstderr (end):\n{stderr[-3000:]}"
+
+
 def close(got: dict, want: dict) -> None:
     assert got.keys() == want.keys() and got
     for t in want:
@@ -72,7 +78,7 @@ def launched(tmp_path_factory):
 
 def test_torchrun_cli_one_run_folder_one_json_line_same_aucs(launched):
     (rc, stdout, stderr), store = launched[0]["cli"], launched[1]
-    assert rc == 0, stderr[-3000:]
+    assert rc == 0, failed(stdout, stderr)
     lines = [ln for ln in stdout.splitlines() if ln.strip()]
     assert len(lines) == 1, stdout  # rank 1 prints nothing; rank 0 only its JSON line
     out = json.loads(lines[0])
@@ -91,7 +97,7 @@ def test_torchrun_weighting_methods_match_one_process(launched, method, same_as)
     """own-gradients: fixed weights backpropagated task by task in its own `backward` (what the
     per-task gradient methods do), run in DDP's no_sync() with the gradients averaged after."""
     rc, stdout, stderr = launched[0]["lib"]
-    assert rc == 0, stderr[-3000:]
+    assert rc == 0, failed(stdout, stderr)
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["world"] == 2
     got = report[method]
@@ -101,7 +107,7 @@ def test_torchrun_weighting_methods_match_one_process(launched, method, same_as)
 
 def test_stop_divergence_and_mismatch_end_every_process_together(launched):
     rc, stdout, stderr = launched[0]["lib"]
-    assert rc == 0, stderr[-3000:]
+    assert rc == 0, failed(stdout, stderr)
     report = json.loads(stdout.strip().splitlines()[-1])
     # only rank 1 was asked to stop; both stop, at the same step
     assert report["stop"][0] == report["stop"][1] and report["stop"][0][0] == "stopped", report["stop"]
