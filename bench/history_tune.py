@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import history as H  # noqa: E402
 
+from mtrlib.experiments.settings import apply  # noqa: E402
 from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
 from mtrlib.train import prepare  # noqa: E402
 
@@ -39,17 +40,8 @@ CANDIDATES = {
 }
 
 
-def _apply(cfg, over: dict):
-    for key, v in over.items():
-        obj, parts = cfg, key.split(".")
-        for p in parts[:-1]:
-            obj = getattr(obj, p)
-        setattr(obj, parts[-1], v)
-    return cfg
-
-
 def _cfg(chosen: dict, over: dict, seed: int, features: str):
-    return _apply(H.config("mean", features, seed, chosen, 8), over)
+    return apply(H.config("mean", features, seed, chosen, 8), over)
 
 
 def _path(features: str):
@@ -90,11 +82,19 @@ def select(chosen: dict, results: dict, ds, features: str) -> dict:
 
 
 def seeds_run(chosen: dict, pick: dict, seeds: list[int], results: dict, ds, features: str, pools) -> None:
+    """The plain cell is bench/history.py's grid cell mean|FEATURES|SEED (the same config): taken
+    from its results file when it holds that run (with both pools when they are asked for)."""
     PATH = _path(features)
+    grid = H._load(H.GRID_PATH)
     for s in seeds:
         for name, over in (("plain", {}), ("tuned", pick["over"])):
             key = f"{name}|{s}"
             if key in results or (name == "tuned" and not over):
+                continue
+            same = grid.get(f"mean|{features}|{s}") if name == "plain" else None
+            if same is not None and ("train+val" not in pools or "test_trainval" in same):
+                results[key] = {**same, "over": {}}
+                C.save_json(PATH, {"results": results})
                 continue
             cfg = _cfg(chosen, over, s, features)
             wide = prepare(H.cfg_wide(cfg), ds) if "train+val" in pools else None

@@ -12,12 +12,18 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import time
 from dataclasses import asdict
 
 from mtrlib.config import DataConfig, ModelConfig, TrainConfig
 from mtrlib.data import WorldConfig
 from mtrlib.train import prepare
+
+def in_ci() -> bool:
+    """CI=true (as .ci/run sets it): what would skip on a laptop (no browser, no real data) must fail."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
 
 # Worlds, by what the tests need of them. `world=` overrides TINY field by field, so each
 # named world spells out all four size fields (its own seed included). The suite's worlds keep

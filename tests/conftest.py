@@ -14,16 +14,14 @@ without it they skip with the path they looked in.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import _movielens as ml
-from _mtr import tiny_cfg, tiny_prep
+from _mtr import in_ci, tiny_cfg, tiny_prep
 
 
 def pytest_sessionstart(session):
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes") and not ml.available():
+    if in_ci() and not ml.available():
         raise pytest.UsageError(f"CI=true but ml-latest-small is not at {ml.ML_DIR}: the real-data tests would "
                                 "skip. Put the shared folder beside the checkout (../shared/data/ml-latest-small).")
 

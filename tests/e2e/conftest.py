@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from _mtr import in_ci
+
 from .helpers import ARTIFACTS, ROOT, T_IDLE, open_app, wait_idle
 
 CHROMIUM = "/usr/bin/chromium"
@@ -25,14 +27,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 INSTALL_HINT = "install it with: apt-get update && apt-get install -y chromium"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def _need(ok: bool, why: str) -> None:
     if ok:
         return
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"{why} (CI=true: the browser tests must run in CI). {INSTALL_HINT}", pytrace=False)
     pytest.skip(f"{why}; {INSTALL_HINT}")
 
@@ -43,7 +41,7 @@ def chromium_path() -> str:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        if _in_ci():
+        if in_ci():
             pytest.fail("the playwright package is missing (pip install -r requirements-dev.txt)", pytrace=False)
         pytest.skip("the playwright package is missing: pip install -r requirements-dev.txt")
     return CHROMIUM
