@@ -17,7 +17,7 @@ The trainer's own elapsed time (from the page's "Test metrics · ... · X s" cap
 beside it, so the UI's share is visible.
 
 t-SNE: a world of 1,500 users x 5,000 items trained 1 epoch and saved in the app's run store;
-`mtrlib.project.project(run, "items", "tsne")` (scikit-learn Barnes-Hut t-SNE, 2-D, all 5,000
+`mtrlib.viz.project.project(run, "items", "tsne")` (scikit-learn Barnes-Hut t-SNE, 2-D, all 5,000
 items: under the 10,000 cap) timed `--repeats` times; then on the Embeddings page (the newest
 run is selected by default), choose Method = t-SNE and time until the scatter titled "... TSNE"
 holds 5,000 points, and until the script run is over (the page also computes kNN purity).
@@ -76,9 +76,9 @@ def train_once(br, url: str, pid: int) -> dict:
 
 def tsne_library(store: Path, repeats: int) -> dict:
     from mtrlib.config import TrainConfig
-    from mtrlib.project import project
+    from mtrlib.viz.project import project
     from mtrlib.runs import load_run, train_and_save
-    from mtrlib.train import prepare
+    from mtrlib.train.loop import prepare
 
     cfg = TrainConfig(epochs=1, device="cpu", name="bench 5000 items")
     cfg.data.world.n_items = 5000
@@ -106,7 +106,7 @@ def tsne_variants(store: Path) -> dict:
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    from mtrlib.project import vectors
+    from mtrlib.viz.project import vectors
     from mtrlib.runs import list_runs, load_run
     run = load_run(next(r for r in list_runs(store) if r.name == "bench 5000 items").path)
     V, _ = vectors(run, "items")
@@ -193,7 +193,7 @@ def main(argv=None) -> dict:
         if not args.no_tsne:
             lib = tsne_library(srv.store, args.repeats)
             out["tsne_library"] = lib
-            print(f"  t-SNE of {lib['points']:,} items through mtrlib.project: {C.median(lib['tsne_runs']):.1f}s "
+            print(f"  t-SNE of {lib['points']:,} items through mtrlib.viz.project: {C.median(lib['tsne_runs']):.1f}s "
                   f"(runs {', '.join(f'{x:.1f}' for x in lib['tsne_runs'])})", flush=True)
             if args.tsne_variants:
                 out["tsne_variants"] = tsne_variants(srv.store)
@@ -220,7 +220,7 @@ def main(argv=None) -> dict:
                      ("finished_s", "first training of a fresh server: click -> finished")):
         print(f"| {label} | " + " | ".join(f"{out['train_cold'][n][k]:.2f}" for n in names) + " |")
     if "tsne_library" in out:
-        print(f"| t-SNE of {out['tsne_library']['points']:,} items, mtrlib.project | {out['tsne_library']['tsne_s']:.1f} |"
+        print(f"| t-SNE of {out['tsne_library']['points']:,} items, mtrlib.viz.project | {out['tsne_library']['tsne_s']:.1f} |"
               + " |" * (len(names) - 1))
     if "tsne_page" in out:
         print(f"| t-SNE of 5,000 items on the Embeddings page, select -> chart drawn | {out['tsne_page']['tsne_chart_s']:.1f} |"

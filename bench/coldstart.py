@@ -6,7 +6,7 @@ docs/RESULTS-coldstart.md.
         [--archs] [--centering] [--out bench/out]
 
 For each dataset: a cold-items split (10% of items held out with all their interactions,
-`mtrlib.data.split(method="cold-items")`), then `mtrlib.coldstart.cold_start_report` with eight
+`mtrlib.data.split(method="cold-items")`), then `mtrlib.eval.coldstart.cold_start_report` with eight
 variants on that one split and seed:
 
     id_only       ids + side features               (world: genre, price band, age band, region;
@@ -41,10 +41,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mtrlib import coldstart  # noqa: E402
+from mtrlib.eval import coldstart  # noqa: E402
 from mtrlib.config import ARCHS, TrainConfig  # noqa: E402
 from mtrlib.data import load  # noqa: E402
-from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
 
 DEFAULT_ML = REPO.parent / "shared" / "data" / "ml-latest-small"
 VARIANTS = {

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from mtrlib.config import ARCHS, WEIGHTINGS, ModelConfig, TrainConfig  # noqa: E402
 from mtrlib.data import WorldConfig  # noqa: E402
 from mtrlib.runs import train_and_save  # noqa: E402
-from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
 
 AUC_TOL = 0.02
 DEV = "cuda"  # the device under test (--device cpu: a dry run of the script itself)
@@ -171,7 +171,7 @@ def movielens(ds) -> None:
 def text_features(ds) -> None:
     import numpy as np
 
-    from mtrlib import text
+    from mtrlib.data import text
     ok, why = text.is_available()
     if not ok:
         check("text: the language model is available", False, why)

@@ -9,7 +9,7 @@ whether lazy (row-wise) updates change what the model learns.
    shape in --shapes (default: ml-latest-small's, and ml-25m's scaled to 1M, 5M and 25M rows,
    the sizes of bench/scaling.py):
    `dense` (torch.optim.Adam(fused=True), weight decay 1e-4, over every parameter: the
-   behaviour before) against `lazy` (mtrlib.optim: sparse id-table gradients, SparseAdam on
+   behaviour before) against `lazy` (mtrlib.train.optim: sparse id-table gradients, SparseAdam on
    the rows of the batch with lazy weight decay, the fused Adam on the rest). Forward,
    backward and optimiser step are timed separately; --rounds rounds, each measuring every
    (size, mode) once in rotating order, medians reported. One CPU thread.
@@ -17,7 +17,7 @@ whether lazy (row-wise) updates change what the model learns.
    same seeds: ml-latest-small on the README protocol (MMoE, 8 epochs; --seeds seeds), the
    default built-in world (--seeds seeds), and a world with many users (20,000 users x 2,000
    items, 40 impressions each: 800k rows; --big-seeds seeds), where "auto" picks lazy updates.
-   Mean +- 95% CI (mtrlib.stats.mean_ci) and the paired difference lazy - dense with its
+   Mean +- 95% CI (mtrlib.eval.stats.mean_ci) and the paired difference lazy - dense with its
    verdict, on the test split and (`val_diff`, what a default is chosen on) on validation.
    `--cases` picks cases by substring of their names.
 
@@ -37,10 +37,10 @@ import torch  # noqa: E402
 from mtrlib.config import ModelConfig, TrainConfig  # noqa: E402
 from mtrlib.data import WorldConfig  # noqa: E402
 from mtrlib.data.tasks import parse_tasks  # noqa: E402
-from mtrlib.device import cpu_compute  # noqa: E402
+from mtrlib.train.device import cpu_compute  # noqa: E402
 from mtrlib.models import build_model  # noqa: E402
-from mtrlib.optim import training_optimizer  # noqa: E402
-from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
+from mtrlib.train.optim import training_optimizer  # noqa: E402
+from mtrlib.eval.stats import mean_ci, paired_difference, verdict  # noqa: E402
 from mtrlib.weighting import make_weighting  # noqa: E402
 
 TASKS = parse_tasks(["click=click", "like=like|click"])
@@ -137,7 +137,7 @@ def quality_cases(seeds: int, big_seeds: int) -> list[tuple[str, object, list[in
 
 
 def quality(seeds: int, big_seeds: int, cases: str | None = None) -> dict:
-    from mtrlib.train import prepare, train
+    from mtrlib.train.loop import prepare, train
     out = {}
     for name, make, seed_list in quality_cases(seeds, big_seeds):
         if cases and not any(c.strip() and c.strip() in name for c in cases.split(",")):

@@ -55,9 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from mtrlib.config import TrainConfig  # noqa: E402
-from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
-from mtrlib.telemetry import summary as grad_summary  # noqa: E402
-from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.eval.stats import mean_ci, paired_difference, verdict  # noqa: E402
+from mtrlib.train.telemetry import summary as grad_summary  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
 from mtrlib.weighting import WEIGHTINGS  # noqa: E402
 from world_lessons import LESSON, TASKS as LESSON_TASKS  # noqa: E402  (the correlation lesson's world)
 

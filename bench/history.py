@@ -26,7 +26,7 @@ latest training history.
    recorded but never read by the choice. Written to bench/out/history-select.json.
 2. The grid: {none, mean, din, sasrec} x {ids + genres, + text} x seeds at the chosen settings:
    validation and test AUC per task, and NDCG@10 of each task's full ranking of the test
-   positives (`mtrlib.recommend.rank_eval`, every item the user has not met in training or
+   positives (`mtrlib.serve.recommend.rank_eval`, every item the user has not met in training or
    validation is a candidate). Written to bench/out/history.json as each run ends.
 3. `--speed`: one epoch of the trainer per contender (no history, mean, DIN, SASRec; ids +
    genres, the chosen L), interleaved round by round (the machine is shared), medians of
@@ -53,11 +53,11 @@ import _common as C  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mtrlib.recommend import _in_sorted, _mask_seen, _seen_csr, _task_index, _transform, rank_eval, topk_metrics  # noqa: E402
+from mtrlib.serve.recommend import _in_sorted, _mask_seen, _seen_csr, _task_index, _transform, rank_eval, topk_metrics  # noqa: E402
 from mtrlib.runs import RunWriter, load_run, train_and_save  # noqa: E402
-from mtrlib.scoring import iter_scores  # noqa: E402
-from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
-from mtrlib.train import evaluate, prepare, train  # noqa: E402
+from mtrlib.serve.scoring import iter_scores  # noqa: E402
+from mtrlib.eval.stats import mean_ci, paired_difference, verdict  # noqa: E402
+from mtrlib.train.loop import evaluate, prepare, train  # noqa: E402
 
 TASKS = ("watched", "liked")
 ENCODERS = ("none", "mean", "din", "sasrec")
@@ -81,7 +81,7 @@ def config(enc: str, features: str, seed: int, settings: dict, epochs: int):
 
 def ndcg10(run_path) -> dict[str, float]:
     """NDCG@10 of each task's full ranking of its test positives, from ONE scoring pass: what
-    `mtrlib.recommend.rank_eval(run, task=t)` computes task by task (candidates: every item the
+    `mtrlib.serve.recommend.rank_eval(run, task=t)` computes task by task (candidates: every item the
     user met in neither training nor validation; averaged over users with a test positive).
     DIN scores every (user, item) pair with its own attention, so one pass instead of two
     halves the cost; `check_ndcg10` compares it with rank_eval once per benchmark run."""

@@ -27,8 +27,8 @@ import _common as C  # noqa: E402
 import history as H  # noqa: E402
 
 from mtrlib.experiments.settings import apply  # noqa: E402
-from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
-from mtrlib.train import prepare  # noqa: E402
+from mtrlib.eval.stats import mean_ci, paired_difference, verdict  # noqa: E402
+from mtrlib.train.loop import prepare  # noqa: E402
 
 CANDIDATES = {
     "uncertainty": {"weighting": "uncertainty"},

@@ -43,8 +43,8 @@ import _common as C  # noqa: E402
 import torch  # noqa: E402
 
 from mtrlib.config import ARCHS, WEIGHTINGS, TrainConfig  # noqa: E402
-from mtrlib.metrics import auc as auc_fn  # noqa: E402
-from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.eval.pointwise import auc as auc_fn  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
 
 RECHUB_ARCHS = ("shared-bottom", "mmoe", "ple")
 RECHUB_REF = {"shared-bottom": (0.838, 0.846), "mmoe": (0.830, 0.842), "ple": (0.834, 0.841)}  # the models issue

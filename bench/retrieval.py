@@ -15,7 +15,7 @@ users (model work, seen-item masking, top-K; not loading the run).
   (today's model: the 4.8 s of BENCHMARKS.md). Target: cascade <= 0.3 s; the ratio is printed.
 - Quality: per seed, NDCG@10 and Recall@10 of full ranking and of the cascade (N = 200) for
   watched and liked, the paired difference cascade - full over seeds (mean ± 95% CI,
-  mtrlib.stats). Target: cascade NDCG@10 within 0.005 of full ranking, or better. Also
+  mtrlib.eval.stats). Target: cascade NDCG@10 within 0.005 of full ranking, or better. Also
   recall_of_full@10 (seed 0) and the test AUCs with and without the retrieval task (does
   training it jointly cost the rankers anything?).
 
@@ -39,7 +39,7 @@ TARGET_S, TARGET_NDCG = 0.3, 0.005
 
 
 def train_run(ds, store: Path, seed: int, epochs: int, retrieval: bool):
-    from mtrlib.prepare import prepare
+    from mtrlib.train.prepare import prepare
     from mtrlib.runs import load_run, train_and_save
 
     cfg = ml_config("mmoe", epochs=epochs, seed=seed)
@@ -65,9 +65,9 @@ def main() -> int:
     if not ml_available():
         print(json.dumps({"error": "ml-latest-small not found under ../shared/data"}))
         return 1
-    from mtrlib.device import cpu_compute
-    from mtrlib.recommend import rank_eval
-    from mtrlib.stats import mean_ci, paired_difference, verdict
+    from mtrlib.train.device import cpu_compute
+    from mtrlib.serve.recommend import rank_eval
+    from mtrlib.eval.stats import mean_ci, paired_difference, verdict
 
     ds = load_ml()
     store = Path(tempfile.mkdtemp(prefix="retrieval-bench-"))

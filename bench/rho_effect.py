@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mtrlib.config import TrainConfig  # noqa: E402
-from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
 
 ARCHS = ("shared-bottom", "mmoe", "ple")
 TASKS = ("click", "like")

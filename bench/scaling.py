@@ -29,14 +29,14 @@ Stages, each timed (wall and CPU seconds) with its own peak RSS (VmHWM reset bef
 - load: `mtrlib.data.load` of the CSV folder (the multi-threaded pyarrow reader, typing, ids);
 - negatives: labelled examples with `--negatives` sampled negatives per logged row for an implicit
   task (`build_examples`, the vectorised sampler): (1 + K) x N examples, then freed;
-- prepare: `mtrlib.prepare.prepare` with the world's tasks (click, like|click, dwell|click; no
+- prepare: `mtrlib.train.prepare.prepare` with the world's tasks (click, like|click, dwell|click; no
   negatives): labels, random split 80/10/10, feature space, encoded tensors;
 - epoch: one training epoch (MMoE 4x[64,32], batch 1024, Adam, one thread, default embedding
   updates: lazy for the big id tables; gradient telemetry off); `epoch_s` is the training loop alone, `samples_per_s`
   its throughput (`TrainResult.samples_per_s`);
 - evaluate: test-split predictions and metrics (`mtrlib.train.evaluate`);
 - rank: full ranking of every item for --rank-users test users (the factorised scorer,
-  `mtrlib.scoring.iter_scores`, top 100 after masking nothing): seconds, ms per user, and the
+  `mtrlib.serve.scoring.iter_scores`, top 100 after masking nothing): seconds, ms per user, and the
   projected time for every user. (Cascade ranking is not on this branch.)
 
 Targets (issue 19): per-row cost within 1.5x from 1M to 25M; 25M rows loaded and prepared in
@@ -238,8 +238,8 @@ def measure(size, args) -> dict:
     from mtrlib.config import TrainConfig
     from mtrlib.data import build_examples, load
     from mtrlib.data.read import file_cap
-    from mtrlib.scoring import iter_scores
-    from mtrlib.train import evaluate, prepare, train
+    from mtrlib.serve.scoring import iter_scores
+    from mtrlib.train.loop import evaluate, prepare, train
 
     out: dict = {"size": size}
     folder, source = data_for(size, args, out)
@@ -337,7 +337,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a child process: measure one size, print its JSON
     args = ap.parse_args(argv)
     if args.one:
-        from mtrlib.device import cpu_compute
+        from mtrlib.train.device import cpu_compute
         with cpu_compute(1, flush_denormal=True):
             print(json.dumps(C.clean(measure(parse_size(args.one), args))), flush=True)
         return {}

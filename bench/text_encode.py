@@ -24,7 +24,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mtrlib import text  # noqa: E402
+from mtrlib.data import text  # noqa: E402
 from mtrlib.data import Dataset  # noqa: E402
 
 DEFAULT_MOVIES = REPO.parent / "shared" / "data" / "ml-latest-small" / "movies.csv"

@@ -10,7 +10,7 @@ chosen: `--select`), ids only, `rating=rating:reg` + `r=retrieval`, a Shared-Bot
 [256, 128] as the rating model (TFRS's), the retrieval towers as one linear map to 32
 dimensions. Every number comes from the library's own paths: training metrics for RMSE,
 `rank_eval(..., stage="retrieval", topk_accuracy=100)` (= `eval RUN --stage retrieval
---topk-accuracy 100`) for top-100 accuracy. Mean ± 95% CI over seeds (mtrlib.stats).
+--topk-accuracy 100`) for top-100 accuracy. Mean ± 95% CI over seeds (mtrlib.eval.stats).
 
     python bench/tfrs_protocol.py --seeds 5            # the table (about 15 min on 1 busy core)
     python bench/tfrs_protocol.py --select             # the validation grid that chose the settings
@@ -49,8 +49,8 @@ def config(seed: int, w_rating: float, w_retrieval: float, epochs: int, batch_si
 
 
 def one(ds, store: Path, seed: int, weights: tuple[float, float], **settings) -> dict:
-    from mtrlib.prepare import prepare
-    from mtrlib.recommend import rank_eval
+    from mtrlib.train.prepare import prepare
+    from mtrlib.serve.recommend import rank_eval
     from mtrlib.runs import load_run, train_and_save
 
     cfg = config(seed, *weights, settings["epochs"], settings["batch_size"], settings["retrieval_temperature"])
@@ -72,8 +72,8 @@ def main() -> int:
     if not ml_available():
         print(json.dumps({"error": "ml-latest-small not found under ../shared/data"}))
         return 1
-    from mtrlib.device import cpu_compute
-    from mtrlib.stats import mean_ci, paired_difference, verdict
+    from mtrlib.train.device import cpu_compute
+    from mtrlib.eval.stats import mean_ci, paired_difference, verdict
 
     ds = load_ml(genres_only=True)
     store = Path(tempfile.mkdtemp(prefix="tfrs-store-"))

@@ -30,7 +30,7 @@ three alike; medians are reported. The headline is the first `--threads` value (
 OMP_WAIT_POLICY=PASSIVE, set by importing mtrlib, applies to all three).
 
 Also: evaluation throughput (test split, inference only) for all three, and full-ranking time
-(every user x every item) through `mtrlib.recommend.run_scores` / `rank_eval` on a saved run,
+(every user x every item) through `mtrlib.serve.recommend.run_scores` / `rank_eval` on a saved run,
 beside naive all-pairs scoring of the same model and of torch-rechub's model.
 
 The last line printed is one JSON object:
@@ -51,7 +51,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from mtrlib.train import predict, prepare, train  # noqa: E402
+from mtrlib.train.loop import predict, prepare, train  # noqa: E402
 
 LR, WD, BATCH = 0.01, 1e-4, 1024
 
@@ -202,7 +202,7 @@ def whole_runs(prep, threads: int, epochs: int, have_rechub: bool, tmp: str) -> 
 # -- full ranking -------------------------------------------------------------------------------------------
 
 def ranking(prep, threads: int, repeats: int, rechub_model=None) -> dict:
-    from mtrlib.recommend import rank_eval, run_scores
+    from mtrlib.serve.recommend import rank_eval, run_scores
     from mtrlib.runs import load_run, train_and_save
     out = {}
     with tempfile.TemporaryDirectory() as store:
@@ -349,8 +349,8 @@ def main(argv=None) -> dict:
         k = H["ranking"]
         print(f"\n## Full ranking, every user x every item ({k['users']} x {k['items']} = {k['pairs']:,} pairs), "
               f"threads={head}, seconds (median)\n")
-        print(f"- mtrlib.recommend.run_scores (fused score matrix): {k['score_matrix_s']:.2f} s")
-        print(f"- mtrlib.recommend.rank_eval (Recall/NDCG/HitRate@5,10,20 for model + popularity, seen items masked): "
+        print(f"- mtrlib.serve.recommend.run_scores (fused score matrix): {k['score_matrix_s']:.2f} s")
+        print(f"- mtrlib.serve.recommend.rank_eval (Recall/NDCG/HitRate@5,10,20 for model + popularity, seen items masked): "
               f"{k['rank_eval_s']:.2f} s (task {k['rank_eval_task']}, recall@10 {k['recall@10']:.4f})")
         print(f"- naive all-pairs forward of the same model (65,536-pair batches): {k['naive_all_pairs_s']:.2f} s")
         if k["rechub_all_pairs_s"] is not None:

@@ -1,11 +1,11 @@
-"""t-SNE speed for the Embeddings page: openTSNE (what `mtrlib.project` uses) against
+"""t-SNE speed for the Embeddings page: openTSNE (what `mtrlib.viz.project` uses) against
 scikit-learn's Barnes-Hut (what it used), side by side on the same points, in one process.
 
 The points: 5,000 item-like vectors (16-d, 8 clusters; the page's default cap for t-SNE is
 10,000, a typical world or MovieLens view is a few thousand). Both run with the page's t-SNE
-threads (`mtrlib.project.TSNE_THREADS`: the machine's cores, at most 4), alternately,
+threads (`mtrlib.viz.project.TSNE_THREADS`: the machine's cores, at most 4), alternately,
 `--repeats` times each; the medians are compared. openTSNE runs through the page's own path
-(`mtrlib.project.reduce`); scikit-learn as the page used to call it (PCA init, automatic
+(`mtrlib.viz.project.reduce`); scikit-learn as the page used to call it (PCA init, automatic
 learning rate, 500 iterations above 2,000 points). Also reported, so that speed is not bought
 with a worse picture: each layout's KL divergence (lower is better; each library's own
 estimate) and kNN purity by cluster (k = 10). Target: <= 8 s for 5,000 points.
@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import json_line, loadavg, machine, median  # noqa: E402
 
-from mtrlib.device import cpu_compute  # noqa: E402
-from mtrlib.project import TSNE_THREADS, knn_purity, reduce  # noqa: E402
+from mtrlib.train.device import cpu_compute  # noqa: E402
+from mtrlib.viz.project import TSNE_THREADS, knn_purity, reduce  # noqa: E402
 
 
 def points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@
    of the top 10 >= 0.75 and overlap with the true top 10 >= 0.5.
 Plus `default_run_seconds`: the default run's training time (median over the seeds; <= 10 s).
 
-Each claim: mean +- 95% t-interval over the seeds (mtrlib.stats.mean_ci); seed s trains on
+Each claim: mean +- 95% t-interval over the seeds (mtrlib.eval.stats.mean_ci); seed s trains on
 world seed s. Every finished run is appended to bench/out/world_lessons.runs.jsonl, so an
 interrupted benchmark continues where it stopped (`--fresh` starts again). The last line is
 one JSON object:
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, json_line, loadavg, machine, save_json  # noqa: E402
 
 from mtrlib.config import TrainConfig  # noqa: E402
-from mtrlib.stats import mean_ci, paired_difference, verdict  # noqa: E402
+from mtrlib.eval.stats import mean_ci, paired_difference, verdict  # noqa: E402
 
 ARCHS = ("shared-bottom", "mmoe", "ple", "stem")
 EXTRA = {"mmoe+tse": ("mmoe", {"task_emb": 8})}
@@ -95,13 +95,13 @@ class Cache:
 
 
 def _aucs(cfg, prep) -> dict:
-    from mtrlib.train import train
+    from mtrlib.train.loop import train
     res = train(cfg, prep)
     return {t: res.metrics[t]["auc"] for t in ("click", "like") if t in res.metrics} | {"seconds": res.elapsed}
 
 
 def correlation(seeds: list[int], cache: Cache, log, rhos=RHOS) -> dict:
-    from mtrlib.train import prepare
+    from mtrlib.train.loop import prepare
     auc: dict = {}
     for rho in rhos:
         for s in seeds:
@@ -145,7 +145,7 @@ def _key(part: str, epochs: int | None) -> str:
 
 
 def text(seeds, cache, log, epochs: int | None = None) -> dict:
-    from mtrlib.train import prepare
+    from mtrlib.train.loop import prepare
     lift, click, seconds = [], {False: [], True: []}, {False: [], True: []}
     for s in seeds:
         got = {}
@@ -167,9 +167,9 @@ def text(seeds, cache, log, epochs: int | None = None) -> dict:
 
 
 def purity(seeds, cache, log, epochs: int | None = None) -> dict:
-    from mtrlib.project import purity as run_purity
+    from mtrlib.viz.project import purity as run_purity
     from mtrlib.runs import recorded_training
-    from mtrlib.train import prepare
+    from mtrlib.train.loop import prepare
     out = []
     with tempfile.TemporaryDirectory() as store:
         for s in seeds:
@@ -188,8 +188,8 @@ def purity(seeds, cache, log, epochs: int | None = None) -> dict:
 
 def truth(seeds, cache, log) -> dict:
     from mtrlib.runs import recorded_training
-    from mtrlib.train import prepare
-    from mtrlib.truth import truth_eval
+    from mtrlib.train.loop import prepare
+    from mtrlib.eval.truth import truth_eval
     out = []
     with tempfile.TemporaryDirectory() as store:
         for s in seeds:

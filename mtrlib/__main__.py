@@ -35,7 +35,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mtrlib.data.errors import DataError
+    from mtrlib.errors import DataError
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else "0"
         if rank != "0" and getattr(e, "everywhere", False):
-            return 2  # every process found it: rank 0 says it once (mtrlib.distributed)
+            return 2  # every process found it: rank 0 says it once (mtrlib.train.distributed)
         print(f"error: {'' if rank == '0' else f'[process {rank}] '}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,13 +11,13 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 
-from .data.errors import DataError
+from .errors import DataError
 from .data.world import WorldConfig
 from .models import ARCHITECTURES
 from .models.retrieval import Retrieval, RetrievalOptions
 from .models.history import HISTORY_ENCODERS, PREFIX as _HISTORY_PREFIX
 from .registry import (check_knob_rule, check_knob_type, is_int as _is_int, is_number as _is_number, knob_fields,
-                       merge_knobs, options_of)
+    merge_knobs, options_of)
 from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
 
 # names derived from the registries (one file per architecture / weighting method)
@@ -28,8 +28,8 @@ WEIGHTING_LABELS = {w: cls.label for w, cls in _WEIGHTING_CLASSES.items()}
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TEXT_COMBINE = ("sum", "concat", "gated")
-GRAD_SPACES = ("params", "rep")  # where a gradient method takes the tasks' gradients (mtrlib.gradients)
-EMBEDDING_UPDATES = ("auto", "dense", "lazy")  # mtrlib.optim
+GRAD_SPACES = ("params", "rep")  # where a gradient method takes the tasks' gradients (mtrlib.train.gradients)
+EMBEDDING_UPDATES = ("auto", "dense", "lazy")  # mtrlib.train.optim
 
 
 @dataclass
@@ -142,8 +142,8 @@ class _TrainCommon:
     # gradient methods: per-task gradients on every parameter more than one task uses ("params")
     # or on the shared representation ("rep", LibMTL's rep_grad: cheaper)
     grad_space: str = "params"
-    grad_telemetry: bool = True  # cosines between the tasks' gradients every log_every steps (mtrlib.telemetry)
-    # how the user / item id tables are updated (mtrlib.optim): "dense" every row at every step,
+    grad_telemetry: bool = True  # cosines between the tasks' gradients every log_every steps (mtrlib.train.telemetry)
+    # how the user / item id tables are updated (mtrlib.train.optim): "dense" every row at every step,
     # "lazy" only the rows of the batch (sparse gradients, SparseAdam, lazy weight decay), "auto"
     # lazy for big tables on the CPU (bench/embedding_optim.py)
     embedding_updates: str = "auto"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 from .data import DataError, Dataset
-from .series import Downsampled
+from .viz.series import Downsampled
 
 ACTIVE_STATES = ("queued", "preparing", "running")
 
@@ -180,7 +180,7 @@ class Job(Background):
                 self.epochs.append({k: v for k, v in e.items() if k != "type"})
 
     def _run(self) -> None:
-        from . import train as trainer  # heavy imports stay off the UI thread's first paint
+        from .train import loop as trainer  # heavy imports stay off the UI thread's first paint
 
         try:
             if not self.limiter.wait_turn(self.id, self._stop):
@@ -212,7 +212,7 @@ class Job(Background):
     def _train(self, prep):
         """Train, recorded as a run unless `save` is off; a store that cannot even be opened
         trains in memory (`save_error` says so)."""
-        from . import train as trainer
+        from .train import loop as trainer
         from .runs import recorded_training
 
         if self.save:

@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .data.errors import DataError
+from .errors import DataError
 
 
 def discover(package: str, base: type, key: str) -> dict[str, type]:

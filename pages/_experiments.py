@@ -11,7 +11,7 @@ import streamlit as st
 from mtrlib.experiments import Sweep, SweepJob, experiments
 from mtrlib.experiments.groups import compare, sentence
 from mtrlib.experiments.settings import label
-from mtrlib.stats import Estimate
+from mtrlib.eval.stats import Estimate
 from pages._shared import plain, store
 
 KEY = "sweep_job"

@@ -291,7 +291,7 @@ def classroom() -> bool:
 
 def chart(fig, key: str, where=None, **kw) -> None:
     """st.plotly_chart, enlarged in classroom mode (taller, larger text and markers)."""
-    from mtrlib.charts import enlarged
+    from mtrlib.viz.charts import enlarged
     (where or st).plotly_chart(enlarged(fig) if classroom() else fig, key=key, **kw)
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from mtrlib import charts
-from mtrlib.project import (CAPS, export_projector, gate_matrix, gate_table, knn_purity, neighbours, project,
-                            representations, umap_available, vectors)
+from mtrlib.viz import charts
+from mtrlib.viz.project import (CAPS, export_projector, gate_matrix, gate_table, knn_purity, neighbours, project,
+    representations, umap_available, vectors)
 from mtrlib.runs import RunError
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 

@@ -3,12 +3,12 @@ user under a second run; ranking metrics of the run vs popularity."""
 import pandas as pd
 import streamlit as st
 
-from mtrlib import charts
-from mtrlib.behaviour import has_history, recent_history
-from mtrlib.recommend import explain as explain_items
-from mtrlib.recommend import fusion_for, fusion_is_zero, held_out, rank_eval, recommend, user_history
+from mtrlib.viz import charts
+from mtrlib.serve.behaviour import has_history, recent_history
+from mtrlib.serve.recommend import explain as explain_items
+from mtrlib.serve.recommend import fusion_for, fusion_is_zero, held_out, rank_eval, recommend, user_history
 from mtrlib.runs import RunError
-from mtrlib.truth import truth_eval
+from mtrlib.eval.truth import truth_eval
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
 boot()
@@ -40,7 +40,7 @@ k = st.slider("How many items (K)", 5, 50, 10, key="rc_k")
 
 
 def _stage_choice(r) -> tuple[str | None, int | None]:
-    """Two-stage recommender (mtrlib.cascade): which stage ranks, and how many candidates the
+    """Two-stage recommender (mtrlib.serve.cascade): which stage ranks, and how many candidates the
     retrieval stage passes on. Only for a run with a retrieval task."""
     if not r.retrieval_tasks:
         return None, None
@@ -96,7 +96,7 @@ def _table(r, user, weights, held_r: pd.DataFrame, stage=None, candidates=None) 
 
 
 def _placed_by(df: pd.DataFrame) -> list[str]:
-    """Per item: the stage and the score that put it in the list (mtrlib.cascade)."""
+    """Per item: the stage and the score that put it in the list (mtrlib.serve.cascade)."""
     rank = df["retrieval rank"] if "retrieval rank" in df.columns else [None] * len(df)
     text = {"cascade": "#{r} → ranked", "retrieval": "#{r} retrieved", "full": "full ranking",
             "popularity": "popularity"}
@@ -157,7 +157,7 @@ with right:
 
 def why_this_item(r, user, top_df: pd.DataFrame | None, weights) -> None:
     """"Why this item?": the history items closest to each recommended item in the retrieval (or
-    item) space, and each task's part of the fused score (mtrlib.recommend.explain)."""
+    item) space, and each task's part of the fused score (mtrlib.serve.recommend.explain)."""
     if top_df is None or top_df.empty or top_df.attrs.get("fallback"):
         return  # nothing to explain for a user the run does not know (popular items)
     st.subheader("Why this item?")

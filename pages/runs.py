@@ -5,11 +5,12 @@ import json
 import pandas as pd
 import streamlit as st
 
-from mtrlib import charts, telemetry
-from mtrlib.metrics import HEADLINE_KEYS
+from mtrlib.viz import charts
+from mtrlib.train import telemetry
+from mtrlib.eval.pointwise import HEADLINE_KEYS
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
-from mtrlib.series import thin
+from mtrlib.viz.series import thin
 from pages._shared import boot, chart, explain, halt, plain, runs_list
 
 boot()

@@ -5,16 +5,17 @@ import copy
 import pandas as pd
 import streamlit as st
 
-from mtrlib import charts, telemetry
-from mtrlib.config import (ARCH_LABELS, ARCHS, GRAD_SPACES, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class, validate,
-                           weighting_class)
+from mtrlib.viz import charts
+from mtrlib.train import telemetry
+from mtrlib.config import (ARCH_LABELS, ARCHS, GRAD_SPACES, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class,
+    validate, weighting_class)
 from mtrlib.data.history import check_history
 from mtrlib.data.tasks import parse_tasks
 from mtrlib.models.history import HISTORY_ENCODERS, PREFIX as HISTORY_PREFIX
 from mtrlib.registry import knob_fields
 from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
-from mtrlib.train import available_devices
+from mtrlib.train.loop import available_devices
 from mtrlib.models.retrieval import RetrievalOptions
 from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, plain, retrieval_task_names, store, task_list,
                            task_names, widget)

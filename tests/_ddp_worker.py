@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch.distributed as dist  # noqa: E402
 
 import mtrlib.config as config_module  # noqa: E402
-from mtrlib import distributed  # noqa: E402
+from mtrlib.train import distributed  # noqa: E402
 from mtrlib.config import TrainConfig  # noqa: E402
-from mtrlib.train import prepare, train  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
 from mtrlib.weighting import WEIGHTINGS  # noqa: E402
 from mtrlib.weighting.fixed import Fixed  # noqa: E402
 

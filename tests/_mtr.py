@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from mtrlib.config import DataConfig, ModelConfig, TrainConfig
 from mtrlib.data import WorldConfig
-from mtrlib.train import prepare
+from mtrlib.train.loop import prepare
 
 def in_ci() -> bool:
     """CI=true (as .ci/run sets it): what would skip on a laptop (no browser, no real data) must fail."""

@@ -36,7 +36,7 @@ def store(tmp_path, monkeypatch):
 @pytest.fixture
 def one_thread():
     """A busy machine then does not stall every small operation on a descheduled thread."""
-    from mtrlib.device import cpu_compute
+    from mtrlib.train.device import cpu_compute
     with cpu_compute(1):
         yield
 

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mtrlib.runs import default_store, list_runs, train_and_save
-from mtrlib.train import prepare
+from mtrlib.train.loop import prepare
 
 from _mtr import PAGES, app, shown, tiny_cfg, wait_job
 

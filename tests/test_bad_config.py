@@ -21,7 +21,7 @@ import torch
 
 from mtrlib.config import TrainConfig, validate
 from mtrlib.data import DataError, make_world
-from mtrlib import train as T
+from mtrlib.train import loop as T
 
 from _mtr import tiny_cfg
 

@@ -10,7 +10,7 @@ import pytest
 from mtrlib.__main__ import main
 from mtrlib.data import load, mapping
 from mtrlib.data.dataset import index_positions
-from mtrlib.data.errors import DataError
+from mtrlib.errors import DataError
 from mtrlib.data.read import parse, sources
 
 

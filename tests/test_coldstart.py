@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtrlib import coldstart, text
+from mtrlib.eval import coldstart
+from mtrlib.data import text
 from mtrlib.config import ARCHS, TEXT_COMBINE
-from mtrlib.train import build, prepare, train
+from mtrlib.train.loop import build, prepare, train
 
 from _mtr import COLD, tiny_cfg
 

@@ -22,7 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import mtrlib.jobs as jobs
-import mtrlib.train as trainer
+import mtrlib.train.loop as trainer
 from mtrlib.jobs import BusyError, Job, JobLimiter
 from mtrlib.runs import list_runs, read_history
 

@@ -1,4 +1,4 @@
-"""mtrlib.device: the device resolvers (training, text encoder, prepare) and the one CPU-thread
+"""mtrlib.train.device: the device resolvers (training, text encoder, prepare) and the one CPU-thread
 context shared by training, scoring and the projections."""
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info
 
-from mtrlib import device, text, train
+from mtrlib.train import device, loop as train
+from mtrlib.data import text
 from mtrlib.data import DataError
-from mtrlib.scoring import iter_scores
+from mtrlib.serve.scoring import iter_scores
 
 from _mtr import tiny_cfg, tiny_prep
 

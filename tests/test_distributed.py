@@ -1,4 +1,4 @@
-"""Training on several processes (mtrlib.distributed): torchrun with 2 CPU processes (gloo) on a
+"""Training on several processes (mtrlib.train.distributed): torchrun with 2 CPU processes (gloo) on a
 small world gives one run folder, one JSON line and the single-process test AUCs (same global
 batch, same seed) for fixed, uncertainty and GradNorm weighting; a stop request, a divergence
 and a mismatch end every process together; bad set-ups end with a message, never a hang."""
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mtrlib import distributed
+from mtrlib.train import distributed
 from mtrlib.config import TrainConfig
-from mtrlib.train import run
+from mtrlib.train.loop import run
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))

@@ -1,4 +1,4 @@
-"""Experiments (mtrlib.experiments, mtrlib.pareto): seeds and CIs against scipy, settings keys,
+"""Experiments (mtrlib.experiments, mtrlib.experiments.pareto): seeds and CIs against scipy, settings keys,
 groups in the run store, Pareto fronts and hypervolume, and sweeps (limiter, resume, stop)."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mtrlib import pareto
-from mtrlib.data.errors import DataError
+from mtrlib.experiments import pareto
+from mtrlib.errors import DataError
 from mtrlib.experiments import Sweep, compare, experiments, parse_grid, run_sweep, summarise, summary_json
 from mtrlib.experiments.settings import apply, flatten, parse_seeds, ratio_axis, resolve, with_overrides
 from mtrlib.jobs import JobLimiter
@@ -236,7 +236,7 @@ def test_every_product_combination_once():
 # -- the screenshot fixes (issue 15, section 5) ----------------------------------------------------------------
 
 def test_test_metrics_table_cells_that_do_not_apply_are_empty_not_none():
-    from mtrlib.charts import metrics_table
+    from mtrlib.viz.charts import metrics_table
     df = metrics_table([{"task": "click", "auc": 0.71234, "popularity auc": 0.5},
                         {"task": "dwell", "rmse": 2.0, "popularity rmse": None}])
     assert df.loc[1, "auc"] == "" and df.loc[1, "popularity rmse"] == "" and df.loc[0, "rmse"] == ""
@@ -245,7 +245,7 @@ def test_test_metrics_table_cells_that_do_not_apply_are_empty_not_none():
 
 def test_equal_task_weights_keep_every_line_visible_and_axes_fit_the_data():
     import pandas as pd
-    from mtrlib.charts import task_weights, tradeoff
+    from mtrlib.viz.charts import task_weights, tradeoff
     steps = pd.DataFrame({"epoch": [0.5, 1.0], **{f"weight/{t}": [1.0, 1.0] for t in ("click", "like", "dwell")}})
     fig = task_weights(steps, ["click", "like", "dwell"])
     assert len({tr.line.dash for tr in fig.data}) == 3 and len({tr.line.width for tr in fig.data}) == 3

@@ -14,10 +14,10 @@ from torch import nn
 
 from mtrlib.config import ARCHS, WEIGHTINGS
 from mtrlib.data import DataError
-from mtrlib.gradients import RepCapture, SharedParameters, TaskGradients, group_of
-from mtrlib.steps import Batch
-from mtrlib.telemetry import GradientTelemetry, summary
-from mtrlib.train import build, train
+from mtrlib.train.gradients import RepCapture, SharedParameters, TaskGradients, group_of
+from mtrlib.train.steps import Batch
+from mtrlib.train.telemetry import GradientTelemetry, summary
+from mtrlib.train.loop import build, train
 from mtrlib.weighting import METHODS, StepContext, make_weighting
 from mtrlib.weighting._torchjd import GradientMethod
 
@@ -159,7 +159,7 @@ def test_rlw_draws_fresh_weights_on_the_simplex():
 def test_telemetry_cadence_keeps_its_cost_bounded():
     """Free for a gradient method (every log_every steps); T-1 extra backward passes otherwise, so
     measured every 2 (T-1) log_every steps (8.7% with 2 tasks and 20.9% with 3 every 10 steps)."""
-    from mtrlib.telemetry import cadence
+    from mtrlib.train.telemetry import cadence
     names = ["a", "b", "c"]
     assert cadence(10, 3, make_weighting("upgrad", names, {})) == 10
     assert cadence(10, 3, make_weighting("fixed", names, {})) == 40
@@ -367,8 +367,8 @@ def test_cli_train_json_carries_grad(tmp_path, capsys, monkeypatch):
 def test_conflict_chart_and_words():
     import pandas as pd
 
-    from mtrlib.charts import conflict
-    from mtrlib.telemetry import describe
+    from mtrlib.viz.charts import conflict
+    from mtrlib.train.telemetry import describe
     rows = pd.DataFrame([{"epoch": e, "grad_cos/a~b": -0.1, "grad_cos/embeddings/a~b": -0.3,
                           "grad_cos/experts/a~b": 0.2, "grad_norm/a": 1.0} for e in (0.5, 1.0)])
     fig = conflict({"run": rows})
@@ -398,7 +398,7 @@ def test_gradient_settings_round_trip_through_urls_and_are_validated():
 
 
 def test_telemetry_reads_sparse_gradients_of_lazy_id_table_updates():
-    """Lazy updates (mtrlib.optim: the default for LAZY_MIN_ROWS+ users or items on the CPU) give sparse
+    """Lazy updates (mtrlib.train.optim: the default for LAZY_MIN_ROWS+ users or items on the CPU) give sparse
     id-table gradients; the conflict telemetry must read them (it crashed on them once)."""
     cfg = tiny_cfg("mmoe", epochs=1, log_every=2, embedding_updates="lazy")
     res = train(cfg, tiny_prep(cfg))

@@ -21,7 +21,7 @@ from mtrlib.config import ARCHS, TrainConfig, validate
 from mtrlib.data import DataError, Dataset
 from mtrlib.data.history import HistoryExamples, history_events
 from mtrlib.models.history import HISTORY_ENCODERS
-from mtrlib.train import prepare, train
+from mtrlib.train.loop import prepare, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ENCODERS = list(HISTORY_ENCODERS)
@@ -240,7 +240,7 @@ def test_gather_path_matches_plain_vectors_and_the_torch_scatter(tiny_history, m
 
 
 def test_training_without_a_history_is_refused_and_scoring_uses_the_latest(tiny_history):
-    from mtrlib.scoring import score_matrix
+    from mtrlib.serve.scoring import score_matrix
     for enc in ENCODERS:
         model = _model(tiny_history, enc)
         u, i = tiny_history.train.user[:8], tiny_history.train.item[:8]
@@ -272,8 +272,8 @@ def test_din_weights_depend_on_the_candidate_item(tiny_history):
 
 
 def test_a_run_keeps_the_latest_histories_and_old_runs_still_open(store):
-    from mtrlib.behaviour import has_history, recent_history
-    from mtrlib.recommend import rank_eval, recommend
+    from mtrlib.serve.behaviour import has_history, recent_history
+    from mtrlib.serve.recommend import rank_eval, recommend
     from mtrlib.runs import load_run, train_and_save
     cfg = tiny_cfg("mmoe", world=PAGES, model=dict(history=8, history_encoder="din"), data=dict(split="temporal"),
                    epochs=1)
@@ -384,7 +384,7 @@ def test_url_keeps_the_history_settings():
 
 
 def test_diagram_shows_the_history_block():
-    from mtrlib import charts
+    from mtrlib.viz import charts
     m = TrainConfig().model
     texts = lambda fig: " ".join(a.text for a in fig.layout.annotations)  # noqa: E731
     assert "history" not in texts(charts.network(m, ["click", "like"]))

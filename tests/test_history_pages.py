@@ -3,7 +3,7 @@ a history, and the Recommend page shows the user's recent history with each past
 weight in the chosen recommendation's score (DIN target attention)."""
 from _mtr import PAGES, app, tiny_cfg, wait_job
 from mtrlib.runs import list_runs, load_run, train_and_save
-from mtrlib.train import prepare
+from mtrlib.train.loop import prepare
 
 
 def _diagram_text(at) -> str:

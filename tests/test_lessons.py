@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mtrlib.data.errors import DataError
+from mtrlib.errors import DataError
 from mtrlib.experiments.lessons import LESSONS, figure, get_lesson, headline, lesson_json
 from mtrlib.experiments import run_sweep
 

@@ -1,4 +1,4 @@
-"""mtrlib.metrics against scikit-learn, per task by name, conditional tasks where observed."""
+"""mtrlib.eval.pointwise against scikit-learn, per task by name, conditional tasks where observed."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,8 @@ import pytest
 from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, mean_squared_error, roc_auc_score
 
 from mtrlib.data.tasks import parse_tasks
-from mtrlib.metrics import auc, binary_metrics, headline, logloss, popularity_baseline, regression_metrics, task_metrics
+from mtrlib.eval.pointwise import (auc, binary_metrics, headline, logloss, popularity_baseline, regression_metrics,
+    task_metrics)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mtrlib.config import ARCHS, ModelConfig, TrainConfig
 from mtrlib.models import build_model
 from mtrlib.models.blocks import gate, mix
-from mtrlib.train import build, prepare
+from mtrlib.train.loop import build, prepare
 
 from _mtr import tiny_cfg
 
@@ -286,7 +286,7 @@ def test_esmm_two_level_chain(prep):
 
 @pytest.mark.parametrize("combine", [None, "sum", "concat", "gated"])
 def test_input_row_is_user_part_plus_item_part(prep, combine):
-    # the contract mtrlib.scoring relies on: disjoint user and item columns, so the row of a
+    # the contract mtrlib.serve.scoring relies on: disjoint user and item columns, so the row of a
     # pair is the sum of the two parts (exactly: every other entry of each part is 0)
     space = dataclasses.replace(prep.space)
     cfg = tiny_cfg("mmoe")

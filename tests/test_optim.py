@@ -1,4 +1,4 @@
-"""Lazy embedding updates (mtrlib.optim): LazyAdam is Adam on the rows a batch touches (with
+"""Lazy embedding updates (mtrlib.train.optim): LazyAdam is Adam on the rows a batch touches (with
 Adam's L2 or AdamW's decoupled weight decay), untouched rows stay as they are, and "auto" picks
 big id tables on the CPU only, for methods that backpropagate one loss."""
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import torch
 from _mtr import tiny_cfg, tiny_prep
 
-from mtrlib.data.errors import DataError
-from mtrlib.optim import LAZY_MIN_ROWS, LazyAdam, id_tables, lazy_tables, training_optimizer
-from mtrlib.train import build, train
+from mtrlib.errors import DataError
+from mtrlib.train.optim import LAZY_MIN_ROWS, LazyAdam, id_tables, lazy_tables, training_optimizer
+from mtrlib.train.loop import build, train
 from mtrlib.weighting import make_weighting
 
 pytestmark = pytest.mark.usefixtures("one_thread")

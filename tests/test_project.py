@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtrlib import project as project_mod
-from mtrlib.project import (export_projector, gate_matrix, gate_table, knn_purity, neighbours, project,
-                            representations, vectors)
+from mtrlib.viz import project as project_mod
+from mtrlib.viz.project import (export_projector, gate_matrix, gate_table, knn_purity, neighbours, project,
+    representations, vectors)
 from mtrlib.runs import RunError, load_run, train_and_save
-from mtrlib.train import prepare
+from mtrlib.train.loop import prepare
 
 from _mtr import STORE, tiny_cfg
 
@@ -161,7 +161,7 @@ def test_gate_matrix_is_the_task_by_expert_heatmap(mmoe_run):
 def test_tsne_schedule_above_2000_points_separates_clusters():
     """The short schedule the page uses above 2,000 points (bench/tsne.py times it) must still
     lay clusters apart: kNN purity of the layout far above chance, a finite KL reported."""
-    from mtrlib.project import TSNE_SHORT_ABOVE, knn_purity, reduce
+    from mtrlib.viz.project import TSNE_SHORT_ABOVE, knn_purity, reduce
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 6, size=TSNE_SHORT_ABOVE + 100)

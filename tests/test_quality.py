@@ -13,7 +13,7 @@ import pytest
 
 import _movielens as ml
 from mtrlib.config import ARCHS, TrainConfig
-from mtrlib.train import prepare, train
+from mtrlib.train.loop import prepare, train
 
 
 @pytest.fixture(scope="module")

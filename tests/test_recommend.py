@@ -12,13 +12,13 @@ import torch
 
 from mtrlib.config import ARCHS, ModelConfig, TrainConfig
 from mtrlib.models import build_model
-from mtrlib.recommend import (fusion_for, fusion_is_zero, fusion_weights, parse_fusion, rank_eval, recommend,
-                              recommend_many, topk_metrics)
-from mtrlib.recommend import run_scores as score_matrix
-from mtrlib.scoring import _pair_raw, iter_scores
-from mtrlib.scoring import score_matrix as model_scores
+from mtrlib.serve.recommend import (fusion_for, fusion_is_zero, fusion_weights, parse_fusion, rank_eval, recommend,
+    recommend_many, topk_metrics)
+from mtrlib.serve.recommend import run_scores as score_matrix
+from mtrlib.serve.scoring import _pair_raw, iter_scores
+from mtrlib.serve.scoring import score_matrix as model_scores
 from mtrlib.runs import RunError, load_run, train_and_save
-from mtrlib.train import prepare
+from mtrlib.train.loop import prepare
 
 from _mtr import PAGES, tiny_cfg
 

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from mtrlib.config import TrainConfig
 from mtrlib.runs import list_runs, train_and_save
-from mtrlib.train import prepare
+from mtrlib.train.loop import prepare
 from test_bad_inputs import FORMULA, QUOTED_NL, gzip_bomb, rows, xlsx_bytes
 
 from _mtr import PAGES, shown, tiny_cfg, wait_job

@@ -12,17 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtrlib import charts
+from mtrlib.viz import charts
 from mtrlib.config import ARCHS, WEIGHTINGS, ModelConfig, validate
 from mtrlib.data import DataError, Dataset, build_examples, parse_task, parse_tasks
 from mtrlib.data.tasks import task_from_fields
 from mtrlib.models import build_model
 from mtrlib.models.retrieval import in_batch_softmax
-from mtrlib.recommend import explain, rank_eval, recommend, topk_metrics
+from mtrlib.serve.recommend import explain, rank_eval, recommend, topk_metrics
 from mtrlib.runs import RunError, load_run, train_and_save
-from mtrlib.scoring import iter_scores, retrieval_scores, score_candidates
+from mtrlib.serve.scoring import iter_scores, retrieval_scores, score_candidates
 from mtrlib.share import from_params, to_params
-from mtrlib.train import prepare, run as train_run
+from mtrlib.train.loop import prepare, run as train_run
 
 from _mtr import PAGES, app_test, tiny_cfg
 
@@ -233,7 +233,7 @@ def test_lm_zero_shot_is_the_cosine_of_mean_history_vectors(world, monkeypatch):
     rng = np.random.default_rng(1)
     V = rng.normal(size=(world.n_items, 8)).astype(np.float32)
     V /= np.linalg.norm(V, axis=1, keepdims=True)
-    monkeypatch.setattr("mtrlib.zero_shot.lm_item_vectors", lambda run: V)
+    monkeypatch.setattr("mtrlib.serve.zero_shot.lm_item_vectors", lambda run: V)
     res = rank_eval(world, task="like", stage="full", lm_baseline=True, ks=(5, 10))
     assert set(res["lm_zero_shot"]) == set(res["popularity"])
     # brute force: mean of the training items' vectors, cosine, seen items out
@@ -349,7 +349,7 @@ def test_train_page_configures_and_draws_the_retrieval_towers(store):
 def test_recommend_page_shows_the_stage_the_reasons_and_the_lm_baseline(store, monkeypatch):
     cfg = tiny_cfg(world=PAGES, data={"tasks": TASKS}, epochs=2)
     train_and_save(cfg, prepare(cfg), store=store)
-    monkeypatch.setattr("mtrlib.zero_shot.lm_item_vectors",
+    monkeypatch.setattr("mtrlib.serve.zero_shot.lm_item_vectors",
                         lambda run: np.eye(run.n_items, 16, dtype=np.float32) + 0.01)
     at = app_test(page="pages/recommend.py")
     top = at.dataframe[0].value

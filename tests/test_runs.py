@@ -22,9 +22,8 @@ from mtrlib import runs as runs_mod
 from mtrlib.config import TrainConfig
 from mtrlib.runs import store as runs_store  # the writer's files go through it
 from mtrlib.runs import (UNSET, RunError, RunInfo, RunMeta, RunWriter, default_store, delete_run, effective_status,
-                         list_runs, load_run, recorded_training, rename_run, run_config_text, run_history,
-                         train_and_save)
-from mtrlib.train import prepare
+    list_runs, load_run, recorded_training, rename_run, run_config_text, run_history, train_and_save)
+from mtrlib.train.loop import prepare
 
 from _mtr import STORE, tiny_cfg
 
@@ -362,7 +361,7 @@ def test_recorded_training_marks_a_failed_run_and_reraises(tmp_path):
 
 
 def test_a_job_whose_training_raises_marks_its_run_failed(tmp_path, monkeypatch):
-    import mtrlib.device as trainer  # resolve_device reads available_devices there
+    import mtrlib.train.device as trainer  # resolve_device reads available_devices there
     from mtrlib.jobs import Job, JobLimiter
 
     monkeypatch.setattr(trainer, "available_devices", lambda: ["cpu"])  # so "cuda" is refused in train()

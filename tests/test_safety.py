@@ -29,7 +29,7 @@ from mtrlib.data import DataError, load
 from mtrlib.data.read import max_file_bytes
 from mtrlib.runs import list_runs, rename_run, train_and_save
 from mtrlib.safe import FORMULA_PREFIXES, safe_csv
-from mtrlib.train import prepare
+from mtrlib.train.loop import prepare
 from pages._shared import plain
 
 from _mtr import PAGES, shown, tiny_cfg

@@ -9,10 +9,10 @@ import threading
 import torch
 
 from _mtr import tiny_cfg, tiny_prep
-from mtrlib.series import Downsampled, thin
-from mtrlib.device import denormals_flushed, flush_denormals
-from mtrlib.device import float_state, scrub_denormals
-from mtrlib.train import train
+from mtrlib.viz.series import Downsampled, thin
+from mtrlib.train.device import denormals_flushed, flush_denormals
+from mtrlib.train.device import float_state, scrub_denormals
+from mtrlib.train.loop import train
 
 DENORMAL = 1e-39  # below float32's smallest normal (1.18e-38)
 
@@ -67,7 +67,7 @@ def test_training_leaves_no_denormal_weight_or_optimiser_moment():
     an epoch: the scrub reaches parameters and Adam's moments."""
     cfg = tiny_cfg("mmoe", epochs=2)
     prep = tiny_prep(cfg)
-    from mtrlib.train import build
+    from mtrlib.train.loop import build
     model = build(cfg, prep)
     with torch.no_grad():
         w = model.experts[0][0].weight

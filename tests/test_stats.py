@@ -1,11 +1,11 @@
-"""Seeds and confidence intervals (mtrlib.stats) against scipy's own t-interval."""
+"""Seeds and confidence intervals (mtrlib.eval.stats) against scipy's own t-interval."""
 import math
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mtrlib.stats import mean_ci, paired_difference, t_quantile, verdict
+from mtrlib.eval.stats import mean_ci, paired_difference, t_quantile, verdict
 
 
 @pytest.mark.parametrize("values", [[0.81, 0.79, 0.83], [1.0, 2.0, 4.0, 8.0, 16.0], list(np.linspace(0, 1, 11))])

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from mtrlib.charts import network
+from mtrlib.viz.charts import network
 from mtrlib.config import ARCHS, ModelConfig
-from mtrlib.scoring import score_matrix
+from mtrlib.serve.scoring import score_matrix
 from mtrlib.share import from_params, to_params
-from mtrlib.train import build
+from mtrlib.train.loop import build
 
 from _mtr import tiny_cfg
 

@@ -1,4 +1,4 @@
-"""mtrlib.text: the real all-MiniLM-L6-v2 encoder (offline), its disk cache, and item text."""
+"""mtrlib.data.text: the real all-MiniLM-L6-v2 encoder (offline), its disk cache, and item text."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtrlib import text
+from mtrlib.data import text
 from mtrlib.data import DataError, Dataset, make_world
 
 REPO = Path(__file__).resolve().parents[1]

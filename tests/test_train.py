@@ -11,7 +11,7 @@ import torch
 from _mtr import tiny_cfg, tiny_prep
 from mtrlib.config import ARCHS, TrainConfig, validate
 from mtrlib.data import DataError
-from mtrlib.train import available_devices, evaluate, predict, resolve_device, run, train
+from mtrlib.train.loop import available_devices, evaluate, predict, resolve_device, run, train
 
 
 def test_events_history_and_result():
@@ -114,7 +114,7 @@ def test_divergence_after_a_good_epoch_keeps_that_epoch():
     cfg = tiny_cfg("shared-bottom", epochs=3, lr=0.01, batch_size=256)
     prep = tiny_prep(cfg)
     calls = {"n": 0}
-    from mtrlib.train import build
+    from mtrlib.train.loop import build
     model = build(cfg, prep)
     orig = model.task_losses
     spe = math.ceil(len(prep.train) / cfg.batch_size)

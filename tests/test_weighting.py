@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtrlib.config import ARCHS, WEIGHTINGS
-from mtrlib.train import train
+from mtrlib.train.loop import train
 from mtrlib.weighting import METHODS, StepContext, make_weighting
 
 from _mtr import tiny_cfg, tiny_prep

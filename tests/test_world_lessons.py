@@ -19,7 +19,7 @@ import pytest
 
 import mtrlib.__main__ as cli
 from mtrlib.runs import recorded_training
-from mtrlib.train import prepare, train
+from mtrlib.train.loop import prepare, train
 
 from _mtr import tiny_cfg
 
@@ -112,7 +112,7 @@ def test_purity_rises_with_training_length(world_runs, tmp_path):
     """The ids-only default run (8 epochs) is short of the 0.5 target because it is under-trained:
     twice the epochs lift the id embedding's purity on every seed (bench/world_lessons.py
     --longer 16,24, 5 seeds: 0.23 at 8, 0.47 at 16, 0.52 at 24 epochs)."""
-    from mtrlib.project import purity
+    from mtrlib.viz.project import purity
     store, runs = world_runs
     for seed in SEEDS[:2]:
         cfg = tiny_cfg("mmoe", world={**DEFAULT_WORLD, "seed": seed}, data={"use_features": False}, seed=seed,
@@ -124,7 +124,7 @@ def test_purity_rises_with_training_length(world_runs, tmp_path):
 
 
 def test_eval_truth_refuses_a_run_not_on_the_world(tmp_path, capsys):
-    from mtrlib.truth import truth_eval
+    from mtrlib.eval.truth import truth_eval
     from mtrlib.runs import RunError
     cfg = tiny_cfg("shared-bottom", epochs=1)
     _, writer = recorded_training(cfg, prepare(cfg), store=tmp_path)
@@ -135,7 +135,7 @@ def test_eval_truth_refuses_a_run_not_on_the_world(tmp_path, capsys):
 
 
 def test_text_lesson_cold_items(tmp_path, monkeypatch):
-    from mtrlib.text import is_available
+    from mtrlib.data.text import is_available
     ok, why = is_available()
     if not ok:
         pytest.skip(why)

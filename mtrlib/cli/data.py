@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mtrlib.data.errors import DataError
+from mtrlib.errors import DataError
 from mtrlib.data.world import LIKE_OBSERVED
 
 

@@ -25,7 +25,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from mtrlib.data.errors import DataError
+from mtrlib.errors import DataError
 
 
 def register(subparsers, verb: str | None = None) -> None:

@@ -11,7 +11,7 @@ import json
 import math
 import sys
 
-from mtrlib.data.errors import DataError
+from mtrlib.errors import DataError
 
 
 def _store_arg(p) -> None:
@@ -114,7 +114,7 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 
 def cmd_runs(args) -> int:
-    from mtrlib.metrics import headline_key
+    from mtrlib.eval.pointwise import headline_key
     from mtrlib.runs import _store, list_runs
     from mtrlib.safe import json_clean
 
@@ -138,7 +138,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from mtrlib.recommend import recommend
+    from mtrlib.serve.recommend import recommend
     from mtrlib.runs import load_run
     from mtrlib.safe import json_clean
 
@@ -147,7 +147,7 @@ def cmd_recommend(args) -> int:
                    stage=args.stage, candidates=args.candidates)
     why = None
     if args.explain and not df.attrs.get("fallback"):
-        from mtrlib.recommend import explain
+        from mtrlib.serve.recommend import explain
         why = explain(run, args.user, df["item_id"], fusion=args.fusion)
         df["because"] = why["because_text"].to_numpy()
     contrib = [c for c in (why.columns if why is not None else []) if c.startswith("contrib:")]
@@ -183,7 +183,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from mtrlib.recommend import rank_eval
+    from mtrlib.serve.recommend import rank_eval
     from mtrlib.safe import json_clean
 
     try:
@@ -213,7 +213,7 @@ def cmd_eval(args) -> int:
 
 def _eval_truth(args, ks: list[int]) -> int:
     from mtrlib.safe import json_clean
-    from mtrlib.truth import truth_eval
+    from mtrlib.eval.truth import truth_eval
 
     k = ks[0] if len(ks) == 1 else 10
     res = truth_eval(args.run, users=args.users, k=k, task=args.task, fusion=args.fusion, seed=args.seed,
@@ -231,7 +231,7 @@ def _eval_truth(args, ks: list[int]) -> int:
 
 
 def cmd_project(args) -> int:
-    from mtrlib.project import project, purity
+    from mtrlib.viz.project import project, purity
     from mtrlib.safe import json_clean, safe_csv
 
     if args.out is None and args.purity is None:
@@ -262,7 +262,7 @@ def cmd_project(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from mtrlib.project import export_projector, vectors
+    from mtrlib.viz.project import export_projector, vectors
     from mtrlib.safe import json_clean
 
     V, meta = vectors(args.run, args.what, max_pairs=args.pairs, store=args.store)

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mtrlib.data.errors import DataError
+from mtrlib.errors import DataError
 from mtrlib.data.split import SPLITS
 from mtrlib.data.tasks import parse_task_values
 
@@ -35,8 +35,8 @@ def register(subparsers, verb: str | None = None) -> None:
 def add_train_arguments(p) -> None:
     """Every flag of `train` (also used by verbs that take train's settings)."""
     from mtrlib.config import (ARCHITECTURES, ARCHS, DEVICES, EMBEDDING_UPDATES, MODEL_KNOBS, OPTIMIZERS,
-                               WEIGHTING_KNOBS, WEIGHTINGS)
-    from mtrlib.optim import LAZY_MIN_ROWS
+        WEIGHTING_KNOBS, WEIGHTINGS)
+    from mtrlib.train.optim import LAZY_MIN_ROWS
     from mtrlib.weighting import WEIGHTINGS as WEIGHTING_CLASSES
 
     g = p.add_argument_group("data")
@@ -323,10 +323,10 @@ def cli_world(cfg):
 
 def cmd_train(args) -> int:
     from mtrlib.config import validate
-    from mtrlib.distributed import fingerprint, lost_contact
-    from mtrlib.distributed import finish as finish_processes
-    from mtrlib.distributed import start_for as start_processes
-    from mtrlib.train import prepare
+    from mtrlib.train.distributed import fingerprint, lost_contact
+    from mtrlib.train.distributed import finish as finish_processes
+    from mtrlib.train.distributed import start_for as start_processes
+    from mtrlib.train.loop import prepare
 
     cfg = build_config(args)
     validate(cfg)
@@ -363,7 +363,7 @@ def _train_and_report(args, cfg, prep, procs) -> int:
     """Train (rank 0 records the run, prints progress and the JSON line; other ranks only train)."""
     from mtrlib.runs import recorded_training
     from mtrlib.safe import json_clean
-    from mtrlib.train import train
+    from mtrlib.train.loop import train
 
     progress = Progress(args.quiet or not procs.main)
     stop = threading.Event()

@@ -1,6 +1,6 @@
 """mtrlib.data: from a user's file (or the built-in world) to validated tables, tasks and tensors."""
 from .dataset import FEATURE_KINDS, Dataset
-from .errors import DataError
+from ..errors import DataError
 from .examples import Examples, build_examples
 from .mapping import guess_mapping
 from .read import Table, load, read_table, read_table_full

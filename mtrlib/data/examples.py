@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .dataset import Dataset, index_positions
-from .errors import DataError
+from ..errors import DataError
 from .kinds import KINDS
 from .tasks import TaskSpec, parse_tasks
 

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from .encode import EncodedExamples, FeatureSpace
-from .errors import DataError
+from ..errors import DataError
 
 ORDERS = ("time", "file")  # what "before" means: by timestamp, or by the row's position in the file
 # what a *test* example's history may hold besides the training interactions before it: nothing

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 OPS = (">=", "<=", "==", ">", "<")
 EXAMPLE = "examples: watched=implicit, liked=rating>=4|watched, click=clicked, dwell=dwell_time:reg"

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .dataset import FEATURE_KINDS
-from .errors import DataError
+from ..errors import DataError
 
 MAPPING_KEYS = ("user", "item", "timestamp", "item_features", "user_features", "labels",
                 "item_table_id", "user_table_id")

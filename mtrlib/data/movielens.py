@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError
 from .mapping import as_numeric, join_tags
 
 if TYPE_CHECKING:

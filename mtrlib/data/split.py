@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError
 from .examples import Examples
 
 SPLITS = ("random", "temporal", "cold-items")

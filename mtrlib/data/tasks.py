@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .errors import DataError
+from ..errors import DataError
 from .kinds import KINDS, OPS  # noqa: F401  (OPS: the operators, re-exported)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,39}$")
 

@@ -31,7 +31,7 @@ The teaching dimensions each have their own knob:
 
 Everything is deterministic by seed. `ground_truth` holds the latent vectors, genres, moods
 and what `true_logits` needs to give the noiseless click / like logits of *any* pair (the
-truth a recommendation is compared with: `mtrlib.truth`).
+truth a recommendation is compared with: `mtrlib.eval.truth`).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .dataset import Dataset
-from .errors import DataError
+from ..errors import DataError
 
 GENRES = [
     ("space", ["star", "orbit", "galaxy", "rocket", "alien", "planet", "comet", "nebula", "astronaut", "moon"]),

@@ -16,8 +16,8 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from ..charts import LAYOUT, PALETTE, fitted_range
-from ..stats import Estimate
+from ..viz.charts import LAYOUT, PALETTE, fitted_range
+from ..eval.stats import Estimate
 
 GREY = "#b8b8b8"
 

@@ -8,7 +8,7 @@ finished runs count (a stopped run learned less, a failed one nothing), and one 
 would narrow the interval for nothing.
 
 Two experiments run with the same seeds share each seed's split and sampled negatives, so
-their per-seed difference cancels what the seeds share (`mtrlib.stats.paired_difference`).
+their per-seed difference cancels what the seeds share (`mtrlib.eval.stats.paired_difference`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ..stats import Estimate, mean_ci, paired_difference, verdict
+from ..eval.stats import Estimate, mean_ci, paired_difference, verdict
 
 KEY_METRICS = ("auc", "logloss", "rmse", "mae")
 HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False, "rmse": False, "mae": False}

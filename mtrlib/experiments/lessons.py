@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..config import TrainConfig
-from ..data.errors import DataError
-from ..stats import Estimate, mean_ci, paired_difference
+from ..errors import DataError
+from ..eval.stats import Estimate, mean_ci, paired_difference
 from .settings import Axis, flatten, with_overrides
 from .sweep import Sweep, SweepResult, run_sweep
 
@@ -304,7 +304,7 @@ def _ratio_labels() -> tuple[str, ...]:
 
 def _dominated(h: dict) -> bool:
     """Some ratio is beaten on both tasks by another."""
-    from ..pareto import front
+    from .pareto import front
     ratios = [k for k in h if k != "single-task"]
     pts = [(h[r]["click/auc"].mean, h[r]["like/auc"].mean) for r in ratios]
     return len(front(pts)) < len(ratios)

@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass
 
 from ..config import DataConfig, ModelConfig, TrainConfig
-from ..data.errors import DataError
+from ..errors import DataError
 from ..data.world import WorldConfig
 
 ALIASES = {"arch": "model.arch", "rho": "data.world.correlation"}

@@ -15,7 +15,7 @@ Pareto front is measured against). `run_sweep` trains its cells one after anothe
   counted) and keeps every finished run.
 
 `SweepResult` summarises each configuration (mean ± 95% CI per task and metric), finds the
-Pareto front of two metrics and its hypervolume (`mtrlib.pareto`), and writes the JSON line.
+Pareto front of two metrics and its hypervolume (`mtrlib.experiments.pareto`), and writes the JSON line.
 `SweepJob` runs a sweep on a background thread for the app, with progress to poll.
 """
 from __future__ import annotations
@@ -31,11 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import pareto
+from . import pareto
 from ..config import TrainConfig, validate
-from ..data.errors import DataError
+from ..errors import DataError
 from ..jobs import Background
-from ..stats import Estimate
+from ..eval.stats import Estimate
 from .groups import higher_is_better, key_metrics, metric_value, summarise, summary_json
 from .settings import Axis, apply, label, product, resolve
 
@@ -340,7 +340,7 @@ class _Plan:
     """What each cell trains on, its group id, and the finished run it can reuse."""
 
     def __init__(self, sweep: Sweep, configs: list[Config], dataset, store, resume: bool, load=None):
-        from ..prepare import load_dataset
+        from ..train.prepare import load_dataset
         load = load or load_dataset
         from ..runs import data_signature, group_key, list_runs
 
@@ -389,10 +389,10 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
     waiting); `callback` gets each run's trainer events. A cell that fails is recorded as
     failed (with its message) and the sweep goes on. `train=False` only collects what the
     store already holds (the cells it lacks stay "pending"): what a page shows before a click.
-    `load(cfg)` reads a setup's dataset (default `mtrlib.prepare.load_dataset`; the app passes
+    `load(cfg)` reads a setup's dataset (default `mtrlib.train.prepare.load_dataset`; the app passes
     its cached world)."""
     from ..jobs import LIMITER
-    from ..prepare import prepare
+    from ..train.prepare import prepare
     from ..runs import recorded_training
     from ..runs.naming import model_summary
 

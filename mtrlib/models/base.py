@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.errors import DataError
+from ..errors import DataError
 from ..data.tasks import TaskSpec
 from ..registry import knob, knob_fields
 from .blocks import InputLayer, Tower
@@ -119,7 +119,7 @@ class MultiTaskModel(nn.Module):
 
     def split_input(self) -> InputLayer | None:
         """The input layer whose row `body` reads, so that a caller may feed the body
-        `user_part(u) + item_part(i)` in a factorised form (mtrlib.scoring does); None where
+        `user_part(u) + item_part(i)` in a factorised form (mtrlib.serve.scoring does); None where
         `inputs` builds the body's input some other way (or a target-aware history block
         makes the row depend on the pair, or task-specific embeddings add rows of their own)."""
         if getattr(self, "task_inputs", None):
@@ -159,7 +159,7 @@ class MultiTaskModel(nn.Module):
     def loss_counts(self, mask: torch.Tensor) -> torch.Tensor:
         """[T]: how many rows each task's loss in `task_losses` is a mean over (at least 1). Training
         on several processes weights each process's losses by its share of the global batch's
-        counts, so that their average is the whole batch's loss (mtrlib.distributed)."""
+        counts, so that their average is the whole batch's loss (mtrlib.train.distributed)."""
         return mask.to(torch.float32).sum(0).clamp(min=1)
 
     def predict(self, raw: torch.Tensor) -> torch.Tensor:
@@ -182,7 +182,7 @@ class MultiTaskModel(nn.Module):
         return self.forward(user, item)
 
     def fusion_scale(self, preds: torch.Tensor) -> torch.Tensor:
-        """Predictions [..., T] on the fusion scale (mtrlib.recommend): log p for binary tasks,
+        """Predictions [..., T] on the fusion scale (mtrlib.serve.recommend): log p for binary tasks,
         the standardised value for regression."""
         logp = torch.log(preds.clamp(min=LOG_FLOOR))
         return torch.where(self.is_binary, logp, (preds - self.target_mean) / self.target_std)

@@ -159,7 +159,7 @@ class InputLayer(nn.Module):
 
     # The row above is [user id vector, item vector, user features, item features]: the user's
     # columns and the item's are disjoint, so row(u, i) = user_part(u) + item_part(i). Scoring
-    # (mtrlib.scoring) uses that to compute a first Linear layer once per user and once per item
+    # (mtrlib.serve.scoring) uses that to compute a first Linear layer once per user and once per item
     # instead of once per pair; the column order stays known here only.
 
     def user_part(self, rows: torch.Tensor) -> torch.Tensor:

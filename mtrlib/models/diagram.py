@@ -1,7 +1,7 @@
 """The network diagram as plain geometry: boxes, arrows and notes on a small canvas.
 
 Each architecture draws its own middle part (what lies between the embeddings and the
-towers) with `Canvas.box` / `Canvas.arrow`; `mtrlib.charts.network` adds the embeddings, the
+towers) with `Canvas.box` / `Canvas.arrow`; `mtrlib.viz.charts.network` adds the embeddings, the
 towers and the task heads, and renders it with Plotly. No plotting library here, so an
 architecture file needs nothing but this to describe itself.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.errors import DataError
+from ..errors import DataError
 from ..registry import knob
 from .base import Body, MultiTaskModel, TASK_EMB, require_experts
 from .blocks import gate, last_linear, mix, mlp, mlp_out_dim

@@ -20,7 +20,7 @@ ranking tasks only (it never sees the retrieval task), and the model's outputs (
 at its position in the task list. The towers read the shared input layer (embeddings and side
 features) when the architecture has one (`shared_input_layer()`: `self.input`, STEM's shared row); one that shares nothing (Single-task)
 gives them their own. Retrieving the top N of the catalogue is then one matrix product of
-user vectors with item vectors (mtrlib.scoring / mtrlib.cascade).
+user vectors with item vectors (mtrlib.serve.scoring / mtrlib.serve.cascade).
 """
 from __future__ import annotations
 

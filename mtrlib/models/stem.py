@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.errors import DataError
+from ..errors import DataError
 from ..registry import knob
 from .base import Body, MultiTaskModel, require_experts
 from .blocks import InputLayer, gate, last_linear, mix, mlp, mlp_out_dim

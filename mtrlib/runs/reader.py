@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig
-from ..data.errors import DataError
+from ..errors import DataError
 from ..data.tasks import TaskSpec, parse_tasks
 from .meta import RunInfo, read_meta
 from .store import RunError, _load_arrays, _read_json
@@ -93,7 +93,7 @@ class Run:
 
     @property
     def retrieval_tasks(self) -> list[str]:
-        """Its two-tower retrieval tasks (the cascade's first stage; mtrlib.cascade)."""
+        """Its two-tower retrieval tasks (the cascade's first stage; mtrlib.serve.cascade)."""
         return [t.name for t in self.tasks if t.is_retrieval]
 
     def task(self, name: str | None) -> TaskSpec:

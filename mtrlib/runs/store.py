@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.errors import DataError
+from ..errors import DataError
 from ..safe import json_clean
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]

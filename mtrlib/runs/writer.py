@@ -179,7 +179,7 @@ class RunWriter:
     # -- model helpers ----------------------------------------------------------------------------
     def new_model(self):
         """Build the model `train` would build (same seed) and keep it for epoch checkpoints."""
-        from ..train import build
+        from ..train.loop import build
 
         self.model = build(self.cfg, self.prep)
         return self.model
@@ -271,7 +271,7 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
     marked failed with `reason(exception)` and the exception propagates. Only an `--out` folder
     that is not empty raises before anything is written (`RunError`).
     """
-    from ..train import train
+    from ..train.loop import train
 
     writer = RunWriter(cfg, prep, store=store, path=path, name=name)
     if opened is not None:

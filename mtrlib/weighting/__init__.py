@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..data.errors import DataError
+from ..errors import DataError
 from ..registry import discover
 from .base import StepContext, Weighting
 

@@ -1,7 +1,7 @@
 """The one thin adapter between torchjd's aggregators and the `Weighting` interface.
 
 Gradient methods do not weight the losses: they combine the tasks' *gradients*. The trainer
-gives the step's per-task gradients (`ctx.grads`, mtrlib.gradients.TaskGradients) as a matrix
+gives the step's per-task gradients (`ctx.grads`, mtrlib.train.gradients.TaskGradients) as a matrix
 J [T, n], one row per task, on the parameters more than one task uses (or on the shared
 representation, with grad_space="rep"). torchjd's aggregator turns J into one direction d,
 which becomes the shared parameters' gradient; every other parameter gets sum_i u_i g_i (a

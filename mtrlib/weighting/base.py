@@ -7,7 +7,7 @@ the effective weight of each task for the history. User weights (the what-if kno
 every method's own weights; a task with user weight 0 is left out of the method's own balancing.
 
 A gradient method (`needs_task_gradients = True`, mtrlib.weighting._torchjd.GradientMethod)
-reads the step's per-task gradients from `ctx.grads` (mtrlib.gradients.TaskGradients) and
+reads the step's per-task gradients from `ctx.grads` (mtrlib.train.gradients.TaskGradients) and
 writes the combined direction as the parameters' gradient. `combine` must depend on the model
 only through the losses: the gradient telemetry derives the last task's gradient from the
 step's own by linearity when `backward` is the default.
@@ -36,12 +36,12 @@ class StepContext:
     step: int
     epoch: int
     # per-task gradients of this step on the shared parameters or representation, computed on
-    # first use (mtrlib.gradients.TaskGradients); None outside the trainer
+    # first use (mtrlib.train.gradients.TaskGradients); None outside the trainer
     grads: Any = None
-    model: nn.Module | None = None  # the model being trained, and this step's batch (mtrlib.steps.Batch)
+    model: nn.Module | None = None  # the model being trained, and this step's batch (mtrlib.train.steps.Batch)
     batch: Any = None
 
-    # the mean of a tensor over the training processes (mtrlib.distributed; the tensor itself in one
+    # the mean of a tensor over the training processes (mtrlib.train.distributed; the tensor itself in one
     # process): a method that compares per-task gradients or losses averages them first, so that
     # every process sees the whole batch's and takes the same step
     mean: Callable[[torch.Tensor], torch.Tensor] = _same
@@ -49,7 +49,7 @@ class StepContext:
     def losses_again(self) -> torch.Tensor:
         """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
         with torch.no_grad():
-            from ..steps import forward
+            from ..train.steps import forward
             b = self.batch
             out = forward(self.model, b.user, b.item, getattr(b, "history", None))
             return self.mean(self.model.task_losses(out, b.labels, b.mask))  # every process's mean
@@ -65,7 +65,7 @@ class Weighting(nn.Module):
     # costs one backward pass per task, and data-parallel training must give it every task's
     # gradient (or refuse it). False for a method that only weights the losses.
     needs_task_gradients = False
-    # under several training processes (mtrlib.distributed): True = it works (a `backward` of its
+    # under several training processes (mtrlib.train.distributed): True = it works (a `backward` of its
     # own runs inside DDP's no_sync() and its gradients are averaged after; statistics it compares
     # across tasks go through `ctx.mean`); False = refused before training, naming the method
     distributed = True

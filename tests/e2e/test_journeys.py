@@ -127,7 +127,7 @@ def test_journey1_cold_start_train_defaults_live_curves(app_url, page):
 
     wait_finished(page)
     # 8 epochs x 47 steps; fixed weights with 3 tasks are measured every 2 (T-1) x 10 = 40 steps and
-    # at least once an epoch (mtrlib.telemetry.cadence): 8+ cosines per (group, task pair), 2 groups x 3 pairs
+    # at least once an epoch (mtrlib.train.telemetry.cadence): 8+ cosines per (group, task pair), 2 groups x 3 pairs
     assert plot_points(page, "Gradient conflict") >= 6 * 8
     elapsed = time.monotonic() - t0
     titles = plot_titles(page)

@@ -17,7 +17,7 @@ import pandas as pd
 from .. import mapping as mp
 from .. import movielens as ml
 from ..dataset import Dataset
-from ..errors import DataError
+from ...errors import DataError
 from .parse import Table, read_one
 from .side import catalogue, combine, notes_on, read_side
 from .sources import Blob, Folder, counted, open_source, short, unpack

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .. import mapping as mp
-from ..errors import DataError
+from ...errors import DataError
 from .sources import (Blob, Folder, decode, max_file_bytes, open_source, refuse_binary, refuse_markup, short,
-                      too_big, unpack)
+    too_big, unpack)
 
 MAX_COLUMNS = 1000
 SNIFF_BYTES = 64 * 1024

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import mapping as mp
 from .. import movielens as ml
-from ..errors import DataError
+from ...errors import DataError
 from .parse import Table, read_one
 from .sources import counted, short
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError
+from ...errors import DataError
 
 DEFAULT_MAX_FILE_MB = 200
 _MAGIC = [

@@ -30,7 +30,7 @@ def history_caption(cfg) -> str | None:
 
 
 def draw_input(c, cfg, embeddings: str, width: float | None = None) -> None:
-    """The diagram's input row (mtrlib.charts.network): the embeddings box, and beside it the
+    """The diagram's input row (mtrlib.viz.charts.network): the embeddings box, and beside it the
     history block, whose output joins the row every architecture reads. `width`: the row's
     width when it spans more than the architecture (a retrieval task's towers beside it)."""
     w = c.width if width is None else width

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...data.errors import DataError
+from ...errors import DataError
 from ...registry import knob
 from ._base import HistoryEncoder, pool
 

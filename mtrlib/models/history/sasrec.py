@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...data.errors import DataError
+from ...errors import DataError
 from ...registry import knob
 from ._base import HistoryEncoder
 

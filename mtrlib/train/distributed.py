@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .data.errors import DataError
+from ..errors import DataError
 
 ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 JOIN_TIMEOUT_S = float(os.environ.get("MTR_DIST_JOIN_TIMEOUT", "60") or 60)
@@ -169,10 +169,10 @@ class Processes:
     def evaluate(self, model, data, tasks) -> dict:
         """Metrics per task over the whole split: each process predicts its share of the rows, the
         predictions are gathered, and every process computes the same metrics."""
-        from .train import evaluate, predict
+        from .loop import evaluate, predict
         if not self.active:
             return evaluate(model, data, tasks)
-        from .metrics import task_metrics
+        from ..eval.pointwise import task_metrics
         n = len(data)
         lo, hi = shard(n, self.rank, self.world)
         part = data.subset(torch.arange(lo, hi))  # (with the examples' histories, when the run has them)
@@ -217,7 +217,7 @@ class Processes:
 
 @dataclass
 class ShardBatch:
-    """This process's slice of a global batch (the fields of `mtrlib.steps.Batch`, `size` being the
+    """This process's slice of a global batch (the fields of `mtrlib.train.steps.Batch`, `size` being the
     global batch's), plus the whole batch's label mask, for weighting the slice's losses."""
     user: torch.Tensor
     item: torch.Tensor
@@ -280,7 +280,7 @@ class Forward:
 def gradients_of(weighting) -> str:
     """How a weighting method's gradients arise: "loss" (plain backpropagation of one scalar: DDP
     averages them), "own" (it fills them itself) or "refused" (`distributed = False`)."""
-    from .weighting.base import Weighting
+    from ..weighting.base import Weighting
     if getattr(weighting, "distributed", True) is False:
         return "refused"
     return "own" if type(weighting).backward is not Weighting.backward else "loss"
@@ -288,7 +288,7 @@ def gradients_of(weighting) -> str:
 
 def check_weighting(name: str) -> None:
     """Refuse, before training, a weighting method that cannot run under DDP, naming it."""
-    from .weighting import WEIGHTINGS
+    from ..weighting import WEIGHTINGS
     cls = WEIGHTINGS.get(name)
     if cls is not None and getattr(cls, "distributed", True) is False:
         raise DistributedError(
@@ -427,7 +427,7 @@ def check_grad_space(cfg) -> None:
     """A gradient method on the shared representation (--grad-space rep) needs each process's own
     representations, which differ by rows: refused on several processes (the default space,
     every shared parameter, averages each task's gradient over the processes instead)."""
-    from .weighting import WEIGHTINGS
+    from ..weighting import WEIGHTINGS
     cls = WEIGHTINGS.get(cfg.weighting)
     if cfg.grad_space == "rep" and cls is not None and cls.needs_task_gradients:
         raise DistributedError(

@@ -10,7 +10,7 @@ The default weights are 1 for every binary task and 0 for regression tasks, i.e.
 of the binary tasks' probabilities (pCTR * pCVR, as in ESMM): equal weights on log-probs.
 Raising a task's weight makes the ranking care more about that task, with no retraining.
 
-Scores come from `mtrlib.scoring` (vectorised over users x items, the first layer factorised),
+Scores come from `mtrlib.serve.scoring` (vectorised over users x items, the first layer factorised),
 shared with the cold-start ranking; this module adds the run's side: fusion weights, seen-item
 masking, id lookups and the popularity fallback (`run_scores` is the run-level score matrix).
 
@@ -28,10 +28,10 @@ import pandas as pd
 import torch
 
 from .cascade import _mask_seen, _seen_csr, candidates_for, check_stage, overlap_at, rank_users
-from .data.tasks import parse_task_values
-from .device import device_of
-from .models.base import LOG_FLOOR  # noqa: F401  (re-exported: its home was here)
-from .runs import Run, RunError, load_run
+from ..data.tasks import parse_task_values
+from ..train.device import device_of
+from ..models.base import LOG_FLOOR  # noqa: F401  (re-exported: its home was here)
+from ..runs import Run, RunError, load_run
 from .scoring import DEFAULT_CHUNK_PAIRS, KS, iter_scores
 
 
@@ -105,7 +105,7 @@ def run_scores(run, users=None, items=None, fusion=None, task: str | None = None
     user) against item ids `items` (None: every item, in run.items order). With `task`, that
     task's score (log p for binary, standardised value for regression); otherwise the fused
     score. Seen items -> -inf if `exclude_seen`. Unknown user ids are refused (use `recommend`
-    for the popularity fallback). The model's own outputs: `mtrlib.scoring.score_matrix`."""
+    for the popularity fallback). The model's own outputs: `mtrlib.serve.scoring.score_matrix`."""
     run = load_run(run, store)
     model = run.model
     rows = _user_rows(run, users)
@@ -162,7 +162,7 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
     """Top-k per user, long format: user_id, rank, item_id, item attributes, score (fused), one
     column per task (probability / value; a retrieval task's column is its cosine score), cold
     (item has no id embedding), source ("model" | "popularity" for users the run does not know),
-    stage (what placed the item: "full", "cascade" or "retrieval"; mtrlib.cascade) and, after a
+    stage (what placed the item: "full", "cascade" or "retrieval"; mtrlib.serve.cascade) and, after a
     retrieval stage, "retrieval rank" (its place among the `candidates` retrieved). The stage
     defaults to the cascade when the run has a retrieval task. Notes in `df.attrs['notes']`."""
     run = load_run(run, store)
@@ -415,7 +415,7 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     """Ranking evaluation over the held-out (test) positives of a binary or retrieval task
     (default: the first binary task). Candidates per user: every item not seen in training /
     validation. The model ranks by the task's own score (or by the fused score when `fusion` is
-    given), through `stage` (mtrlib.cascade: "full", "cascade" = retrieve `candidates` (None: 200, at
+    given), through `stage` (mtrlib.serve.cascade: "full", "cascade" = retrieve `candidates` (None: 200, at
     most the catalogue) then rank,
     "retrieval"; default: the cascade for a run with a retrieval task). The popularity baseline
     ranks by the item's count of training positives for the task, over the same candidates.
@@ -429,7 +429,7 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     "topk_accuracy@K" inside "model" and "popularity" (per test pair: is the item in the user's
     top K over all items, seen items included; TFRS's FactorizedTopK); with `lm_baseline` (None:
     when the run was trained with text features) "lm_zero_shot", shaped like "popularity"
-    (mtrlib.zero_shot)."""
+    (mtrlib.serve.zero_shot)."""
     run = load_run(run, store)
     t = _eval_task(run, task)
     ks = tuple(sorted({int(k) for k in ks}))

@@ -1,7 +1,7 @@
 """Gradient-conflict telemetry, for any weighting method (fixed weights too): every `log_every`
 steps for a gradient method, every `cadence(...)` steps for any other (and at least once per
 epoch), each task's gradient on the parameters more than one task
-uses (`mtrlib.gradients`), compared pair by pair.
+uses (`mtrlib.train.gradients`), compared pair by pair.
 
 Logged in the step rows (and so in history.jsonl, the live charts and the Runs page):
 - `grad_cos/A~B`: cosine between task A's and task B's gradients on all shared parameters;
@@ -30,7 +30,7 @@ from .gradients import GROUP_ORDER, SharedParameters
 
 
 def _dense(v: torch.Tensor | None) -> torch.Tensor | None:
-    """A gradient as a dense tensor: lazy id-table updates (mtrlib.optim) give sparse ones."""
+    """A gradient as a dense tensor: lazy id-table updates (mtrlib.train.optim) give sparse ones."""
     return v.to_dense() if v is not None and v.is_sparse else v
 
 
@@ -160,7 +160,7 @@ class GradientTelemetry:
 
 
 def _default_backward():
-    from .weighting.base import Weighting
+    from ..weighting.base import Weighting
     return Weighting.backward
 
 
@@ -260,7 +260,7 @@ def table(runs: dict[str, list[dict]], pairs: list[str]) -> list[dict]:
 
 def explanation() -> str:
     """The 'What am I looking at?' note of the conflict charts (the method lists from the registry)."""
-    from .weighting import WEIGHTINGS
+    from ..weighting import WEIGHTINGS
     grad = [c.label for c in WEIGHTINGS.values() if c.needs_task_gradients]
     loss = [c.label for c in WEIGHTINGS.values() if not c.needs_task_gradients]
     return (

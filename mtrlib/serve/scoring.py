@@ -1,6 +1,6 @@
 """Scores of every (user, item) pair of a user list x an item list: the one place that runs a
-model over pairs, for recommendations and full-ranking evaluation (`mtrlib.recommend`) and the
-cold-start ranking (`mtrlib.coldstart`), so both run the same code (one `score_matrix`).
+model over pairs, for recommendations and full-ranking evaluation (`mtrlib.serve.recommend`) and the
+cold-start ranking (`mtrlib.eval.coldstart`), so both run the same code (one `score_matrix`).
 
 Scoring is vectorised: a chunk of users is repeated against every item row in one forward
 pass, and the first layer of every network is computed per user and per item, not per pair
@@ -16,7 +16,7 @@ import contextlib
 import numpy as np
 import torch
 
-from .device import SCORING_THREADS, cpu_compute, device_of
+from ..train.device import SCORING_THREADS, cpu_compute, device_of
 
 KS = (5, 10, 20)  # the cut-offs of Recall / NDCG / HitRate @K, unless a caller asks for others
 DEFAULT_CHUNK_PAIRS = 1 << 17  # (user, item) pairs per yielded chunk (ranking, masking, top-k)
@@ -168,7 +168,7 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
     each forward pass scores one block of about `block_pairs` (user, item) pairs (default 8,192
     on CPU, where small blocks stay in cache; the whole chunk on a GPU), and the first layer
     of each network is factorised over users and items (see `_PairInput`). On CPU it runs with
-    `MTR_SCORING_THREADS` threads (mtrlib.device).
+    `MTR_SCORING_THREADS` threads (mtrlib.train.device).
 
     `factorised=False` runs the model's plain forward pass over repeated rows, and `threads`
     overrides the thread count (0: leave it). The factorised first layer rounds differently
@@ -216,7 +216,7 @@ def score_matrix(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CH
     """float32 [len(user_rows), n_items, T]: `model.predict` of every (user row, item row) pair
     (`item_rows` None: every item row), i.e. probabilities for binary tasks and values for
     regression, from `iter_scores` (same options). For a run's fused or per-task ranking scores,
-    with seen items masked, see `mtrlib.recommend.run_scores`."""
+    with seen items masked, see `mtrlib.serve.recommend.run_scores`."""
     n_i = model.n_items if item_rows is None else len(item_rows)
     out = np.zeros((len(user_rows), n_i, len(model.output_tasks)), np.float32)
     for lo, hi, preds in iter_scores(model, user_rows, item_rows, chunk_pairs, block_pairs, factorised, threads):

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import EMBEDDING_UPDATES
-from .data.errors import DataError
+from ..config import EMBEDDING_UPDATES
+from ..errors import DataError
 
 LAZY_OPTIMIZERS = ("adam", "adamw")  # the optimisers with a lazy (sparse) form here
 # "auto": a table this big updates lazily. Chosen on quality, measured on validation
@@ -45,14 +45,14 @@ LAZY_MIN_ROWS = 20_000
 
 def id_tables(model: nn.Module) -> list[nn.Embedding]:
     """The user and item id embedding tables (one per entity kind and input layer)."""
-    from .models.blocks import SideEmbedding
+    from ..models.blocks import SideEmbedding
     return [m.id for m in model.modules() if isinstance(m, SideEmbedding)]
 
 
 def dense_gradients_needed(weighting) -> bool:
     """Whether a weighting method reads or writes per-task gradients itself (then the embedding
     tables must give ordinary dense gradients)."""
-    from .weighting.base import Weighting
+    from ..weighting.base import Weighting
     return bool(getattr(weighting, "needs_task_gradients", False)) or type(weighting).backward is not Weighting.backward
 
 
@@ -135,7 +135,7 @@ class Optimizers:
 def training_optimizer(cfg, model: nn.Module, weighting, device: torch.device):
     """The optimiser of one run: `make_optimizer` over every parameter (and the weighting's own,
     without weight decay), except the id tables `lazy_tables` picks, which LazyAdam updates."""
-    from .train import make_optimizer
+    from .loop import make_optimizer
     lazy = lazy_tables(cfg, model, weighting, device)
     chosen = {id(t) for t in lazy}
     for t in id_tables(model):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .data.errors import DataError
+from ..errors import DataError
 
 # Intra-op threads while scoring on CPU and for the projections' native code (0 = leave the
 # setting). One thread by default: on a shared 2-core box, OpenMP's spin-waiting makes 2 threads

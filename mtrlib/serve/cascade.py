@@ -1,12 +1,12 @@
 """The two-stage recommender: retrieve, then rank. One place ranks a run's users by a stage:
 
-- "full": the ranking score of every (user, item) pair (`mtrlib.scoring.iter_scores`);
+- "full": the ranking score of every (user, item) pair (`mtrlib.serve.scoring.iter_scores`);
 - "retrieval": the retrieval task's two-tower score over the whole catalogue, one matrix
-  product (`mtrlib.scoring.retrieval_scores`, exact: no approximate index up to 100k items);
+  product (`mtrlib.serve.scoring.retrieval_scores`, exact: no approximate index up to 100k items);
 - "cascade": the retrieval stage's top N (default 200, at most the catalogue) per user, then the ranking score of
-  those N only (`mtrlib.scoring.score_candidates`): on ml-latest-small about 2% of the pairs.
+  those N only (`mtrlib.serve.scoring.score_candidates`): on ml-latest-small about 2% of the pairs.
 
-`mtrlib.recommend` (top-K lists, full-ranking evaluation) calls `rank_users`; a run with a
+`mtrlib.serve.recommend` (top-K lists, full-ranking evaluation) calls `rank_users`; a run with a
 retrieval task uses the cascade unless told otherwise. Seen items are masked before either
 stage picks (the cascade never spends a candidate on an item the user already met).
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import SCORING_THREADS, cpu_compute, device_of
-from .runs import Run, RunError
+from ..train.device import SCORING_THREADS, cpu_compute, device_of
+from ..runs import Run, RunError
 from .scoring import DEFAULT_CHUNK_PAIRS, iter_scores, retrieval_scores, score_candidates
 
 STAGES = ("retrieval", "cascade", "full")

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .device import device_of
-from .runs import Run, RunError, load_run
+from ..train.device import device_of
+from ..runs import Run, RunError, load_run
 
 WEIGHT_MEANING = {
     "din": "DIN target attention: how strongly each past item speaks for this item (not normalised; "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import headline, higher_is_better
+from ..eval.pointwise import headline, higher_is_better
 
 EXPLODE = 50.0  # a task's windowed loss above EXPLODE x max(its first loss, 1) counts as diverged
 

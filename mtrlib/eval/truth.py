@@ -3,7 +3,7 @@
 A run trained on the synthetic world (`mtrlib.data.world`) can be compared with what the
 world knows: every user's favourite genre and the noiseless probability of a click and a like
 for *every* (user, item) pair. For a seeded sample of users, over the items each has not met
-in training / validation (the same candidates as `mtrlib.recommend`):
+in training / validation (the same candidates as `mtrlib.serve.recommend`):
 
 - the run's top-K by its fused score (the Recommend page's ranking);
 - the truth's top-K by the same fusion of the world's own probabilities: the sum over the
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data.world import make_world, true_logits
-from .recommend import _popularity, fusion_weights, run_scores
-from .runs import Run, RunError, load_run
+from ..data.world import make_world, true_logits
+from ..serve.recommend import _popularity, fusion_weights, run_scores
+from ..runs import Run, RunError, load_run
 
 TRUTH_COLUMNS = ("click", "like")  # world columns with a known probability
 

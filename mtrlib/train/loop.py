@@ -3,7 +3,7 @@
 Batches come from slicing pre-encoded tensors that are shuffled once per epoch (no per-sample
 Dataset), data moves to the device once, evaluation runs in large batches under
 `torch.inference_mode()`. The loop knows nothing about any particular architecture or
-weighting method, and reads top to bottom; each concern is a named step in `mtrlib.steps`
+weighting method, and reads top to bottom; each concern is a named step in `mtrlib.train.steps`
 (divergence guard, step window, early stopping, clock), in the style of nanoGPT's train.py.
 """
 from __future__ import annotations
@@ -15,21 +15,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import TrainConfig, validate, weighting_options
-from .data import Dataset, EncodedExamples
-from .data.history import history_of
-from .device import (DENORMAL_FIX, available_devices, cpu_compute, float_state, resolve_device,
-                     scrub_denormals)
+from ..config import TrainConfig, validate, weighting_options
+from ..data import Dataset, EncodedExamples
+from ..data.history import history_of
+from .device import DENORMAL_FIX, available_devices, cpu_compute, float_state, resolve_device, scrub_denormals
 from .gradients import RepCapture, SharedParameters, TaskGradients
-from .metrics import popularity_baseline, task_metrics
-from .models import MultiTaskModel, build_model
+from ..eval.pointwise import popularity_baseline, task_metrics
+from ..models import MultiTaskModel, build_model
 from . import distributed
-from .models.retrieval import sampled_recall
+from ..models.retrieval import sampled_recall
 from .optim import training_optimizer
 from .prepare import Prepared, load_dataset, prepare
 from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, forward as model_forward, snapshot
 from .telemetry import GradientTelemetry, summary as grad_summary
-from .weighting import StepContext, make_weighting
+from ..weighting import StepContext, make_weighting
 
 EVAL_BATCH = 65536
 
@@ -55,7 +54,7 @@ class TrainResult:
     best_epoch: int | None = None
     device: str = "cpu"
     event_overhead: float = 0.0  # share of training time spent building and sending step events
-    grad: dict = field(default_factory=dict)  # gradient-conflict summary of the last epoch (mtrlib.telemetry.summary)
+    grad: dict = field(default_factory=dict)  # gradient-conflict summary of the last epoch (mtrlib.train.telemetry.summary)
 
 
 def build(cfg: TrainConfig, prep: Prepared) -> MultiTaskModel:
@@ -129,7 +128,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     tr, va = prep.train.to(device), prep.val.to(device)
     model.fit_targets(tr.labels, tr.mask)
     weighting = make_weighting(cfg.weighting, names, cfg.weights, lr=cfg.lr, **weighting_options(cfg)).to(device)
-    opt = training_optimizer(cfg, model, weighting, device)  # lazy updates for big id tables (mtrlib.optim)
+    opt = training_optimizer(cfg, model, weighting, device)  # lazy updates for big id tables (mtrlib.train.optim)
     procs = distributed.current()  # one process, or this one's place among several (torchrun)
     forward = procs.wrap(model, weighting, device)  # batch -> per-task losses (through DDP when several)
     layer = model.gradnorm_layer()
@@ -264,6 +263,6 @@ def run(cfg: TrainConfig, dataset: Dataset | None = None, **kw) -> tuple[TrainRe
     return train(cfg, prep, **kw), prep
 
 
-# available_devices / resolve_device live in mtrlib.device; re-exported here, where pages and scripts import them
+# available_devices / resolve_device live in mtrlib.train.device; re-exported here, where pages and scripts import them
 __all__ = ["prepare", "train", "run", "Prepared", "TrainResult", "History", "predict", "evaluate", "build",
            "make_optimizer", "load_dataset", "available_devices", "resolve_device"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .models.blocks import InputLayer, SideEmbedding
+from ..models.blocks import InputLayer, SideEmbedding
 
 # (word in a module path, group): the first word found anywhere in a parameter's module path wins
 GROUP_WORDS = (("gate", "gates"), ("expert", "experts"), ("specific", "experts"), ("shared", "experts"),
@@ -75,7 +75,7 @@ class SharedParameters:
     @classmethod
     def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> "SharedParameters":
         """Probe a MultiTaskModel on the first `rows` examples of `data` (EncodedExamples)."""
-        from .data.history import history_of
+        from ..data.history import history_of
         from .steps import forward
         u, i, y, h = data.user[:rows], data.item[:rows], data.labels[:rows], history_of(data, slice(0, rows))
         return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)))
@@ -172,7 +172,7 @@ class TaskGradients:
 
     def __init__(self, shared: SharedParameters, losses: torch.Tensor, reps=None, mean=None):
         self.shared, self.losses, self.reps = shared, losses, reps
-        # several training processes (mtrlib.distributed): each task's gradient on the shared
+        # several training processes (mtrlib.train.distributed): each task's gradient on the shared
         # parameters is averaged over them before a method aggregates it, so every process
         # aggregates the whole batch's gradients and takes the same step
         self.mean = mean

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .device import SCORING_THREADS, cpu_compute, device_of
-from .runs import Run, RunError, load_run
-from .safe import tsv_cell
+from ..train.device import SCORING_THREADS, cpu_compute, device_of
+from ..runs import Run, RunError, load_run
+from ..safe import tsv_cell
 
 CAPS = {"pca": 50_000, "tsne": 10_000, "umap": 5_000}
 METHODS = ("pca", "tsne", "umap")
