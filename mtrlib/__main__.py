@@ -35,7 +35,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mtrlib.errors import DataError
+    from mtrlib.errors import DataError, UserError
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"--max-file-mb must be above 0 (got {cap:g}).", fix="e.g. --max-file-mb 500, or leave it out")
         with file_cap(cap if cap is not None else "none"):  # the command line reads any size unless capped
             rc = func(args)
-    except DataError as e:
+    except UserError as e:
         rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else "0"
         if rank != "0" and getattr(e, "everywhere", False):
             return 2  # every process found it: rank 0 says it once (mtrlib.train.distributed)

@@ -48,20 +48,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import DataError
+from ..errors import DataError, DistributedError
 
 ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 JOIN_TIMEOUT_S = float(os.environ.get("MTR_DIST_JOIN_TIMEOUT", "60") or 60)
 TIMEOUT_S = float(os.environ.get("MTR_DIST_TIMEOUT", "600") or 600)
-
-
-class DistributedError(DataError):
-    """A distributed set-up problem. `everywhere`: every process found the same problem (only
-    rank 0 prints it); otherwise the process that found it prints it."""
-
-    def __init__(self, message: str, fix: str | None = None, everywhere: bool = False):
-        super().__init__(message, fix=fix)
-        self.everywhere = everywhere
 
 
 def launched() -> bool:
