@@ -181,11 +181,11 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
                  + para(sweep_summary(res, x, y), "note"))
     else:
         page.add("Summary", f'<p class="summary">{esc(sweep_summary(res, x, y))}</p>')
-    html, page.data["data"] = S.data_section(infos)
+    html, page.data["data"] = S.data_section(list(infos.values()))
     page.add("Data", html)
     html, page.data["setup"] = S.setup_section(res.sweep.base, app_url, skip=("name", "seed"),
                                                intro="The base setup (every setting starts from it):")
-    axes = [f"{' + '.join(a.keys)}: {', '.join(map(str, a.values))}" for a in res.sweep.axes]
+    axes = [f"{' + '.join(a.keys)}: {', '.join(':'.join(map(str, v)) for v in a.values)}" for a in res.sweep.axes]
     corners = [f"reference: {c}" for c in res.sweep.corners]
     page.add("Setup (what differs from the defaults)", html + para("Swept:") + bullets(axes + corners)
              + para(f"Seeds: {', '.join(map(str, res.sweep.seeds))}."))
