@@ -229,3 +229,13 @@ def test_bad_out_and_non_result_json_are_refused(trained, tmp_path, capsys):
     rc, _, err = _cli(capsys, other, "--out", tmp_path / "r.html", "--store", trained["store"])
     assert rc == 2 and "neither a sweep's nor a lesson's result" in err
     assert resolve([run_id], trained["store"]).kind == "run"
+
+
+def test_the_runs_page_offers_the_report_of_the_chosen_run_and_of_a_comparison(trained, monkeypatch):
+    from _mtr import app_test
+
+    monkeypatch.setenv("MTR_RUN_STORE", str(trained["store"]))
+    at = app_test(page="pages/runs.py")
+    labels = [(e.proto.label, e.proto.url) for e in at.get("download_button")]
+    reports = [lab for lab, _ in labels if lab == "Download report"]
+    assert len(reports) == 2, labels  # the chosen run's, and the two experiments' comparison

@@ -22,7 +22,7 @@ def register(subparsers, verb: str | None = None) -> None:
     p = subparsers.add_parser(
         "report", help="a self-contained HTML report of a run, experiment, comparison, sweep or lesson",
         description="Write one HTML file (Plotly inlined, no network) with a plain-words summary, the data, the "
-                    "setup, test metrics with 95%% CIs, curves, the trade-off or front, gates, sample top-K, "
+                    "setup, test metrics with 95% CIs, curves, the trade-off or front, gates, sample top-K, "
                     "paired differences for a comparison, and software versions. The last line is one JSON object.")
     p.add_argument("target", nargs="+", metavar="TARGET",
                    help="a run (id, name or folder), an experiment (g-...), A..B or two targets to compare, a "

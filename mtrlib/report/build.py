@@ -34,7 +34,7 @@ def run_report(run, *, store=None, title: str | None = None, app_url: str = S.DE
     page.add("Summary", f'<p class="summary">{esc(run_summary(info, exp))}</p>')
     html, page.data["data"] = S.data_section([info])
     page.add("Data", html)
-    html, page.data["setup"] = S.setup_section(run.config)
+    html, page.data["setup"] = S.setup_section(run.config, app_url)
     page.add("Setup (what differs from the defaults)", html)
     html, page.data["metrics"] = S.run_metrics_section(info)
     if exp is not None and exp.n >= 2:
@@ -183,8 +183,8 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
         page.add("Summary", f'<p class="summary">{esc(sweep_summary(res, x, y))}</p>')
     html, page.data["data"] = S.data_section(list(infos.values()))
     page.add("Data", html)
-    html, page.data["setup"] = S.setup_section(res.sweep.base, app_url, skip=("name", "seed"),
-                                               intro="The base setup (every setting starts from it):")
+    html, page.data["setup"] = S.setup_section(res.sweep.base, app_url, skip=("name", "seed", *_swept(res.sweep)),
+                                               intro="The base setup, the swept settings aside:")
     axes = [f"{' + '.join(a.keys)}: {', '.join(':'.join(map(str, v)) for v in a.values)}" for a in res.sweep.axes]
     corners = [f"reference: {c}" for c in res.sweep.corners]
     page.add("Setup (what differs from the defaults)", html + para("Swept:") + bullets(axes + corners)
@@ -208,6 +208,14 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
     page.add("Software and dates", html + para("Gates and sample recommendations are per model: make a run "
                                                "report of any of these runs for them.", "note"))
     return page.render()
+
+
+def _swept(sweep) -> set[str]:
+    """Config paths the sweep varies (a weight is one entry of the flattened 'weights')."""
+    from ..experiments.settings import resolve
+
+    paths = {resolve(k).path for a in sweep.axes for k in a.keys}
+    return paths | {"weights" for p in paths if p.startswith("weights.")}
 
 
 def _lesson_figure(lesson, res, h):
