@@ -178,7 +178,7 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
         out = lesson_json(lesson, res)
         page.data["lesson"] = out
         page.add("Summary", f'<p class="summary">{esc(lesson.question)} {esc(out["verdict"])}</p>'
-                 + para(sweep_summary(res, x, y), "note"))
+                 + para(sweep_summary(res, x, y, front=lesson.kind == "front", best=lesson.kind != "gain"), "note"))
     else:
         page.add("Summary", f'<p class="summary">{esc(sweep_summary(res, x, y))}</p>')
     html, page.data["data"] = S.data_section(list(infos.values()))
@@ -196,7 +196,7 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
         page.add("The lesson's numbers (mean ± 95% CI over seeds)",
                  table(["setting"] + heads, rows, key="lesson") + page.figure(_lesson_figure(lesson, res, h)))
     page.add("Test metrics per setting (mean ± 95% CI over seeds)", _settings_table(res))
-    if x and y:
+    if x and y and (lesson is None or lesson.kind == "front"):  # a gain lesson's settings differ in data
         groups = res.front_groups(x, y, by=by)
         fig = front(groups, x, y, f"{title}: {y} against {x}", corner=res.best_single(x, y))
         hv = res.hypervolume(x, y)

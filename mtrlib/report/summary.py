@@ -122,13 +122,15 @@ def best_of(res, path: str, idx: list[int]) -> str:
     return text
 
 
-def sweep_summary(res, x: str | None, y: str | None) -> str:
+def sweep_summary(res, x: str | None, y: str | None, front: bool = True, best: bool = True) -> str:
+    """Runs finished, the best setting on each metric (beyond noise or not), the front. `best` and
+    `front` off where the settings differ in their data (a gain lesson's worlds), so no cross-world claim."""
     done = sum(c.status == "finished" for c in res.cells)
     text = (f"{len(res.configs)} settings × {len(res.sweep.seeds)} seeds: {done} of {len(res.cells)} runs finished. ")
     grid = res.grid()
-    parts = [best_of(res, p, grid) for p in (x, y) if p]
+    parts = [best_of(res, p, grid) for p in (x, y) if p] if best else []
     text += _sentence(parts)
-    if x and y:
+    if x and y and front:
         on = [res.configs[i].label for i in res.front(x, y)]
         text += f" The Pareto front of {y} against {x} (no other setting beats these on both): {', '.join(on)}."
         rhv = res.relative_hypervolume(x, y)
