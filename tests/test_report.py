@@ -239,3 +239,43 @@ def test_the_runs_page_offers_the_report_of_the_chosen_run_and_of_a_comparison(t
     labels = [(e.proto.label, e.proto.url) for e in at.get("download_button")]
     reports = [lab for lab, _ in labels if lab == "Download report"]
     assert len(reports) == 2, labels  # the chosen run's, and the two experiments' comparison
+
+
+@pytest.fixture(scope="module")
+def funnel(tmp_path_factory):
+    """The quick funnel lesson (6 runs), trained once: what the Lessons page would show."""
+    from mtrlib.experiments.lessons import get_lesson, run_lesson
+
+    store = tmp_path_factory.mktemp("report-lesson")
+    return {"store": store, "json": run_lesson(get_lesson("funnel"), quick=True, store=store)}
+
+
+def test_a_lesson_report_holds_the_lessons_verdict_and_numbers(funnel, tmp_path, capsys):
+    from html import escape
+
+    from mtrlib.experiments import run_sweep
+    from mtrlib.experiments.lessons import get_lesson, headline
+
+    out = tmp_path / "lesson.html"
+    rc, text, err = _cli(capsys, "lesson:funnel", "--quick", "--out", out, "--store", funnel["store"])
+    assert rc == 0, err
+    assert json.loads(text.strip().splitlines()[-1])["kind"] == "lesson"
+    html = out.read_text()
+    data = report_data(html)
+    lj = funnel["json"]
+    assert data["lesson"]["verdict"] == lj["verdict"] and escape(lj["verdict"]) in html
+    assert data["lesson"]["headline"] == json_clean(lj["headline"])
+    lesson = get_lesson("funnel")
+    h = headline(lesson, run_sweep(lesson.sweep(quick=True), store=funnel["store"], train=False))
+    rows = tables(html)["lesson"]
+    for row in rows[1:]:
+        assert row[1:] == [_fmt(e) for e in h[row[0]].values()]
+    assert html.count('class="fig"') >= 2  # the lesson's figure and its curves
+    # the same report from the JSON line `lesson` printed
+    saved = tmp_path / "lesson.json"
+    saved.write_text(json.dumps(lj))
+    rc, text, err = _cli(capsys, saved, "--out", tmp_path / "again.html", "--store", funnel["store"])
+    assert rc == 0 and json.loads(text.strip().splitlines()[-1])["kind"] == "lesson", err
+    # the full-size lesson was never run in this store: the message says how to get it
+    rc, _, err = _cli(capsys, "funnel", "--out", tmp_path / "full.html", "--store", funnel["store"])
+    assert rc == 2 and "python -m mtrlib lesson funnel" in err and "--quick" in err

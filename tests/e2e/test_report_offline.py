@@ -1,6 +1,6 @@
-"""Reports in a real browser (headless Chromium), network off: every chart is drawn, nothing is
-requested outside the file, and no script from the data runs (run names carry XSS payloads that
-would set window.__pwned or call alert).
+"""Reports (a run, a comparison, a sweep, a lesson) in a real browser (headless Chromium), network
+off: every chart is drawn, nothing is requested outside the file, and no script from the data
+runs (run names carry XSS payloads that would set window.__pwned or call alert).
 
 Chromium opens each report with `offline=True` and a route that aborts (and counts) every
 request that is not the file itself; a dialog would be recorded, never accepted."""
@@ -30,13 +30,25 @@ def reports(tmp_path_factory) -> dict:
     mmoe = exps["mmoe"].runs[0]
     texts = {"run": run_report(mmoe.path, title=PAYLOADS[1]),
              "compare": compare_report(exps["shared-bottom"], exps["mmoe"]),
-             "sweep": sweep_report(trained["result"], store=trained["store"], title=PAYLOADS[0])}
+             "sweep": sweep_report(trained["result"], store=trained["store"], title=PAYLOADS[0]),
+             "lesson": _lesson(root / "lesson")}
     out = {}
     for kind, text in texts.items():
         p = root / f"{kind}.html"
         p.write_text(text, encoding="utf-8")
         out[kind] = {"path": p, "figures": text.count('class="fig"'), "names": [mmoe.name]}
     return out
+
+
+def _lesson(store) -> str:
+    """The quick funnel lesson (6 runs) trained into `store`, and its report."""
+    from mtrlib.experiments import run_sweep
+    from mtrlib.experiments.lessons import get_lesson, run_lesson
+    from mtrlib.report import lesson_report
+
+    lesson = get_lesson("funnel")
+    run_lesson(lesson, quick=True, store=store)
+    return lesson_report(lesson, run_sweep(lesson.sweep(quick=True), store=store, train=False), store=store)
 
 
 def _open(browser, path, want: int) -> dict:
@@ -68,7 +80,7 @@ def _open(browser, path, want: int) -> dict:
         ctx.close()
 
 
-@pytest.mark.parametrize("kind", ["run", "compare", "sweep"])
+@pytest.mark.parametrize("kind", ["run", "compare", "sweep", "lesson"])
 def test_a_report_opens_offline_draws_every_chart_and_runs_no_data_script(browser, reports, kind):
     rep = reports[kind]
     assert rep["figures"] >= 2
