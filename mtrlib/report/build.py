@@ -151,7 +151,7 @@ def compare_report(a, b, *, store=None, title: str | None = None, app_url: str =
 
 def _between(ca, cb) -> str:
     """The settings in which B's setup differs from A's (seed and name aside)."""
-    fa, fb = dict((k, v) for k, v, _ in S.setup_diff(ca, ())), dict((k, v) for k, v, _ in S.setup_diff(cb, ()))
+    fa, fb = {k: v for k, v, _ in S.setup_diff(ca, ())}, {k: v for k, v, _ in S.setup_diff(cb, ())}
     keys = [k for k in dict.fromkeys(list(fa) + list(fb)) if k not in ("seed", "name") and fa.get(k) != fb.get(k)]
     if not keys:
         return para("A and B have the same setup.")
