@@ -89,7 +89,7 @@ def compare_summary(diffs, common: list[int], a_name: str, b_name: str) -> str:
             parts.append(f"{win} beats {lose} on {t} by {abs(d.diff.mean):.4f} {metric_name(k)} "
                          f"(± {d.diff.ci95:.4f}), beyond seed noise over {d.diff.n} seeds")
         else:
-            parts.append(f"on {t} the two are within noise ({b_name} − {a_name}: {d.diff.mean:+.4f} "
+            parts.append(f"on {t} the two are within noise (B − A: {d.diff.mean:+.4f} "
                          f"± {d.diff.ci95:.4f} {metric_name(k)} over {d.diff.n} seeds)")
     tag = lambda n, x: n if n.endswith(f"({x})") else f"{n} ({x})"  # noqa: E731
     return (f"{tag(b_name, 'B')} against {tag(a_name, 'A')}, paired over their {len(common)} common seeds "
