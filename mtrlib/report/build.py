@@ -9,7 +9,7 @@ import time
 
 from ..runs import list_runs, load_run, read_info
 from . import sections as S
-from .page import Page, bullets, esc, num, para, table
+from .page import Page, bullets, esc, fig_text, num, para, table
 from .summary import compare_summary, group_summary, run_summary, sweep_summary
 
 MAX_CURVE_RUNS = 12  # a sweep's curves: one line per setting, at most this many (the file stays small)
@@ -198,6 +198,9 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
     page.add("Test metrics per setting (mean ± 95% CI over seeds)", _settings_table(res))
     if x and y and (lesson is None or lesson.kind == "front"):  # a gain lesson's settings differ in data
         groups = res.front_groups(x, y, by=by)
+        for g in groups:  # labels are drawn by Plotly, which renders a subset of HTML
+            g["name"] = fig_text(g["name"])
+            g["points"] = [(ex, ey, fig_text(lab)) for ex, ey, lab in g["points"]]
         fig = front(groups, x, y, f"{title}: {y} against {x}", corner=res.best_single(x, y))
         hv = res.hypervolume(x, y)
         page.add("Trade-off: the Pareto front", page.figure(fig) + para(
