@@ -70,7 +70,8 @@ if res is not None and any(c.status == "finished" for c in res.cells):
         st.caption(f"Hypervolume of the front relative to the best single-task pair: "
                    f"**{out['relative_hypervolume']:.2f}×** (above 1: the shared model offers more than "
                    "training the tasks apart).")
-    st.download_button("Download report", lambda: lesson_report(lesson, res, store=store()), file_name=f"lesson-{name}-report.html",
+    st.download_button("Download report", lambda: lesson_report(lesson, res, store=store()),
+                       file_name=f"lesson-{name}-report.html",
                        mime="text/html", key=f"l_report_{name}",
                        help="This lesson's result as one HTML file that opens offline in any browser.")
     if res.complete:

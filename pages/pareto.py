@@ -111,6 +111,7 @@ if res is not None and any(cell.status == "finished" for cell in res.cells):
     table(pd.DataFrame(rows), key="p_table")
     if corner is not None:
         st.caption(f"Best single-task pair: {tx} AUC {corner[0]:.4f}, {ty} AUC {corner[1]:.4f}.")
-    st.download_button("Download report", lambda: sweep_report(res, store=store(), title="Pareto front", x=x, y=y, by=overlay),
+    st.download_button("Download report",
+                       lambda: sweep_report(res, store=store(), title="Pareto front", x=x, y=y, by=overlay),
                        file_name="pareto-report.html", mime="text/html", key="p_report",
                        help="This front as one HTML file that opens offline in any browser.")

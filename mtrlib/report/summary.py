@@ -135,8 +135,9 @@ def sweep_summary(res, x: str | None, y: str | None, front: bool = True, best: b
         text += f" The Pareto front of {y} against {x} (no other setting beats these on both): {', '.join(on)}."
         rhv = res.relative_hypervolume(x, y)
         if rhv is not None and math.isfinite(rhv):
-            text += (f" Its hypervolume is {rhv:.2f}× that of the best single-task pair "
-                     f"({'the shared model offers more than training the tasks apart' if rhv > 1 else 'training the tasks apart reaches further'}).")
+            why = ("the shared model offers more than training the tasks apart" if rhv > 1
+                   else "training the tasks apart reaches further")
+            text += f" Its hypervolume is {rhv:.2f}× that of the best single-task pair ({why})."
     return text
 
 

@@ -124,7 +124,7 @@ def _json_file(path: Path) -> dict:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{path} is not JSON ({e.msg}).",
-                            fix="save the last line of `python -m mtrlib sweep ...` to a file and report that") from None
+                            fix="save the last line of `python -m mtrlib sweep ...` to a file") from None
     if not isinstance(d, dict) or not ("configs" in d or "lesson" in d):
         raise DataError(f"{path} is neither a sweep's nor a lesson's result.",
                         fix="report the last line that `python -m mtrlib sweep` or `lesson` printed")
