@@ -11,6 +11,7 @@ import streamlit as st
 from mtrlib.experiments import Sweep, SweepJob, experiments
 from mtrlib.experiments.groups import compare, sentence
 from mtrlib.experiments.settings import label
+from mtrlib.report import compare_report
 from mtrlib.eval.stats import Estimate
 from pages._shared import plain, store
 
@@ -155,6 +156,9 @@ def experiments_section(runs) -> None:
     table(pd.DataFrame([{"task": d.task, "metric": d.metric, "A": fmt(d.a), "B": fmt(d.b),
                          "B - A (paired)": fmt(d.diff) if d.diff is not None else "",
                          "verdict for B": d.verdict} for d in diffs]), key="x_cmp")
+    a_exp, b_exp = exps[ia], exps[ib]
+    st.download_button("Download report", lambda: compare_report(a_exp, b_exp), file_name="comparison-report.html",
+                       mime="text/html", key="x_cmp_report", help="This comparison as one HTML file (offline).")
     if len(common) >= 2:
         heads = [d for d in diffs if d.metric in ("auc", "rmse")]
         st.markdown("\n".join(f"- {plain(sentence(d))}" for d in heads))

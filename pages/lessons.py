@@ -7,6 +7,7 @@ import streamlit as st
 from mtrlib.data import DataError
 from mtrlib.experiments import run_sweep
 from mtrlib.experiments.lessons import LESSONS, figure, get_lesson, headline, lesson_json
+from mtrlib.report import lesson_report
 from pages._experiments import busy, fmt, progress_panel, start, sweep_job, table
 from pages._shared import boot, chart, explain, keep_in_url, plain, store, world_dataset
 
@@ -69,6 +70,10 @@ if res is not None and any(c.status == "finished" for c in res.cells):
         st.caption(f"Hypervolume of the front relative to the best single-task pair: "
                    f"**{out['relative_hypervolume']:.2f}×** (above 1: the shared model offers more than "
                    "training the tasks apart).")
+    st.download_button("Download report", lambda: lesson_report(lesson, res, store=store()),
+                       file_name=f"lesson-{name}-report.html",
+                       mime="text/html", key=f"l_report_{name}",
+                       help="This lesson's result as one HTML file that opens offline in any browser.")
     if res.complete:
         say = st.success if out["beyond_noise"] else st.info if out["holds"] else st.warning
         say(plain(out["verdict"]))

@@ -12,8 +12,9 @@ from mtrlib.data import DataError, parse_tasks
 from mtrlib.experiments import Axis, Sweep
 from mtrlib.experiments.charts import front
 from mtrlib.experiments.settings import ratio_axis, ratio_label
+from mtrlib.report import sweep_report
 from pages._experiments import busy, progress_panel, start, table
-from pages._shared import boot, cfg, chart, current_dataset, explain, halt, plain, task_list
+from pages._shared import boot, cfg, chart, current_dataset, explain, halt, plain, store, task_list
 
 boot()
 c = cfg()
@@ -110,3 +111,7 @@ if res is not None and any(cell.status == "finished" for cell in res.cells):
     table(pd.DataFrame(rows), key="p_table")
     if corner is not None:
         st.caption(f"Best single-task pair: {tx} AUC {corner[0]:.4f}, {ty} AUC {corner[1]:.4f}.")
+    st.download_button("Download report",
+                       lambda: sweep_report(res, store=store(), title="Pareto front", x=x, y=y, by=overlay),
+                       file_name="pareto-report.html", mime="text/html", key="p_report",
+                       help="This front as one HTML file that opens offline in any browser.")

@@ -8,6 +8,7 @@ import streamlit as st
 from mtrlib.viz import charts
 from mtrlib.train import telemetry
 from mtrlib.eval.pointwise import HEADLINE_KEYS
+from mtrlib.report import run_report
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
 from mtrlib.viz.series import thin
@@ -150,7 +151,7 @@ if len(chosen) == 1:
         except RunError as e:
             st.error(plain(e))
     h = histories[names[r.id]]
-    d1, d2, d3, d4 = st.columns(4)
+    d1, d2, d3, d4, d5 = st.columns(5)
     d1.download_button("Config (JSON)", run_config_text(r.path), file_name=f"{r.id}-config.json",
                        mime="application/json", key="r_dl_cfg")
     d2.download_button("History (CSV)", safe_csv(pd.concat([h.steps.assign(kind="step"), h.epochs.assign(kind="epoch")],
@@ -162,6 +163,9 @@ if len(chosen) == 1:
                            mime="application/octet-stream", key="r_dl_w")
     d4.download_button("Metrics (JSON)", json.dumps({"test": r.metrics, "popularity": r.baseline}, indent=2),
                        file_name=f"{r.id}-metrics.json", mime="application/json", key="r_dl_m")
+    d5.download_button("Download report", lambda: run_report(r.path), file_name=f"{r.id}-report.html",
+                       mime="text/html", key="r_dl_report", help="One HTML file that opens offline in any browser: "
+                       "summary, data, setup, metrics, curves, gates and sample recommendations.")
     confirm = st.checkbox("I really want to delete this run", key=f"r_confirm_{r.id}")
     if st.button("Delete run", disabled=not confirm, key="r_delete"):
         try:

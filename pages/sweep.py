@@ -8,8 +8,9 @@ from mtrlib.data import DataError
 from mtrlib.experiments import Sweep
 from mtrlib.experiments.charts import front
 from mtrlib.experiments.settings import parse_values, suggest, sweepable
+from mtrlib.report import sweep_report
 from pages._experiments import busy, progress_panel, start, summary_rows, table
-from pages._shared import boot, cfg, chart, current_dataset, explain, halt, plain, task_names
+from pages._shared import boot, cfg, chart, current_dataset, explain, halt, plain, store, task_names
 
 boot()
 c = cfg()
@@ -75,3 +76,8 @@ if res is not None and any(cell.status == "finished" for cell in res.cells):
         chart(front(groups, x, y, f"Sweep: {y} against {x}", corner=res.best_single(x, y)), key="s_front")
         st.caption(f"Front: {', '.join(res.configs[i].label for i in res.front(x, y))} · hypervolume above the "
                    f"reference point {res.reference(x, y)}: {hv:.4f}")
+    else:
+        x = y = None
+    st.download_button("Download report", lambda: sweep_report(res, store=store(), title="Sweep", x=x, y=y),
+                       file_name="sweep-report.html", mime="text/html", key="s_report",
+                       help="This sweep as one HTML file that opens offline in any browser.")
