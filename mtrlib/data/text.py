@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .dataset import MULTI_SEP, Dataset
 from ..errors import DataError
+from ..hardware import encoder_device
+from .dataset import MULTI_SEP, Dataset
 
 # Nothing may download at run time: set before huggingface_hub / transformers are imported
 # (huggingface_hub reads these once, at its own import).
@@ -175,10 +176,8 @@ def _model_path() -> Path:
 
 def resolve_device(device: str = "cpu") -> str:
     """'auto' -> cuda, then mps, then cpu; an explicit accelerator that is absent is a
-    TextEncoderUnavailable, an unknown name a ValueError (`mtrlib.train.device.encoder_device`).
-    Imported here, not at the top: reading cached vectors must not import torch."""
-    from ..train.device import encoder_device
-
+    TextEncoderUnavailable, an unknown name a ValueError (`mtrlib.hardware.encoder_device`, which
+    asks torch only when called: reading cached vectors must not import torch)."""
     return encoder_device(device, TextEncoderUnavailable)
 
 

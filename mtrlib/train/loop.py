@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig, validate, weighting_options
-from ..data import Dataset, EncodedExamples
+from ..data import Dataset
+from ..data.encode import EncodedExamples
 from ..data.history import history_of
 from .device import DENORMAL_FIX, available_devices, cpu_compute, float_state, resolve_device, scrub_denormals
 from .gradients import RepCapture, SharedParameters, TaskGradients

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import mapping as mp
+from .. import values as vl
 from ...errors import DataError
 from .sources import (Blob, Folder, decode, max_file_bytes, open_source, refuse_binary, refuse_markup, short,
     too_big, unpack)
@@ -262,7 +263,7 @@ def _parse_text(data: bytes, name: str, header: bool | None,
         s = df[c]
         if s.isna().all():
             df = df.drop(columns=c)
-        elif c == df.columns[0] and (num := mp.as_numeric(s)) is not None and \
+        elif c == df.columns[0] and (num := vl.as_numeric(s)) is not None and \
                 np.array_equal(num.to_numpy(), np.arange(len(s))):
             df = df.drop(columns=c)
             notes.append(f"{name}: dropped an unnamed first column holding row numbers.")
