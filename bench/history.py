@@ -57,7 +57,8 @@ from mtrlib.serve.recommend import _in_sorted, _mask_seen, _seen_csr, _task_inde
 from mtrlib.runs import RunWriter, load_run, train_and_save  # noqa: E402
 from mtrlib.serve.scoring import iter_scores  # noqa: E402
 from mtrlib.eval.stats import mean_ci, paired_difference, verdict  # noqa: E402
-from mtrlib.train.loop import evaluate, prepare, train  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
+from mtrlib.train.predict import evaluate  # noqa: E402
 
 TASKS = ("watched", "liked")
 ENCODERS = ("none", "mean", "din", "sasrec")

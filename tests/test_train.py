@@ -11,7 +11,8 @@ import torch
 from _mtr import tiny_cfg, tiny_prep
 from mtrlib.config import ARCHS, TrainConfig, validate
 from mtrlib.data import DataError
-from mtrlib.train.loop import available_devices, evaluate, predict, resolve_device, run, train
+from mtrlib.train.loop import available_devices, resolve_device, run, train
+from mtrlib.train.predict import evaluate, predict
 
 
 def test_events_history_and_result():

@@ -44,7 +44,8 @@ from ..errors import DataError
 from .pointwise import task_metrics
 from ..serve.recommend import hit_metrics
 from ..serve.scoring import KS, score_matrix
-from ..train.loop import Prepared, load_dataset, predict, prepare, train
+from ..train.loop import Prepared, load_dataset, prepare, train
+from ..train.predict import predict
 
 DEFAULT_VARIANTS = {"with_text": {"text_features": True}, "id_only": {"text_features": False}}
 # variant keys that change the data side (need their own `prepare`), the rest go to ModelConfig
