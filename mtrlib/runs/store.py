@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..safe import json_clean
+from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,18 +74,16 @@ def atomic_write_json(path: Path, obj, fsync: bool = False) -> None:
 
 
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray], fsync: bool = False) -> None:
-    from safetensors.numpy import save
 
     clean = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    atomic_write(path, save(clean), fsync)
+    atomic_write(path, save_safetensors(clean), fsync)
 
 
 def _load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     """safetensors only: a damaged or pickled file is refused, never unpickled."""
-    from safetensors.numpy import load
 
     try:
-        return load(Path(path).read_bytes())
+        return load_safetensors(Path(path).read_bytes())
     except FileNotFoundError:
         raise RunError(f"The run folder {path.parent} has no {path.name} ({what}).",
                        fix="the run was probably not saved completely; delete it and train again") from None

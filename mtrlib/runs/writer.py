@@ -22,6 +22,7 @@ from .meta import RunMeta
 from .naming import data_signature, default_name, group_key, model_summary, new_run_id, settings_of
 from .store import RunError, _store, _store_message
 from .tables import _table_json, run_arrays
+from ..train.loop import build, train
 
 HEARTBEAT_S = 2.0  # at most one meta.json rewrite per this many seconds on step events
 
@@ -179,7 +180,6 @@ class RunWriter:
     # -- model helpers ----------------------------------------------------------------------------
     def new_model(self):
         """Build the model `train` would build (same seed) and keep it for epoch checkpoints."""
-        from ..train.loop import build
 
         self.model = build(self.cfg, self.prep)
         return self.model
@@ -271,7 +271,6 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
     marked failed with `reason(exception)` and the exception propagates. Only an `--out` folder
     that is not empty raises before anything is written (`RunError`).
     """
-    from ..train.loop import train
 
     writer = RunWriter(cfg, prep, store=store, path=path, name=name)
     if opened is not None:

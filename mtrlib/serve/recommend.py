@@ -33,6 +33,8 @@ from ..train.device import device_of
 from ..models.base import LOG_FLOOR  # noqa: F401  (re-exported: its home was here)
 from ..runs import Run, RunError, load_run
 from .scoring import DEFAULT_CHUNK_PAIRS, KS, iter_scores
+from .scoring import score_candidates
+from .zero_shot import ZeroShot
 
 
 # -- fusion ------------------------------------------------------------------------------------------
@@ -271,7 +273,6 @@ def explain(run, user_id, item_ids, fusion=None, n: int = 3, history_task: str |
     without one, the item space (item embeddings); and per task its contribution to the fused
     score, `contrib:<task>` = w_t * s_t (they sum to the fused score). `df.attrs`: "space",
     "history" (the task whose positives form the history, or "interactions"), "fusion"."""
-    from .scoring import score_candidates
 
     run = load_run(run, store)
     row = int(_user_rows(run, [str(user_id).strip()])[0])
@@ -470,7 +471,6 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
             "popularity": _tops(lambda r: pop_score.expand(len(r), -1).clone(), users, kmax, n_i, seen_csr, chunk_pairs)}
     zero_shot = None
     if lm_baseline:
-        from .zero_shot import ZeroShot
         zero_shot = ZeroShot(run)
         tops["lm_zero_shot"] = _tops(zero_shot.scores, users, kmax, n_i, seen_csr, chunk_pairs)
     order = [f"{m}@{K}" for K in ks for m in ("recall", "ndcg", "hitrate")]

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..config import ModelConfig, arch_class
+from ..train.telemetry import columns, groups_in
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
@@ -225,7 +226,6 @@ def conflict(runs: dict[str, pd.DataFrame], x: str = "epoch", pair: str | None =
     """The cosine between two tasks' gradients on the shared parameters, one line per parameter
     group and task pair (one run), or per run and group for one `pair` (several runs). Below 0
     (shaded) a step that helps one task hurts the other."""
-    from ..train.telemetry import columns, groups_in
     fig = go.Figure()
     fig.add_hrect(y0=-1, y1=0, fillcolor="#d62728", opacity=0.06, line_width=0, layer="below")
     fig.add_hline(y=0, line=dict(color="#999", width=1, dash="dot"))
