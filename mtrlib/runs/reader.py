@@ -15,8 +15,8 @@ from ..config import TrainConfig
 from ..errors import DataError
 from ..data.tasks import TaskSpec, parse_tasks
 from .meta import RunInfo, read_meta
-from .store import RunError, _load_arrays, _read_json
-from .tables import _table_from_json
+from .store import RunError, load_arrays, read_json
+from .tables import table_from_json
 from ..data.encode import FeatureSpace
 from ..models import build_model
 
@@ -125,7 +125,7 @@ class Run:
         if not p.is_file():
             return {}
         try:
-            d = _read_json(p)
+            d = read_json(p)
             return d if isinstance(d, dict) else {}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {}
@@ -151,10 +151,10 @@ class Run:
     @cached_property
     def space(self):
         try:
-            meta = _read_json(self.path / "space.json")
+            meta = read_json(self.path / "space.json")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RunError(f"space.json of run {self.id} is missing or damaged ({e}).", fix="delete the run") from None
-        arrays = _load_arrays(self.path / "space.safetensors", "feature encoders")
+        arrays = load_arrays(self.path / "space.safetensors", "feature encoders")
         try:
             return FeatureSpace.from_meta(meta, arrays)
         except (KeyError, TypeError) as e:
@@ -162,11 +162,11 @@ class Run:
 
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
-        return _load_arrays(self.path / "data.safetensors", "seen items and test examples")
+        return load_arrays(self.path / "data.safetensors", "seen items and test examples")
 
     def _table(self, fname: str) -> pd.DataFrame:
         try:
-            return _table_from_json(_read_json(self.path / fname))
+            return table_from_json(read_json(self.path / fname))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError) as e:
             raise RunError(f"{fname} of run {self.id} is missing or damaged ({e}).", fix="delete the run") from None
 
@@ -240,7 +240,7 @@ class Run:
             if wp is None:
                 raise RunError(f"Run '{self.name}' has no saved weights (it ended before its first epoch finished).",
                                fix="its history can still be viewed; train again for a model")
-            state = _load_arrays(wp, "model weights")
+            state = load_arrays(wp, "model weights")
             try:
                 model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=True)
             except (RuntimeError, KeyError) as e:

@@ -38,7 +38,7 @@ def default_store() -> Path:
     return Path(env).expanduser() if env else _REPO_ROOT / "data" / "runs"
 
 
-def _store(store) -> Path:
+def store_dir(store) -> Path:
     return Path(store).expanduser() if store is not None else default_store()
 
 
@@ -46,7 +46,7 @@ def _json_bytes(obj) -> bytes:
     return json.dumps(json_clean(obj), indent=1, allow_nan=False).encode("utf-8")
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -73,15 +73,13 @@ def atomic_write_json(path: Path, obj, fsync: bool = False) -> None:
     atomic_write(path, _json_bytes(obj), fsync)
 
 
-def _save_arrays(path: Path, arrays: dict[str, np.ndarray], fsync: bool = False) -> None:
-
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], fsync: bool = False) -> None:
     clean = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     atomic_write(path, save_safetensors(clean), fsync)
 
 
-def _load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
+def load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     """safetensors only: a damaged or pickled file is refused, never unpickled."""
-
     try:
         return load_safetensors(Path(path).read_bytes())
     except FileNotFoundError:
@@ -92,7 +90,7 @@ def _load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
                        fix="refusing to load it; delete the run and train again") from None
 
 
-def _store_message(e: OSError, where: Path) -> str:
+def store_message(e: OSError, where: Path) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         why = "the disk is full"
     elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
