@@ -42,8 +42,8 @@ from ..config import ModelConfig, TrainConfig
 from ..data import Dataset
 from ..errors import DataError
 from .pointwise import task_metrics
-from ..serve.recommend import hit_metrics
-from ..serve.scoring import KS, score_matrix
+from .ranking import KS, per_user_metrics
+from ..serve.scoring import score_matrix
 from ..train.loop import Prepared, load_dataset, prepare, train
 from ..train.predict import predict
 
@@ -59,32 +59,6 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- ranking
-
-def _per_user(scores: np.ndarray, relevant: np.ndarray, ks, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per-user Recall@K / NDCG@K for rows with at least one relevant candidate."""
-    keep = relevant.any(1)
-    scores, relevant = np.asarray(scores[keep], np.float64), relevant[keep]
-    tie = rng.random(scores.shape)
-    order = np.lexsort((tie, -scores), axis=-1)  # by score, ties in a random order per user
-    kmax = min(max(ks), scores.shape[1])
-    hits = np.take_along_axis(relevant, order[:, :kmax], 1)
-    return hit_metrics(hits, relevant.sum(1), ks)
-
-
-def ranking_metrics(scores: np.ndarray, relevant: np.ndarray, ks=KS, seed: int = 0) -> dict[str, float]:
-    """Mean Recall@K / NDCG@K over users (rows) with at least one relevant candidate.
-
-    scores [U, C] (higher = better), relevant [U, C] bool. Recall@K = hits in the top K /
-    number relevant; NDCG@K = DCG / ideal DCG with binary gains over min(|relevant|, K).
-    Ties (e.g. an id-only model that scores every cold item alike) are broken at random, per
-    user (seeded), so a constant score gives random-ranking numbers, not the numbers of
-    whatever order the catalogue happens to be in.
-    """
-    relevant = np.asarray(relevant, bool)
-    per = _per_user(np.asarray(scores), relevant, ks, np.random.default_rng(seed))
-    n = int(relevant.any(1).sum())
-    return {m: float(v.mean()) if n else float("nan") for m, v in per.items()}
-
 
 def cold_ranking(model, prep: Prepared, cold_rows: np.ndarray, ks=KS, seed: int = 0,
                  chunk: int = SCORE_CHUNK) -> tuple[dict[str, dict], dict[str, int]]:
@@ -125,7 +99,7 @@ def cold_ranking(model, prep: Prepared, cold_rows: np.ndarray, ks=KS, seed: int 
             # differs by ~1e-6, enough to reorder near-tied cold items and move Recall@K.
             S = score_matrix(model, users[lo:hi], cold_rows, chunk, block_pairs=chunk, factorised=False, threads=0)
         for j in binary:
-            for m, v in _per_user(S[:, :, j], rel[j][lo:hi], ks, rng).items():
+            for m, v in per_user_metrics(S[:, :, j], rel[j][lo:hi], ks, rng).items():
                 sums[j][m] = sums[j].get(m, 0.0) + float(v.sum())
     out, n_users = {}, {}
     for j in binary:
@@ -317,5 +291,5 @@ def format_report(report: dict, k: int = 10) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["cold_start_report", "format_report", "score_matrix", "ranking_metrics", "cold_ranking",
+__all__ = ["cold_start_report", "format_report", "score_matrix", "cold_ranking",
            "grouped_auc", "evaluate_cold", "cold_rows_of", "DEFAULT_VARIANTS", "KS"]
