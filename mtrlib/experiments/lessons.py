@@ -27,7 +27,8 @@ from ..config import TrainConfig
 from ..errors import DataError
 from ..eval.stats import Estimate, mean_ci, paired_difference
 from .settings import Axis, flatten, with_overrides
-from .sweep import Sweep, SweepResult, run_sweep
+from .runner import run_sweep
+from .sweep import Sweep, SweepResult
 from . import charts
 from .pareto import front
 
