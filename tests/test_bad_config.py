@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtrlib.errors import UserError
 from mtrlib.config import TrainConfig, validate
 from mtrlib.data import DataError, make_world
 from mtrlib.train import loop as T
@@ -150,7 +151,7 @@ def test_data_and_task_settings_refused_in_prepare(name, world):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_unavailable_device_refused_before_training(prepared):
     events = []
-    with pytest.raises(DataError, match="Device 'cuda' is not available on this machine"):
+    with pytest.raises(UserError, match="Device 'cuda' is not available on this machine"):
         T.train(tiny_cfg(**(SMALL | dict(device="cuda"))), prepared, callback=events.append)
     assert events == []
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtrlib.errors import ConfigError
 from mtrlib.eval import coldstart, ranking
 from mtrlib.data import text
 from mtrlib.config import ARCHS, TEXT_COMBINE
@@ -176,12 +177,10 @@ def test_second_prepare_reads_the_cache_without_the_model(tiny, monkeypatch):
 def test_report_refuses_reserved_names_and_honours_stop(tiny):
     import threading
 
-    from mtrlib.data import DataError
-
     base, _ = tiny
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError):
         coldstart.cold_start_report(base, variants={"random": {"text_features": True}})
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError):
         coldstart.cold_start_report(base, variants={"x": {"no_such_setting": 1}})
     stop = threading.Event()
     stop.set()

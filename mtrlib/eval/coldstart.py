@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..config import ModelConfig, TrainConfig
 from ..data import Dataset
-from ..errors import DataError
+from ..errors import ConfigError, TrainingError
 from .pointwise import task_metrics
 from .ranking import KS, per_user_metrics
 from ..serve.scoring import score_matrix
@@ -138,7 +138,7 @@ def grouped_auc(users: np.ndarray, y: np.ndarray, score: np.ndarray) -> float:
 def cold_rows_of(prep: Prepared) -> np.ndarray:
     """Item rows (sorted) of the items a cold-items split held out."""
     if prep.split.cold_items is None:
-        raise DataError("This split holds out no items.", fix="use split 'cold-items'")
+        raise ConfigError("This split holds out no items.", fix="use split 'cold-items'")
     return np.sort(prep.space.item_rows(prep.split.cold_items))
 
 
@@ -172,8 +172,8 @@ def evaluate_cold(model, prep: Prepared, cold_rows: np.ndarray | None = None, ks
 def _variant_cfg(cfg: TrainConfig, overrides: dict) -> TrainConfig:
     bad = sorted(set(overrides) - _MODEL_KEYS - set(_DATA_KEYS))
     if bad:
-        raise DataError(f"Unknown cold-start variant setting(s): {', '.join(bad)}.",
-                        fix=f"use ModelConfig fields ({', '.join(sorted(_MODEL_KEYS))}) or use_features")
+        raise ConfigError(f"Unknown cold-start variant setting(s): {', '.join(bad)}.",
+                          fix=f"use ModelConfig fields ({', '.join(sorted(_MODEL_KEYS))}) or use_features")
     c = copy.deepcopy(cfg)
     c.data.split = "cold-items"
     c.model = replace(c.model, **{k: v for k, v in overrides.items() if k in _MODEL_KEYS})
@@ -208,11 +208,11 @@ def cold_start_report(cfg: TrainConfig, dataset: Dataset | None = None, ks=KS,
     variants = dict(variants or DEFAULT_VARIANTS)
     clash = sorted(set(variants) & _RESERVED)
     if clash:
-        raise DataError(f"Variant name(s) {', '.join(clash)} are taken by the report itself.",
-                        fix="rename the variant, e.g. 'text_on'")
+        raise ConfigError(f"Variant name(s) {', '.join(clash)} are taken by the report itself.",
+                          fix="rename the variant, e.g. 'text_on'")
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
-        raise DataError("K must be whole numbers of at least 1.", fix="e.g. 5, 10, 20")
+        raise ConfigError("K must be whole numbers of at least 1.", fix="e.g. 5, 10, 20")
     cfgs = {name: _variant_cfg(cfg, ov) for name, ov in variants.items()}
     ds = dataset if dataset is not None else load_dataset(cfgs[next(iter(cfgs))])
     say = progress or (lambda stage, done, total: None)
@@ -256,7 +256,7 @@ def cold_start_report(cfg: TrainConfig, dataset: Dataset | None = None, ks=KS,
         res = train(c, p, callback=on_event, stop=stop)
         report["stopped"] = report["stopped"] or res.status == "stopped"
         if res.status == "diverged":
-            raise DataError(f"Cold-start variant '{name}' diverged: {res.reason}")
+            raise TrainingError(f"Cold-start variant '{name}' diverged: {res.reason}")
         say(f"rank:{name}", 0, 1)
         per, n_users = evaluate_cold(res.model, p, cold_rows, ks, seed=c.seed, warm=res.val_metrics)
         say(f"rank:{name}", 1, 1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..config import TrainConfig
-from ..errors import DataError
+from ..errors import ConfigError
 from ..eval.stats import Estimate, mean_ci, paired_difference
 from .settings import Axis, flatten, with_overrides
 from .runner import run_sweep
@@ -84,12 +84,12 @@ class Lesson:
     def sweep(self, quick: bool = False, seeds: int | None = None) -> Sweep:
         n = seeds or (self.quick.get("seeds", self.seeds) if quick else self.seeds)
         if not 1 <= int(n) <= 20:
-            raise DataError(f"A lesson runs with 1..20 seeds (got {n}).", fix="e.g. --seeds 3")
+            raise ConfigError(f"A lesson runs with 1..20 seeds (got {n}).", fix="e.g. --seeds 3")
         return Sweep(self.setup(quick), [a.axis() for a in self.axes], list(range(int(n))),
                      corners=[dict(c) for c in self.corners], name=f"lesson {self.name}")
 
     def check(self) -> None:
-        """Every override and swept key exists in this version's config (DataError otherwise)."""
+        """Every override and swept key exists in this version's config (ConfigError otherwise)."""
         flatten(self.base, f"Lesson '{self.name}'")
         flatten(self.quick.get("base", {}), f"Lesson '{self.name}' (quick)")
         for a in self.axes:
@@ -441,7 +441,7 @@ _register(Lesson(
 def get_lesson(name: str) -> Lesson:
     key = str(name).strip().lower()
     if key not in LESSONS:
-        raise DataError(f"There is no lesson '{name}'.", fix="lessons: " + ", ".join(LESSONS))
+        raise ConfigError(f"There is no lesson '{name}'.", fix="lessons: " + ", ".join(LESSONS))
     return LESSONS[key]
 
 

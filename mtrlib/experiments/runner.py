@@ -17,7 +17,7 @@ from dataclasses import asdict
 from typing import Callable
 
 from ..config import TrainConfig
-from ..errors import DataError
+from ..errors import ConfigError, UserError
 from ..jobs import LIMITER, Background, BusyError
 from ..runs import data_signature, group_key, list_runs, recorded_training
 from ..runs.naming import model_summary
@@ -85,14 +85,14 @@ class _Plan:
             for seed in sweep.seeds:
                 cfg = sweep.config_of(c, seed)
                 if cfg.data.source != "world" and cfg.data.world != sweep.base.data.world:
-                    raise DataError(f"The sweep's setup '{c.label}' changes the built-in world, but the data is "
-                                    "your own files, so it would change nothing.",
-                                    fix="sweep model and training settings on your own data, or use the world")
+                    raise ConfigError(f"The sweep's setup '{c.label}' changes the built-in world, but the data is "
+                                      "your own files, so it would change nothing.",
+                                      fix="sweep model and training settings on your own data, or use the world")
                 k = _data_key(cfg)
                 if k not in self.datasets:
                     if cfg.data.source != "world" and dataset is not None:
-                        raise DataError(f"The sweep's setup '{c.label}' changes the data, which is your upload.",
-                                        fix="sweep model and training settings on uploaded data, or use the world")
+                        raise ConfigError(f"The sweep's setup '{c.label}' changes the data, which is your upload.",
+                                          fix="sweep model and training settings on uploaded data, or use the world")
                     self.datasets[k] = load(cfg)
                 group = group_key(cfg, data_signature(self.datasets[k]))
                 self.cfgs[i, seed] = cfg
@@ -171,7 +171,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
         except Stopped:
             stopped = True
             break
-        except DataError as e:
+        except UserError as e:
             cell.status, cell.message = "failed", str(e)
         except Exception as e:  # one broken cell does not lose the others
             cell.status, cell.message = "failed", f"{type(e).__name__}: {e}"
@@ -236,7 +236,7 @@ class SweepJob(Background):
             self.result = res
             self.state = "stopped" if res.stopped else "finished"
         except Exception as e:
-            self.error = str(e) if isinstance(e, DataError) else f"The sweep failed unexpectedly: {type(e).__name__}: {e}"
+            self.error = str(e) if isinstance(e, UserError) else f"The sweep failed unexpectedly: {type(e).__name__}: {e}"
             self.state = "failed"
         finally:
             self.finished_at = time.time()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import pareto
 from ..config import TrainConfig, validate
-from ..errors import DataError
+from ..errors import ConfigError, UserError
 from ..eval.stats import Estimate
 from .groups import higher_is_better, metric_value, summarise, summary_json
 from .settings import Axis, apply, label, product, resolve
@@ -77,16 +77,16 @@ class Sweep:
         that is not a valid setup (the message names the combination)."""
         configs = self.configs()
         if not self.seeds:
-            raise DataError("A sweep needs at least one seed.", fix="e.g. --seeds 3")
+            raise ConfigError("A sweep needs at least one seed.", fix="e.g. --seeds 3")
         if len(configs) * len(self.seeds) > MAX_CELLS:
-            raise DataError(f"That sweep is {len(configs)} configurations x {len(self.seeds)} seeds = "
-                            f"{len(configs) * len(self.seeds):,} runs, more than this tool runs at once ({MAX_CELLS}).",
-                            fix="use fewer values or seeds")
+            raise ConfigError(f"That sweep is {len(configs)} configurations x {len(self.seeds)} seeds = "
+                              f"{len(configs) * len(self.seeds):,} runs, more than this tool runs at once ({MAX_CELLS}).",
+                              fix="use fewer values or seeds")
         for c in configs:
             try:
                 validate(self.config_of(c, self.seeds[0]), task_names)
-            except DataError as e:
-                raise DataError(f"The sweep's setup '{c.label}' is not valid: {e}") from None
+            except UserError as e:
+                raise ConfigError(f"The sweep's setup '{c.label}' is not valid: {e}") from None
         return configs
 
 

@@ -1,7 +1,7 @@
 """Where torch work runs and with how many CPU threads: the one place for both.
 
 Devices. Training takes a device name from `TrainConfig.device` ("auto" or one of
-`available_devices()`, an absent one is a `DataError`); the text encoder takes a free-form name
+`available_devices()`, an absent one is a `TrainingError`); the text encoder takes a free-form name
 ("cuda:1" passes through) and says a missing accelerator with its own exceptions, so a page can
 offer the text features or not; `prepare` picks the encoder's device from the training setting.
 All three read the same `mtrlib.hardware.accelerators()`.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DataError
+from ..errors import TrainingError
 from ..hardware import accelerators
 
 # Intra-op threads while scoring on CPU and for the projections' native code (0 = leave the
@@ -49,13 +49,13 @@ def available_devices() -> list[str]:
 
 def resolve_device(name: str) -> torch.device:
     """The training device for `TrainConfig.device`: "auto" is the first of `available_devices()`;
-    an absent device is a DataError naming the choices (the config is the user's)."""
+    an absent device is a TrainingError naming the choices (the config is the user's)."""
     devs = available_devices()
     if name == "auto":
         return torch.device(devs[0])
     if name not in devs:
-        raise DataError(f"Device '{name}' is not available on this machine.",
-                        fix=f"use one of: auto, {', '.join(devs)}")
+        raise TrainingError(f"Device '{name}' is not available on this machine.",
+                            fix=f"use one of: auto, {', '.join(devs)}")
     return torch.device(name)
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..config import EMBEDDING_UPDATES
-from ..errors import DataError
+from ..errors import TrainingError
 from ..models.blocks import SideEmbedding
 from ..weighting.base import Weighting
 
@@ -64,13 +64,13 @@ def lazy_tables(cfg, model: nn.Module, weighting, device: torch.device) -> list[
         return []
     if cfg.optimizer not in LAZY_OPTIMIZERS:
         if mode == "lazy":
-            raise DataError(f"Lazy embedding updates need Adam or AdamW, not '{cfg.optimizer}'.",
-                            fix="use --optimizer adam, or --embedding-updates dense")
+            raise TrainingError(f"Lazy embedding updates need Adam or AdamW, not '{cfg.optimizer}'.",
+                                fix="use --optimizer adam, or --embedding-updates dense")
         return []
     if dense_gradients_needed(weighting):
         if mode == "lazy":
-            raise DataError(f"The weighting method '{weighting.name}' works on per-task gradients, which lazy "
-                            "embedding updates do not give.", fix="use --embedding-updates dense (or auto)")
+            raise TrainingError(f"The weighting method '{weighting.name}' works on per-task gradients, which lazy "
+                                "embedding updates do not give.", fix="use --embedding-updates dense (or auto)")
         return []
     tables = id_tables(model)
     if mode == "auto":
