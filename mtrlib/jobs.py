@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 
 from .config import TrainConfig
-from .data import DataError, Dataset
-from .errors import UserError
+from .data import Dataset
+from .errors import DataError, UserError
 from .viz.series import Downsampled
 from .runs import recorded_training
 from .train import loop as trainer

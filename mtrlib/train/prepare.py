@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig, validate
-from ..data import DataError, Dataset, Examples, Split, build_examples, load, make_world, split
+from ..errors import DataError
+from ..data import Dataset, Examples, Split, build_examples, load, make_world, split
 from ..data.encode import EncodedExamples, FeatureSpace, encode_examples
 from ..data.history import with_history
 from ..data.text import item_text_vectors
