@@ -1,4 +1,4 @@
-"""`python -m mtrlib VERB ...`: a small dispatcher over the modules in `mtrlib.cli`.
+"""`mtr VERB ...` / `python -m mtrlib VERB ...`: a small dispatcher over the modules in `mtrlib.cli`.
 
 Each module registers its verbs with `register(subparsers)` and points each at a function
 with `set_defaults(func=...)`; a module that does not exist yet is skipped, so verbs can be
@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from mtrlib.data.read.sources import file_cap
 from mtrlib.errors import DataError, UserError
@@ -22,7 +23,8 @@ CLI_MODULES = ["data", "train", "runs", "experiments"]
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `verb`, verbs other than it may register only their name and help (a
     verb whose flags come from the registries then costs nothing for `inspect` and friends)."""
-    parser = argparse.ArgumentParser(prog="python -m mtrlib",
+    prog = "mtr" if Path(sys.argv[0]).name == "mtr" else "python -m mtrlib"  # the installed command, or the module
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Multi-task recommender studio: data, training and runs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in CLI_MODULES:

