@@ -274,3 +274,20 @@ def test_a_package_init_that_imports_back_is_a_cycle(tmp_path):
     mods = modules(tmp_path)
     imps = [i for name, path in mods.items() for i in imports_of(name, path, set(mods))]
     assert cycles(graph(imps, set(mods))) == [["mtrlib.a", "mtrlib.a.x", "mtrlib.b.y"]]
+
+
+def test_inspect_stays_torch_free(tmp_path):
+    """`python -m mtrlib inspect` reads and checks data without paying torch's import: the data
+    layer and the CLI's light verbs must not pull torch in at import time."""
+    import subprocess
+    import sys
+
+    rows = ["user,item,rating,timestamp"] + [f"u{i % 17},m{(i * 7) % 31},{1 + i % 5},{1_600_000_000 + i}"
+                                             for i in range(400)]
+    (tmp_path / "ratings.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    code = ("import sys; from mtrlib.__main__ import main; rc = main(['inspect', sys.argv[1]]); "
+            "print('RESULT', rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ratings.csv")], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    last = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    assert last == ["RESULT 0 False"], out.stdout[-2000:] + out.stderr[-2000:]

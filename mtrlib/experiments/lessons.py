@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..config import TrainConfig
+from ..config import ARCH_LABELS, TrainConfig
 from ..errors import ConfigError
 from ..eval.stats import Estimate, mean_ci, paired_difference
 from .settings import Axis, flatten, with_overrides
@@ -242,7 +242,6 @@ def _register(lesson: Lesson) -> Lesson:
 
 
 def _arch_labels(archs) -> tuple[str, ...]:
-    from ..config import ARCH_LABELS
     return tuple(ARCH_LABELS[a] for a in archs)
 
 
