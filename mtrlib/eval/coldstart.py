@@ -169,7 +169,9 @@ def evaluate_cold(model, prep: Prepared, cold_rows: np.ndarray | None = None, ks
     return per, n_users
 
 
-def _variant_cfg(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+def variant_config(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    """The training config of one cold-start variant: `cfg` on the cold-items split with the
+    variant's model (or use_features) overrides; unknown settings are refused by name."""
     bad = sorted(set(overrides) - _MODEL_KEYS - set(_DATA_KEYS))
     if bad:
         raise ConfigError(f"Unknown cold-start variant setting(s): {', '.join(bad)}.",
@@ -213,7 +215,7 @@ def cold_start_report(cfg: TrainConfig, dataset: Dataset | None = None, ks=KS,
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ConfigError("K must be whole numbers of at least 1.", fix="e.g. 5, 10, 20")
-    cfgs = {name: _variant_cfg(cfg, ov) for name, ov in variants.items()}
+    cfgs = {name: variant_config(cfg, ov) for name, ov in variants.items()}
     ds = dataset if dataset is not None else load_dataset(cfgs[next(iter(cfgs))])
     say = progress or (lambda stage, done, total: None)
 
