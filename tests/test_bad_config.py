@@ -23,6 +23,7 @@ from mtrlib.errors import UserError
 from mtrlib.config import TrainConfig, validate
 from mtrlib.data import DataError, make_world
 from mtrlib.train import loop as T
+from mtrlib.train.predict import predict
 
 from _mtr import tiny_cfg
 
@@ -202,7 +203,7 @@ def test_too_high_learning_rate_ends_cleanly_as_diverged(world, optimizer):
     assert events[-1]["type"] == "end" and events[-1]["status"] == "diverged"
     assert len(r.history.epochs) < c.epochs, "diverging ends the run early"
     # the model keeps its last finite weights: it still predicts numbers, not NaN
-    preds = T.predict(r.model, prep.test)
+    preds = predict(r.model, prep.test)
     assert np.isfinite(preds).all()
     for row in r.history.steps:
         assert all(math.isfinite(v) for k, v in row.items() if isinstance(v, float) and k.startswith("loss/"))
