@@ -18,7 +18,8 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..errors import ConfigError, UserError
-from ..jobs import LIMITER, Background, BusyError
+from .. import jobs
+from ..jobs import Background, BusyError
 from ..runs import data_signature, group_key, list_runs, recorded_training
 from ..runs.naming import model_summary
 from ..train.prepare import load_dataset, prepare
@@ -119,7 +120,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
     its cached world)."""
 
     t0 = time.time()
-    limiter = limiter or LIMITER
+    limiter = limiter or jobs.LIMITER  # read at each call: the app or a test may replace the server-wide one
     stop = stop or threading.Event()
     configs = sweep.check()
     plan = _Plan(sweep, configs, dataset, store, resume, load)
