@@ -1,6 +1,7 @@
-# Two commands do all the set-up (both idempotent):
+# These commands do all the set-up (each idempotent):
 #   make run   - create .venv if missing, install the locked requirements, start the app on the built-in world
 #   make test  - the same, then the whole test suite
+#   make lint  - the same, then ruff over the tree (rules in pyproject.toml)
 # What is installed is requirements.lock (exact versions of everything, as tested); `make lock`
 # re-resolves it from requirements.txt + requirements-dev.txt in a scratch venv.
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
 
-.PHONY: run test bench lock clean-venv
+.PHONY: run test lint bench lock clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# ruff, with the rules written down in pyproject.toml ([tool.ruff]); .ci/run lints before testing
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --no-deps torch-rechub==0.9.0

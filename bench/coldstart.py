@@ -74,7 +74,7 @@ def centred_runs(cfg: TrainConfig, ds, names: dict[str, dict]) -> dict:
     """The text variants again, with item vectors centred on the catalogue mean and re-normalised."""
     out = {}
     for name, ov in names.items():
-        c = coldstart._variant_cfg(cfg, ov)
+        c = coldstart.variant_config(cfg, ov)
         prep = prepare(c, ds)
         v = prep.space.item_text - prep.space.item_text.mean(0)
         prep.space.item_text = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -53,11 +53,15 @@ import _common as C  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mtrlib.serve.recommend import _in_sorted, _mask_seen, _seen_csr, _task_index, _transform, rank_eval, topk_metrics  # noqa: E402
+from mtrlib.eval.ranking import in_sorted, topk_metrics  # noqa: E402
+from mtrlib.serve.cascade import mask_seen, seen_csr  # noqa: E402
+from mtrlib.serve.fusion import fusion_transform  # noqa: E402
+from mtrlib.serve.recommend import rank_eval, task_index  # noqa: E402
 from mtrlib.runs import RunWriter, load_run, train_and_save  # noqa: E402
 from mtrlib.serve.scoring import iter_scores  # noqa: E402
 from mtrlib.eval.stats import mean_ci, paired_difference, verdict  # noqa: E402
-from mtrlib.train.loop import evaluate, prepare, train  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
+from mtrlib.train.predict import evaluate  # noqa: E402
 
 TASKS = ("watched", "liked")
 ENCODERS = ("none", "mean", "din", "sasrec")
@@ -88,25 +92,25 @@ def ndcg10(run_path) -> dict[str, float]:
     run = load_run(run_path)
     te, n_i = run.test, run.n_items
     seen = run.seen_keys()
-    indptr, seen_items = _seen_csr(run, keys=seen)
+    indptr, seen_items = seen_csr(run, keys=seen)
     per = {}
     for t in TASKS:
-        j = _task_index(run, t)
+        j = task_index(run, t)
         pos = te["mask"][:, j] & (te["labels"][:, j] == 1)
         keys = np.unique(te["user"][pos].astype(np.int64) * n_i + te["item"][pos].astype(np.int64))
-        keys = keys[~_in_sorted(keys, seen)]
+        keys = keys[~in_sorted(keys, seen)]
         per[t] = (j, keys, np.bincount(keys // n_i, minlength=run.n_users))
     users = np.unique(np.concatenate([k // n_i for _, k, _ in per.values()]))
     sums = dict.fromkeys(TASKS, 0.0)
     for lo, hi, preds in iter_scores(run.model, users, None):
         rows = users[lo:hi]
-        tr = _transform(run.model, preds)
+        tr = fusion_transform(run.model, preds)
         for t, (j, keys, n_pos) in per.items():
             has = n_pos[rows] > 0
             if not has.any():
                 continue
             S = tr[..., j][torch.as_tensor(has)]
-            _mask_seen(S, rows[has], indptr, seen_items)
+            mask_seen(S, rows[has], indptr, seen_items)
             top = torch.topk(S, 10, dim=1).indices.cpu().numpy()
             sums[t] += float(topk_metrics(top, rows[has], keys, n_pos[rows[has]], n_i, (10,))["ndcg@10"].sum())
     return {t: sums[t] / max(1, int((per[t][2] > 0).sum())) for t in TASKS}

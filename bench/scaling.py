@@ -34,7 +34,7 @@ Stages, each timed (wall and CPU seconds) with its own peak RSS (VmHWM reset bef
 - epoch: one training epoch (MMoE 4x[64,32], batch 1024, Adam, one thread, default embedding
   updates: lazy for the big id tables; gradient telemetry off); `epoch_s` is the training loop alone, `samples_per_s`
   its throughput (`TrainResult.samples_per_s`);
-- evaluate: test-split predictions and metrics (`mtrlib.train.evaluate`);
+- evaluate: test-split predictions and metrics (`mtrlib.train.predict.evaluate`);
 - rank: full ranking of every item for --rank-users test users (the factorised scorer,
   `mtrlib.serve.scoring.iter_scores`, top 100 after masking nothing): seconds, ms per user, and the
   projected time for every user. (Cascade ranking is not on this branch.)
@@ -239,7 +239,8 @@ def measure(size, args) -> dict:
     from mtrlib.data import build_examples, load
     from mtrlib.data.read import file_cap
     from mtrlib.serve.scoring import iter_scores
-    from mtrlib.train.loop import evaluate, prepare, train
+    from mtrlib.train.loop import prepare, train
+    from mtrlib.train.predict import evaluate
 
     out: dict = {"size": size}
     folder, source = data_for(size, args, out)

@@ -51,7 +51,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from mtrlib.train.loop import predict, prepare, train  # noqa: E402
+from mtrlib.train.loop import prepare, train  # noqa: E402
+from mtrlib.train.predict import predict  # noqa: E402
 
 LR, WD, BATCH = 0.01, 1e-4, 1024
 

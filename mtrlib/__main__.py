@@ -1,4 +1,4 @@
-"""`python -m mtrlib VERB ...`: a small dispatcher over the modules in `mtrlib.cli`.
+"""`mtr VERB ...` / `python -m mtrlib VERB ...`: a small dispatcher over the modules in `mtrlib.cli`.
 
 Each module registers its verbs with `register(subparsers)` and points each at a function
 with `set_defaults(func=...)`; a module that does not exist yet is skipped, so verbs can be
@@ -12,6 +12,10 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
+
+from mtrlib.data.read.sources import file_cap
+from mtrlib.errors import DataError, UserError
 
 CLI_MODULES = ["data", "train", "runs", "experiments", "report"]
 
@@ -19,7 +23,8 @@ CLI_MODULES = ["data", "train", "runs", "experiments", "report"]
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `verb`, verbs other than it may register only their name and help (a
     verb whose flags come from the registries then costs nothing for `inspect` and friends)."""
-    parser = argparse.ArgumentParser(prog="python -m mtrlib",
+    prog = "mtr" if Path(sys.argv[0]).name == "mtr" else "python -m mtrlib"  # the installed command, or the module
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Multi-task recommender studio: data, training and runs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in CLI_MODULES:
@@ -35,7 +40,6 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mtrlib.errors import DataError, UserError
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
@@ -45,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    from mtrlib.data.read.sources import file_cap
 
     cap = getattr(args, "max_file_mb", None)
     try:

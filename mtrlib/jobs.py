@@ -15,8 +15,11 @@ import uuid
 from dataclasses import dataclass
 
 from .config import TrainConfig
-from .data import DataError, Dataset
+from .data import Dataset
+from .errors import DataError, UserError
 from .viz.series import Downsampled
+from .runs import recorded_training
+from .train import loop as trainer
 
 ACTIVE_STATES = ("queued", "preparing", "running")
 
@@ -80,7 +83,7 @@ class BusyError(RuntimeError):
 
 def _failure(e: Exception) -> str:
     """What a job (and its run) says when it fails: bad data as it is, anything else as a bug."""
-    return str(e) if isinstance(e, DataError) else f"Training failed unexpectedly: {type(e).__name__}: {e}"
+    return str(e) if isinstance(e, UserError) else f"Training failed unexpectedly: {type(e).__name__}: {e}"
 
 
 LIMITER = JobLimiter(int(os.environ.get("MTR_MAX_JOBS", "2")), int(os.environ.get("MTR_MAX_QUEUE", "4")))
@@ -180,8 +183,6 @@ class Job(Background):
                 self.epochs.append({k: v for k, v in e.items() if k != "type"})
 
     def _run(self) -> None:
-        from .train import loop as trainer  # heavy imports stay off the UI thread's first paint
-
         try:
             if not self.limiter.wait_turn(self.id, self._stop):
                 self.state, self.message = "stopped", "Cancelled while waiting in the queue."
@@ -203,7 +204,7 @@ class Job(Background):
         except Exception as e:  # bad data is said as it is; a bug readably, and the server stays up
             self.error = self.message = _failure(e)
             self.state = "failed"
-            if not isinstance(e, DataError):
+            if not isinstance(e, UserError):
                 self.traceback = traceback.format_exc()
         finally:
             self.finished_at = time.time()
@@ -212,8 +213,6 @@ class Job(Background):
     def _train(self, prep):
         """Train, recorded as a run unless `save` is off; a store that cannot even be opened
         trains in memory (`save_error` says so)."""
-        from .train import loop as trainer
-        from .runs import recorded_training
 
         if self.save:
             try:

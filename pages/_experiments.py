@@ -29,7 +29,7 @@ def busy() -> bool:
 
 def start(sweep: Sweep, dataset=None, title: str = "sweep", purpose: str = "", load=None) -> bool:
     """Start `sweep` as this session's background sweep; False (with the message shown) if refused."""
-    from mtrlib.data import DataError
+    from mtrlib.errors import UserError
 
     if busy():
         st.warning("An experiment is already running in this session: stop it first, or wait for it.")
@@ -38,7 +38,7 @@ def start(sweep: Sweep, dataset=None, title: str = "sweep", purpose: str = "", l
     job.purpose = purpose
     try:
         job.start()
-    except DataError as e:
+    except UserError as e:
         st.error(plain(e))
         return False
     st.session_state[KEY] = job

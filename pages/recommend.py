@@ -6,7 +6,8 @@ import streamlit as st
 from mtrlib.viz import charts
 from mtrlib.serve.behaviour import has_history, recent_history
 from mtrlib.serve.recommend import explain as explain_items
-from mtrlib.serve.recommend import fusion_for, fusion_is_zero, held_out, rank_eval, recommend, user_history
+from mtrlib.serve.fusion import fusion_for, fusion_is_zero
+from mtrlib.serve.recommend import held_out, rank_eval, recommend, user_history
 from mtrlib.runs import RunError
 from mtrlib.eval.truth import truth_eval
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs

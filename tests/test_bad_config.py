@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 import torch
 
+from mtrlib.errors import UserError
 from mtrlib.config import TrainConfig, validate
 from mtrlib.data import DataError, make_world
 from mtrlib.train import loop as T
+from mtrlib.train.predict import predict
 
 from _mtr import tiny_cfg
 
@@ -150,7 +152,7 @@ def test_data_and_task_settings_refused_in_prepare(name, world):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_unavailable_device_refused_before_training(prepared):
     events = []
-    with pytest.raises(DataError, match="Device 'cuda' is not available on this machine"):
+    with pytest.raises(UserError, match="Device 'cuda' is not available on this machine"):
         T.train(tiny_cfg(**(SMALL | dict(device="cuda"))), prepared, callback=events.append)
     assert events == []
 
@@ -201,7 +203,7 @@ def test_too_high_learning_rate_ends_cleanly_as_diverged(world, optimizer):
     assert events[-1]["type"] == "end" and events[-1]["status"] == "diverged"
     assert len(r.history.epochs) < c.epochs, "diverging ends the run early"
     # the model keeps its last finite weights: it still predicts numbers, not NaN
-    preds = T.predict(r.model, prep.test)
+    preds = predict(r.model, prep.test)
     assert np.isfinite(preds).all()
     for row in r.history.steps:
         assert all(math.isfinite(v) for k, v in row.items() if isinstance(v, float) and k.startswith("loss/"))

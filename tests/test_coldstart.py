@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtrlib.eval import coldstart
+from mtrlib.errors import ConfigError
+from mtrlib.eval import coldstart, ranking
 from mtrlib.data import text
 from mtrlib.config import ARCHS, TEXT_COMBINE
 from mtrlib.train.loop import build, prepare, train
@@ -38,18 +39,18 @@ def test_ranking_metrics_perfect_and_constant_scores():
     rel[:, 0] = True
     rel[: n_u // 2, 3] = True  # half the users have two relevant items
     perfect = rel.astype(float) + 0.01 * rng.random((n_u, n_c))
-    m = coldstart.ranking_metrics(perfect, rel, ks=(1, 2, 5))
+    m = ranking.ranking_metrics(perfect, rel, ks=(1, 2, 5))
     assert m["recall@2"] == pytest.approx(1.0) and m["ndcg@2"] == pytest.approx(1.0)
     assert m["recall@1"] == pytest.approx(0.75)  # 1/1 for half the users, 1/2 for the rest
     assert m["ndcg@5"] == pytest.approx(1.0)
     # a constant score (an id-only model on cold items) ranks at random, not in catalogue order
-    const = coldstart.ranking_metrics(np.zeros((n_u, n_c)), rel, ks=(1, 5))
+    const = ranking.ranking_metrics(np.zeros((n_u, n_c)), rel, ks=(1, 5))
     assert const["recall@5"] == pytest.approx(0.5, abs=0.03)
     assert const["recall@1"] == pytest.approx(0.1, abs=0.02)  # K / candidates, whatever |relevant|
     # users without a relevant item are left out
     rel2 = rel.copy()
     rel2[0] = False
-    assert coldstart.ranking_metrics(perfect, rel2, ks=(2,))["recall@2"] == pytest.approx(1.0)
+    assert ranking.ranking_metrics(perfect, rel2, ks=(2,))["recall@2"] == pytest.approx(1.0)
 
 
 def test_grouped_auc_ignores_differences_between_users():
@@ -176,12 +177,10 @@ def test_second_prepare_reads_the_cache_without_the_model(tiny, monkeypatch):
 def test_report_refuses_reserved_names_and_honours_stop(tiny):
     import threading
 
-    from mtrlib.data import DataError
-
     base, _ = tiny
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError):
         coldstart.cold_start_report(base, variants={"random": {"text_features": True}})
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError):
         coldstart.cold_start_report(base, variants={"x": {"no_such_setting": 1}})
     stop = threading.Event()
     stop.set()

@@ -7,9 +7,10 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info
 
+from mtrlib.errors import TrainingError
 from mtrlib.train import device, loop as train
+from mtrlib import hardware
 from mtrlib.data import text
-from mtrlib.data import DataError
 from mtrlib.serve.scoring import iter_scores
 
 from _mtr import tiny_cfg, tiny_prep
@@ -79,14 +80,14 @@ def test_device_resolvers_share_one_view_of_the_machine():
     assert text.resolve_device("auto") == devs[0]  # the encoder's auto prefers the same order
     assert device.text_device_for("cpu") == "cpu"
     with pytest.raises(ValueError, match="Unknown device"):
-        device.encoder_device("tpu")
+        hardware.encoder_device("tpu")
     if "cuda" in devs:
         assert device.text_device_for("auto") == "auto" and text.resolve_device("cuda:0") == "cuda:0"
     else:
         assert device.text_device_for("auto") == "cpu"  # auto without CUDA encodes on the CPU, even with MPS
-        with pytest.raises(DataError, match="not available"):
+        with pytest.raises(TrainingError, match="not available"):
             device.resolve_device("cuda")
         with pytest.raises(text.TextEncoderUnavailable, match="no CUDA GPU"):
             text.resolve_device("cuda")
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
-            device.encoder_device("cuda:1")
+            hardware.encoder_device("cuda:1")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from mtrlib.errors import ConfigError
 from mtrlib.experiments import pareto
 from mtrlib.errors import DataError
 from mtrlib.experiments import Sweep, compare, experiments, parse_grid, run_sweep, summarise, summary_json
@@ -218,7 +219,7 @@ def test_experiments_group_by_meta_and_old_runs_are_groups_of_one(store):
 
 
 def test_a_sweep_with_an_impossible_combination_fails_before_training(store):
-    with pytest.raises(DataError, match="arch=nope"):
+    with pytest.raises(ConfigError, match="arch=nope"):
         run_sweep(Sweep(_tiny(), [parse_grid("arch=mmoe,nope")], [0]), store=store)
     assert list_runs(store) == []
 
@@ -283,5 +284,5 @@ def test_overlaid_fronts_each_get_their_front_and_their_single_task_corner(store
 def test_a_world_setting_swept_on_your_own_files_is_refused(store, tmp_path):
     cfg = _tiny()
     cfg.data.source, cfg.data.files = "files", {"interactions": str(tmp_path / "never-read.csv")}
-    with pytest.raises(DataError, match="changes the built-in world"):
+    with pytest.raises(ConfigError, match="changes the built-in world"):
         run_sweep(Sweep(cfg, [parse_grid("rho=0.9,0")], [0]), store=store)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from mtrlib.errors import UserError
 from mtrlib.config import ARCHS, WEIGHTINGS
 from mtrlib.data import DataError
 from mtrlib.train.gradients import RepCapture, SharedParameters, TaskGradients, group_of
@@ -383,7 +384,6 @@ def test_conflict_chart_and_words():
 
 def test_gradient_settings_round_trip_through_urls_and_are_validated():
     from mtrlib.config import validate
-    from mtrlib.data import DataError
     from mtrlib.share import from_params, to_params
     cfg = tiny_cfg(weighting="cagrad", grad_space="rep", grad_telemetry=False, cagrad_c=0.7)
     back, problems = from_params(to_params(cfg))
@@ -406,5 +406,5 @@ def test_telemetry_reads_sparse_gradients_of_lazy_id_table_updates():
     assert res.grad and res.grad["cos"], res.grad  # measured, with the embeddings among the groups
     assert "embeddings" in res.grad["by_group"]
     cfg.weighting = "upgrad"  # a method on per-task gradients: refused with lazy updates, by name
-    with pytest.raises(DataError, match="'upgrad' works on per-task gradients"):
+    with pytest.raises(UserError, match="'upgrad' works on per-task gradients"):
         train(cfg, tiny_prep(cfg))

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mtrlib.errors import DataError
-from mtrlib.experiments.lessons import LESSONS, figure, get_lesson, headline, lesson_json
+from mtrlib.errors import ConfigError
+from mtrlib.experiments.lessons import LESSONS, figure, get_lesson, lesson_json
 from mtrlib.experiments import run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,5 +67,5 @@ def test_lessons_are_data_checked_against_the_real_config():
     for lesson in LESSONS.values():
         lesson.check()
         assert lesson.question.endswith("?") and "(" in lesson.explanation  # a question; the paper cited
-    with pytest.raises(DataError, match="no lesson 'nope'"):
+    with pytest.raises(ConfigError, match="no lesson 'nope'"):
         get_lesson("nope")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from _mtr import tiny_cfg, tiny_prep
 
-from mtrlib.errors import DataError
+from mtrlib.errors import TrainingError
 from mtrlib.train.optim import LAZY_MIN_ROWS, LazyAdam, id_tables, lazy_tables, training_optimizer
 from mtrlib.train.loop import build, train
 from mtrlib.weighting import make_weighting
@@ -63,7 +63,7 @@ def test_lazy_is_refused_where_it_cannot_apply():
     cfg = tiny_cfg(epochs=1, embedding_updates="lazy", optimizer="sgd")
     model = build(cfg, tiny_prep(cfg))
     fixed = make_weighting("fixed", ["click", "like", "dwell"], {})
-    with pytest.raises(DataError, match="need Adam or AdamW, not 'sgd'"):
+    with pytest.raises(TrainingError, match="need Adam or AdamW, not 'sgd'"):
         lazy_tables(cfg, model, fixed, torch.device("cpu"))
 
     class OwnGradients(type(fixed)):
@@ -72,7 +72,7 @@ def test_lazy_is_refused_where_it_cannot_apply():
         def backward(self, total, losses, ctx):
             total.backward()
     cfg.optimizer = "adam"
-    with pytest.raises(DataError, match="'own-test' works on per-task gradients"):
+    with pytest.raises(TrainingError, match="'own-test' works on per-task gradients"):
         lazy_tables(cfg, model, OwnGradients(["click", "like", "dwell"], {}), torch.device("cpu"))
     cfg.embedding_updates = "auto"
     assert lazy_tables(cfg, model, OwnGradients(["click", "like", "dwell"], {}), torch.device("cpu")) == []

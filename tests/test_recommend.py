@@ -12,8 +12,9 @@ import torch
 
 from mtrlib.config import ARCHS, ModelConfig, TrainConfig
 from mtrlib.models import build_model
-from mtrlib.serve.recommend import (fusion_for, fusion_is_zero, fusion_weights, parse_fusion, rank_eval, recommend,
-    recommend_many, topk_metrics)
+from mtrlib.eval.ranking import topk_metrics
+from mtrlib.serve.fusion import fusion_for, fusion_is_zero, fusion_weights, parse_fusion
+from mtrlib.serve.recommend import rank_eval, recommend, recommend_many
 from mtrlib.serve.recommend import run_scores as score_matrix
 from mtrlib.serve.scoring import _pair_raw, iter_scores
 from mtrlib.serve.scoring import score_matrix as model_scores

@@ -18,7 +18,8 @@ from mtrlib.data import DataError, Dataset, build_examples, parse_task, parse_ta
 from mtrlib.data.tasks import task_from_fields
 from mtrlib.models import build_model
 from mtrlib.models.retrieval import in_batch_softmax
-from mtrlib.serve.recommend import explain, rank_eval, recommend, topk_metrics
+from mtrlib.eval.ranking import topk_metrics
+from mtrlib.serve.recommend import explain, rank_eval, recommend
 from mtrlib.runs import RunError, load_run, train_and_save
 from mtrlib.serve.scoring import iter_scores, retrieval_scores, score_candidates
 from mtrlib.share import from_params, to_params

@@ -247,7 +247,7 @@ def test_permission_denied_and_disk_full_are_reported(tmp_path, monkeypatch):
 
 def test_effective_status_rules():
     now = time.time()
-    me = {"status": "running", "pid": os.getpid(), "pid_start": runs_mod._proc_start(os.getpid()),
+    me = {"status": "running", "pid": os.getpid(), "pid_start": runs_mod.proc_start(os.getpid()),
           "host": socket.gethostname(), "heartbeat": now}
     assert effective_status(me, now)[0] == "running"
     assert effective_status({**me, "pid_start": -5}, now)[0] == "interrupted"  # pid reused by another process

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from _mtr import tiny_cfg, tiny_prep
+from mtrlib.errors import TrainingError
 from mtrlib.config import ARCHS, TrainConfig, validate
 from mtrlib.data import DataError
-from mtrlib.train.loop import available_devices, evaluate, predict, resolve_device, run, train
+from mtrlib.train.loop import available_devices, resolve_device, run, train
+from mtrlib.train.predict import evaluate, predict
 
 
 def test_events_history_and_result():
@@ -220,5 +222,5 @@ def test_devices():
     assert resolve_device("auto").type == devs[0]
     assert resolve_device("cpu").type == "cpu"
     if "cuda" not in devs:
-        with pytest.raises(DataError, match="not available"):
+        with pytest.raises(TrainingError, match="not available"):
             resolve_device("cuda")

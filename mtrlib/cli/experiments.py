@@ -157,8 +157,8 @@ def one_run_summary(cfg, prep, result) -> dict:
 def _run_dir(store, run_id):
     if not run_id:
         return None
-    from mtrlib.runs import _store
-    return str(_store(store) / run_id)
+    from mtrlib.runs import store_dir
+    return str(store_dir(store) / run_id)
 
 
 # -- sweep -------------------------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 def cmd_runs(args) -> int:
     from mtrlib.eval.pointwise import headline_key
-    from mtrlib.runs import _store, list_runs
+    from mtrlib.runs import store_dir, list_runs
     from mtrlib.safe import json_clean
 
     problems: list = []
@@ -127,7 +127,7 @@ def cmd_runs(args) -> int:
                                      for r in runs])))
         return 0
     if not runs:
-        print(f"No runs in {_store(args.store)}.")
+        print(f"No runs in {store_dir(args.store)}.")
         return 0
     rows = []
     for r in runs:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .values import count_repeats  # by integer codes: drop_duplicates hashes every id as an object
+
 FEATURE_KINDS = ("categorical", "multi", "numeric", "text")
 MULTI_SEP = "|"
 LAYOUT_LABELS = {"world": "World", "movielens-latest": "MovieLens", "movielens-100k": "MovieLens 100K",
@@ -57,7 +59,6 @@ class Dataset:
 
     @property
     def density(self) -> float:
-        from .mapping import count_repeats  # by integer codes: drop_duplicates hashes every id as an object
         n_pairs = self.n_interactions - count_repeats(self.interactions[["user_id", "item_id"]])
         return n_pairs / max(1, self.n_users * self.n_items)
 

@@ -128,12 +128,40 @@ def _encode_table(table: pd.DataFrame, kinds: dict[str, str], seen_ids: set, use
 
 
 @dataclass
+class UserHistory:
+    """Each user's latest training history (what recommending reads) and how it was built;
+    saved with the run's feature space (arrays in safetensors, settings in space.json). It lives here,
+    beside the feature space that holds it, so reloading a space needs no history builder."""
+    items: np.ndarray  # int32 [n_users, L]: item rows, most recent first, 0 where padded
+    lengths: np.ndarray  # int32 [n_users]
+    task: str | None = None  # only past items where this binary task is 1 (None: every interaction)
+    order: str = "time"
+    pool: str = "train"  # mtrlib.data.history.POOLS
+
+    @property
+    def length(self) -> int:
+        return int(self.items.shape[1])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"history.items": torch.as_tensor(self.items, dtype=torch.int32),
+                "history.lengths": torch.as_tensor(self.lengths, dtype=torch.int32)}
+
+    def to_meta(self) -> dict:
+        return {"length": self.length, "task": self.task, "order": self.order, "pool": self.pool}
+
+    @classmethod
+    def from_meta(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "UserHistory":
+        return cls(items=arrays["history.items"].astype(np.int32), lengths=arrays["history.lengths"].astype(np.int32),
+                   task=meta.get("task"), order=meta.get("order", "time"), pool=meta.get("pool", "train"))
+
+
+@dataclass
 class FeatureSpace:
     """Everything needed to turn ids into model inputs; saved with a run so it reloads alone."""
     users: SideTable
     items: SideTable
     item_text: np.ndarray | None = None  # float32 [n_items, D] language-model vectors (optional)
-    history: object | None = None  # UserHistory (mtrlib.data.history): each user's latest history (optional)
+    history: UserHistory | None = None  # UserHistory: each user's latest history (optional)
 
     @classmethod
     def fit(cls, ds: Dataset, train_frame: pd.DataFrame, use_features: bool = True) -> "FeatureSpace":
@@ -182,7 +210,6 @@ class FeatureSpace:
     def from_meta(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "FeatureSpace":
         history = None
         if "history" in meta:  # runs trained with a history (older runs have none)
-            from .history import UserHistory
             history = UserHistory.from_meta(meta["history"], arrays)
         return cls(users=SideTable.from_meta(meta["users"], arrays, "users"),
                    items=SideTable.from_meta(meta["items"], arrays, "items"),

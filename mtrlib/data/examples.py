@@ -10,14 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .dataset import Dataset, index_positions
 from ..errors import DataError
-from .kinds import KINDS
-from .tasks import TaskSpec, parse_tasks
+from .dataset import Dataset, index_positions
+from .kinds import KINDS, TaskSpec
+from .tasks import parse_tasks
 
 CLASH_CHUNK = 1 << 22  # negatives checked against the positives per chunk (memory, not results)
-_TRUE = {"1", "1.0", "true", "t", "yes", "y"}
-_FALSE = {"0", "0.0", "false", "f", "no", "n"}
 
 
 @dataclass
@@ -53,70 +51,6 @@ class Examples:
                 out[t.name] = {"observed": int(len(y)), "mean": float(y.mean()) if len(y) else float("nan"),
                                "std": float(y.std()) if len(y) else float("nan")}
         return out
-
-
-def _column(ds: Dataset, task: TaskSpec) -> pd.Series:
-    inter = ds.interactions
-    if task.column not in inter.columns:
-        avail = ", ".join(ds.label_columns()) or "(none)"
-        raise DataError(
-            f"Task '{task.name}' uses column '{task.column}', which the interactions table does not have.",
-            fix=f"use one of: {avail}",
-        )
-    return inter[task.column]
-
-
-def numeric_column(ds: Dataset, task: TaskSpec) -> np.ndarray:
-    s = _column(ds, task)
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(float).to_numpy()
-    num = s  # already numbers when the loader typed the column: nothing to check or convert
-    if not pd.api.types.is_numeric_dtype(s):
-        num = pd.to_numeric(s, errors="coerce")
-        bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"Task '{task.name}': column '{task.column}' holds a value that is not a number "
-                f"('{s.iloc[row]}' at row {row + 1}).",
-                fix="clean the column, or pick a numeric column for this task",
-            )
-    arr = num.to_numpy(dtype=float)
-    if np.isinf(arr).any():
-        row = int(np.flatnonzero(np.isinf(arr))[0])
-        raise DataError(f"Task '{task.name}': column '{task.column}' holds an infinite value at row {row + 1}.",
-                        fix="remove or fix that row")
-    return arr
-
-
-def binary_column(ds: Dataset, task: TaskSpec) -> np.ndarray:
-    s = _column(ds, task)
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(float).to_numpy()
-    if pd.api.types.is_numeric_dtype(s):
-        arr = s.to_numpy(dtype=float)
-    else:
-        text = s.astype(str).str.strip().str.lower()
-        arr = np.full(len(s), np.nan)
-        arr[text.isin(_TRUE).to_numpy()] = 1.0
-        arr[text.isin(_FALSE).to_numpy()] = 0.0
-        missing = s.isna().to_numpy() | text.isin(["", "nan", "none", "null"]).to_numpy()
-        bad = np.isnan(arr) & ~missing
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"Task '{task.name}': column '{task.column}' should hold 0/1, true/false or yes/no, "
-                f"but row {row + 1} has '{s.iloc[row]}'.",
-                fix=f"fix the value, or define a threshold task such as {task.name}={task.column}>=4",
-            )
-    ok = np.isnan(arr) | (arr == 0) | (arr == 1)
-    if not ok.all():
-        row = int(np.flatnonzero(~ok)[0])
-        raise DataError(
-            f"Task '{task.name}': column '{task.column}' should hold only 0 and 1, but row {row + 1} has {arr[row]:g}.",
-            fix=f"use a threshold instead, e.g. {task.name}={task.column}>=1, or {task.column}:reg for regression",
-        )
-    return arr
 
 
 def _logged_labels(ds: Dataset, task: TaskSpec) -> np.ndarray:

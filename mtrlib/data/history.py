@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .encode import EncodedExamples, FeatureSpace
 from ..errors import DataError
+from .encode import EncodedExamples, FeatureSpace, UserHistory
 
 ORDERS = ("time", "file")  # what "before" means: by timestamp, or by the row's position in the file
 # what a *test* example's history may hold besides the training interactions before it: nothing
@@ -69,33 +69,6 @@ class HistoryTable:
 
     def to(self, device) -> "HistoryTable":
         return HistoryTable(self.items.to(device), self.lengths.to(device))
-
-
-@dataclass
-class UserHistory:
-    """Each user's latest training history (what recommending reads) and how it was built;
-    saved with the run's feature space (arrays in safetensors, settings in space.json)."""
-    items: np.ndarray  # int32 [n_users, L]: item rows, most recent first, 0 where padded
-    lengths: np.ndarray  # int32 [n_users]
-    task: str | None = None  # only past items where this binary task is 1 (None: every interaction)
-    order: str = "time"
-    pool: str = "train"  # POOLS
-
-    @property
-    def length(self) -> int:
-        return int(self.items.shape[1])
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {"history.items": torch.as_tensor(self.items, dtype=torch.int32),
-                "history.lengths": torch.as_tensor(self.lengths, dtype=torch.int32)}
-
-    def to_meta(self) -> dict:
-        return {"length": self.length, "task": self.task, "order": self.order, "pool": self.pool}
-
-    @classmethod
-    def from_meta(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "UserHistory":
-        return cls(items=arrays["history.items"].astype(np.int32), lengths=arrays["history.lengths"].astype(np.int32),
-                   task=meta.get("task"), order=meta.get("order", "time"), pool=meta.get("pool", "train"))
 
 
 @dataclass

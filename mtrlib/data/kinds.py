@@ -6,16 +6,143 @@ the catch-all binary column comes last). A kind's `type` is its loss family, whi
 metrics act on: "binary" (BCE, AUC), "regression" (MSE, RMSE) or "retrieval" (a two-tower
 in-batch softmax, Recall@K; mtrlib.models.retrieval). To add a kind: a class here with `name`,
 `type`, `parse`, `body`, `describe` and `labels`, and an entry in `KINDS`.
+
+`TaskSpec` (one parsed task) lives here beside the kinds because each kind builds, writes and
+describes it; `mtrlib.data.tasks` holds the grammar's parser above both.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 from ..errors import DataError
+from .dataset import Dataset
 
 OPS = (">=", "<=", "==", ">", "<")
 EXAMPLE = "examples: watched=implicit, liked=rating>=4|watched, click=clicked, dwell=dwell_time:reg"
+_TRUE = {"1", "1.0", "true", "t", "yes", "y"}
+_FALSE = {"0", "0.0", "false", "f", "no", "n"}
 RETRIEVAL_EXAMPLE = "e.g. r=retrieval (every logged row is a positive) or r=retrieval:liked (the positives of task liked)"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: a name, its kind and the kind's parts (what `parse_task` reads)."""
+    name: str
+    kind: str  # "binary" | "threshold" | "regression" | "implicit" | "retrieval"
+    column: str | None = None
+    op: str | None = None
+    threshold: float | None = None
+    given: str | None = None
+
+    @property
+    def type(self) -> str:
+        """The loss family of its kind (mtrlib.data.kinds): "binary", "regression" or "retrieval"."""
+        k = KINDS.get(self.kind)
+        return k.type if k is not None else "binary"
+
+    @property
+    def is_binary(self) -> bool:
+        return self.type == "binary"
+
+    @property
+    def is_retrieval(self) -> bool:
+        return self.type == "retrieval"
+
+    @property
+    def parent(self) -> str | None:
+        """The binary task whose positives this one is observed on: '|OTHER', or a retrieval
+        task's 'retrieval:OTHER'."""
+        k = KINDS.get(self.kind)
+        return k.parent(self) if k is not None else self.given
+
+    def to_string(self) -> str:
+        """The task in the grammar of `mtrlib.data.tasks`, which `parse_task` reads back as this same spec.
+
+        An incomplete spec (from `task_from_fields`) still gives text, which `parse_task` then refuses
+        with its message: no threshold writes nothing after the operator, an unknown kind no definition."""
+        k = KINDS.get(self.kind)
+        body = k.body(self) if k is not None else ""
+        return f"{self.name}={body}" + (f"|{self.given}" if self.given else "")
+
+    def describe(self) -> str:
+        """One plain-English line, for reports and the UI."""
+        k = KINDS.get(self.kind)
+        what = k.describe(self) if k is not None else f"unknown kind '{self.kind}'"
+        if self.given:
+            what += f"; observed only where '{self.given}' is 1"
+        return f"{self.name}: {what}"
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+# -- label columns: how the kinds read the interactions ------------------------------------------------
+
+def _column(ds: Dataset, task: TaskSpec) -> pd.Series:
+    inter = ds.interactions
+    if task.column not in inter.columns:
+        avail = ", ".join(ds.label_columns()) or "(none)"
+        raise DataError(
+            f"Task '{task.name}' uses column '{task.column}', which the interactions table does not have.",
+            fix=f"use one of: {avail}",
+        )
+    return inter[task.column]
+
+
+def numeric_column(ds: Dataset, task: TaskSpec) -> np.ndarray:
+    s = _column(ds, task)
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(float).to_numpy()
+    num = s  # already numbers when the loader typed the column: nothing to check or convert
+    if not pd.api.types.is_numeric_dtype(s):
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"Task '{task.name}': column '{task.column}' holds a value that is not a number "
+                f"('{s.iloc[row]}' at row {row + 1}).",
+                fix="clean the column, or pick a numeric column for this task",
+            )
+    arr = num.to_numpy(dtype=float)
+    if np.isinf(arr).any():
+        row = int(np.flatnonzero(np.isinf(arr))[0])
+        raise DataError(f"Task '{task.name}': column '{task.column}' holds an infinite value at row {row + 1}.",
+                        fix="remove or fix that row")
+    return arr
+
+
+def binary_column(ds: Dataset, task: TaskSpec) -> np.ndarray:
+    s = _column(ds, task)
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(float).to_numpy()
+    if pd.api.types.is_numeric_dtype(s):
+        arr = s.to_numpy(dtype=float)
+    else:
+        text = s.astype(str).str.strip().str.lower()
+        arr = np.full(len(s), np.nan)
+        arr[text.isin(_TRUE).to_numpy()] = 1.0
+        arr[text.isin(_FALSE).to_numpy()] = 0.0
+        missing = s.isna().to_numpy() | text.isin(["", "nan", "none", "null"]).to_numpy()
+        bad = np.isnan(arr) & ~missing
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"Task '{task.name}': column '{task.column}' should hold 0/1, true/false or yes/no, "
+                f"but row {row + 1} has '{s.iloc[row]}'.",
+                fix=f"fix the value, or define a threshold task such as {task.name}={task.column}>=4",
+            )
+    ok = np.isnan(arr) | (arr == 0) | (arr == 1)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        raise DataError(
+            f"Task '{task.name}': column '{task.column}' should hold only 0 and 1, but row {row + 1} has {arr[row]:g}.",
+            fix=f"use a threshold instead, e.g. {task.name}={task.column}>=1, or {task.column}:reg for regression",
+        )
+    return arr
 
 
 class TaskKind:
@@ -64,7 +191,6 @@ class Retrieval(TaskKind):
     type = "retrieval"
 
     def parse(self, name, body, given):
-        from .tasks import TaskSpec
         head, colon, other = body.partition(":")
         if head.strip() != "retrieval":
             return None
@@ -103,7 +229,6 @@ class Implicit(TaskKind):
     samples_negatives = True
 
     def parse(self, name, body, given):
-        from .tasks import TaskSpec
         return TaskSpec(name, self.name, given=given) if body == "implicit" else None
 
     def body(self, t):
@@ -121,7 +246,6 @@ class Regression(TaskKind):
     type = "regression"
 
     def parse(self, name, body, given):
-        from .tasks import TaskSpec
         if not body.endswith(":reg"):
             return None
         col = body[: -len(":reg")].strip()
@@ -136,7 +260,6 @@ class Regression(TaskKind):
         return f"regression on '{t.column}'"
 
     def labels(self, ds, t):
-        from .examples import numeric_column
         return numeric_column(ds, t)
 
 
@@ -144,7 +267,6 @@ class Threshold(TaskKind):
     name = "threshold"
 
     def parse(self, name, body, given):
-        from .tasks import TaskSpec
         for op in OPS:
             if op in body:
                 col, _, value = body.partition(op)
@@ -166,7 +288,6 @@ class Threshold(TaskKind):
         return f"1 where '{t.column}' {t.op} {t.threshold:g}, else 0"
 
     def labels(self, ds, t):
-        from .examples import numeric_column
         values = numeric_column(ds, t)
         with np.errstate(invalid="ignore"):
             res = {">=": values >= t.threshold, ">": values > t.threshold, "<=": values <= t.threshold,
@@ -179,7 +300,6 @@ class Binary(TaskKind):
     name = "binary"
 
     def parse(self, name, body, given):
-        from .tasks import TaskSpec
         if any(c in body for c in "<>=:!"):
             raise DataError(f"Task '{name}': cannot read the definition '{body}'.", fix=EXAMPLE)
         return TaskSpec(name, self.name, column=body, given=given)
@@ -191,7 +311,6 @@ class Binary(TaskKind):
         return f"binary column '{t.column}'"
 
     def labels(self, ds, t):
-        from .examples import binary_column
         return binary_column(ds, t)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .mapping import as_numeric, join_tags
+from .values import as_numeric, join_tags
 
 if TYPE_CHECKING:
     from .read.parse import Table

@@ -14,62 +14,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 from ..errors import DataError
-from .kinds import KINDS, OPS  # noqa: F401  (OPS: the operators, re-exported)
+from .kinds import KINDS, OPS, TaskSpec  # noqa: F401  (OPS: the operators, re-exported; TaskSpec: its grammar's value)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,39}$")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    kind: str  # "binary" | "threshold" | "regression" | "implicit" | "retrieval"
-    column: str | None = None
-    op: str | None = None
-    threshold: float | None = None
-    given: str | None = None
-
-    @property
-    def type(self) -> str:
-        """The loss family of its kind (mtrlib.data.kinds): "binary", "regression" or "retrieval"."""
-        k = KINDS.get(self.kind)
-        return k.type if k is not None else "binary"
-
-    @property
-    def is_binary(self) -> bool:
-        return self.type == "binary"
-
-    @property
-    def is_retrieval(self) -> bool:
-        return self.type == "retrieval"
-
-    @property
-    def parent(self) -> str | None:
-        """The binary task whose positives this one is observed on: '|OTHER', or a retrieval
-        task's 'retrieval:OTHER'."""
-        k = KINDS.get(self.kind)
-        return k.parent(self) if k is not None else self.given
-
-    def to_string(self) -> str:
-        """The task in the grammar above, which `parse_task` reads back as this same spec.
-
-        An incomplete spec (from `task_from_fields`) still gives text, which `parse_task` then refuses
-        with its message: no threshold writes nothing after the operator, an unknown kind no definition."""
-        k = KINDS.get(self.kind)
-        body = k.body(self) if k is not None else ""
-        return f"{self.name}={body}" + (f"|{self.given}" if self.given else "")
-
-    def describe(self) -> str:
-        """One plain-English line, for reports and the UI."""
-        k = KINDS.get(self.kind)
-        what = k.describe(self) if k is not None else f"unknown kind '{self.kind}'"
-        if self.given:
-            what += f"; observed only where '{self.given}' is 1"
-        return f"{self.name}: {what}"
-
-    def __str__(self) -> str:
-        return self.to_string()
 
 
 def parse_task(text: str) -> TaskSpec:

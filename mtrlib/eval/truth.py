@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.world import make_world, true_logits
-from ..serve.recommend import _popularity, fusion_weights, run_scores
+from ..serve.recommend import fusion_weights, popularity, run_scores
+from .ranking import top_k
 from ..runs import Run, RunError, load_run
 
 TRUTH_COLUMNS = ("click", "like")  # world columns with a known probability
@@ -92,10 +93,10 @@ def truth_eval(run, users: int = 300, k: int = 10, task: str | None = None, fusi
     logit = dict(zip(TRUTH_COLUMNS, true_logits(gt, u_w[:, None], i_w[None, :])))
     truth = sum(weights[t] * -np.logaddexp(0, -logit[c]) for t, c in columns.items())  # w * log sigmoid
     scores["truth"] = np.where(seen, -np.inf, truth)
-    pop = _popularity(run)
+    pop = popularity(run)
     scores["popularity"] = np.where(seen, -np.inf, pop[None, :] - 1e-9 * np.arange(len(pop))[None, :])
     kk = int(min(k, run.n_items))
-    top = {name: _top(S, kk) for name, S in scores.items()}
+    top = {name: top_k(S, kk)[1] for name, S in scores.items()}
     fav = gt["user_genre"].to_numpy()[u_w]
     item_genre = gt["item_genre"].to_numpy()[i_w]
     ok = np.isfinite(np.take_along_axis(scores["truth"], top["truth"], 1))  # users with fewer candidates than K
@@ -105,14 +106,6 @@ def truth_eval(run, users: int = 300, k: int = 10, task: str | None = None, fusi
     ranked = "fused score" if fusion is not None else f"{next(iter(columns))} score"
     return {f"favourite_genre_share@{kk}": share, f"truth_overlap@{kk}": overlap, "users": int(len(rows)),
             "k": kk, "ranked_by": ranked, "notes": notes}
-
-
-def _top(S: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's k largest entries, best first (ties by index)."""
-    part = np.argpartition(-S, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(S, part, 1)
-    order = np.lexsort((part, -vals), axis=1)
-    return np.take_along_axis(part, order, 1)
 
 
 __all__ = ["truth_eval", "world_of", "truth_weights"]

@@ -12,7 +12,8 @@
 """
 from .groups import Experiment, compare, experiments, summarise, summary_json
 from .settings import Axis, apply, parse_grid, parse_seeds, resolve, with_overrides
-from .sweep import Cell, Progress, Sweep, SweepJob, SweepResult, run_sweep
+from .runner import SweepJob, run_sweep
+from .sweep import Cell, Progress, Sweep, SweepResult
 
 __all__ = ["Experiment", "compare", "experiments", "summarise", "summary_json", "Axis", "apply", "parse_grid",
            "parse_seeds", "resolve", "with_overrides", "Cell", "Progress", "Sweep", "SweepJob", "SweepResult",

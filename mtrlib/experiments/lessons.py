@@ -23,11 +23,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..config import TrainConfig
-from ..errors import DataError
+from ..config import ARCH_LABELS, TrainConfig
+from ..errors import ConfigError
 from ..eval.stats import Estimate, mean_ci, paired_difference
 from .settings import Axis, flatten, with_overrides
-from .sweep import Sweep, SweepResult, run_sweep
+from .runner import run_sweep
+from .sweep import Sweep, SweepResult
+from . import charts
+from .pareto import front
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,12 @@ class Lesson:
     def sweep(self, quick: bool = False, seeds: int | None = None) -> Sweep:
         n = seeds or (self.quick.get("seeds", self.seeds) if quick else self.seeds)
         if not 1 <= int(n) <= 20:
-            raise DataError(f"A lesson runs with 1..20 seeds (got {n}).", fix="e.g. --seeds 3")
+            raise ConfigError(f"A lesson runs with 1..20 seeds (got {n}).", fix="e.g. --seeds 3")
         return Sweep(self.setup(quick), [a.axis() for a in self.axes], list(range(int(n))),
                      corners=[dict(c) for c in self.corners], name=f"lesson {self.name}")
 
     def check(self) -> None:
-        """Every override and swept key exists in this version's config (DataError otherwise)."""
+        """Every override and swept key exists in this version's config (ConfigError otherwise)."""
         flatten(self.base, f"Lesson '{self.name}'")
         flatten(self.quick.get("base", {}), f"Lesson '{self.name}' (quick)")
         for a in self.axes:
@@ -180,7 +183,6 @@ def headline(lesson: Lesson, res: SweepResult) -> dict:
 
 def figure(lesson: Lesson, res: SweepResult, h: dict | None = None):
     """The lesson's figure, every number with its 95% CI as an error bar."""
-    from . import charts
 
     h = headline(lesson, res) if h is None else h
     if lesson.kind == "gain":
@@ -240,7 +242,6 @@ def _register(lesson: Lesson) -> Lesson:
 
 
 def _arch_labels(archs) -> tuple[str, ...]:
-    from ..config import ARCH_LABELS
     return tuple(ARCH_LABELS[a] for a in archs)
 
 
@@ -304,7 +305,6 @@ def _ratio_labels() -> tuple[str, ...]:
 
 def _dominated(h: dict) -> bool:
     """Some ratio is beaten on both tasks by another."""
-    from .pareto import front
     ratios = [k for k in h if k != "single-task"]
     pts = [(h[r]["click/auc"].mean, h[r]["like/auc"].mean) for r in ratios]
     return len(front(pts)) < len(ratios)
@@ -440,7 +440,7 @@ _register(Lesson(
 def get_lesson(name: str) -> Lesson:
     key = str(name).strip().lower()
     if key not in LESSONS:
-        raise DataError(f"There is no lesson '{name}'.", fix="lessons: " + ", ".join(LESSONS))
+        raise ConfigError(f"There is no lesson '{name}'.", fix="lessons: " + ", ".join(LESSONS))
     return LESSONS[key]
 
 

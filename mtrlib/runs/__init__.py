@@ -38,11 +38,11 @@ keeps of its data), `writer` (`RunWriter`, `recorded_training`), `reader` (`Run`
 from __future__ import annotations
 
 from .listing import delete_run, list_runs, load_run, rename_run, resolve_run
-from .liveness import STALE_S, _proc_start, effective_status
+from .liveness import STALE_S, effective_status, proc_start
 from .meta import FORMAT, STATUSES, UNSET, VERSION, RunInfo, RunMeta, read_info, read_meta
 from .naming import data_signature, default_name, group_key, model_summary, new_run_id, settings_of
 from .reader import Run, RunHistory, read_history, run_config_text, run_history, weights_file
-from .store import RunError, RunProblem, _store, atomic_write, atomic_write_json, default_store
+from .store import RunError, RunProblem, atomic_write, atomic_write_json, default_store, store_dir
 from .tables import run_arrays
 from .writer import HEARTBEAT_S, RunWriter, failure_reason, recorded_training, train_and_save
 
@@ -52,4 +52,5 @@ __all__ = ["default_store", "RunWriter", "RunError", "RunInfo", "RunProblem", "R
            # named elsewhere too, or new with the package
            "RunMeta", "UNSET", "read_meta", "read_info", "recorded_training", "failure_reason", "read_history",
            "run_history", "run_config_text", "weights_file", "model_summary", "new_run_id", "settings_of",
-           "run_arrays", "group_key", "data_signature", "FORMAT", "VERSION", "STATUSES", "STALE_S", "HEARTBEAT_S"]
+           "run_arrays", "group_key", "data_signature", "FORMAT", "VERSION", "STATUSES", "STALE_S", "HEARTBEAT_S",
+           "proc_start", "store_dir"]

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from .meta import RunInfo, read_info, read_meta
 from .reader import Run
-from .store import RunError, RunProblem, _store, atomic_write_json
+from .store import RunError, RunProblem, store_dir, atomic_write_json
 
 
 def list_runs(store=None, problems: list | None = None) -> list[RunInfo]:
     """Runs in the store, newest first. Folders that are not readable runs are skipped; when
     `problems` (a list) is given, a `RunProblem(path, message)` is appended for each of them.
     Hidden entries (temp / being created / being deleted) are ignored silently."""
-    root = _store(store)
+    root = store_dir(store)
     out: list[RunInfo] = []
     try:
         entries = list(os.scandir(root))
@@ -56,7 +56,7 @@ def resolve_run(id_or_path, store=None) -> Path:
     p = Path(text).expanduser()
     if p.is_dir() and (p / "meta.json").exists():
         return p.resolve()
-    root = _store(store)
+    root = store_dir(store)
     if "/" not in text and "\\" not in text and text not in (".", ".."):
         direct = root / text
         if direct.is_dir() and (direct / "meta.json").exists():

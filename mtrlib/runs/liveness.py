@@ -27,7 +27,7 @@ def _start_of(fields: list[str] | None) -> int | None:
         return None
 
 
-def _proc_start(pid: int) -> int | None:
+def proc_start(pid: int) -> int | None:
     """Start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
     return _start_of(_proc_fields(pid))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import ARCH_LABELS
 from .liveness import effective_status
-from .store import RunError, _read_json
+from .store import RunError, read_json
 
 FORMAT = "mtr-run"
 VERSION = 1
@@ -101,7 +101,7 @@ def read_meta(folder: Path) -> RunMeta:
     if not mp.is_file():
         raise RunError(f"{folder} is not a run folder (no meta.json).")
     try:
-        meta = _read_json(mp)
+        meta = read_json(mp)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunError(f"{mp} is damaged ({e}).", fix="delete the folder") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -111,7 +111,7 @@ def read_meta(folder: Path) -> RunMeta:
     try:
         nm = folder / "name.json"
         if nm.is_file():
-            n = _read_json(nm)
+            n = read_json(nm)
             if isinstance(n, dict) and isinstance(n.get("name"), str) and n["name"].strip():
                 meta["name"] = n["name"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

@@ -9,13 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..config import TrainConfig
-from ..errors import DataError
+from ..errors import UserError
 from ..data.tasks import TaskSpec, parse_tasks
 from .meta import RunInfo, read_meta
-from .store import RunError, _load_arrays, _read_json
-from .tables import _table_from_json
+from .store import RunError, load_arrays, read_json
+from .tables import table_from_json
+from ..data.encode import FeatureSpace
+from ..models import build_model
 
 
 @dataclass
@@ -58,11 +61,11 @@ class Run:
             self.config = TrainConfig.from_json((self.path / "config.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"The run folder {self.path} has no config.json.", fix="delete it") from None
-        except (DataError, TypeError, UnicodeDecodeError) as e:
+        except (UserError, TypeError, UnicodeDecodeError) as e:
             raise RunError(f"config.json of run {self.path.name} is not readable: {e}", fix="delete the run") from None
         try:
             self.tasks: list[TaskSpec] = parse_tasks(self.meta.tasks)
-        except DataError as e:
+        except UserError as e:
             raise RunError(f"Run {self.path.name} lists tasks that cannot be read: {e}") from None
         self._lock = threading.RLock()
 
@@ -122,7 +125,7 @@ class Run:
         if not p.is_file():
             return {}
         try:
-            d = _read_json(p)
+            d = read_json(p)
             return d if isinstance(d, dict) else {}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {}
@@ -147,13 +150,11 @@ class Run:
     # -- data ---------------------------------------------------------------------------------------
     @cached_property
     def space(self):
-        from ..data.encode import FeatureSpace
-
         try:
-            meta = _read_json(self.path / "space.json")
+            meta = read_json(self.path / "space.json")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RunError(f"space.json of run {self.id} is missing or damaged ({e}).", fix="delete the run") from None
-        arrays = _load_arrays(self.path / "space.safetensors", "feature encoders")
+        arrays = load_arrays(self.path / "space.safetensors", "feature encoders")
         try:
             return FeatureSpace.from_meta(meta, arrays)
         except (KeyError, TypeError) as e:
@@ -161,11 +162,11 @@ class Run:
 
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
-        return _load_arrays(self.path / "data.safetensors", "seen items and test examples")
+        return load_arrays(self.path / "data.safetensors", "seen items and test examples")
 
     def _table(self, fname: str) -> pd.DataFrame:
         try:
-            return _table_from_json(_read_json(self.path / fname))
+            return table_from_json(read_json(self.path / fname))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError) as e:
             raise RunError(f"{fname} of run {self.id} is missing or damaged ({e}).", fix="delete the run") from None
 
@@ -228,9 +229,7 @@ class Run:
 
     def build_model(self, weights: bool = True):
         """A fresh model of this run's architecture (weights loaded unless `weights=False`)."""
-        import torch
 
-        from ..models import build_model
 
         space = self.space
         with torch.random.fork_rng(devices=[]):
@@ -241,7 +240,7 @@ class Run:
             if wp is None:
                 raise RunError(f"Run '{self.name}' has no saved weights (it ended before its first epoch finished).",
                                fix="its history can still be viewed; train again for a model")
-            state = _load_arrays(wp, "model weights")
+            state = load_arrays(wp, "model weights")
             try:
                 model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=True)
             except (RuntimeError, KeyError) as e:

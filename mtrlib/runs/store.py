@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
 from ..errors import DataError
+from ..paths import data_dir
 from ..safe import json_clean
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 class RunError(DataError):
     """A run cannot be found, read or written; the message says which and what to do."""
@@ -31,13 +32,14 @@ class RunProblem:
 
 
 def default_store() -> Path:
-    """`$MTR_RUN_STORE` if set, else `data/runs/` under the repository (git-ignored).
+    """`$MTR_RUN_STORE` if set, else `data/runs/` under the repository (git-ignored), or the
+    user's data folder for an installed package (`mtrlib.paths.data_dir`).
     Read at each call, so a test or a page that sets the variable later is honoured."""
     env = os.environ.get("MTR_RUN_STORE", "").strip()
-    return Path(env).expanduser() if env else _REPO_ROOT / "data" / "runs"
+    return Path(env).expanduser() if env else data_dir() / "runs"
 
 
-def _store(store) -> Path:
+def store_dir(store) -> Path:
     return Path(store).expanduser() if store is not None else default_store()
 
 
@@ -45,7 +47,7 @@ def _json_bytes(obj) -> bytes:
     return json.dumps(json_clean(obj), indent=1, allow_nan=False).encode("utf-8")
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -72,19 +74,15 @@ def atomic_write_json(path: Path, obj, fsync: bool = False) -> None:
     atomic_write(path, _json_bytes(obj), fsync)
 
 
-def _save_arrays(path: Path, arrays: dict[str, np.ndarray], fsync: bool = False) -> None:
-    from safetensors.numpy import save
-
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], fsync: bool = False) -> None:
     clean = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    atomic_write(path, save(clean), fsync)
+    atomic_write(path, save_safetensors(clean), fsync)
 
 
-def _load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
+def load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     """safetensors only: a damaged or pickled file is refused, never unpickled."""
-    from safetensors.numpy import load
-
     try:
-        return load(Path(path).read_bytes())
+        return load_safetensors(Path(path).read_bytes())
     except FileNotFoundError:
         raise RunError(f"The run folder {path.parent} has no {path.name} ({what}).",
                        fix="the run was probably not saved completely; delete it and train again") from None
@@ -93,7 +91,7 @@ def _load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
                        fix="refusing to load it; delete the run and train again") from None
 
 
-def _store_message(e: OSError, where: Path) -> str:
+def store_message(e: OSError, where: Path) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         why = "the disk is full"
     elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

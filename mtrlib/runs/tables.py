@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 
-def _table_json(df: pd.DataFrame) -> dict:
+def table_json(df: pd.DataFrame) -> dict:
     cols = {}
     for c in df.columns:
         s = df[c]
@@ -21,7 +21,7 @@ def _table_json(df: pd.DataFrame) -> dict:
     return {"index_name": df.index.name or "id", "index": [str(i) for i in df.index], "columns": cols}
 
 
-def _table_from_json(d: dict) -> pd.DataFrame:
+def table_from_json(d: dict) -> pd.DataFrame:
     df = pd.DataFrame(d["columns"], index=pd.Index(d["index"], name=d.get("index_name") or "id"))
     return df
 

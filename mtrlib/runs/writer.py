@@ -17,11 +17,12 @@ import numpy as np
 from ..config import TrainConfig
 from ..safe import json_clean
 from . import store as disk
-from .liveness import _proc_start
+from .liveness import proc_start
 from .meta import RunMeta
 from .naming import data_signature, default_name, group_key, model_summary, new_run_id, settings_of
-from .store import RunError, _store, _store_message
-from .tables import _table_json, run_arrays
+from .store import RunError, store_dir, store_message
+from .tables import table_json, run_arrays
+from ..train.loop import build, train
 
 HEARTBEAT_S = 2.0  # at most one meta.json rewrite per this many seconds on step events
 
@@ -58,7 +59,7 @@ class RunWriter:
         self._last_beat = 0.0
         self._fd: int | None = None
         self._meta = RunMeta()
-        self.store = _store(store) if path is None else Path(path).expanduser().resolve().parent
+        self.store = store_dir(store) if path is None else Path(path).expanduser().resolve().parent
         if path is not None:
             target = Path(path).expanduser().resolve()
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -85,14 +86,14 @@ class RunWriter:
 
     def _store_failed(self, e: OSError, where) -> None:
         if self.error is None:
-            self.error = _store_message(e, Path(where))
+            self.error = store_message(e, Path(where))
         self.close()
 
     def _first_meta(self) -> RunMeta:
         prep, cfg, ds = self.prep, self.cfg, self.prep.dataset
         return RunMeta(
             id=self.id, name=self.name, status="running", reason="", created=self.created,
-            heartbeat=self.created, updated=self.created, pid=os.getpid(), pid_start=_proc_start(os.getpid()),
+            heartbeat=self.created, updated=self.created, pid=os.getpid(), pid_start=proc_start(os.getpid()),
             host=socket.gethostname(), arch=cfg.model.arch, model=model_summary(cfg),
             tasks=[t.to_string() for t in prep.tasks], task_names=self.task_names,
             task_types=[t.type for t in prep.tasks], settings=settings_of(cfg),
@@ -112,11 +113,11 @@ class RunWriter:
             prep = self.prep
             disk.atomic_write(tmp / "config.json", self.cfg.to_json().encode())
             disk.atomic_write_json(tmp / "space.json", prep.space.to_meta())
-            disk._save_arrays(tmp / "space.safetensors", {k: v.numpy() for k, v in prep.space.tensors().items()})
+            disk.save_arrays(tmp / "space.safetensors", {k: v.numpy() for k, v in prep.space.tensors().items()})
             arrays, items, users = run_arrays(prep)
-            disk._save_arrays(tmp / "data.safetensors", arrays)
-            disk.atomic_write_json(tmp / "items.json", _table_json(items))
-            disk.atomic_write_json(tmp / "users.json", _table_json(users))
+            disk.save_arrays(tmp / "data.safetensors", arrays)
+            disk.atomic_write_json(tmp / "items.json", table_json(items))
+            disk.atomic_write_json(tmp / "users.json", table_json(users))
             self._meta = self._first_meta()
             disk.atomic_write_json(tmp / "meta.json", self._meta.to_dict())
             os.rename(tmp, target)  # the run appears complete, or not at all
@@ -170,7 +171,7 @@ class RunWriter:
             changes = {"epochs_done": self.epochs_done, "steps": int(row.get("step", self.last_step)),
                        "last_val": {k: v for k, v in row.items() if k.startswith("val/")}}
             if self.model is not None:
-                disk._save_arrays(self.path / "checkpoint.safetensors", _state_arrays(self.model))
+                disk.save_arrays(self.path / "checkpoint.safetensors", _state_arrays(self.model))
                 changes["checkpoint_epoch"] = self.epochs_done
             self._write_meta(**changes)
         elif t == "end":
@@ -179,7 +180,6 @@ class RunWriter:
     # -- model helpers ----------------------------------------------------------------------------
     def new_model(self):
         """Build the model `train` would build (same seed) and keep it for epoch checkpoints."""
-        from ..train.loop import build
 
         self.model = build(self.cfg, self.prep)
         return self.model
@@ -192,7 +192,7 @@ class RunWriter:
             return None
         try:
             with self._lock:
-                disk._save_arrays(self.path / "weights.safetensors", _state_arrays(result.model), fsync=True)
+                disk.save_arrays(self.path / "weights.safetensors", _state_arrays(result.model), fsync=True)
                 hist = result.history
                 metrics = {
                     "status": result.status, "reason": result.reason, "test": result.metrics,
@@ -271,7 +271,6 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
     marked failed with `reason(exception)` and the exception propagates. Only an `--out` folder
     that is not empty raises before anything is written (`RunError`).
     """
-    from ..train.loop import train
 
     writer = RunWriter(cfg, prep, store=store, path=path, name=name)
     if opened is not None:

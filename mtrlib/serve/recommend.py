@@ -1,18 +1,10 @@
-"""Top-K recommendations from a saved run, with a user-controlled fusion of task scores,
-and full-ranking evaluation (Recall / NDCG / HitRate @K) next to a popularity baseline.
-
-Fusion. A run predicts one score per task for every (user, item) pair. The ranking score is
-
-    fused = sum over binary tasks t of  w_t * log p_t  +  sum over regression tasks r of  w_r * z_r
-
-where z_r is the regression output standardised with the training targets' mean and std.
-The default weights are 1 for every binary task and 0 for regression tasks, i.e. the product
-of the binary tasks' probabilities (pCTR * pCVR, as in ESMM): equal weights on log-probs.
-Raising a task's weight makes the ranking care more about that task, with no retraining.
+"""Top-K recommendations from a saved run, ranked by the fused score of its tasks
+(mtrlib.serve.fusion), and full-ranking evaluation (Recall / NDCG / HitRate @K, computed by
+mtrlib.eval.ranking) next to a popularity baseline.
 
 Scores come from `mtrlib.serve.scoring` (vectorised over users x items, the first layer factorised),
-shared with the cold-start ranking; this module adds the run's side: fusion weights, seen-item
-masking, id lookups and the popularity fallback (`run_scores` is the run-level score matrix).
+shared with the cold-start ranking; this module adds the run's side: seen-item masking, id
+lookups and the popularity fallback (`run_scores` is the run-level score matrix).
 
 Cold start, said so in the output: an unknown user (not in the run's catalogue) gets the
 most popular items (`source` = "popularity", note in `df.attrs["notes"]`); an item without
@@ -27,69 +19,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .cascade import _mask_seen, _seen_csr, candidates_for, check_stage, overlap_at, rank_users
-from ..data.tasks import parse_task_values
+from ..eval.ranking import KS, in_sorted, top_k, topk_accuracy as topk_accuracy_of, topk_metrics
+from .cascade import candidates_for, check_stage, mask_seen, overlap_at, rank_users, seen_csr
 from ..train.device import device_of
 from ..models.base import LOG_FLOOR  # noqa: F401  (re-exported: its home was here)
 from ..runs import Run, RunError, load_run
-from .scoring import DEFAULT_CHUNK_PAIRS, KS, iter_scores
-
-
-# -- fusion ------------------------------------------------------------------------------------------
-
-def parse_fusion(text: str | dict | None) -> dict[str, float] | None:
-    """'watched=1,liked=2' -> {'watched': 1.0, 'liked': 2.0} (a dict passes through)."""
-    if text is None or isinstance(text, dict):
-        return text
-    return parse_task_values(text, "fusion weight", error=RunError)
-
-
-def fusion_weights(run: Run, fusion: dict | str | None = None) -> dict[str, float]:
-    """Full weight per task: given ones, others default (1 binary / 0 regression when none given,
-    0 when some are given)."""
-    fusion = parse_fusion(fusion)
-    names = run.task_names
-    if not fusion:  # a retrieval task's score enters only when given a weight
-        return {t.name: (1.0 if t.is_binary else 0.0) for t in run.tasks}
-    unknown = sorted(set(fusion) - set(names))
-    if unknown:
-        raise RunError(f"Fusion names unknown task(s): {', '.join(unknown)}.", fix=f"tasks are: {', '.join(names)}")
-    w = {n: float(fusion.get(n, 0.0)) for n in names}
-    if fusion_is_zero(w):
-        raise RunError("Every fusion weight is 0, so nothing would rank the items.",
-                       fix="give at least one task a non-zero weight")
-    return w
-
-
-def fusion_is_zero(weights: dict[str, float]) -> bool:
-    """True when every weight is 0 (or there is none): the fused score is then the same for every
-    item, so nothing ranks them. `fusion_weights` refuses such weights; a page warns instead."""
-    return all(v == 0 for v in weights.values())
-
-
-def fusion_for(run, fusion: dict[str, float], store=None) -> dict[str, float] | None:
-    """The weights of `fusion` (set for another run, e.g. the page's sliders) that apply to
-    `run`: those of the tasks it has. None, i.e. the run's default fusion, when it shares no
-    task with them or every shared weight is 0, so that comparing two runs never fails only
-    because the second lacks the first one's weighted tasks."""
-    names = set(load_run(run, store).task_names)
-    w = {t: v for t, v in fusion.items() if t in names}
-    return None if fusion_is_zero(w) else w
-
-
-def _transform(model, preds: torch.Tensor) -> torch.Tensor:
-    """Per-task score on the fusion scale: log p for binary, standardised value for regression,
-    cos / temperature for a retrieval task (`MultiTaskModel.fusion_scale`)."""
-    return model.fusion_scale(preds)
+from .fusion import fusion_transform, fusion_weights, weights_tensor
+from .scoring import DEFAULT_CHUNK_PAIRS, iter_scores
+from .scoring import score_candidates
+from .zero_shot import ZeroShot
 
 
 # -- run-level scores ------------------------------------------------------------------------------
 
-def _weights_tensor(run: Run, weights: dict[str, float], dev) -> torch.Tensor:
-    return torch.tensor([weights[n] for n in run.task_names], dtype=torch.float32, device=dev)
-
-
-def _task_index(run: Run, task: str | None) -> int:
+def task_index(run: Run, task: str | None) -> int:
     return run.task_names.index(run.task(task).name)
 
 
@@ -118,20 +61,20 @@ def run_scores(run, users=None, items=None, fusion=None, task: str | None = None
         if (item_rows < 0).any():
             raise RunError("Some item ids are not in the run's catalogue.", fix="pick items from run.items")
     dev = device_of(model)
-    w = _weights_tensor(run, fusion_weights(run, fusion), dev)
-    j = _task_index(run, task) if task is not None else None
+    w = weights_tensor(run, fusion_weights(run, fusion), dev)
+    j = task_index(run, task) if task is not None else None
     n_i = run.n_items if item_rows is None else len(item_rows)
     out = np.empty((len(rows), n_i), np.float32)
     if exclude_seen:
-        indptr, seen_items = _seen_csr(run)
+        indptr, seen_items = seen_csr(run)
         if item_rows is not None:  # map catalogue item rows to positions in `items`
             pos = np.full(run.n_items, -1)
             pos[item_rows] = np.arange(len(item_rows))
     for lo, hi, preds in iter_scores(model, rows, item_rows, chunk_pairs):
-        S = _transform(model, preds)[..., j] if j is not None else (_transform(model, preds) * w).sum(-1)
+        S = fusion_transform(model, preds)[..., j] if j is not None else (fusion_transform(model, preds) * w).sum(-1)
         if exclude_seen:
             if item_rows is None:
-                _mask_seen(S, rows[lo:hi], indptr, seen_items)
+                mask_seen(S, rows[lo:hi], indptr, seen_items)
             else:
                 for r_local, r in enumerate(rows[lo:hi]):
                     p = pos[seen_items[indptr[r]:indptr[r + 1]]]
@@ -142,13 +85,13 @@ def run_scores(run, users=None, items=None, fusion=None, task: str | None = None
 
 # -- recommendations ---------------------------------------------------------------------------------
 
-def _popularity(run: Run, task: str | None = None) -> np.ndarray:
+def popularity(run: Run, task: str | None = None) -> np.ndarray:
     """Per-item training positives of `task` (default: the first binary task; logged count if none)."""
     bins = run.binary_tasks
     name = task or (bins[0] if bins else None)
     if name is None:
         return run.arrays["train.item_count"].astype(np.float64)
-    return run.arrays["train.item_pos"][:, _task_index(run, name)].astype(np.float64)
+    return run.arrays["train.item_pos"][:, task_index(run, name)].astype(np.float64)
 
 
 def _display_items(run: Run) -> pd.DataFrame:
@@ -180,7 +123,7 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
     names = run.task_names
     frames: list[pd.DataFrame] = []
     notes: list[str] = []
-    w = _weights_tensor(run, weights, device_of(model))
+    w = weights_tensor(run, weights, device_of(model))
     uniq_rows = np.unique(rows[known])
     results: dict[int, pd.DataFrame] = {}
     if len(uniq_rows):
@@ -200,7 +143,7 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
             if ranked.retrieval_rank is not None:
                 df["retrieval rank"] = ranked.retrieval_rank[r_local][ok]
             results[int(r)] = df
-    pop = _popularity(run)
+    pop = popularity(run)
     order = np.lexsort((np.arange(run.n_items), -pop))[:k_eff]
     user_cold = run.users["cold"].to_numpy()
     for uid, r in zip(user_ids, rows):
@@ -253,7 +196,7 @@ def _history(run: Run, row: int, task: str | None) -> tuple[np.ndarray, str]:
         task = other[0] if other else (run.binary_tasks[-1] if run.binary_tasks else None)
     n_i = run.n_items
     if task is not None and run.task(task).is_binary:
-        keys = run.arrays.get(f"seen.positive.{_task_index(run, task)}")
+        keys = run.arrays.get(f"seen.positive.{task_index(run, task)}")
         if keys is not None:
             lo, hi = np.searchsorted(keys, [row * n_i, (row + 1) * n_i])
             if hi > lo:
@@ -271,7 +214,6 @@ def explain(run, user_id, item_ids, fusion=None, n: int = 3, history_task: str |
     without one, the item space (item embeddings); and per task its contribution to the fused
     score, `contrib:<task>` = w_t * s_t (they sum to the fused score). `df.attrs`: "space",
     "history" (the task whose positives form the history, or "interactions"), "fusion"."""
-    from .scoring import score_candidates
 
     run = load_run(run, store)
     row = int(_user_rows(run, [str(user_id).strip()])[0])
@@ -301,7 +243,7 @@ def explain(run, user_id, item_ids, fusion=None, n: int = 3, history_task: str |
                         for b in best])
         text.append("; ".join(x["title"] for x in because[-1]))
     preds = score_candidates(model, [row], rows[None, :])[0]  # [n_items asked, T]
-    contrib = (model.fusion_scale(preds) * _weights_tensor(run, weights, preds.device)).cpu().numpy()
+    contrib = (model.fusion_scale(preds) * weights_tensor(run, weights, preds.device)).cpu().numpy()
     out = pd.DataFrame({"item_id": item_ids, "because": because, "because_text": text})
     for j, name in enumerate(run.task_names):
         out[f"contrib:{name}"] = contrib[:, j]
@@ -337,45 +279,6 @@ def held_out(run, user_id, store=None) -> pd.DataFrame:
 
 # -- full-ranking evaluation -----------------------------------------------------------------------------
 
-def _in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    if len(sorted_keys) == 0:
-        return np.zeros(keys.shape, bool)
-    pos = np.searchsorted(sorted_keys, keys)
-    pos[pos >= len(sorted_keys)] = 0
-    return sorted_keys[pos] == keys
-
-
-def hit_metrics(hit: np.ndarray, n_rel: np.ndarray, ks=KS, hitrate: bool = False) -> dict[str, np.ndarray]:
-    """Per-row Recall@K, NDCG@K (and HitRate@K when `hitrate`) from `hit` [U, Kmax] (whether the
-    item at each rank, best first, is relevant) and `n_rel` [U] (number of relevant items).
-    Recall = hits / |relevant|; NDCG = DCG / ideal DCG over min(|relevant|, K) (binary gains);
-    HitRate = 1 when at least one relevant item is in the top K. Shared by `topk_metrics` and
-    the cold-start ranking, so both compute the same numbers."""
-    kmax = hit.shape[1]
-    disc = 1.0 / np.log2(np.arange(2, max(kmax, max(ks)) + 2))
-    ideal = np.cumsum(disc)
-    out = {}
-    for K in ks:
-        h = hit[:, :min(K, kmax)]
-        nh = h.sum(1)
-        dcg = (h * disc[:h.shape[1]]).sum(1)
-        idcg = ideal[np.minimum(n_rel, K) - 1]
-        out[f"recall@{K}"] = nh / n_rel
-        out[f"ndcg@{K}"] = dcg / idcg
-        if hitrate:
-            out[f"hitrate@{K}"] = (nh > 0).astype(float)
-    return out
-
-
-def topk_metrics(top: np.ndarray, user_rows: np.ndarray, pos_keys: np.ndarray, n_pos: np.ndarray, n_items: int,
-                 ks=KS) -> dict[str, np.ndarray]:
-    """Per-user Recall@K, NDCG@K, HitRate@K from the top items [U, Kmax] (item rows, best first).
-    Recall = hits / |relevant|; NDCG = DCG / ideal DCG over min(|relevant|, K) (binary gains);
-    HitRate = 1 when at least one relevant item is in the top K."""
-    hit = _in_sorted(user_rows[:, None].astype(np.int64) * n_items + top.astype(np.int64), pos_keys) & (top >= 0)
-    return hit_metrics(hit, n_pos, ks, hitrate=True)
-
-
 def _eval_task(run: Run, task: str | None):
     """The task whose held-out positives are relevant: a binary or a retrieval task (default:
     the first binary task, else the first retrieval task)."""
@@ -396,17 +299,9 @@ def _tops(score_fn, users: np.ndarray, k: int, n_items: int, seen=None, chunk_pa
         rows = users[lo:lo + step]
         S = score_fn(rows)
         if seen is not None:
-            _mask_seen(S, rows, *seen)
-        out[lo:lo + step] = torch.topk(S, k, dim=1).indices.cpu().numpy()
+            mask_seen(S, rows, *seen)
+        out[lo:lo + step] = top_k(S, k)[1].cpu().numpy()
     return out
-
-
-def _topk_accuracy(top: np.ndarray, users: np.ndarray, pair_users: np.ndarray, pair_items: np.ndarray) -> float:
-    """Share of test pairs (user, item) whose item is in that user's top list (TFRS's FactorizedTopK)."""
-    if len(pair_users) == 0:
-        return float("nan")
-    t = top[np.searchsorted(users, pair_users)]
-    return float((t == pair_items[:, None]).any(1).mean())
 
 
 def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
@@ -444,35 +339,34 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
         check_stage(run, stage, candidates, min(int(topk_accuracy), n_i))
     if lm_baseline is None:
         lm_baseline = bool(run.config.model.text_features)
-    j = _task_index(run, t.name)
+    j = task_index(run, t.name)
     te = run.test
     pos = te["mask"][:, j] & (te["labels"][:, j] == 1)
     pair_u, pair_i = te["user"][pos].astype(np.int64), te["item"][pos].astype(np.int64)
     keys = np.unique(pair_u * n_i + pair_i)
     seen = run.seen_keys()
-    keys = keys[~_in_sorted(keys, seen)]  # a positive already seen cannot be recommended
+    keys = keys[~in_sorted(keys, seen)]  # a positive already seen cannot be recommended
     users = np.unique(keys // n_i)
     n_pos = np.bincount(keys // n_i, minlength=run.n_users)[users]
-    seen_csr = _seen_csr(run, keys=seen)
+    seen_rows = seen_csr(run, keys=seen)
     model = run.model
     dev = device_of(model)
     if fusion is not None:
-        w = _weights_tensor(run, fusion_weights(run, fusion), dev)
+        w = weights_tensor(run, fusion_weights(run, fusion), dev)
     else:
         w = torch.zeros(len(run.task_names), device=dev)
         w[j] = 1.0
-    ranked = rank_users(run, users, kmax, w, stage, candidates, True, seen=seen_csr, chunk_pairs=chunk_pairs)
-    pop = _popularity(run, t.name)
+    ranked = rank_users(run, users, kmax, w, stage, candidates, True, seen=seen_rows, chunk_pairs=chunk_pairs)
+    pop = popularity(run, t.name)
     pop_rank = np.empty(n_i)
     pop_rank[np.lexsort((np.arange(n_i), -pop))] = np.arange(n_i)
     pop_score = torch.as_tensor(-pop_rank, dtype=torch.float32)  # no ties: index breaks them
     tops = {"model": ranked.items,
-            "popularity": _tops(lambda r: pop_score.expand(len(r), -1).clone(), users, kmax, n_i, seen_csr, chunk_pairs)}
+            "popularity": _tops(lambda r: pop_score.expand(len(r), -1).clone(), users, kmax, n_i, seen_rows, chunk_pairs)}
     zero_shot = None
     if lm_baseline:
-        from .zero_shot import ZeroShot
         zero_shot = ZeroShot(run)
-        tops["lm_zero_shot"] = _tops(zero_shot.scores, users, kmax, n_i, seen_csr, chunk_pairs)
+        tops["lm_zero_shot"] = _tops(zero_shot.scores, users, kmax, n_i, seen_rows, chunk_pairs)
     order = [f"{m}@{K}" for K in ks for m in ("recall", "ndcg", "hitrate")]
     res: dict = {}
     for name, top in tops.items():
@@ -482,23 +376,23 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
         K = int(min(int(topk_accuracy), n_i))
         pair_users = np.unique(pair_u)
         every = rank_users(run, pair_users, K, w, stage, candidates, exclude_seen=False, chunk_pairs=chunk_pairs)
-        res["model"][f"topk_accuracy@{topk_accuracy}"] = _topk_accuracy(every.items, pair_users, pair_u, pair_i)
+        res["model"][f"topk_accuracy@{topk_accuracy}"] = topk_accuracy_of(every.items, pair_users, pair_u, pair_i)
         pop_top = np.broadcast_to(np.argsort(pop_rank)[:K], (len(pair_users), K))
-        res["popularity"][f"topk_accuracy@{topk_accuracy}"] = _topk_accuracy(pop_top, pair_users, pair_u, pair_i)
+        res["popularity"][f"topk_accuracy@{topk_accuracy}"] = topk_accuracy_of(pop_top, pair_users, pair_u, pair_i)
         if zero_shot is not None:
             lm_top = _tops(zero_shot.scores, pair_users, K, n_i, None, chunk_pairs)
-            res["lm_zero_shot"][f"topk_accuracy@{topk_accuracy}"] = _topk_accuracy(lm_top, pair_users, pair_u, pair_i)
+            res["lm_zero_shot"][f"topk_accuracy@{topk_accuracy}"] = topk_accuracy_of(lm_top, pair_users, pair_u, pair_i)
     out = {"task": t.name, **res, "users": int(len(users)), "items": int(n_i), "positives": int(len(keys)),
            "ranked_by": "fused score" if fusion is not None else f"{t.name} score",
            "seconds": ranked.seconds, "stage": stage, "cpu_seconds": ranked.cpu_seconds}
     if stage == "cascade":
         out["candidates"] = candidates_for(run, candidates)
     if compare_full and stage != "full":
-        full = rank_users(run, users, kmax, w, "full", candidates, True, seen=seen_csr, chunk_pairs=chunk_pairs)
+        full = rank_users(run, users, kmax, w, "full", candidates, True, seen=seen_rows, chunk_pairs=chunk_pairs)
         out.update(overlap_at(ranked.items, full.items, ks))
         out["full_seconds"] = full.seconds
     return out
 
 
-__all__ = ["recommend", "recommend_many", "run_scores", "rank_eval", "topk_metrics", "parse_fusion",
-           "fusion_weights", "fusion_is_zero", "fusion_for", "user_history", "held_out", "explain"]
+__all__ = ["recommend", "recommend_many", "run_scores", "rank_eval", "user_history", "held_out", "explain", "popularity",
+           "task_index"]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..runs import Run, RunError
+from ..data.text import TextEncoderUnavailable, encode_texts, is_available
 
 
 def _item_texts(run: Run) -> list[str]:
@@ -35,7 +36,6 @@ def lm_item_vectors(run: Run, device: str = "cpu") -> np.ndarray:
     """float32 [n_items, 384], L2-normalised: the run's text vectors, or encoded from its items."""
     V = getattr(run.space, "item_text", None)
     if V is None:
-        from ..data.text import TextEncoderUnavailable, encode_texts, is_available
         ok, why = is_available()
         if not ok:
             raise RunError(f"The language-model baseline needs the text encoder: {why}",

@@ -1,10 +1,10 @@
 """Where torch work runs and with how many CPU threads: the one place for both.
 
 Devices. Training takes a device name from `TrainConfig.device` ("auto" or one of
-`available_devices()`, an absent one is a `DataError`); the text encoder takes a free-form name
+`available_devices()`, an absent one is a `TrainingError`); the text encoder takes a free-form name
 ("cuda:1" passes through) and says a missing accelerator with its own exceptions, so a page can
 offer the text features or not; `prepare` picks the encoder's device from the training setting.
-All three read the same `_accelerators()`.
+All three read the same `mtrlib.hardware.accelerators()`.
 
 Threads. `cpu_compute(n)` is the one context for the CPU settings of a block of work, used by
 training (`TrainConfig.cpu_threads`, 0 = auto = 1, and the denormal flush), scoring and the
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DataError
+from ..errors import TrainingError
+from ..hardware import accelerators
 
 # Intra-op threads while scoring on CPU and for the projections' native code (0 = leave the
 # setting). One thread by default: on a shared 2-core box, OpenMP's spin-waiting makes 2 threads
@@ -36,61 +37,33 @@ SCORING_THREADS = int(os.environ.get("MTR_SCORING_THREADS", "1") or 0)
 # what they buy (bench/live_training.py --before); training is 4-5x slower by the end of a long
 # run without them.
 DENORMAL_FIX = os.environ.get("MTR_DENORMAL_FIX", "1").strip() != "0"
-ENCODER_DEVICES = ("cpu", "cuda", "mps", "auto")
 
 
 # -- devices -----------------------------------------------------------------------------------------
 
-def _accelerators() -> dict[str, bool]:
-    """{"cuda": visible, "mps": available}: what every resolver below asks torch."""
-    mps = getattr(torch.backends, "mps", None)
-    return {"cuda": torch.cuda.is_available(), "mps": bool(mps is not None and mps.is_available())}
-
-
 def available_devices() -> list[str]:
     """Devices that exist on this machine, in the order `auto` prefers them (cpu last)."""
-    acc = _accelerators()
+    acc = accelerators()
     return [d for d in ("cuda", "mps") if acc[d]] + ["cpu"]
 
 
 def resolve_device(name: str) -> torch.device:
     """The training device for `TrainConfig.device`: "auto" is the first of `available_devices()`;
-    an absent device is a DataError naming the choices (the config is the user's)."""
+    an absent device is a TrainingError naming the choices (the config is the user's)."""
     devs = available_devices()
     if name == "auto":
         return torch.device(devs[0])
     if name not in devs:
-        raise DataError(f"Device '{name}' is not available on this machine.",
-                        fix=f"use one of: auto, {', '.join(devs)}")
+        raise TrainingError(f"Device '{name}' is not available on this machine.",
+                            fix=f"use one of: auto, {', '.join(devs)}")
     return torch.device(name)
-
-
-def encoder_device(device: str = "cpu", unavailable: type[Exception] = RuntimeError) -> str:
-    """The text encoder's device string: 'auto' -> cuda, then mps, then cpu; an indexed name
-    ('cuda:1') passes through. An unknown name is a ValueError; an absent accelerator raises
-    `unavailable` (the text module passes its TextEncoderUnavailable), so a caller can tell a
-    typo from a machine without the accelerator."""
-    dev = str(device or "cpu").lower()
-    base = dev.split(":")[0]
-    if base not in ENCODER_DEVICES:
-        raise ValueError(f"Unknown device {device!r}; use one of {', '.join(ENCODER_DEVICES)}.")
-    if base == "cpu":
-        return "cpu"
-    acc = _accelerators()
-    if base == "auto":
-        return "cuda" if acc["cuda"] else "mps" if acc["mps"] else "cpu"
-    if base == "cuda" and not acc["cuda"]:
-        raise unavailable(f"Device {device!r} was asked for, but no CUDA GPU is visible to torch.")
-    if base == "mps" and not acc["mps"]:
-        raise unavailable(f"Device {device!r} was asked for, but Apple MPS is not available.")
-    return dev
 
 
 def text_device_for(train_device: str) -> str:
     """The device `prepare` encodes item texts on for a training device setting: the setting
     itself, except that "auto" without CUDA encodes on the CPU (training's auto may pick MPS;
     the encoder does not follow it there)."""
-    return "cpu" if train_device == "auto" and not _accelerators()["cuda"] else train_device
+    return "cpu" if train_device == "auto" and not accelerators()["cuda"] else train_device
 
 
 def device_of(model: torch.nn.Module) -> torch.device:
@@ -201,6 +174,7 @@ def cpu_compute(threads: int = 0, native: bool = False, flush_denormal: bool = F
         if threads > 0:
             stack.enter_context(_intra_op_threads(threads))
             if native:
+                # deferred: threadpoolctl comes with scikit-learn and only the projections ask for it
                 from threadpoolctl import threadpool_limits
 
                 stack.enter_context(threadpool_limits(limits=int(threads)))
@@ -209,6 +183,6 @@ def cpu_compute(threads: int = 0, native: bool = False, flush_denormal: bool = F
         yield
 
 
-__all__ = ["available_devices", "resolve_device", "encoder_device", "text_device_for", "device_of",
+__all__ = ["available_devices", "resolve_device", "text_device_for", "device_of",
            "cpu_compute", "flush_denormals", "denormals_flushed", "scrub_denormals", "float_state", "SCORING_THREADS",
            "DENORMAL_FIX"]

@@ -41,14 +41,24 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import inspect
 import os
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..errors import DataError, DistributedError
+from ..errors import DistributedError
+from ..eval.pointwise import task_metrics
+from ..weighting import WEIGHTINGS
+from ..weighting.base import Weighting
+from .device import resolve_device
+from .predict import evaluate, predict
+from .steps import forward as model_forward, shuffled_batches
 
 ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 JOIN_TIMEOUT_S = float(os.environ.get("MTR_DIST_JOIN_TIMEOUT", "60") or 60)
@@ -74,7 +84,6 @@ def _mean_of(world: int):
         return _identity
 
     def mean(t: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
         t = t.detach().clone()
         dist.all_reduce(t)
         return t / world
@@ -115,7 +124,6 @@ class Processes:
     def batches(self, data, perm: torch.Tensor, mask: torch.Tensor, batch_size: int):
         """One epoch's batches: the single-process ones, or this rank's slice of each global batch
         (`Batch.size` stays the global batch's, so samples/s counts every process's rows)."""
-        from .steps import shuffled_batches
         if not self.active:
             yield from shuffled_batches(data, perm, mask, batch_size)
             return
@@ -133,7 +141,6 @@ class Processes:
         one all-reduce per step, so every process takes the same decisions. One process: as given."""
         if not self.active:
             return losses, total, False
-        import torch.distributed as dist
         flag = 1.0 if stop is not None and stop.is_set() else 0.0
         buf = torch.cat([losses.detach().float().reshape(-1), total.detach().float().reshape(1),
                          torch.tensor([flag], device=losses.device)])
@@ -151,7 +158,6 @@ class Processes:
         """The weighting's backward; a method that fills the gradients itself gets them averaged."""
         weighting.backward(total, losses, ctx)
         if self.active and forward.own_gradients:
-            import torch.distributed as dist
             for p in forward.objective.parameters():
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
@@ -160,10 +166,8 @@ class Processes:
     def evaluate(self, model, data, tasks) -> dict:
         """Metrics per task over the whole split: each process predicts its share of the rows, the
         predictions are gathered, and every process computes the same metrics."""
-        from .loop import evaluate, predict
         if not self.active:
             return evaluate(model, data, tasks)
-        from ..eval.pointwise import task_metrics
         n = len(data)
         lo, hi = shard(n, self.rank, self.world)
         part = data.subset(torch.arange(lo, hi))  # (with the examples' histories, when the run has them)
@@ -172,7 +176,6 @@ class Processes:
 
     def gather_rows(self, part: torch.Tensor, n: int) -> torch.Tensor:
         """Every rank's share (rows `shard(n, r, world)`) concatenated in rank order."""
-        import torch.distributed as dist
         sizes = [shard(n, r, self.world) for r in range(self.world)]
         width = max(hi - lo for lo, hi in sizes)
         pad = torch.zeros((width, *part.shape[1:]), dtype=part.dtype, device=part.device)
@@ -187,7 +190,6 @@ class Processes:
         and name the first that differs."""
         if not self.active:
             return
-        import torch.distributed as dist
         keys = sorted(facts)
         mine = torch.tensor([int(facts[k]) for k in keys], dtype=torch.int64, device=self.device)
         every = [torch.empty_like(mine) for _ in range(self.world)]
@@ -232,8 +234,7 @@ class Objective(nn.Module):
         self.extras = nn.ParameterList(list(weighting.extra_parameters()))
 
     def forward(self, user, item, labels, mask, history=None):
-        from .steps import forward
-        return self.model.task_losses(forward(self.model, user, item, history), labels, mask)
+        return self.model.task_losses(model_forward(self.model, user, item, history), labels, mask)
 
 
 class Forward:
@@ -245,12 +246,10 @@ class Forward:
         self.own_gradients = gradients_of(weighting) == "own"
         self.ddp = None
         if procs is not None:
-            from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [device.index if device.index is not None else torch.cuda.current_device()] \
                 if device.type == "cuda" else None
             # the buffers (side-feature tables) are built from the same data everywhere: not sent
             # again before each forward (the newer name of the setting where this PyTorch has it)
-            import inspect
             quiet = "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
             self.ddp = DDP(self.objective, device_ids=ids,
                            **({"forward_sync_buffers": False} if quiet else {"broadcast_buffers": False}))
@@ -271,7 +270,6 @@ class Forward:
 def gradients_of(weighting) -> str:
     """How a weighting method's gradients arise: "loss" (plain backpropagation of one scalar: DDP
     averages them), "own" (it fills them itself) or "refused" (`distributed = False`)."""
-    from ..weighting.base import Weighting
     if getattr(weighting, "distributed", True) is False:
         return "refused"
     return "own" if type(weighting).backward is not Weighting.backward else "loss"
@@ -279,7 +277,6 @@ def gradients_of(weighting) -> str:
 
 def check_weighting(name: str) -> None:
     """Refuse, before training, a weighting method that cannot run under DDP, naming it."""
-    from ..weighting import WEIGHTINGS
     cls = WEIGHTINGS.get(name)
     if cls is not None and getattr(cls, "distributed", True) is False:
         raise DistributedError(
@@ -334,8 +331,6 @@ def start(device_name: str = "auto") -> Processes:
     if not launched():
         _current = Processes()
         return _current
-    import torch.distributed as dist
-    from .device import resolve_device
     rank, world, local, addr, port = read_env()
     dev = resolve_device(device_name)
     if dev.type == "mps":
@@ -361,7 +356,6 @@ def start(device_name: str = "auto") -> Processes:
 def _join(addr: str, port: int, rank: int, world: int):
     """The rendezvous when started by hand (no torchrun): a TCP store on rank 0, every process
     given `JOIN_TIMEOUT_S` to join, and every process's idea of the world size compared."""
-    import torch.distributed as dist
     wait = datetime.timedelta(seconds=JOIN_TIMEOUT_S)
     try:
         store = dist.TCPStore(addr, port, world, is_master=rank == 0, timeout=wait, wait_for_workers=True)
@@ -408,7 +402,6 @@ def finish() -> None:
     """Leave the process group (if joined)."""
     global _current
     if _current.active:
-        import torch.distributed as dist
         if dist.is_initialized():
             dist.destroy_process_group()
     _current = Processes()
@@ -418,7 +411,6 @@ def check_grad_space(cfg) -> None:
     """A gradient method on the shared representation (--grad-space rep) needs each process's own
     representations, which differ by rows: refused on several processes (the default space,
     every shared parameter, averages each task's gradient over the processes instead)."""
-    from ..weighting import WEIGHTINGS
     cls = WEIGHTINGS.get(cfg.weighting)
     if cfg.grad_space == "rep" and cls is not None and cls.needs_task_gradients:
         raise DistributedError(
@@ -438,7 +430,6 @@ def start_for(cfg) -> Processes:
     check_grad_space(cfg)
     procs = start(cfg.device)
     if not procs.main:
-        import warnings
         warnings.filterwarnings("ignore")
     return procs
 

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..data.history import history_of
 from ..models.blocks import InputLayer, SideEmbedding
+from .steps import forward
 
 # (word in a module path, group): the first word found anywhere in a parameter's module path wins
 GROUP_WORDS = (("gate", "gates"), ("expert", "experts"), ("specific", "experts"), ("shared", "experts"),
@@ -75,8 +77,6 @@ class SharedParameters:
     @classmethod
     def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> "SharedParameters":
         """Probe a MultiTaskModel on the first `rows` examples of `data` (EncodedExamples)."""
-        from ..data.history import history_of
-        from .steps import forward
         u, i, y, h = data.user[:rows], data.item[:rows], data.labels[:rows], history_of(data, slice(0, rows))
         return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)))
 

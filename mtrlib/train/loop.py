@@ -12,25 +12,20 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 
 from ..config import TrainConfig, validate, weighting_options
-from ..data import Dataset, EncodedExamples
-from ..data.history import history_of
+from ..data import Dataset
 from .device import DENORMAL_FIX, available_devices, cpu_compute, float_state, resolve_device, scrub_denormals
 from .gradients import RepCapture, SharedParameters, TaskGradients
-from ..eval.pointwise import popularity_baseline, task_metrics
+from ..eval.pointwise import popularity_baseline
 from ..models import MultiTaskModel, build_model
 from . import distributed
-from ..models.retrieval import sampled_recall
 from .optim import training_optimizer
 from .prepare import Prepared, load_dataset, prepare
-from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, forward as model_forward, snapshot
+from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, snapshot
 from .telemetry import GradientTelemetry, summary as grad_summary
 from ..weighting import StepContext, make_weighting
-
-EVAL_BATCH = 65536
 
 
 @dataclass
@@ -60,47 +55,6 @@ class TrainResult:
 def build(cfg: TrainConfig, prep: Prepared) -> MultiTaskModel:
     torch.manual_seed(cfg.seed)
     return build_model(cfg.model, prep.space.describe(), prep.space.tensors(), prep.tasks)
-
-
-def make_optimizer(name: str, params, lr: float, weight_decay: float, extra=(),
-                   device: torch.device | None = None) -> torch.optim.Optimizer:
-    """The optimiser over the model's parameters (+ a weighting's own, without weight decay).
-
-    Uses PyTorch's fused single-kernel implementation where it exists for the device: on CPU
-    the default per-parameter loop costs as much as a third of a small model's step.
-    """
-    groups = [{"params": list(params)}]
-    if extra:
-        groups.append({"params": list(extra), "weight_decay": 0.0})
-    cls, kw = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
-               "sgd": (torch.optim.SGD, {"momentum": 0.9}), "adagrad": (torch.optim.Adagrad, {})}[name]
-    if device is not None and device.type in ("cpu", "cuda"):
-        try:
-            return cls(groups, lr=lr, weight_decay=weight_decay, fused=True, **kw)
-        except (RuntimeError, TypeError, ValueError):
-            pass  # no fused kernel for this optimiser/device in this PyTorch
-    return cls(groups, lr=lr, weight_decay=weight_decay, **kw)
-
-
-@torch.inference_mode()
-def predict(model: MultiTaskModel, data: EncodedExamples, batch: int = EVAL_BATCH) -> np.ndarray:
-    """Predictions [N, T] (probabilities / values), in large batches."""
-    was = model.training
-    model.eval()
-    out = [model.predict(model_forward(model, data.user[s:s + batch], data.item[s:s + batch], history_of(data, slice(s, s + batch))))
-           for s in range(0, len(data), batch)]
-    model.train(was)
-    if not out:
-        return np.zeros((0, len(model.output_tasks)), np.float32)
-    return torch.cat(out).float().cpu().numpy()
-
-
-def evaluate(model: MultiTaskModel, data: EncodedExamples, tasks) -> dict[str, dict]:
-    preds = predict(model, data)
-    out = task_metrics(tasks, data.labels.cpu().numpy(), data.mask.cpu().numpy(), preds)
-    for name, ms in sampled_recall(model, data, tasks).items():  # retrieval tasks: Recall@K on a sample
-        out[name].update(ms)
-    return out
 
 
 def train(cfg: TrainConfig, prep: Prepared, callback: Callable[[dict], None] | None = None,
@@ -264,5 +218,5 @@ def run(cfg: TrainConfig, dataset: Dataset | None = None, **kw) -> tuple[TrainRe
 
 
 # available_devices / resolve_device live in mtrlib.train.device; re-exported here, where pages and scripts import them
-__all__ = ["prepare", "train", "run", "Prepared", "TrainResult", "History", "predict", "evaluate", "build",
-           "make_optimizer", "load_dataset", "available_devices", "resolve_device"]
+__all__ = ["prepare", "train", "run", "Prepared", "TrainResult", "History", "build", "load_dataset",
+           "available_devices", "resolve_device"]

@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig, validate
-from ..data import (DataError, Dataset, EncodedExamples, Examples, FeatureSpace, Split, build_examples,
-    encode_examples, make_world, split)
+from ..errors import DataError
+from ..data import Dataset, Examples, Split, build_examples, load, make_world, split
+from ..data.encode import EncodedExamples, FeatureSpace, encode_examples
+from ..data.history import with_history
+from ..data.text import item_text_vectors
 from ..data.tasks import TaskSpec, parse_tasks
 from .device import text_device_for
 
@@ -37,7 +40,6 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     d = cfg.data
     if d.source == "world":
         return make_world(**d.world.to_dict())
-    from ..data import load  # the file loaders
     f = d.files
     if "interactions" not in f:
         raise DataError("No interactions file was given.", fix="pass --data FILE (or choose the built-in world)")
@@ -54,12 +56,10 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
     sp = split(ex, cfg.data.split, cfg.data.val_frac, cfg.data.test_frac, seed=cfg.seed)
     space = FeatureSpace.fit(ds, seen_ids(ex.frame, sp.train), use_features=cfg.data.use_features)
     if cfg.model.text_features:
-        from ..data.text import item_text_vectors
         space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=text_device_for(cfg.device),
                                             progress=text_progress)
     enc = encode_examples(space, ex.frame, ex.labels)
     if cfg.model.history:  # each example's past interactions; sets space.history (mtrlib.data.history)
-        from ..data.history import with_history
         enc = with_history(cfg.model, ex, sp, space, enc, ds, tasks)
     return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks)
 

@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from ..weighting import WEIGHTINGS
+from ..weighting.base import Weighting
 from .gradients import GROUP_ORDER, SharedParameters
 
 
@@ -160,7 +162,6 @@ class GradientTelemetry:
 
 
 def _default_backward():
-    from ..weighting.base import Weighting
     return Weighting.backward
 
 
@@ -214,9 +215,6 @@ def groups_in(df_columns) -> list[str]:
                               if str(c).startswith("grad_cos/") and len(str(c).split("/")) == 3))
 
 
-
-
-
 CLEAR = 0.05  # |mean cosine| below this reads as "about unrelated"
 
 
@@ -260,7 +258,6 @@ def table(runs: dict[str, list[dict]], pairs: list[str]) -> list[dict]:
 
 def explanation() -> str:
     """The 'What am I looking at?' note of the conflict charts (the method lists from the registry)."""
-    from ..weighting import WEIGHTINGS
     grad = [c.label for c in WEIGHTINGS.values() if c.needs_task_gradients]
     loss = [c.label for c in WEIGHTINGS.values() if not c.needs_task_gradients]
     return (

@@ -6,6 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..config import ModelConfig, arch_class
+from ..train.telemetry import columns, groups_in
+from ..models.diagram import Canvas, sizes
+from ..models.history import draw_input  # the embeddings, and the history block beside them
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
@@ -151,13 +154,11 @@ def network(cfg: ModelConfig, tasks: list[str], retrieval: list[str] | tuple = (
     architecture draws it: `draw` in its file) -> towers -> task heads. A retrieval task (its
     name in `retrieval`) gets its own user and item towers beside them, on the same embeddings
     (mtrlib.models.retrieval); the architecture draws only the ranking tasks."""
-    from ..models.diagram import Canvas, sizes
     ranking = [t for t in tasks if t not in set(retrieval)] or ["task"]
     retrieval = [t for t in tasks if t in set(retrieval)]
     cls = arch_class(cfg)
     c = Canvas(width=cls.diagram_width(cfg, ranking), tasks=list(ranking))
     total = c.width + RETRIEVAL_WIDTH * len(retrieval)
-    from ..models.history import draw_input  # the embeddings, and the history block beside them
     draw_input(c, cfg, f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""), width=total)
     cls.draw(c, cfg)
     T = len(ranking)
@@ -186,7 +187,6 @@ def network(cfg: ModelConfig, tasks: list[str], retrieval: list[str] | tuple = (
 def _retrieval_towers(c, cfg: ModelConfig, x: float, task: str) -> None:
     """One retrieval task: a user tower and an item tower from the embeddings to a scaled
     cosine, its head (Yi et al., RecSys 2019's in-batch softmax with logQ correction)."""
-    from ..models.diagram import sizes
     layers = (sizes(cfg.retrieval_layers) + "→" if cfg.retrieval_layers else "") + str(cfg.retrieval_dim)
     w = RETRIEVAL_WIDTH * 0.42
     for dx, side in ((-0.25, "user"), (0.25, "item")):  # two towers side by side inside the column
@@ -225,7 +225,6 @@ def conflict(runs: dict[str, pd.DataFrame], x: str = "epoch", pair: str | None =
     """The cosine between two tasks' gradients on the shared parameters, one line per parameter
     group and task pair (one run), or per run and group for one `pair` (several runs). Below 0
     (shaded) a step that helps one task hurts the other."""
-    from ..train.telemetry import columns, groups_in
     fig = go.Figure()
     fig.add_hrect(y0=-1, y1=0, fillcolor="#d62728", opacity=0.06, line_width=0, layer="below")
     fig.add_hline(y=0, line=dict(color="#999", width=1, dash="dot"))

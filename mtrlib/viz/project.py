@@ -170,6 +170,7 @@ def _native_threads(threads: int = SCORING_THREADS):
 
 def _reduce(X: np.ndarray, method: str, dims: int, seed: int, n: int, info: dict) -> np.ndarray:
     if method == "pca":
+        # deferred: scikit-learn's import costs about a second; only a PCA projection needs it
         from sklearn.decomposition import PCA
 
         p = PCA(n_components=dims, random_state=seed)
@@ -212,6 +213,7 @@ def tsne(X: np.ndarray, dims: int = 2, seed: int = 0, info: dict | None = None) 
     6). bench/tsne.py measures time, KL divergence and kNN purity of the layout side by side with
     scikit-learn's, so that the speed is not bought with a worse picture. The perplexity stays
     below a third of the points."""
+    # deferred: openTSNE (numba-compiled) loads only when a t-SNE projection is asked for
     from openTSNE import TSNE
 
     n = len(X)

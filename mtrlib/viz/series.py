@@ -10,6 +10,7 @@ The full-resolution history stays in the run folder (history.jsonl) for the Runs
 from __future__ import annotations
 
 import threading
+import numpy as np
 
 DEFAULT_POINTS = 300
 
@@ -68,6 +69,5 @@ def thin(rows, max_points: int = 2 * DEFAULT_POINTS):
     n = len(rows)
     if n <= max_points:
         return rows
-    import numpy as np
     idx = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
     return rows.iloc[idx] if hasattr(rows, "iloc") else [rows[i] for i in idx]

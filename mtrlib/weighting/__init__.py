@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..errors import DataError
+from ..errors import ConfigError
 from ..registry import discover
 from .base import StepContext, Weighting
 
@@ -21,8 +21,8 @@ def build_options(cls: type[Weighting], options: dict):
     known = [f.name for f in dataclasses.fields(cls.Options)] if cls.Options else []
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise DataError(f"Weighting '{cls.name}' has no setting(s) {', '.join(unknown)}.",
-                        fix=f"its settings are: {', '.join(known)}" if known else "it takes no settings")
+        raise ConfigError(f"Weighting '{cls.name}' has no setting(s) {', '.join(unknown)}.",
+                          fix=f"its settings are: {', '.join(known)}" if known else "it takes no settings")
     return cls.Options(**options) if cls.Options else None
 
 
@@ -31,7 +31,7 @@ def make_weighting(name: str, task_names: list[str], user_weights: dict[str, flo
     """A weighting method by name, with its own settings as keywords (e.g. alpha=1.5 for GradNorm);
     `lr` is the training learning rate, for methods that learn their weights with their own step."""
     if name not in WEIGHTINGS:
-        raise DataError(f"Unknown weighting '{name}'.", fix=f"choose one of: {', '.join(WEIGHTINGS)}")
+        raise ConfigError(f"Unknown weighting '{name}'.", fix=f"choose one of: {', '.join(WEIGHTINGS)}")
     cls = WEIGHTINGS[name]
     return cls(task_names, user_weights, build_options(cls, options), lr=lr)
 

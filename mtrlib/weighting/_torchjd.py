@@ -34,6 +34,7 @@ class GradientMethod(Weighting):
 
     def make_aggregator(self, n_tasks: int):
         """The torchjd aggregator for `n_tasks` rows."""
+        # deferred: torchjd (cvxpy, qpsolvers for some aggregators) loads only when a method is built
         from torchjd import aggregation
         return getattr(aggregation, self.aggregator_class)(**self.aggregator_settings(n_tasks))
 
@@ -81,6 +82,7 @@ class GradientMethod(Weighting):
 
     def aggregate(self, J: torch.Tensor, user: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(direction d [n], effective weights [m]) for the active rows J [m, n]."""
+        # deferred: torchjd (cvxpy, qpsolvers for some aggregators) loads only when a method is built
         from torchjd.aggregation import WeightedAggregator
         agg = self.aggregator(len(J))
         if isinstance(agg, WeightedAggregator):

@@ -39,6 +39,7 @@ class FAMO(Weighting):
 
     def __init__(self, task_names, user_weights, options=None, lr: float = 0.01):
         super().__init__(task_names, user_weights, options, lr)
+        # deferred: torchjd and the solvers behind it load only when this method is chosen
         from torchjd.scalarization import FAMO as Scalarizer
         self.famo = Scalarizer(len(task_names), lr=float(self.options.logit_lr), weight_decay=float(self.options.decay))
         self.register_buffer("a", torch.full((len(task_names),), 1.0 / len(task_names)))

@@ -18,6 +18,7 @@ class RLW(Weighting):
 
     def __init__(self, task_names, user_weights, options=None, lr: float = 0.01):
         super().__init__(task_names, user_weights, options, lr)
+        # deferred: torchjd and the solvers behind it load only when this method is chosen
         from torchjd.scalarization import Random
         self.scalarizer = Random()
         self.register_buffer("w", self.user.clone())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import mapping as mp
+from .. import values as vl
 from .. import movielens as ml
 from ..dataset import Dataset
 from ...errors import DataError
@@ -76,7 +77,7 @@ def load(interactions, items=None, users=None, *, mapping: dict | None = None, n
     folder or zip holding a MovieLens release or an exported world. Any problem is a DataError.
     """
     try:
-        with mp.numbers_memo():
+        with vl.numbers_memo():
             return _load(interactions, items, users, mapping, name)
     except DataError:
         raise
@@ -136,13 +137,13 @@ def _map_interactions(table: Table, release: ml.Release | None, mapping: dict | 
                         fix="choose two different columns", source=src)
 
     lines = table.line_header
-    uid = mp.normalise_ids(raw[m["user"]], source=src, column=str(m["user"]), what="user", header=lines)
-    iid = mp.normalise_ids(raw[m["item"]], source=src, column=str(m["item"]), what="item", header=lines)
+    uid = vl.normalise_ids(raw[m["user"]], source=src, column=str(m["user"]), what="user", header=lines)
+    iid = vl.normalise_ids(raw[m["item"]], source=src, column=str(m["item"]), what="item", header=lines)
     inter = pd.DataFrame({"user_id": uid.reset_index(drop=True), "item_id": iid.reset_index(drop=True)}).astype("str")
     used = {m["user"], m["item"]}
     ts = m.get("timestamp")
     if ts is not None:
-        secs = mp.to_epoch_seconds(raw[ts], source=src, column=str(ts), header=lines, strict=strict_ts)
+        secs = vl.to_epoch_seconds(raw[ts], source=src, column=str(ts), header=lines, strict=strict_ts)
         if secs is None:
             notes.append(f"Column '{ts}' looks like a time but could not be read as one; it is kept as a plain "
                          "column (choose it in the column mapping to see which row is wrong).")
@@ -167,7 +168,7 @@ def _map_interactions(table: Table, release: ml.Release | None, mapping: dict | 
         target = c if c not in ("user_id", "item_id", "timestamp") else f"{c}_original"
         if target != c:
             notes.append(f"Column '{c}' was renamed '{target}' (the name is used for the mapped column).")
-        inter[target] = mp.to_numeric_where_possible(raw[c]).reset_index(drop=True)
+        inter[target] = vl.to_numeric_where_possible(raw[c]).reset_index(drop=True)
     _check_size(inter, src, notes)
     return _Mapped(inter, m, layout, [orig_item, "item_id"], [orig_user, "user_id"], moved, release)
 
@@ -183,7 +184,7 @@ def _check_size(inter: pd.DataFrame, src: str, notes: list[str]) -> None:
             raise DataError(f"Every row has the same {what} ('{short(inter[f'{what}_id'].iloc[0])}'): a recommender "
                             f"needs at least 2 {what}s.",
                             fix=f"check that the {what} column is the right one, or use more data", source=src)
-    dups = mp.count_repeats(inter)
+    dups = vl.count_repeats(inter)
     if dups:
         notes.append(f"{counted(dups, 'row')} {'is an exact repeat' if dups == 1 else 'are exact repeats'} of earlier "
                      "rows; kept (remove them first if they are mistakes).")

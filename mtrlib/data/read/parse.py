@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import csv as pacsv
 
 from .. import mapping as mp
+from .. import values as vl
 from ...errors import DataError
 from .sources import (Blob, Folder, decode, max_file_bytes, open_source, refuse_binary, refuse_markup, short,
     too_big, unpack)
@@ -262,7 +266,7 @@ def _parse_text(data: bytes, name: str, header: bool | None,
         s = df[c]
         if s.isna().all():
             df = df.drop(columns=c)
-        elif c == df.columns[0] and (num := mp.as_numeric(s)) is not None and \
+        elif c == df.columns[0] and (num := vl.as_numeric(s)) is not None and \
                 np.array_equal(num.to_numpy(), np.arange(len(s))):
             df = df.drop(columns=c)
             notes.append(f"{name}: dropped an unnamed first column holding row numbers.")
@@ -280,8 +284,6 @@ def _read_csv(data: bytes, lead: int, sep: str, header: bool, names: list[str], 
     CSV reader, which also checks that every line has the header's number of fields. A file it
     refuses is checked by `refused()` (the line-by-line field count, which raises naming the
     line) and read again by pandas' parser, whose message names the line too."""
-    import pyarrow as pa
-    from pyarrow import csv as pacsv
     quoted = quoting != csv.QUOTE_NONE and b'"' in data
     if quoted and data.count(b'"') % 2:  # a quote never closed: pyarrow would read the rest as one value
         return _read_csv_pandas(data, sep, header, names, quoting, name)
@@ -308,7 +310,6 @@ def arrow_to_pandas(table) -> pd.DataFrame:
     """An arrow table as a DataFrame, text as pandas' arrow-backed "str" (what its own reader
     gives, without a copy of every string into a Python object), freeing each arrow column as it
     is converted so the two never both hold the whole table."""
-    import pyarrow as pa
     as_str = pd.StringDtype("pyarrow", na_value=np.nan)
     return table.to_pandas(types_mapper={pa.string(): as_str, pa.large_string(): as_str}.get, split_blocks=True,
                            self_destruct=True)
@@ -359,8 +360,6 @@ def _parser_error(e: Exception, header: bool, name: str) -> DataError:
 
 
 def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     try:
         pf = pq.ParquetFile(_io.BytesIO(data))
         schema = pf.schema_arrow

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import mapping as mp
+from .. import values as vl
 from .. import movielens as ml
 from ...errors import DataError
 from .parse import Table, read_one
@@ -45,7 +46,7 @@ def _id_strings(s: pd.Series) -> pd.Series:
         out = s.astype("str")
         out[ok] = arr[ok].astype(np.int64).astype(str)
         return out
-    return s.astype("str").str.strip().str.replace(mp.INTEGRAL_TEXT, r"\1", regex=True)
+    return s.astype("str").str.strip().str.replace(vl.INTEGRAL_TEXT, r"\1", regex=True)
 
 
 def _id_column(raw: pd.DataFrame, what: str, inter_ids: pd.Index, id_names: list, mapping: dict, src: str):
@@ -93,12 +94,12 @@ def read_side(source, what: str, inter_ids: pd.Index, id_names: list, mapping: d
         raw, key, kinds, title = release.side(raw, role)
     else:
         key = _id_column(raw, what, inter_ids, id_names, mapping, src)
-    ids = mp.normalise_ids(raw[key], source=src, column=str(key), what=what, header=read.line_header, every="row")
+    ids = vl.normalise_ids(raw[key], source=src, column=str(key), what=what, header=read.line_header, every="row")
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any() and release is None:  # repeated ids beside a tag column: a tags table, one text per item
         tagcol = mp.find_column([c for c in raw.columns if c != key], ["tag", "tags", "keyword", "keywords", "label"])
         if tagcol is not None and what == "item":
-            agg = mp.join_tags(ids, raw[tagcol])
+            agg = vl.join_tags(ids, raw[tagcol])
             raw = agg.rename(columns={"tags": str(tagcol)})
             key, ids, kinds = "item_id", agg["item_id"], {str(tagcol): "text"}
             dup = np.zeros(len(ids), bool)
@@ -112,7 +113,7 @@ def read_side(source, what: str, inter_ids: pd.Index, id_names: list, mapping: d
             f"{'repeats' if n_rep == 1 else 'repeat'} "
             f"an earlier id. The {what}s table needs exactly one row per {what}.",
             fix=f"remove the repeated rows, or merge them into one row per {what}", source=src)
-    matched = int(mp.isin(pd.Index(ids), inter_ids).sum())
+    matched = int(vl.isin(pd.Index(ids), inter_ids).sum())
     if matched == 0:
         ex_side = ", ".join(f"'{short(x, 20)}'" for x in ids.iloc[:3])
         ex_inter = ", ".join(f"'{short(x, 20)}'" for x in inter_ids[:3])
@@ -129,7 +130,7 @@ def read_side(source, what: str, inter_ids: pd.Index, id_names: list, mapping: d
         kinds = {c: k for c, k in feats.items() if c in table.columns}
     for c, k in kinds.items():  # numbers read from text become numbers (zip codes etc. stay text)
         if k == "numeric" and c in table.columns:
-            table[c] = mp.to_numeric_where_possible(table[c])
+            table[c] = vl.to_numeric_where_possible(table[c])
     if title is None and what == "item":
         title = mp.guess_title(table, kinds)
     return Side(table, {c: k for c, k in kinds.items() if c in table.columns}, title, src)
@@ -143,7 +144,7 @@ def combine(sides: list[Side], what: str) -> Side | None:
     kinds = dict(sides[0].kinds)
     title = sides[0].title
     for s in sides[1:]:
-        idx = table.index.append(s.table.index[~mp.isin(s.table.index, table.index)])
+        idx = table.index.append(s.table.index[~vl.isin(s.table.index, table.index)])
         table = table.reindex(idx)
         other = s.table.reindex(idx)
         for c in other.columns:
@@ -174,8 +175,8 @@ def catalogue(side: Side | None, moved: pd.DataFrame | None, used: pd.Index, wha
                 notes.append(f"Column '{c}' is in both the interactions and {side.source}; the latter is used.")
                 continue
             table[c] = moved[c].reindex(table.index).to_numpy()
-    extra = used[~mp.isin(used, table.index)]
-    unused = int((~mp.isin(table.index, used)).sum())
+    extra = used[~vl.isin(used, table.index)]
+    unused = int((~vl.isin(table.index, used)).sum())
     if len(extra):
         notes.append(f"{counted(len(extra), noun)} in the interactions {'is' if len(extra) == 1 else 'are'} missing "
                      f"from {side.source}; {'it gets' if len(extra) == 1 else 'they get'} empty attributes.")
