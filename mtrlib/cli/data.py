@@ -40,9 +40,15 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--item", default=None, help="column holding the item id (default: guessed)")
     p.add_argument("--timestamp", default=None, help="column holding the time (default: guessed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    from mtrlib.cli.train import add_max_file_mb
     add_max_file_mb(p)
     p.set_defaults(func=cmd_inspect)
+
+
+def add_max_file_mb(group) -> None:
+    """--max-file-mb: the command line reads files of any size unless capped (the app's uploads keep 200 MB)."""
+    group.add_argument("--max-file-mb", type=float, metavar="MB",
+                       help="refuse a data file bigger than MB megabytes (default: no limit on the command line; "
+                            "MTR_MAX_FILE_MB also sets it)")
 
 
 def cmd_world(args) -> int:

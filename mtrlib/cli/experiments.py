@@ -37,7 +37,7 @@ def register(subparsers, verb: str | None = None) -> None:
                     "its hypervolume.")
     p.set_defaults(func=cmd_sweep)
     if verb in (None, "sweep"):
-        from mtrlib.cli.train import add_train_arguments
+        from mtrlib.cli.common import add_train_arguments  # deferred: heavy (torch, through the registries)
         g = p.add_argument_group("sweep")
         g.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", required=verb == "sweep",
                        help="a setting and its values, repeatable (every combination is trained): arch=mmoe,ple, "
@@ -164,7 +164,7 @@ def _run_dir(store, run_id):
 # -- sweep -------------------------------------------------------------------------------------------------------
 
 def cmd_sweep(args) -> int:
-    from mtrlib.cli.train import build_config
+    from mtrlib.cli.common import build_config  # deferred: heavy (torch, through the registries)
     from mtrlib.config import validate
     from mtrlib.experiments import Sweep, parse_grid, run_sweep
     from mtrlib.experiments.settings import parse_seeds
