@@ -63,7 +63,7 @@ def test_comparison_without_common_seeds_claims_nothing():
 def test_keys_name_real_config_fields():
     assert resolve("arch").path == "model.arch" and resolve("rho").path == "data.world.correlation"
     assert resolve("correlation").path == "data.world.correlation" and resolve("lr").path == "lr"
-    assert resolve("n-experts").path == "model.n_experts" and resolve("world.n_users").path == "data.world.n_users"
+    assert resolve("n-experts").path == "model.options.n_experts" and resolve("world.n_users").path == "data.world.n_users"
     assert resolve("weights.like").path == "weights.like"
     cfg = apply(tiny_cfg(), {"arch": "ple", "weights.like": "2", "rho": "-0.5", "experts": "32/16", "emb_dim": "8"})
     assert (cfg.model.arch, cfg.weights, cfg.data.world.correlation, cfg.model.experts, cfg.model.emb_dim) == (
