@@ -178,8 +178,7 @@ class ModelConfig(_Nested):
     # the encoder `history_encoder` (mtrlib.models.history), optionally only where the binary task
     # `history_task` is 1, "before" by timestamp ("time") or by the row order of the file ("file")
     history: int = knob(0, "History length L", noun="history length", widget="none", flag="--history", url="hist",
-                        metavar="L", valid=lambda v: 0 <= v <= MAX_HISTORY, example="50", fix="e.g. --history 50",
-                        message="A history of {v} past interactions is out of range 0.." + str(MAX_HISTORY) + ".",
+                        metavar="L", example="50",  # its range is checked by mtrlib.data.history.check_length
                         help=f"read each user's last L interactions before each example (1..{MAX_HISTORY}; default: none)")
     history_encoder: str = knob("mean", "History encoder", noun="history encoder", choices=tuple(HISTORY_ENCODERS),
                                 widget="none", flag="--history-encoder", url="henc",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 from .data import DataError, Dataset
+from .errors import UserError
 from .viz.series import Downsampled
 
 ACTIVE_STATES = ("queued", "preparing", "running")
@@ -80,7 +81,7 @@ class BusyError(RuntimeError):
 
 def _failure(e: Exception) -> str:
     """What a job (and its run) says when it fails: bad data as it is, anything else as a bug."""
-    return str(e) if isinstance(e, DataError) else f"Training failed unexpectedly: {type(e).__name__}: {e}"
+    return str(e) if isinstance(e, UserError) else f"Training failed unexpectedly: {type(e).__name__}: {e}"
 
 
 LIMITER = JobLimiter(int(os.environ.get("MTR_MAX_JOBS", "2")), int(os.environ.get("MTR_MAX_QUEUE", "4")))
@@ -203,7 +204,7 @@ class Job(Background):
         except Exception as e:  # bad data is said as it is; a bug readably, and the server stays up
             self.error = self.message = _failure(e)
             self.state = "failed"
-            if not isinstance(e, DataError):
+            if not isinstance(e, UserError):
                 self.traceback = traceback.format_exc()
         finally:
             self.finished_at = time.time()

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.config import TrainConfig
-from mtrlib.data import DataError, Dataset, build_examples, make_world
+from mtrlib.data import Dataset, build_examples, make_world
 from mtrlib.share import from_params, to_params
 
 _APP = threading.local()  # set while app.py runs the page (each session's script has its own thread)
@@ -174,7 +176,7 @@ def raw_interactions():
         return None, None
     try:
         return _raw_table(up["file"]), None
-    except DataError as e:
+    except UserError as e:
         return None, str(e)
 
 
@@ -186,7 +188,7 @@ def current_dataset() -> tuple[Dataset | None, str | None]:
         fields = {**w.to_dict(), "correlation": float(w.correlation), "zipf": float(w.zipf)}
         try:
             return world_dataset(tuple(fields.items())), None
-        except DataError as e:
+        except UserError as e:
             return None, str(e)
     ups = st.session_state.get("uploads", {})
     if "interactions" not in ups:
@@ -195,7 +197,7 @@ def current_dataset() -> tuple[Dataset | None, str | None]:
     mapping = st.session_state.get("mapping")
     try:
         return upload_dataset(files, repr(mapping), mapping), None
-    except DataError as e:
+    except UserError as e:
         return None, str(e)
 
 
@@ -221,7 +223,7 @@ def task_names(ds: Dataset | None) -> list[str]:
     from mtrlib.data import parse_tasks
     try:
         return [t.name for t in parse_tasks(task_list(ds))]
-    except DataError:
+    except UserError:
         return []
 
 
@@ -230,7 +232,7 @@ def retrieval_task_names(ds: Dataset | None) -> list[str]:
     from mtrlib.data import parse_tasks
     try:
         return [t.name for t in parse_tasks(task_list(ds)) if t.is_retrieval]
-    except DataError:
+    except UserError:
         return []
 
 

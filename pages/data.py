@@ -2,8 +2,10 @@
 import pandas as pd
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.viz import charts
-from mtrlib.data import DataError, Table, parse_task, parse_tasks, task_from_fields
+from mtrlib.data import Table, parse_task, parse_tasks, task_from_fields
 from mtrlib.data.world import LIKE_OBSERVED, MAX_GENRES, MAX_MOODS
 from pages._shared import (boot, cfg, chart, current_dataset, dataset_key, examples_report, explain, halt, plain,
                            raw_interactions, task_list, widget)
@@ -181,7 +183,7 @@ for text in task_list(ds):
         t = parse_task(text)
         rows.append({"name": t.name, "kind": t.kind, "column": "" if t.is_retrieval else t.column or "",
                      "op": t.op or "", "threshold": t.threshold, "observed only where": t.parent or ""})
-    except DataError:
+    except UserError:
         pass
 cols = ds.label_columns()
 edited = st.data_editor(
@@ -204,7 +206,7 @@ texts = [task_from_fields(r["name"], r["kind"], r["column"], r["op"], r["thresho
 task_error = None
 try:
     parse_tasks(texts)
-except DataError as e:
+except UserError as e:
     task_error = str(e)
 if task_error:
     st.error(plain(task_error))
@@ -231,7 +233,7 @@ with left:
                 "positive rate", min_value=0.0, max_value=1.0, format="%.2f")} if "positive_rate" in bal else None)
             for n in rep["notes"]:
                 st.caption(plain(n))
-        except DataError as e:
+        except UserError as e:
             st.error(plain(e))
 with right:
     chart(charts.long_tail(ds.item_popularity()), key="d_tail")

@@ -4,7 +4,8 @@ a shareable address (?lesson=seesaw); what the store already holds is shown at o
 import pandas as pd
 import streamlit as st
 
-from mtrlib.data import DataError
+from mtrlib.errors import UserError
+
 from mtrlib.experiments import run_sweep
 from mtrlib.experiments.lessons import LESSONS, figure, get_lesson, headline, lesson_json
 from pages._experiments import busy, fmt, progress_panel, start, sweep_job, table
@@ -55,7 +56,7 @@ if job is not None and getattr(job, "purpose", "") == purpose and job.result is 
 else:
     try:
         res = run_sweep(sweep, store=store(), train=False, load=_world)  # what the store holds already
-    except DataError as e:
+    except UserError as e:
         st.error(plain(e))
         res = None
 

@@ -7,8 +7,10 @@ import copy
 import pandas as pd
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.config import ARCH_LABELS, ARCHS, WEIGHTING_LABELS, WEIGHTINGS
-from mtrlib.data import DataError, parse_tasks
+from mtrlib.data import parse_tasks
 from mtrlib.experiments import Axis, Sweep
 from mtrlib.experiments.charts import front
 from mtrlib.experiments.settings import ratio_axis, ratio_label
@@ -33,7 +35,7 @@ if err:
     halt()
 try:
     tasks = parse_tasks(task_list(ds))
-except DataError as e:
+except UserError as e:
     st.error(plain(e))
     halt()
 binary = [t.name for t in tasks if t.is_binary]
@@ -75,7 +77,7 @@ try:
     st.caption(f"{len(configs) - 1} weighted setups + 1 single-task reference × {len(sweep.seeds)} seeds = "
                f"**{sweep.total} runs**.")
     problem = None
-except DataError as e:
+except UserError as e:
     problem = str(e)
     st.error(plain(problem))
 if st.button("Run the front", type="primary", key="p_run", disabled=busy() or problem is not None):

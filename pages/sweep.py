@@ -4,7 +4,8 @@ import copy
 
 import streamlit as st
 
-from mtrlib.data import DataError
+from mtrlib.errors import UserError
+
 from mtrlib.experiments import Sweep
 from mtrlib.experiments.charts import front
 from mtrlib.experiments.settings import parse_values, suggest, sweepable
@@ -38,7 +39,7 @@ for k in range(int(n_axes)):
     text = b.text_input(f"Values of {key} (comma separated)", value=suggest(key), key=f"s_vals_{k}_{key}")
     try:
         axes.append(parse_values(key, text))
-    except DataError as e:
+    except UserError as e:
         problem = str(e)
 s1, s2 = st.columns(2)
 seeds = s1.number_input("Seeds per combination", 1, 10, 3, key="s_seeds")
@@ -47,7 +48,7 @@ sweep = Sweep(copy.deepcopy(c), axes, list(range(c.seed, c.seed + int(seeds))),
               corners=[{"arch": "single"}] if corners else [], name="sweep")
 try:
     configs = sweep.check(names) if problem is None else []
-except DataError as e:
+except UserError as e:
     problem, configs = str(e), []
 if problem:
     st.error(plain(problem))

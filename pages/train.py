@@ -5,6 +5,8 @@ import copy
 import pandas as pd
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.viz import charts
 from mtrlib.train import telemetry
 from mtrlib.config import (ARCH_LABELS, ARCHS, GRAD_SPACES, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class,
@@ -13,7 +15,6 @@ from mtrlib.data.history import check_history
 from mtrlib.data.tasks import parse_tasks
 from mtrlib.models.history import HISTORY_ENCODERS, PREFIX as HISTORY_PREFIX
 from mtrlib.registry import knob_fields
-from mtrlib.data import DataError
 from mtrlib.jobs import BusyError, Job
 from mtrlib.train.loop import available_devices
 from mtrlib.models.retrieval import RetrievalOptions
@@ -147,7 +148,7 @@ with knobs:
         knob_widgets(m, knob_fields(RetrievalOptions))
     try:
         specs = parse_tasks(task_list(ds))
-    except DataError:
+    except UserError:
         specs = []
     history_controls(m, ds, specs)
 
@@ -213,7 +214,7 @@ try:
         st.warning(w)
     if m.history:  # what the data must hold for a history (a timestamp, a binary history task)
         check_history(ds, specs, m.history, m.history_task, m.history_order)
-except DataError as e:
+except UserError as e:
     problem = str(e)
 
 with view:

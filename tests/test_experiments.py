@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from mtrlib.experiments import pareto
-from mtrlib.errors import DataError
+from mtrlib.errors import UserError
 from mtrlib.experiments import Sweep, compare, experiments, parse_grid, run_sweep, summarise, summary_json
 from mtrlib.experiments.settings import apply, flatten, parse_seeds, ratio_axis, resolve, with_overrides
 from mtrlib.jobs import JobLimiter
@@ -75,12 +75,12 @@ def test_keys_name_real_config_fields():
                                         ("weights.click,weights.like=1:8,2", "one value per key"),
                                         ("epochs=2,2", "repeats a value")])
 def test_bad_grids_are_refused_with_the_fix(spec, says):
-    with pytest.raises(DataError, match=says):
+    with pytest.raises(UserError, match=says):
         parse_grid(spec)
 
 
 def test_a_lesson_setting_this_version_lacks_is_refused_not_ignored():
-    with pytest.raises(DataError, match="no_such_knob.*WorldConfig") as e:
+    with pytest.raises(UserError, match="no_such_knob.*WorldConfig") as e:
         flatten({"world": {"no_such_knob": "all"}}, "Lesson 'conflict'")
     assert "n_users" in str(e.value)  # the fix lists the fields that exist
     cfg = with_overrides(tiny_cfg(), {"world": {"correlation": 0.9}, "model": {"arch": "single"}, "epochs": 3,
@@ -96,7 +96,7 @@ def test_linked_ratio_grid_and_seeds():
     assert np.allclose(np.diff(np.log(ratios)), np.log(8) / 3)  # a log grid
     assert parse_grid("weights.click,weights.like=1:8,8:1").values == ((1.0, 8.0), (8.0, 1.0))
     assert parse_seeds("1,2,3") == [1, 2, 3] and parse_seeds("3", start=5) == [5, 6, 7] and parse_seeds(repeat=2) == [0, 1]
-    with pytest.raises(DataError):
+    with pytest.raises(UserError):
         parse_seeds("1,1")
 
 
@@ -218,7 +218,7 @@ def test_experiments_group_by_meta_and_old_runs_are_groups_of_one(store):
 
 
 def test_a_sweep_with_an_impossible_combination_fails_before_training(store):
-    with pytest.raises(DataError, match="arch=nope"):
+    with pytest.raises(UserError, match="arch=nope"):
         run_sweep(Sweep(_tiny(), [parse_grid("arch=mmoe,nope")], [0]), store=store)
     assert list_runs(store) == []
 
@@ -283,5 +283,5 @@ def test_overlaid_fronts_each_get_their_front_and_their_single_task_corner(store
 def test_a_world_setting_swept_on_your_own_files_is_refused(store, tmp_path):
     cfg = _tiny()
     cfg.data.source, cfg.data.files = "files", {"interactions": str(tmp_path / "never-read.csv")}
-    with pytest.raises(DataError, match="changes the built-in world"):
+    with pytest.raises(UserError, match="changes the built-in world"):
         run_sweep(Sweep(cfg, [parse_grid("rho=0.9,0")], [0]), store=store)

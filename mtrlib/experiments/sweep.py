@@ -33,7 +33,7 @@ from typing import Callable
 
 from . import pareto
 from ..config import TrainConfig, validate
-from ..errors import DataError
+from ..errors import DataError, UserError
 from ..jobs import Background
 from ..eval.stats import Estimate
 from .groups import higher_is_better, key_metrics, metric_value, summarise, summary_json
@@ -93,7 +93,7 @@ class Sweep:
         for c in configs:
             try:
                 validate(self.config_of(c, self.seeds[0]), task_names)
-            except DataError as e:
+            except UserError as e:
                 raise DataError(f"The sweep's setup '{c.label}' is not valid: {e}") from None
         return configs
 
@@ -449,7 +449,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
         except Stopped:
             stopped = True
             break
-        except DataError as e:
+        except UserError as e:
             cell.status, cell.message = "failed", str(e)
         except Exception as e:  # one broken cell does not lose the others
             cell.status, cell.message = "failed", f"{type(e).__name__}: {e}"
@@ -514,7 +514,7 @@ class SweepJob(Background):
             self.result = res
             self.state = "stopped" if res.stopped else "finished"
         except Exception as e:
-            self.error = str(e) if isinstance(e, DataError) else f"The sweep failed unexpectedly: {type(e).__name__}: {e}"
+            self.error = str(e) if isinstance(e, UserError) else f"The sweep failed unexpectedly: {type(e).__name__}: {e}"
             self.state = "failed"
         finally:
             self.finished_at = time.time()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig
-from ..errors import DataError
+from ..errors import UserError
 from ..data.tasks import TaskSpec, parse_tasks
 from .meta import RunInfo, read_meta
 from .store import RunError, _load_arrays, _read_json
@@ -58,11 +58,11 @@ class Run:
             self.config = TrainConfig.from_json((self.path / "config.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"The run folder {self.path} has no config.json.", fix="delete it") from None
-        except (DataError, TypeError, UnicodeDecodeError) as e:
+        except (UserError, TypeError, UnicodeDecodeError) as e:
             raise RunError(f"config.json of run {self.path.name} is not readable: {e}", fix="delete the run") from None
         try:
             self.tasks: list[TaskSpec] = parse_tasks(self.meta.tasks)
-        except DataError as e:
+        except UserError as e:
             raise RunError(f"Run {self.path.name} lists tasks that cannot be read: {e}") from None
         self._lock = threading.RLock()
 
