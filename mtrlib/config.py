@@ -433,12 +433,22 @@ def chosen_plugin(cfg: "TrainConfig", place: str):
 
 
 def settings_of(cfg: "TrainConfig") -> list[KnobField]:
-    """The settings this config holds: every core one and the chosen plugins' knobs."""
+    """The settings this config holds: every core one and the chosen plugins' knobs, each as
+    the chosen plugin declares it (its own label and rule: PLE's and MMoE's `experts` differ)."""
     out = list(CORE_SETTINGS)
     for place in PLUGINS:
         for kf in knob_fields(getattr(chosen_plugin(cfg, place), "Options", None)):
-            out.append(SETTINGS[f"{place}.{kf.name}"])
+            out.append(KnobField(f"{place}.{kf.name}", kf.type, kf.knob, kf.field))
     return out
+
+
+def setting_of(cfg: "TrainConfig", path: str) -> KnobField:
+    """One setting of this config by path (a plugin knob as the chosen plugin declares it)."""
+    if plugin_place(path) is not None:
+        own = next((kf for kf in settings_of(cfg) if kf.name == path), None)
+        if own is not None:
+            return own
+    return SETTINGS[path]
 
 
 _MISSING = object()
@@ -691,7 +701,7 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
 
 __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "WeightingConfig", "WorldConfig", "SETTINGS",
            "CORE_SETTINGS", "PLUGIN_SETTINGS", "PLUGIN_OWNERS", "PLUGINS", "ALIASES", "FLAT_NAMES", "resolve",
-           "get_value", "set_value", "settings_of", "section", "plugin_place", "chosen_plugin", "migrate",
+           "get_value", "set_value", "settings_of", "setting_of", "section", "plugin_place", "chosen_plugin", "migrate",
            "validate", "arch_class", "model_options", "weighting_class", "weighting_options", "FORMAT_VERSION",
            "ARCHS", "ARCH_LABELS", "WEIGHTINGS", "WEIGHTING_LABELS", "HISTORY_ENCODER_LABELS", "OPTIMIZERS",
            "DEVICES", "TEXT_COMBINE", "GRAD_SPACES", "EMBEDDING_UPDATES", "check_history_settings"]

@@ -5,7 +5,7 @@ import copy
 import pandas as pd
 import streamlit as st
 
-from mtrlib.config import (ARCH_LABELS, GRAD_SPACES, SETTINGS, WEIGHTING_LABELS, get_value, section, set_value,
+from mtrlib.config import (ARCH_LABELS, GRAD_SPACES, WEIGHTING_LABELS, get_value, section, set_value, setting_of,
                            settings_of, validate, weighting_class)
 from mtrlib.data.history import check_history
 from mtrlib.data.tasks import parse_tasks
@@ -69,7 +69,7 @@ def setting(path: str, **over):
     """The widget a setting declares (its `knob(...)` in mtrlib.config / a plugin's Options), by
     dotted path: seeded from the config and written back to it. `over` replaces the declared
     label, options or help, or adds format_func and the like, where the page knows better."""
-    kf = SETTINGS[path]
+    kf = setting_of(c, path)
     k, t = kf.knob, kf.base_type
     placed.add(path)
     key = "t_" + (k.url or path)
@@ -105,7 +105,7 @@ def setting(path: str, **over):
 
 def settings_row(paths: list[str]) -> None:
     """Plugin knobs: numbers side by side (up to three), then the other widgets (layer sizes)."""
-    numbers = [p for p in paths if SETTINGS[p].knob.widget == "number"]
+    numbers = [p for p in paths if setting_of(c, p).knob.widget == "number"]
     for i in range(0, len(numbers), 3):
         for col, p in zip(st.columns(3), numbers[i:i + 3]):
             with col:
