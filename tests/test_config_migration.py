@@ -73,3 +73,30 @@ def test_unknown_nested_option_is_refused_by_name():
     with pytest.raises(ConfigError, match="Unknown setting.*n_expert") as e:
         TrainConfig.from_dict({"model": {"arch": "mmoe", "options": {"n_expert": 3}}})
     assert "n_experts" in str(e.value)  # the fix lists what MMoE has
+
+
+def test_old_names_are_aliases_wherever_a_setting_is_typed():
+    """Sweep / lesson keys, nested lesson overrides and URL keys take format 1's flat names."""
+    from mtrlib.experiments.settings import apply, resolve, with_overrides
+    from mtrlib.share import from_params
+
+    c = apply(TrainConfig(), {"weighting": "gradnorm", "gradnorm_alpha": "2", "model.n_experts": "6", "rho": "-0.5"})
+    assert (c.weighting.name, c.weighting.options.alpha, c.model.options.n_experts) == ("gradnorm", 2.0, 6)
+    assert c.data.world.correlation == -0.5 and resolve("history_heads").path == "model.history_options.heads"
+    c = with_overrides(TrainConfig(), {"weighting": "dwa", "dwa_temperature": 3, "model": {"arch": "ple", "levels": 2}})
+    assert (c.weighting.options.temperature, c.model.options.levels) == (3.0, 2)
+    c, problems = from_params({"arch": "ple", "levels": "2", "weighting": "gradnorm", "alpha": "1", "henc": "din",
+                               "hatt": "8,4"})
+    assert not problems and (c.model.options.levels, c.weighting.options.alpha) == (2, 1.0)
+    assert c.model.history_options.attention == [8, 4]
+
+
+def test_a_sweep_over_architectures_with_an_architecture_knob():
+    """The rule: plugin choices apply first; a knob the chosen plugin lacks is ignored for that point."""
+    from mtrlib.experiments.settings import apply
+
+    ple = apply(TrainConfig(), {"n_experts": 8, "arch": "ple", "experts": "32/16"})
+    mmoe = apply(TrainConfig(), {"n_experts": 8, "arch": "mmoe", "experts": "32/16"})
+    assert ple.model.arch == "ple" and not hasattr(ple.model.options, "n_experts")
+    assert ple.model.options.experts == [32, 16]  # a knob both declare is kept
+    assert (mmoe.model.options.n_experts, mmoe.model.options.experts) == (8, [32, 16])

@@ -56,7 +56,7 @@ class Progress:
     def __call__(self, e: dict) -> None:
         if self.quiet:
             return
-        from tqdm import tqdm
+        from tqdm import tqdm  # deferred: heavy: tqdm
 
         t = e.get("type")
         if t == "start":
@@ -90,16 +90,16 @@ def cli_world(cfg):
     """The built-in world without the app's size limit (the CLI builds big ones), or None for files."""
     if cfg.data.source != "world":
         return None
-    from mtrlib.data.world import make_world
+    from mtrlib.data.world import make_world  # deferred: heavy, this verb only
     return make_world(**cfg.data.world.to_dict(), max_impressions=None)
 
 
 def cmd_train(args) -> int:
-    from mtrlib.config import validate
-    from mtrlib.train.distributed import fingerprint, lost_contact
-    from mtrlib.train.distributed import finish as finish_processes
-    from mtrlib.train.distributed import start_for as start_processes
-    from mtrlib.train.loop import prepare
+    from mtrlib.config import validate  # deferred: heavy, this verb only
+    from mtrlib.train.distributed import fingerprint, lost_contact  # deferred: heavy, this verb only
+    from mtrlib.train.distributed import finish as finish_processes  # deferred: heavy, this verb only
+    from mtrlib.train.distributed import start_for as start_processes  # deferred: heavy, this verb only
+    from mtrlib.train.loop import prepare  # deferred: heavy, this verb only
 
     cfg = build_config(args)
     validate(cfg)
@@ -133,9 +133,9 @@ def cmd_train(args) -> int:
 
 def _train_and_report(args, cfg, prep, procs) -> int:
     """Train (rank 0 records the run, prints progress and the JSON line; other ranks only train)."""
-    from mtrlib.runs import recorded_training
-    from mtrlib.safe import json_clean
-    from mtrlib.train.loop import train
+    from mtrlib.runs import recorded_training  # deferred: heavy, this verb only
+    from mtrlib.safe import json_clean  # deferred: heavy, this verb only
+    from mtrlib.train.loop import train  # deferred: heavy, this verb only
 
     progress = Progress(args.quiet or not procs.main)
     stop = threading.Event()
