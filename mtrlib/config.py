@@ -63,7 +63,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 TEXT_COMBINE = ("sum", "concat", "gated")
 GRAD_SPACES = ("params", "rep")  # where a gradient method takes the tasks' gradients (mtrlib.train.gradients)
 EMBEDDING_UPDATES = ("auto", "dense", "lazy")  # mtrlib.train.optim
-TOWER_SIZES = ("towers", "tower layer")
 
 
 @dataclass
