@@ -26,6 +26,8 @@ PLE's `experts`). A plugin knob set while the chosen plugin lacks it has no effe
 ignored, not stored: so a sweep over architectures with an MMoE-only knob trains PLE
 unchanged, as it did when every knob was a flat field.
 
+The plugin machinery (where options live, dotted paths, format 1) is in mtrlib.plugin_options.
+
 Format 1 (run meta.json version 1) had every plugin knob flat: `model.n_experts`,
 `model.history_heads`, top-level `gradnorm_alpha`, and `"weighting": "gradnorm"`. `migrate`
 turns such a dict into the nested shape on read, and the old flat names stay readable and
@@ -33,7 +35,6 @@ settable as attributes (`cfg.model.n_experts`, `cfg.gradnorm_alpha`) for code wr
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import typing
@@ -45,8 +46,11 @@ from .data.split import SPLITS
 from .data.world import WorldConfig
 from .errors import ConfigError
 from .models import ARCHITECTURES
-from .models.history import HISTORY_ENCODERS, PREFIX as _HISTORY_PREFIX
+from .models.history import HISTORY_ENCODERS
 from .models.retrieval import RetrievalOptions
+from .plugin_options import (FLAT_DEFAULTS, FLAT_NAMES, PLUGIN_OWNERS, PLUGIN_SETTINGS, PLUGINS, NestedOptions,
+                             as_dict, build, chosen_plugin, get_value, migrate_format_1, plugin_options, plugin_place,
+                             set_value, weighting_prefix)
 from .registry import KnobField, check_knob_rule, check_knob_type, knob, knob_fields
 from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
 
@@ -89,59 +93,6 @@ class DataConfig:
     text_columns: list[str] | None = None
 
 
-def _plugin_options(registry: dict, name, held=None):
-    """The Options instance of plugin `name` (None: no options, or an unknown name, which
-    validation refuses): `held` itself when it is one, else the class's defaults with the
-    values of knobs `held` also declares carried over by name (a dict is read as given)."""
-    cls = registry.get(name) if isinstance(name, str) else None
-    opts = getattr(cls, "Options", None)
-    if opts is None:
-        return None
-    if isinstance(held, opts):
-        return held
-    names = {f.name for f in dataclasses.fields(opts)}
-    if isinstance(held, dict):
-        unknown = sorted(set(held) - names)
-        if unknown:
-            raise ConfigError(f"Unknown setting(s) for {cls.label}: {', '.join(unknown)}.",
-                              fix=f"{cls.label} has: {', '.join(sorted(names)) or 'no settings'}")
-        return opts(**copy.deepcopy(held))
-    if dataclasses.is_dataclass(held):
-        return opts(**{f.name: copy.deepcopy(getattr(held, f.name)) for f in dataclasses.fields(held) if f.name in names})
-    return opts()
-
-
-class _Nested:
-    """Keeps a config's plugin options in step with its plugin choice, and answers the flat
-    names of format 1 (`n_experts`, `history_heads`, `gradnorm_alpha`) from the nested options."""
-    _CHOICE: dict[str, tuple[str, dict]] = {}  # choosing field -> (options field, registry)
-    _FLAT: dict[str, tuple[str, str]] = {}  # flat name -> (options field, knob name)
-
-    def __setattr__(self, name, value):
-        held = self.__dict__
-        if name in self._CHOICE and "options" in type(self).__dataclass_fields__ and name in held:
-            where, registry = self._CHOICE[name]
-            object.__setattr__(self, name, value)
-            object.__setattr__(self, where, _plugin_options(registry, value, held.get(where)))
-            return
-        if name in self._FLAT and name not in type(self).__dataclass_fields__:
-            where, knob_name = self._FLAT[name]
-            opts = held.get(where)
-            if opts is not None and hasattr(opts, knob_name):  # a knob the chosen plugin lacks: no effect
-                setattr(opts, knob_name, value)
-            return
-        object.__setattr__(self, name, value)
-
-    def __getattr__(self, name):  # only for names that are not attributes: the flat names of format 1
-        flat = type(self)._FLAT.get(name)
-        if flat is None:
-            raise AttributeError(f"{type(self).__name__} has no setting '{name}'")
-        opts = self.__dict__.get(flat[0])
-        if opts is not None and hasattr(opts, flat[1]):
-            return getattr(opts, flat[1])
-        return _FLAT_DEFAULTS[name]  # what the flat field held when nobody set it
-
-
 def _declared(cls: type, name: str) -> dataclasses.Field:
     """A fresh copy of a field another dataclass declares (its default and knob)."""
     f = cls.__dataclass_fields__[name]
@@ -149,7 +100,7 @@ def _declared(cls: type, name: str) -> dataclasses.Field:
 
 
 @dataclass
-class ModelConfig(_Nested):
+class ModelConfig(NestedOptions):
     """The network's settings: the common ones, the chosen architecture's `options`, the
     history block (the encoder's own knobs in `history_options`) and the retrieval towers."""
     arch: str = knob("mmoe", "Architecture", noun="model", choices=ARCHS, widget="radio", flag="--model", url="arch",
@@ -206,16 +157,16 @@ class ModelConfig(_Nested):
     history_options: Any = None  # the chosen history encoder's Options
 
     def __post_init__(self):
-        object.__setattr__(self, "options", _plugin_options(ARCHITECTURES, self.arch, self.options))
+        object.__setattr__(self, "options", plugin_options(ARCHITECTURES, self.arch, self.options))
         object.__setattr__(self, "history_options",
-                           _plugin_options(HISTORY_ENCODERS, self.history_encoder, self.history_options))
+                           plugin_options(HISTORY_ENCODERS, self.history_encoder, self.history_options))
 
 
 ModelConfig._CHOICE = {"arch": ("options", ARCHITECTURES), "history_encoder": ("history_options", HISTORY_ENCODERS)}
 
 
 @dataclass
-class WeightingConfig(_Nested):
+class WeightingConfig(NestedOptions):
     """The task-weighting method (`name`, mtrlib.weighting) and its own typed `options`."""
     name: str = knob("fixed", "Weighting method", noun="weighting", choices=WEIGHTINGS, widget="select",
                      flag="--weighting", url="weighting",
@@ -224,7 +175,7 @@ class WeightingConfig(_Nested):
     options: Any = None  # the chosen method's Options (WEIGHTINGS[name].Options), None if it has none
 
     def __post_init__(self):
-        object.__setattr__(self, "options", _plugin_options(_WEIGHTING_CLASSES, self.name, self.options))
+        object.__setattr__(self, "options", plugin_options(_WEIGHTING_CLASSES, self.name, self.options))
 
 
 WeightingConfig._CHOICE = {"name": ("options", _WEIGHTING_CLASSES)}
@@ -317,7 +268,7 @@ class TrainConfig:
         opts = self._flat_options(name)
         if opts is None:
             raise AttributeError(f"TrainConfig has no setting '{name}'")
-        return getattr(opts, FLAT_NAMES[name].rsplit(".", 1)[1]) if opts is not False else _FLAT_DEFAULTS[name]
+        return getattr(opts, FLAT_NAMES[name].rsplit(".", 1)[1]) if opts is not False else FLAT_DEFAULTS[name]
 
     def _flat_options(self, name):
         """For a method's flat knob name: the chosen method's options if they are its, else
@@ -325,19 +276,19 @@ class TrainConfig:
         if name.startswith("_") or not FLAT_NAMES.get(name, "").startswith("weighting."):
             return None
         w = self.__dict__.get("weighting")
-        if w is None or w.options is None or not name.startswith(_weighting_prefix(w.name)):
+        if w is None or w.options is None or not name.startswith(weighting_prefix(w.name)):
             return False
         return w.options
 
     def to_dict(self) -> dict:
-        return _as_dict(self)
+        return as_dict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        return _build(cls, migrate(d), "config")
+        return build(cls, migrate(d), "config")
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
@@ -352,26 +303,6 @@ class TrainConfig:
 
 
 _OBJECTS = {"data": DataConfig, "data.world": WorldConfig, "model": ModelConfig, "weighting": WeightingConfig}
-# where each plugin kind's options live -> (its registry, the path of the field that chooses it)
-PLUGINS = {"model.options": (ARCHITECTURES, "model.arch"),
-           "model.history_options": (HISTORY_ENCODERS, "model.history_encoder"),
-           "weighting.options": (_WEIGHTING_CLASSES, "weighting.name")}
-
-
-def _as_dict(obj) -> dict:
-    """JSON-able dict of a config object; plugin options as a dict ({} for a plugin without any)."""
-    out = {}
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if f.name in ("options", "history_options"):
-            out[f.name] = dataclasses.asdict(v) if v is not None else {}
-        elif dataclasses.is_dataclass(v):
-            out[f.name] = _as_dict(v)
-        else:
-            out[f.name] = copy.deepcopy(v)
-    return out
-
-
 # -- the walk ---------------------------------------------------------------------------------------
 
 def _core(cls: type, prefix: str = "") -> list[KnobField]:
@@ -385,26 +316,7 @@ def _core(cls: type, prefix: str = "") -> list[KnobField]:
     return out
 
 
-def _plugin_knobs() -> tuple[list[KnobField], dict[str, tuple[type, ...]]]:
-    """Every plugin's knobs at their nested paths, one per path: classes that share a knob name
-    (MMoE's and PLE's `experts`) share its path, flag and URL key, and must agree on its type."""
-    out: dict[str, KnobField] = {}
-    owners: dict[str, tuple[type, ...]] = {}
-    for where, (registry, _) in PLUGINS.items():
-        for cls in registry.values():
-            for kf in knob_fields(getattr(cls, "Options", None)):
-                path = f"{where}.{kf.name}"
-                first = out.get(path)
-                if first is not None and first.base_type is not kf.base_type:
-                    raise RuntimeError(f"Setting '{kf.name}' is declared by {owners[path][0].__name__} and "
-                                       f"{cls.__name__} with different types: give one of them another name.")
-                out.setdefault(path, KnobField(path, kf.type, kf.knob, kf.field))
-                owners[path] = owners.get(path, ()) + (cls,)
-    return list(out.values()), owners
-
-
 CORE_SETTINGS: list[KnobField] = _core(TrainConfig)
-PLUGIN_SETTINGS, PLUGIN_OWNERS = _plugin_knobs()
 SETTINGS: dict[str, KnobField] = {kf.name: kf for kf in CORE_SETTINGS + PLUGIN_SETTINGS}  # path -> knob field
 
 
@@ -418,17 +330,6 @@ def section(path: str) -> str:
         if path.startswith(head + "."):
             return head
     return "training"
-
-
-def plugin_place(path: str) -> str | None:
-    """'model.options' for 'model.options.n_experts' (None for a core setting)."""
-    head = path.rsplit(".", 1)[0]
-    return head if head in PLUGINS else None
-
-
-def chosen_plugin(cfg: "TrainConfig", place: str):
-    registry, choice = PLUGINS[place]
-    return registry.get(get_value(cfg, choice))
 
 
 def settings_of(cfg: "TrainConfig") -> list[KnobField]:
@@ -450,54 +351,6 @@ def setting_of(cfg: "TrainConfig", path: str) -> KnobField:
     return SETTINGS[path]
 
 
-_MISSING = object()
-
-
-def get_value(cfg, path: str, default=_MISSING):
-    """The value at a dotted path; `default` (else AttributeError) where the chosen plugin lacks it."""
-    obj = cfg
-    for p in path.split("."):
-        obj = getattr(obj, p, _MISSING) if obj is not None else _MISSING
-        if obj is _MISSING:
-            if default is _MISSING:
-                raise AttributeError(f"no setting {path}")
-            return default
-    return obj
-
-
-def set_value(cfg, path: str, value) -> bool:
-    """Set the value at a dotted path; False (nothing set) for a knob the chosen plugin lacks."""
-    *head, last = path.split(".")
-    obj = cfg
-    for p in head:
-        obj = getattr(obj, p)
-    if ".".join(head) in PLUGINS and (obj is None or not hasattr(obj, last)):
-        return False
-    setattr(obj, last, copy.deepcopy(value))
-    return True
-
-
-def _flat_names() -> dict[str, str]:
-    """Format 1's flat names -> nested paths: `n_experts` / `model.n_experts`, `history_heads`,
-    `gradnorm_alpha` (a method's knob, prefixed by the method)."""
-    out = {}
-    for kf in PLUGIN_SETTINGS:
-        place, name = kf.name.rsplit(".", 1)
-        if place == "model.options":
-            out[name] = out["model." + name] = kf.name
-        elif place == "model.history_options":
-            out[_HISTORY_PREFIX + name] = out["model." + _HISTORY_PREFIX + name] = kf.name
-    for cls in _WEIGHTING_CLASSES.values():
-        for kf in knob_fields(cls.Options):
-            out[_weighting_prefix(cls.name) + kf.name] = f"weighting.options.{kf.name}"
-    return out
-
-
-def _weighting_prefix(name: str) -> str:
-    return name.replace("-", "_") + "_"
-
-
-FLAT_NAMES = _flat_names()
 # alias -> canonical path: URL keys, declared older names, format 1's flat names
 ALIASES: dict[str, str] = {"weighting": "weighting.name", "arch": "model.arch", **FLAT_NAMES}
 for _kf in CORE_SETTINGS + PLUGIN_SETTINGS:
@@ -506,7 +359,6 @@ for _kf in CORE_SETTINGS + PLUGIN_SETTINGS:
 
 ModelConfig._FLAT = {n: (p.split(".")[1], p.rsplit(".", 1)[1]) for n, p in FLAT_NAMES.items()
                      if p.startswith("model.") and "." not in n}
-_FLAT_DEFAULTS = {n: SETTINGS[p].default() for n, p in FLAT_NAMES.items() if "." not in n}
 
 
 def resolve(key: str) -> str | None:
@@ -530,73 +382,11 @@ def resolve(key: str) -> str | None:
     return None
 
 
-# -- reading: format 1 and 2 ------------------------------------------------------------------------
-
 def migrate(d: dict) -> dict:
-    """A config dict in this version's nested shape: format 1 (every plugin knob flat:
-    `model.n_experts`, `model.history_heads`, top-level `gradnorm_alpha`, `"weighting": "dwa"`)
-    is rewritten; the chosen plugins' knobs move into their `options`, the other plugins'
-    knobs are dropped (they never had an effect). A format-2 dict comes back unchanged."""
-    if not isinstance(d, dict):
-        return d
-    d = dict(d)
-    w = d.get("weighting", {})
-    if isinstance(w, str):
-        w = {"name": w}
-    if isinstance(w, dict):
-        w = dict(w)
-        method = _WEIGHTING_CLASSES.get(w.get("name", "fixed"))
-        opts = dict(w.get("options") or {})
-        for key in [k for k in d if FLAT_NAMES.get(k, "").startswith("weighting.")]:
-            value = d.pop(key)
-            if method is not None and key.startswith(_weighting_prefix(method.name)):
-                opts.setdefault(FLAT_NAMES[key].rsplit(".", 1)[1], value)
-        if opts or "options" in w:
-            w["options"] = opts
-        d["weighting"] = w
-    m = d.get("model")
-    if isinstance(m, dict):
-        m = dict(m)
-        core = set(ModelConfig.__dataclass_fields__)
-        for place, choice in (("options", "arch"), ("history_options", "history_encoder")):
-            registry = ARCHITECTURES if place == "options" else HISTORY_ENCODERS
-            cls = registry.get(m.get(choice, ModelConfig.__dataclass_fields__[choice].default))
-            known = {f.name for f in dataclasses.fields(cls.Options)} if getattr(cls, "Options", None) else set()
-            opts = dict(m.get(place) or {}) if isinstance(m.get(place, {}), dict) else m.get(place)
-            for key in [k for k in m if k not in core and FLAT_NAMES.get(k, "").startswith(f"model.{place}.")]:
-                value, name = m.pop(key), FLAT_NAMES[key].rsplit(".", 1)[1]
-                if name in known and isinstance(opts, dict):
-                    opts.setdefault(name, value)
-            if opts or place in m:
-                m[place] = opts
-        d["model"] = m
-    return d
-
-
-def _build(cls, d: dict, where: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"'{where}' must be an object.")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-        raise ConfigError(f"Unknown setting(s) in {where}: {', '.join(unknown)}.",
-                          fix=f"known settings: {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
-    kw = {}
-    for k, v in d.items():
-        sub = hints[k] if dataclasses.is_dataclass(hints[k]) else None
-        if sub is not None and not isinstance(v, (dict, sub)):
-            raise ConfigError(f"'{where}.{k}' must be an object of settings (got {type(v).__name__}).",
-                              fix=f'write it as "{k}": {{...}}')
-        if k in ("options", "history_options") and v is not None and not isinstance(v, dict) \
-                and not dataclasses.is_dataclass(v):
-            raise ConfigError(f"'{where}.{k}' must be an object of settings (got {type(v).__name__}).",
-                              fix=f'write it as "{k}": {{...}}')
-        kw[k] = _build(sub, v, f"{where}.{k}") if sub is not None and isinstance(v, dict) else v
-    try:
-        return cls(**kw)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e.problem}", fix=e.fix) from None
+    """A config dict in this version's nested shape (format 1's flat plugin knobs moved into the
+    chosen plugins' options: mtrlib.plugin_options.migrate_format_1)."""
+    defaults = ModelConfig.__dataclass_fields__
+    return migrate_format_1(d, defaults["arch"].default, defaults["history_encoder"].default)
 
 
 # -- what the plugins read --------------------------------------------------------------------------
@@ -609,7 +399,7 @@ def arch_class(cfg_or_name):
 
 def model_options(cfg) -> object:
     """The chosen architecture's typed Options, as the ModelConfig holds them."""
-    return cfg.options if cfg.options is not None else _plugin_options(ARCHITECTURES, cfg.arch)
+    return cfg.options if cfg.options is not None else plugin_options(ARCHITECTURES, cfg.arch)
 
 
 def weighting_class(cfg_or_name):
