@@ -48,13 +48,13 @@ def main(argv=None) -> dict:
             base.data.world.seed = seed
             if args.epochs:
                 base.epochs = args.epochs
-            if args.width:
-                base.model.shared = [args.width]
-                base.model.experts = [args.width]
             prep = prepare(base)
             for arch in ARCHS:
                 cfg = TrainConfig.from_dict(base.to_dict())
                 cfg.model.arch = arch
+                if args.width:  # the chosen architecture's own options (those it has)
+                    cfg.model.shared = [args.width]
+                    cfg.model.experts = [args.width]
                 res = train(cfg, prep)
                 for t in TASKS:
                     auc.setdefault((rho, arch, t), []).append(res.metrics[t]["auc"])

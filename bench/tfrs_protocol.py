@@ -42,8 +42,9 @@ def config(seed: int, w_rating: float, w_retrieval: float, epochs: int, batch_si
     from mtrlib.config import DataConfig, ModelConfig, TrainConfig
     data = DataConfig(source="files", tasks=["rating=rating:reg", "r=retrieval"], split="random", val_frac=0.05,
                       test_frac=0.2, use_features=False)
-    model = ModelConfig(arch="shared-bottom", emb_dim=32, shared=[256, 128], towers=[], retrieval_dim=32,
+    model = ModelConfig(arch="shared-bottom", emb_dim=32, towers=[], retrieval_dim=32,
                         retrieval_layers=[], retrieval_temperature=temperature)
+    model.options.shared = [256, 128]  # Shared-Bottom's own option (mtrlib.config: model.options)
     return TrainConfig(data=data, model=model, epochs=epochs, batch_size=batch_size, seed=seed, device="cpu",
                        weights={"rating": w_rating, "r": w_retrieval})
 

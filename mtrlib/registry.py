@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
 import pkgutil
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import DataError
+from .errors import ConfigError
 
 
 def discover(package: str, base: type, key: str) -> dict[str, type]:
@@ -67,11 +68,16 @@ class Knob:
     lo: float | None = None  # widget bounds
     hi: float | None = None
     step: float | None = None
-    options: tuple | None = None  # select / select_slider choices
+    options: tuple | None = None  # the widget's offered values (select / select_slider); `choices` if unset
+    choices: tuple | None = None  # the only valid values (checked by validation, the CLI and URLs)
+    aliases: tuple = ()  # older names a user may still type (sweep / lesson keys, URL keys), e.g. "rho"
+    flag_sets: Any = None  # an on/off flag without a value: the value it sets (e.g. --ids-only sets False)
+    metavar: str | None = None  # the CLI's placeholder for the value
     valid: Callable[[Any], bool] | None = None  # always-on rule (whatever the selected class)
     message: str = ""  # refusal when `valid` fails; formatted with the value as {v} and every field by name
     fix: str = ""
     example: str = "1"  # shown in "must be a whole number" type errors
+    rules: tuple = ()  # further (valid, message, fix) rules, checked after `valid`
 
     @property
     def name_in_text(self) -> str:
@@ -141,42 +147,63 @@ def merge_knobs(groups: list[tuple[str, list[KnobField]]]) -> list[KnobField]:
 
 
 def is_int(v) -> bool:
-    import numbers
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def is_number(v) -> bool:
-    import numbers
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def check_knob_type(kf: KnobField, value) -> None:
     """Settings read from JSON or a URL can hold any type: refuse the wrong ones by name."""
-    t = kf.base_type
+    t, optional = kf.base_type, type(None) in typing.get_args(kf.type)
+    if optional:  # X | None
+        if value is None:
+            return
+        t = next(a for a in typing.get_args(kf.type) if a is not type(None))
+        t = typing.get_origin(t) or t
     noun = kf.knob.name_in_text
     if t is int and not is_int(value):
-        raise DataError(f"The {noun} must be a whole number (got {value!r}).", fix=f"e.g. {kf.knob.example}")
+        raise ConfigError(f"The {noun} must be a whole number (got {value!r}).", fix=f"e.g. {kf.knob.example}")
     if t is float and not is_number(value):
-        raise DataError(f"The {noun} must be a number (got {value!r}).", fix="write it without quotes")
+        raise ConfigError(f"The {noun} must be a number (got {value!r}).", fix="write it without quotes")
     if t is list and not isinstance(value, (list, tuple)):
-        raise DataError(f"The {noun} sizes must be a list of widths (got {value!r}).", fix="e.g. [64, 32]")
+        raise ConfigError(f"The {noun} sizes must be a list of widths (got {value!r}).", fix="e.g. [64, 32]")
+    if t is bool and not isinstance(value, bool):
+        raise ConfigError(f"{kf.name.rsplit('.', 1)[-1]} must be true or false (got {value!r}).")
+    if t is str and not isinstance(value, str):
+        raise ConfigError(f"The {noun} must be a name (got {value!r}).", fix=f"e.g. {kf.knob.example}")
+    if t is dict and not isinstance(value, dict):
+        raise ConfigError(f"The {noun} must be an object (got {value!r}).")
 
 
 def check_knob_rule(kf: KnobField, value, obj) -> None:
     """The knob's always-on validity rule (`valid` / `message`), if it has one."""
     k = kf.knob
+    if k.choices is not None and value not in k.choices:
+        raise ConfigError(f"Unknown {k.name_in_text} '{value}'.",
+                          fix=k.fix or f"choose one of: {', '.join(map(str, k.choices))}")
     if k.valid is None or k.valid(value):
         return
     names = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
-    raise DataError(k.message.format(v=value, **names), fix=k.fix or None)
+    raise ConfigError(k.message.format(v=value, **names), fix=k.fix or None)
 
 
-def options_of(cls: type, obj, prefix: str = ""):
-    """An instance of `cls.Options` filled from the config object's fields (`prefix + name`)."""
+def options_of(cls: type, cfg, prefix: str = ""):
+    """The typed `cls.Options` instance a config holds for plugin `cls` (None for a class without
+    options). `cfg` is a config object whose nested options belong to `cls` (ModelConfig's
+    `options` for an architecture, `history_options` for a history encoder, WeightingConfig's
+    `options` for a method), or any object with one attribute per knob (`prefix + name`, the
+    flat layout before config format 2). Options of another class are carried over by name."""
     opts = getattr(cls, "Options", None)
     if opts is None:
         return None
-    return opts(**{f.name: getattr(obj, prefix + f.name) for f in dataclasses.fields(opts)})
+    for attr in ("options", "history_options"):
+        held = getattr(cfg, "__dict__", {}).get(attr)
+        if isinstance(held, opts):
+            return held
+    return opts(**{f.name: getattr(cfg, prefix + f.name) for f in dataclasses.fields(opts)
+                   if hasattr(cfg, prefix + f.name)})
 
 
 __all__ = ["discover", "Knob", "knob", "KnobField", "knob_fields", "merge_knobs", "check_knob_type",

@@ -8,6 +8,8 @@ import math
 import pandas as pd
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.experiments import Sweep, SweepJob, experiments
 from mtrlib.experiments.groups import compare, sentence
 from mtrlib.experiments.settings import label
@@ -29,7 +31,6 @@ def busy() -> bool:
 
 def start(sweep: Sweep, dataset=None, title: str = "sweep", purpose: str = "", load=None) -> bool:
     """Start `sweep` as this session's background sweep; False (with the message shown) if refused."""
-    from mtrlib.errors import UserError
 
     if busy():
         st.warning("An experiment is already running in this session: stop it first, or wait for it.")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.config import TrainConfig
 from mtrlib.data import Dataset, build_examples, make_world
-from mtrlib.errors import UserError
 from mtrlib.share import from_params, to_params
 
 _APP = threading.local()  # set while app.py runs the page (each session's script has its own thread)

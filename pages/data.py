@@ -2,9 +2,10 @@
 import pandas as pd
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.viz import charts
 from mtrlib.data import Table, parse_task, parse_tasks, task_from_fields
-from mtrlib.errors import UserError
 from mtrlib.data.world import LIKE_OBSERVED, MAX_GENRES, MAX_MOODS
 from pages._shared import (boot, cfg, chart, current_dataset, dataset_key, examples_report, explain, halt, plain,
                            raw_interactions, task_list, widget)

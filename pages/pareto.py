@@ -7,9 +7,10 @@ import copy
 import pandas as pd
 import streamlit as st
 
+from mtrlib.errors import UserError
+
 from mtrlib.config import ARCH_LABELS, ARCHS, WEIGHTING_LABELS, WEIGHTINGS
 from mtrlib.data import parse_tasks
-from mtrlib.errors import UserError
 from mtrlib.experiments import Axis, Sweep
 from mtrlib.experiments.charts import front
 from mtrlib.experiments.settings import ratio_axis, ratio_label
@@ -52,7 +53,7 @@ seeds = s1.number_input("Seeds", 2, 10, 3, key="p_seeds")
 archs = s2.multiselect("Architectures", [x for x in ARCHS if x != "single"], default=[c.model.arch]
                        if c.model.arch != "single" else ["shared-bottom"], format_func=lambda x: ARCH_LABELS[x],
                        key="p_archs")
-methods = s3.multiselect("Weighting methods", list(WEIGHTINGS), default=[c.weighting],
+methods = s3.multiselect("Weighting methods", list(WEIGHTINGS), default=[c.weighting.name],
                          format_func=lambda x: WEIGHTING_LABELS[x], key="p_methods")
 if not archs or not methods:
     st.info("Choose at least one architecture and one weighting method.")
@@ -100,7 +101,7 @@ if res is not None and any(cell.status == "finished" for cell in res.cells):
             g["name"] = " · ".join(ARCH_LABELS.get(v, WEIGHTING_LABELS.get(v, v)) for v in
                                    (res.configs[g["indices"][0]].settings[k] for k in overlay))
         else:
-            g["name"] = f"{ARCH_LABELS.get(base.model.arch, base.model.arch)} · {WEIGHTING_LABELS[base.weighting]}"
+            g["name"] = f"{ARCH_LABELS.get(base.model.arch, base.model.arch)} · {WEIGHTING_LABELS[base.weighting.name]}"
     corner = res.best_single(x, y)
     chart(front(groups, x, y, f"Task-weight front: {ty} AUC against {tx} AUC ({tx}:{ty} weights)", corner=corner),
           key="p_front")

@@ -5,20 +5,19 @@ import copy
 import pandas as pd
 import streamlit as st
 
-from mtrlib.viz import charts
-from mtrlib.train import telemetry
-from mtrlib.config import (ARCH_LABELS, ARCHS, GRAD_SPACES, OPTIMIZERS, WEIGHTING_LABELS, WEIGHTINGS, arch_class,
-    validate, weighting_class)
+from mtrlib.config import (ARCH_LABELS, GRAD_SPACES, WEIGHTING_LABELS, get_value, section, set_value, setting_of,
+                           settings_of, validate, weighting_class)
 from mtrlib.data.history import check_history
 from mtrlib.data.tasks import parse_tasks
-from mtrlib.models.history import HISTORY_ENCODERS, PREFIX as HISTORY_PREFIX
-from mtrlib.registry import knob_fields
-from mtrlib.data import DataError
+from mtrlib.errors import UserError
 from mtrlib.jobs import BusyError, Job
+from mtrlib.models.history import HISTORY_ENCODERS
+from mtrlib.train import telemetry
 from mtrlib.train.loop import available_devices
-from mtrlib.models.retrieval import RetrievalOptions
-from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, plain, retrieval_task_names, store, task_list,
-                           task_names, widget)
+from mtrlib.viz import charts
+from pages._experiments import repeat_section
+from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, plain, retrieval_task_names, store,
+                           task_list, task_names, widget)
 
 boot()
 c = cfg()
@@ -62,32 +61,74 @@ def sizes_editor(label: str, key: str, values: list[int], max_layers: int = 4) -
     return out
 
 
-def knob_widget(obj, kf, key: str) -> None:
-    """The widget a knob declares (mtrlib.registry.knob), seeded from and written back to `obj`."""
-    k, name = kf.knob, kf.name
-    get, put = (lambda: getattr(obj, name)), (lambda v: setattr(obj, name, kf.base_type(v)))
-    if k.widget == "sizes":
-        setattr(obj, name, sizes_editor(k.label, key, getattr(obj, name)))
-    elif k.widget == "slider":
-        step = k.step if k.step is not None else (1 if kf.base_type is int else None)
-        lo, hi = kf.base_type(k.lo), kf.base_type(k.hi)
-        widget(st.slider, k.label, key, get, put, min_value=lo, max_value=hi, step=step, help=k.help or None)
-    else:
-        widget(st.number_input, k.label, key, get, put, min_value=kf.base_type(k.lo) if k.lo is not None else None,
-               max_value=kf.base_type(k.hi) if k.hi is not None else None, help=k.help or None)
+placed: set[str] = set()  # the settings this page has drawn (or chosen not to draw) so far
+ELSEWHERE = {"data.negatives"}  # placed by the Data page
 
 
-def knob_widgets(obj, knobs: list, prefix: str = "t_") -> None:
-    """An architecture's or a method's own knobs: numbers side by side (up to three), then layer sizes."""
-    keyed = [(kf, prefix + (kf.knob.url or kf.name)) for kf in knobs]
-    numbers = [(kf, key) for kf, key in keyed if kf.knob.widget == "number"]
+def setting(path: str, **over):
+    """The widget a setting declares (its `knob(...)` in mtrlib.config / a plugin's Options), by
+    dotted path: seeded from the config and written back to it. `over` replaces the declared
+    label, options or help, or adds format_func and the like, where the page knows better."""
+    kf = setting_of(c, path)
+    k, t = kf.knob, kf.base_type
+    placed.add(path)
+    key = "t_" + (k.url or path)
+    label = over.pop("label", k.label)
+    over.setdefault("help", k.help or None)
+    get = lambda: get_value(c, path)  # noqa: E731
+    cast = (lambda v: None if v in ("", None) else v) if "None" in str(kf.type) else \
+        (t if t in (int, float, bool) else (lambda v: v))
+    put = lambda v: set_value(c, path, cast(v))  # noqa: E731
+    kind = k.widget
+    if kind == "sizes":
+        value = sizes_editor(label, key, list(get()))
+        put(value)
+        return value
+    if kind in ("radio", "select"):
+        over.setdefault("options", list(k.options or k.choices))
+        return widget(st.radio if kind == "radio" else st.selectbox, label, key, get, put, **over)
+    if kind == "select_slider":
+        over.setdefault("options", list(k.options or k.choices))
+        return widget(st.select_slider, label, key, get, put, **over)
+    if kind == "toggle" or t is bool:
+        return widget(st.toggle, label, key, lambda: bool(get()), put, **over)
+    if kind == "text" or t is str:
+        return widget(st.text_input, label, key, lambda: get() or "", put, **over)
+    bounds = {"min_value": t(k.lo) if k.lo is not None else None, "max_value": t(k.hi) if k.hi is not None else None}
+    if kind == "slider":
+        step = k.step if k.step is not None else (1 if t is int else None)
+        return widget(st.slider, label, key, get, put, **bounds, step=step, **over)
+    if k.step is not None:
+        bounds["step"] = t(k.step)
+    return widget(st.number_input, label, key, get, put, **bounds, **over)
+
+
+def settings_row(paths: list[str]) -> None:
+    """Plugin knobs: numbers side by side (up to three), then the other widgets (layer sizes)."""
+    numbers = [p for p in paths if setting_of(c, p).knob.widget == "number"]
     for i in range(0, len(numbers), 3):
-        for col, (kf, key) in zip(st.columns(3), numbers[i:i + 3]):
+        for col, p in zip(st.columns(3), numbers[i:i + 3]):
             with col:
-                knob_widget(obj, kf, key)
-    for kf, key in keyed:
-        if kf.knob.widget != "number":
-            knob_widget(obj, kf, key)
+                setting(p)
+    for p in paths:
+        if p not in numbers:
+            setting(p)
+
+
+def plugin_settings(place: str) -> list[str]:
+    """The paths of the chosen plugin's knobs (`model.options`, `weighting.options`, ...)."""
+    return [kf.name for kf in settings_of(c) if kf.name.startswith(place + ".")]
+
+
+def more_settings(sections: tuple[str, ...]) -> None:
+    """Every setting of these sections that no widget above placed, generically: a new field of
+    the config shows up here with nothing else edited."""
+    rest = [kf.name for kf in settings_of(c) if section(kf.name) in sections and kf.name not in placed
+            and kf.name not in ELSEWHERE and kf.knob.widget != "none"]
+    if rest:
+        with st.expander("More settings"):
+            for p in rest:
+                setting(p)
 
 
 HISTORY_LENGTHS = [5, 10, 20, 50, 100, 200]
@@ -96,22 +137,23 @@ HISTORY_LENGTHS = [5, 10, 20, 50, 100, 200]
 def history_controls(m, ds, tasks) -> None:
     """The history block (mtrlib.data.history): the user's last L interactions, read by an
     encoder whose output joins the input row of every architecture. Off by default."""
+    placed.update({"model.history", "model.history_encoder", "model.history_task", "model.history_order",
+                   "model.history_pool"})
     on = widget(st.toggle, "User history: the last L interactions", "t_hist_on", lambda: m.history > 0,
                 help="Each example also reads what the user did just before it (only training interactions, "
                      "never a held-out one). At recommendation time: the user's latest training history.")
     if not on:
         m.history = 0
+        placed.update(plugin_settings("model.history_options"))
         return
     if not m.history:
         m.history = 50
     widget(st.select_slider, "History length L", "t_hist", lambda: m.history, lambda v: setattr(m, "history", int(v)),
            options=HISTORY_LENGTHS)
-    enc = widget(st.selectbox, "History encoder", "t_henc", lambda: m.history_encoder,
-                 lambda v: setattr(m, "history_encoder", v), options=list(HISTORY_ENCODERS),
-                 format_func=lambda n: f"{HISTORY_ENCODERS[n].label} ({HISTORY_ENCODERS[n].paper})" if n in HISTORY_ENCODERS
-                 else n)
-    if enc in HISTORY_ENCODERS:
-        knob_widgets(m, knob_fields(HISTORY_ENCODERS[enc].Options, HISTORY_PREFIX))
+    setting("model.history_encoder", options=list(HISTORY_ENCODERS), help=None,
+            format_func=lambda n: f"{HISTORY_ENCODERS[n].label} ({HISTORY_ENCODERS[n].paper})"
+            if n in HISTORY_ENCODERS else n)
+    settings_row(plugin_settings("model.history_options"))
     binary = [None] + [t.name for t in tasks if t.is_binary]
     if m.history_task not in binary:
         m.history_task = None
@@ -128,84 +170,79 @@ def history_controls(m, ds, tasks) -> None:
 
 with knobs:
     st.subheader("Network")
-    widget(st.radio, "Architecture", "t_arch", lambda: m.arch, lambda v: setattr(m, "arch", v), options=list(ARCHS),
-           format_func=lambda a: ARCH_LABELS[a], horizontal=True)
+    setting("model.arch", format_func=lambda a: ARCH_LABELS.get(a, a), horizontal=True, help=None)
     if expert:
-        widget(st.select_slider, "Embedding dimension", "t_emb", lambda: m.emb_dim, lambda v: setattr(m, "emb_dim", v),
-               options=[4, 8, 16, 32, 64, 128])
-        knob_widgets(m, knob_fields(arch_class(m).Options))
-        m.towers = sizes_editor("Tower", "t_towers", m.towers)
-        widget(st.toggle, "Language-model item text features", "t_text", lambda: m.text_features,
-               lambda v: setattr(m, "text_features", v),
-               help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
-                    "The first use encodes every item once (cached afterwards). The projection learns "
-                    "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
+        setting("model.emb_dim", help=None)
+        settings_row(plugin_settings("model.options"))
+        setting("model.towers")
+        setting("model.text_features",
+                help="all-MiniLM-L6-v2 reads each item's text; a learned projection adds it to the item embedding. "
+                     "The first use encodes every item once (cached afterwards). The projection learns "
+                     "slowly: give it about 10 epochs, and try the cold-items split to see what it buys.")
+    retrieval_knobs = ["model.retrieval_dim", "model.retrieval_layers", "model.retrieval_temperature"]
     if retrieval:  # the retrieval task's own towers (mtrlib.models.retrieval), whatever the architecture
         st.caption(f"**Retrieval towers** for {plain(', '.join(retrieval))}: a user tower and an item tower on the "
                    "same embeddings, trained with an in-batch softmax (Yi et al., RecSys 2019). Their dot product "
                    "picks the candidates the rankers then score.")
-        knob_widgets(m, knob_fields(RetrievalOptions))
+        settings_row(retrieval_knobs)
+    placed.update(retrieval_knobs)  # without a retrieval task they do nothing
     try:
         specs = parse_tasks(task_list(ds))
-    except DataError:
+    except UserError:
         specs = []
     history_controls(m, ds, specs)
+    if expert:
+        more_settings(("model", "history"))
 
     st.subheader("Task weights")
-    wm = widget(st.selectbox, "Weighting method", "t_weighting", lambda: c.weighting,
-                lambda v: setattr(c, "weighting", v), options=list(WEIGHTINGS),
-                format_func=lambda x: WEIGHTING_LABELS[x])
-    method = weighting_class(wm)
+    setting("weighting.name", label="Weighting method", format_func=lambda x: WEIGHTING_LABELS.get(x, x),
+                 help=None)
+    method = weighting_class(c)
     if expert:
-        knob_widgets(c, knob_fields(method.Options, method.name.replace("-", "_") + "_"))
+        settings_row(plugin_settings("weighting.options"))
+    placed.update(plugin_settings("weighting.options"))
     if method.needs_task_gradients:
-        widget(st.radio, "Gradients taken on", "t_gspace", lambda: c.grad_space, lambda v: setattr(c, "grad_space", v),
-               options=list(GRAD_SPACES), horizontal=True,
-               format_func={"params": "every shared parameter", "rep": "the shared representation"}.get,
-               help="A gradient method takes one gradient per task: on every parameter more than one task uses "
-                    "(one backward pass per task), or on the output of the shared layers (LibMTL's rep_grad: "
-                    "cheaper, the tasks' own layers only).")
+        setting("grad_space", options=list(GRAD_SPACES), horizontal=True,
+                format_func={"params": "every shared parameter", "rep": "the shared representation"}.get,
+                help="A gradient method takes one gradient per task: on every parameter more than one task uses "
+                     "(one backward pass per task), or on the output of the shared layers (LibMTL's rep_grad: "
+                     "cheaper, the tasks' own layers only).")
+    placed.add("grad_space")  # only a gradient method reads it
     for t in names:
         widget(st.slider, f"weight: {t}", f"t_w_{t}", lambda t=t: float(c.weights.get(t, 1.0)),
                lambda v, t=t: c.weights.__setitem__(t, float(v)), min_value=0.0, max_value=5.0, step=0.1)
     c.weights = {t: w for t, w in c.weights.items() if t in names}
+    if expert:
+        more_settings(("weighting",))
 
     st.subheader("Training")
     a, b = st.columns(2)
     with a:
         if expert:
-            widget(st.selectbox, "Optimiser", "t_opt", lambda: c.optimizer, lambda v: setattr(c, "optimizer", v),
-                   options=list(OPTIMIZERS))
-            widget(st.select_slider, "Learning rate", "t_lr", lambda: c.lr, lambda v: setattr(c, "lr", v),
-                   options=[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
-            widget(st.select_slider, "Weight decay (L2)", "t_wd", lambda: c.weight_decay,
-                   lambda v: setattr(c, "weight_decay", v), options=[0.0, 1e-5, 1e-4, 3e-4, 1e-3, 1e-2],
-                   format_func=lambda v: "off" if v == 0 else f"{v:g}",
-                   help="Shrinks rarely-seen embeddings; the main guard against overfitting here.")
-        widget(st.number_input, "Epochs", "t_epochs", lambda: c.epochs, lambda v: setattr(c, "epochs", int(v)),
-               min_value=1, max_value=1000)
+            setting("optimizer", help=None)
+            setting("lr", help=None)
+            setting("weight_decay", format_func=lambda v: "off" if v == 0 else f"{v:g}")
+        setting("epochs", help=None)
     with b:
         if expert:
-            widget(st.select_slider, "Batch size", "t_bs", lambda: c.batch_size, lambda v: setattr(c, "batch_size", v),
-                   options=[1, 32, 128, 256, 512, 1024, 2048, 4096, 8192])
+            setting("batch_size", help=None)
         split_opts = ["random", "temporal", "cold-items"] if ds.has_timestamp else ["random", "cold-items"]
         if c.data.split not in split_opts:
             c.data.split = "random"
-        widget(st.selectbox, "Split", "t_split", lambda: c.data.split, lambda v: setattr(c.data, "split", v),
-               options=split_opts, help="temporal: each user's last interactions are the test set; "
-                                        "cold-items: 10% of items never appear in training")
+        setting("data.split", options=split_opts, help="temporal: each user's last interactions are the test set; "
+                                                       "cold-items: 10% of items never appear in training")
         devs = ["auto"] + available_devices()
         if c.device not in devs:
             c.device = "auto"
         if expert:
-            widget(st.selectbox, "Device", "t_device", lambda: c.device, lambda v: setattr(c, "device", v), options=devs)
+            setting("device", options=devs, help=None)
     if expert:
-        widget(st.number_input, "Seed", "t_seed", lambda: c.seed, lambda v: setattr(c, "seed", int(v)),
-               min_value=0, max_value=10**6)
-    widget(st.toggle, "Measure gradient conflict", "t_gtel", lambda: c.grad_telemetry,
-           lambda v: setattr(c, "grad_telemetry", bool(v)),
-           help="Every 10 steps, compare the tasks' gradients on the shared parameters (the Gradient conflict "
-                "chart). Costs a few percent of training speed.")
+        setting("seed", help=None)
+    setting("grad_telemetry",
+            help="Every 10 steps, compare the tasks' gradients on the shared parameters (the Gradient conflict "
+                 "chart). Costs a few percent of training speed.")
+    if expert:
+        more_settings(("training", "data"))
 
 problem = None
 try:
@@ -213,7 +250,7 @@ try:
         st.warning(w)
     if m.history:  # what the data must hold for a history (a timestamp, a binary history task)
         check_history(ds, specs, m.history, m.history_task, m.history_order)
-except DataError as e:
+except UserError as e:
     problem = str(e)
 
 with view:
@@ -321,5 +358,4 @@ with view:
     live()
 
 with view:  # the same setup with several seeds, as one experiment (pages/_experiments.py)
-    from pages._experiments import repeat_section
     repeat_section(c, ds, problem, busy)

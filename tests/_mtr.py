@@ -44,7 +44,7 @@ def tiny_cfg(arch: str = "mmoe", *, world: dict | None = None, model: dict | Non
     Everything not given keeps TrainConfig's default. The arguments are copied: a config never
     shares a list with a module's constants or with another config."""
     model, data, train = copy.deepcopy((model or {}, data or {}, train))
-    cfg = TrainConfig(model=ModelConfig(arch=arch, **model), **train)
+    cfg = TrainConfig.from_dict({**train, "model": {"arch": arch, **model}})  # flat knob names are migrated
     cfg.data = DataConfig(world=WorldConfig(**{**TINY, **(world or {})}), **data)
     return cfg
 

@@ -21,7 +21,8 @@ import torch
 
 from mtrlib.errors import UserError
 from mtrlib.config import TrainConfig, validate
-from mtrlib.data import DataError, make_world
+from mtrlib.data import make_world
+from mtrlib.errors import UserError
 from mtrlib.train import loop as T
 from mtrlib.train.predict import predict
 
@@ -56,7 +57,7 @@ REFUSED = {
     "zero-width expert layer": (dict(model=dict(NET, experts=[0])), ["Every expert layer needs a width of at least 1"]),
     "negative tower size": (dict(model=dict(NET, towers=[-3])),
                             ["Every tower layer needs a width of at least 1", "[-3]"]),
-    "absurdly wide layer": (dict(model=dict(NET, shared=[10**6])), ["width 1000000 is too wide", "at most 4096"]),
+    "absurdly wide layer": (dict(arch="shared-bottom", model=dict(NET, shared=[10**6])), ["width 1000000 is too wide", "at most 4096"]),
     "no shared layers for shared-bottom": (dict(arch="shared-bottom", model=dict(NET, shared=[])),
                                            ["needs at least one shared layer"]),
     "no expert layers": (dict(model=dict(NET, experts=[])), ["Experts need at least one layer"]),
@@ -110,14 +111,14 @@ def test_refused_before_training(name, world, prepared):
         assert e.value.fix, "a refusal says what to do"
         assert "Traceback" not in msg
 
-    with pytest.raises(DataError) as e:
+    with pytest.raises(UserError) as e:
         validate(copy.deepcopy(bad), TASKS)
     check(e)
-    with pytest.raises(DataError) as e:
+    with pytest.raises(UserError) as e:
         T.prepare(copy.deepcopy(bad), world)
     check(e)
     events = []
-    with pytest.raises(DataError) as e:
+    with pytest.raises(UserError) as e:
         T.train(copy.deepcopy(bad), prepared, callback=events.append)
     check(e)
     assert events == [], "refused before the first training event"
@@ -143,7 +144,7 @@ DATA_REFUSED = {
 @pytest.mark.parametrize("name", list(DATA_REFUSED))
 def test_data_and_task_settings_refused_in_prepare(name, world):
     changes, parts = DATA_REFUSED[name]
-    with pytest.raises(DataError) as e:
+    with pytest.raises(UserError) as e:
         T.prepare(tiny_cfg(**(SMALL | changes)), world)
     for p in parts:
         assert p in str(e.value), (p, str(e.value))
@@ -158,13 +159,13 @@ def test_unavailable_device_refused_before_training(prepared):
 
 
 def test_config_files_with_unknown_or_malformed_settings_are_refused():
-    with pytest.raises(DataError, match=r"Unknown setting\(s\) in config: modle"):
+    with pytest.raises(UserError, match=r"Unknown setting\(s\) in config: modle"):
         TrainConfig.from_dict({"lr": 0.1, "modle": {}})
-    with pytest.raises(DataError, match=r"Unknown setting\(s\) in config.model: n_expert\."):
+    with pytest.raises(UserError, match=r"Unknown setting\(s\) in config.model: n_expert\."):
         TrainConfig.from_dict({"model": {"n_expert": 3}})
-    with pytest.raises(DataError, match="not valid JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
         TrainConfig.from_json('{"lr": 0.1,')
-    with pytest.raises(DataError, match="must hold a JSON object"):
+    with pytest.raises(UserError, match="must hold a JSON object"):
         TrainConfig.from_json("[1, 2]")
 
 
@@ -213,27 +214,27 @@ def test_too_high_learning_rate_ends_cleanly_as_diverged(world, optimizer):
 
 
 def test_ple_with_1000_experts_is_refused():
-    with pytest.raises(DataError):
+    with pytest.raises(UserError):
         validate(tiny_cfg(**(SMALL | dict(arch="ple", model=dict(NET, specific_experts=1000)))), TASKS)
 
 
 def test_text_learning_rate_is_refused():
-    with pytest.raises(DataError):
+    with pytest.raises(UserError):
         validate(tiny_cfg(**(SMALL | dict(lr="0.01"))), TASKS)
 
 
 def test_null_layer_sizes_are_refused():
-    with pytest.raises(DataError):
-        validate(tiny_cfg(**(SMALL | dict(model=dict(NET, shared=None)))), TASKS)
+    with pytest.raises(UserError):
+        validate(tiny_cfg(**(SMALL | dict(arch="shared-bottom", model=dict(NET, shared=None)))), TASKS)
 
 
 def test_fractional_batch_size_is_refused():
-    with pytest.raises(DataError):
+    with pytest.raises(UserError):
         validate(tiny_cfg(**(SMALL | dict(batch_size=2.5))), TASKS)
 
 
 def test_non_object_section_in_config_file_is_refused():
-    with pytest.raises(DataError):
+    with pytest.raises(UserError):
         TrainConfig.from_dict({"model": 5})
 
 

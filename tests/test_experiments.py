@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from mtrlib.errors import ConfigError
 from mtrlib.experiments import pareto
-from mtrlib.errors import DataError
+from mtrlib.errors import UserError
 from mtrlib.experiments import Sweep, compare, experiments, parse_grid, run_sweep, summarise, summary_json
 from mtrlib.experiments.settings import apply, flatten, parse_seeds, ratio_axis, resolve, with_overrides
 from mtrlib.jobs import JobLimiter
@@ -64,7 +64,7 @@ def test_comparison_without_common_seeds_claims_nothing():
 def test_keys_name_real_config_fields():
     assert resolve("arch").path == "model.arch" and resolve("rho").path == "data.world.correlation"
     assert resolve("correlation").path == "data.world.correlation" and resolve("lr").path == "lr"
-    assert resolve("n-experts").path == "model.n_experts" and resolve("world.n_users").path == "data.world.n_users"
+    assert resolve("n-experts").path == "model.options.n_experts" and resolve("world.n_users").path == "data.world.n_users"
     assert resolve("weights.like").path == "weights.like"
     cfg = apply(tiny_cfg(), {"arch": "ple", "weights.like": "2", "rho": "-0.5", "experts": "32/16", "emb_dim": "8"})
     assert (cfg.model.arch, cfg.weights, cfg.data.world.correlation, cfg.model.experts, cfg.model.emb_dim) == (
@@ -76,12 +76,12 @@ def test_keys_name_real_config_fields():
                                         ("weights.click,weights.like=1:8,2", "one value per key"),
                                         ("epochs=2,2", "repeats a value")])
 def test_bad_grids_are_refused_with_the_fix(spec, says):
-    with pytest.raises(DataError, match=says):
+    with pytest.raises(UserError, match=says):
         parse_grid(spec)
 
 
 def test_a_lesson_setting_this_version_lacks_is_refused_not_ignored():
-    with pytest.raises(DataError, match="no_such_knob.*WorldConfig") as e:
+    with pytest.raises(UserError, match="no_such_knob.*WorldConfig") as e:
         flatten({"world": {"no_such_knob": "all"}}, "Lesson 'conflict'")
     assert "n_users" in str(e.value)  # the fix lists the fields that exist
     cfg = with_overrides(tiny_cfg(), {"world": {"correlation": 0.9}, "model": {"arch": "single"}, "epochs": 3,
@@ -97,7 +97,7 @@ def test_linked_ratio_grid_and_seeds():
     assert np.allclose(np.diff(np.log(ratios)), np.log(8) / 3)  # a log grid
     assert parse_grid("weights.click,weights.like=1:8,8:1").values == ((1.0, 8.0), (8.0, 1.0))
     assert parse_seeds("1,2,3") == [1, 2, 3] and parse_seeds("3", start=5) == [5, 6, 7] and parse_seeds(repeat=2) == [0, 1]
-    with pytest.raises(DataError):
+    with pytest.raises(UserError):
         parse_seeds("1,1")
 
 

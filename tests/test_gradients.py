@@ -360,7 +360,7 @@ def test_cli_train_json_carries_grad(tmp_path, capsys, monkeypatch):
     assert all(-1 <= v <= 1 for v in grad["cos"].values()) and all(0 <= v <= 1 for v in grad["conflict_share"].values())
     assert list(grad["by_group"]) == ["embeddings", "experts"] and "click~like" in grad["by_group"]["experts"]["cos"]
     cfg = load_run(list_runs(tmp_path)[0].path).config
-    assert cfg.grad_space == "rep" and cfg.weighting == "pcgrad"
+    assert cfg.grad_space == "rep" and cfg.weighting.name == "pcgrad"
     assert main(small + ["--no-grad-telemetry"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["grad"]["cos"] == {}
 
@@ -387,11 +387,11 @@ def test_gradient_settings_round_trip_through_urls_and_are_validated():
     from mtrlib.share import from_params, to_params
     cfg = tiny_cfg(weighting="cagrad", grad_space="rep", grad_telemetry=False, cagrad_c=0.7)
     back, problems = from_params(to_params(cfg))
-    assert not problems and (back.weighting, back.grad_space, back.grad_telemetry, back.cagrad_c) == ("cagrad", "rep",
+    assert not problems and (back.weighting.name, back.grad_space, back.grad_telemetry, back.cagrad_c) == ("cagrad", "rep",
                                                                                                        False, 0.7)
-    with pytest.raises(DataError, match="gradient space"):
+    with pytest.raises(UserError, match="gradient space"):
         validate(tiny_cfg(grad_space="weights"))
-    with pytest.raises(DataError, match="CAGrad's c"):
+    with pytest.raises(UserError, match="CAGrad's c"):
         validate(tiny_cfg(weighting="cagrad", cagrad_c=-1.0))
     assert any("one task weighted" in w for w in validate(tiny_cfg(weighting="upgrad", weights={"like": 0, "dwell": 0}),
                                                           ["click", "like", "dwell"]))

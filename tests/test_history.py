@@ -19,6 +19,7 @@ import torch
 from _mtr import PAGES, tiny_cfg
 from mtrlib.config import ARCHS, TrainConfig, validate
 from mtrlib.data import DataError, Dataset
+from mtrlib.errors import UserError
 from mtrlib.data.history import HistoryExamples, history_events
 from mtrlib.models.history import HISTORY_ENCODERS
 from mtrlib.train.loop import prepare, train
@@ -328,7 +329,7 @@ def test_bad_history_settings_are_refused_with_the_fix(setting, match):
     cfg = TrainConfig()
     for k, v in setting.items():
         setattr(cfg.model, k, v)
-    with pytest.raises(DataError, match=match) as e:
+    with pytest.raises(UserError, match=match) as e:
         validate(cfg, ["click", "like"])
     assert "Fix:" in str(e.value)
 

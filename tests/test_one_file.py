@@ -49,7 +49,7 @@ def test_the_copies_train_from_the_cli(copy):
     assert last["status"] == "finished" and set(last["metrics"]) == {"click", "like", "dwell"}, last
     assert list(last["grad"]["by_group"]) == ["embeddings", "bottom"]  # its shared parameters, found unaided
     cfg = json.loads((Path(last["run_dir"]) / "config.json").read_text())
-    assert cfg["model"]["arch"] == "my-bottom" and cfg["weighting"] == "my-fixed"
+    assert cfg["model"]["arch"] == "my-bottom" and cfg["weighting"]["name"] == "my-fixed"
     meta = json.loads((Path(last["run_dir"]) / "meta.json").read_text())
     assert meta["model"] == "My bottom [64,32]"  # the copy's own summary() and label
     help_text = subprocess.run([sys.executable, "-m", "mtrlib", "train", "--help"], cwd=copy, env=_env(copy),

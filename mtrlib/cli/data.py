@@ -40,15 +40,21 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--item", default=None, help="column holding the item id (default: guessed)")
     p.add_argument("--timestamp", default=None, help="column holding the time (default: guessed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    from mtrlib.cli.train import add_max_file_mb
     add_max_file_mb(p)
     p.set_defaults(func=cmd_inspect)
+
+
+def add_max_file_mb(group) -> None:
+    """--max-file-mb: the command line reads files of any size unless capped (the app's uploads keep 200 MB)."""
+    group.add_argument("--max-file-mb", type=float, metavar="MB",
+                       help="refuse a data file bigger than MB megabytes (default: no limit on the command line; "
+                            "MTR_MAX_FILE_MB also sets it)")
 
 
 def cmd_world(args) -> int:
     """No size limit here (the app keeps one): a world of MovieLens-25M's shape, 162k users x
     154 impressions over 59k items, builds in about a minute and a few GB (README)."""
-    from mtrlib.data.world import make_world
+    from mtrlib.data.world import make_world  # deferred: heavy, this verb only
 
     impressions = args.impressions if args.impressions is not None else min(40, args.items)
     ds = make_world(n_users=args.users, n_items=args.items, n_genres=args.genres, correlation=args.correlation,
@@ -74,14 +80,14 @@ def cmd_world(args) -> int:
 def write_csv(df, path: Path) -> None:
     """A big frame as CSV through pyarrow's multi-threaded writer (several times pandas' speed);
     missing values are written as empty fields, as pandas writes them."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow as pa  # deferred: optional, heavy
+    import pyarrow.csv as pacsv  # deferred: optional, heavy
 
     pacsv.write_csv(pa.Table.from_pandas(df, preserve_index=False), str(path))
 
 
 def cmd_inspect(args) -> int:
-    from mtrlib.data.read import load
+    from mtrlib.data.read import load  # deferred: heavy, this verb only
 
     mapping = {k: v for k, v in (("user", args.user), ("item", args.item), ("timestamp", args.timestamp)) if v}
     ds = load(args.file, items=args.items, users=args.users, mapping=mapping or None)

@@ -37,7 +37,7 @@ def register(subparsers, verb: str | None = None) -> None:
                     "its hypervolume.")
     p.set_defaults(func=cmd_sweep)
     if verb in (None, "sweep"):
-        from mtrlib.cli.train import add_train_arguments
+        from mtrlib.cli.common import add_train_arguments  # deferred: heavy (torch, through the registries)
         g = p.add_argument_group("sweep")
         g.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", required=verb == "sweep",
                        help="a setting and its values, repeatable (every combination is trained): arch=mmoe,ple, "
@@ -88,7 +88,7 @@ def _stoppable():
 
 def _line_reporter(quiet: bool):
     """One stderr line per run: 'run 3 of 12 · arch=mmoe · seed 1: click auc 0.7612, like auc 0.7340 (4.1 s)'."""
-    from mtrlib.experiments.settings import label
+    from mtrlib.experiments.settings import label  # deferred: heavy, this verb only
 
     def report(prog, cell, configs=None):
         if quiet or cell is None:
@@ -109,7 +109,7 @@ def _line_reporter(quiet: bool):
 
 
 def _print_json(obj) -> None:
-    from mtrlib.safe import json_clean
+    from mtrlib.safe import json_clean  # deferred: heavy, this verb only
     print(json.dumps(json_clean(obj)), flush=True)
 
 
@@ -117,9 +117,9 @@ def _print_json(obj) -> None:
 
 def train_repeats(args, cfg) -> int:
     """`train` with several seeds: one experiment (one group id), the runs trained in turn."""
-    from mtrlib.experiments import Sweep, run_sweep
-    from mtrlib.experiments.groups import summary_json
-    from mtrlib.experiments.settings import parse_seeds
+    from mtrlib.experiments import Sweep, run_sweep  # deferred: heavy, this verb only
+    from mtrlib.experiments.groups import summary_json  # deferred: heavy, this verb only
+    from mtrlib.experiments.settings import parse_seeds  # deferred: heavy, this verb only
 
     if args.out:
         raise DataError("--out names one run's folder, and --seeds trains several runs.",
@@ -147,8 +147,8 @@ def train_repeats(args, cfg) -> int:
 
 def one_run_summary(cfg, prep, result) -> dict:
     """The "group" and "summary" keys of a single run's JSON line (a summary over one seed)."""
-    from mtrlib.experiments.groups import key_metrics, summarise, summary_json
-    from mtrlib.runs import data_signature, group_key
+    from mtrlib.experiments.groups import key_metrics, summarise, summary_json  # deferred: heavy, this verb only
+    from mtrlib.runs import data_signature, group_key  # deferred: heavy, this verb only
 
     per_seed = {cfg.seed: key_metrics(result.metrics)} if result.status == "finished" else {}
     return {"group": group_key(cfg, data_signature(prep.dataset)), "summary": summary_json(summarise(per_seed))}
@@ -157,17 +157,17 @@ def one_run_summary(cfg, prep, result) -> dict:
 def _run_dir(store, run_id):
     if not run_id:
         return None
-    from mtrlib.runs import store_dir
+    from mtrlib.runs import store_dir  # deferred: heavy, this verb only
     return str(store_dir(store) / run_id)
 
 
 # -- sweep -------------------------------------------------------------------------------------------------------
 
 def cmd_sweep(args) -> int:
-    from mtrlib.cli.train import build_config
-    from mtrlib.config import validate
-    from mtrlib.experiments import Sweep, parse_grid, run_sweep
-    from mtrlib.experiments.settings import parse_seeds
+    from mtrlib.cli.common import build_config  # deferred: heavy (torch, through the registries)
+    from mtrlib.config import validate  # deferred: heavy, this verb only
+    from mtrlib.experiments import Sweep, parse_grid, run_sweep  # deferred: heavy, this verb only
+    from mtrlib.experiments.settings import parse_seeds  # deferred: heavy, this verb only
 
     cfg = build_config(args)
     validate(cfg)
@@ -200,7 +200,7 @@ def cmd_sweep(args) -> int:
 # -- lesson ------------------------------------------------------------------------------------------------------
 
 def cmd_lesson(args) -> int:
-    from mtrlib.experiments.lessons import get_lesson, run_lesson
+    from mtrlib.experiments.lessons import get_lesson, run_lesson  # deferred: heavy, this verb only
 
     lesson = get_lesson(args.name)
     report = _line_reporter(args.quiet)

@@ -114,9 +114,9 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 
 def cmd_runs(args) -> int:
-    from mtrlib.eval.pointwise import headline_key
-    from mtrlib.runs import store_dir, list_runs
-    from mtrlib.safe import json_clean
+    from mtrlib.eval.pointwise import headline_key  # deferred: heavy, this verb only
+    from mtrlib.runs import list_runs, store_dir  # deferred: heavy, this verb only
+    from mtrlib.safe import json_clean  # deferred: heavy, this verb only
 
     problems: list = []
     runs = list_runs(args.store, problems=problems)
@@ -138,16 +138,16 @@ def cmd_runs(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from mtrlib.serve.recommend import recommend
-    from mtrlib.runs import load_run
-    from mtrlib.safe import json_clean
+    from mtrlib.serve.recommend import recommend  # deferred: heavy, this verb only
+    from mtrlib.runs import load_run  # deferred: heavy, this verb only
+    from mtrlib.safe import json_clean  # deferred: heavy, this verb only
 
     run = load_run(args.run, args.store)
     df = recommend(run, args.user, k=args.k, fusion=args.fusion, exclude_seen=not args.include_seen,
                    stage=args.stage, candidates=args.candidates)
     why = None
     if args.explain and not df.attrs.get("fallback"):
-        from mtrlib.serve.recommend import explain
+        from mtrlib.serve.recommend import explain  # deferred: heavy, this verb only
         why = explain(run, args.user, df["item_id"], fusion=args.fusion)
         df["because"] = why["because_text"].to_numpy()
     contrib = [c for c in (why.columns if why is not None else []) if c.startswith("contrib:")]
@@ -183,8 +183,8 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from mtrlib.serve.recommend import rank_eval
-    from mtrlib.safe import json_clean
+    from mtrlib.serve.recommend import rank_eval  # deferred: heavy, this verb only
+    from mtrlib.safe import json_clean  # deferred: heavy, this verb only
 
     try:
         ks = [int(k) for k in str(args.k).split(",") if k.strip()]
@@ -212,8 +212,8 @@ def cmd_eval(args) -> int:
 
 
 def _eval_truth(args, ks: list[int]) -> int:
-    from mtrlib.safe import json_clean
-    from mtrlib.eval.truth import truth_eval
+    from mtrlib.safe import json_clean  # deferred: heavy, this verb only
+    from mtrlib.eval.truth import truth_eval  # deferred: heavy, this verb only
 
     k = ks[0] if len(ks) == 1 else 10
     res = truth_eval(args.run, users=args.users, k=k, task=args.task, fusion=args.fusion, seed=args.seed,
@@ -231,8 +231,8 @@ def _eval_truth(args, ks: list[int]) -> int:
 
 
 def cmd_project(args) -> int:
-    from mtrlib.viz.project import project, purity
-    from mtrlib.safe import json_clean, safe_csv
+    from mtrlib.viz.project import project, purity  # deferred: heavy, this verb only
+    from mtrlib.safe import json_clean, safe_csv  # deferred: heavy, this verb only
 
     if args.out is None and args.purity is None:
         raise DataError("project needs --out FILE.csv (the coordinates) or --purity ATTR (the kNN purity).",
@@ -262,8 +262,8 @@ def cmd_project(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from mtrlib.viz.project import export_projector, vectors
-    from mtrlib.safe import json_clean
+    from mtrlib.viz.project import export_projector, vectors  # deferred: heavy, this verb only
+    from mtrlib.safe import json_clean  # deferred: heavy, this verb only
 
     V, meta = vectors(args.run, args.what, max_pairs=args.pairs, store=args.store)
     keep = [c for c in ("item_id", "user_id", "title", "genre", "genres", "popularity", "true_genre", "cold")

@@ -42,6 +42,7 @@ import pandas as pd
 
 from .dataset import Dataset
 from ..errors import DataError
+from ..registry import knob
 
 GENRES = [
     ("space", ["star", "orbit", "galaxy", "rocket", "alien", "planet", "comet", "nebula", "astronaut", "moon"]),
@@ -93,16 +94,31 @@ CHUNK_ROWS = 1 << 20  # impressions per chunk when scoring and labelling
 @dataclass
 class WorldConfig:
     """Knobs of the built-in world (the Data page, the URL and the CLI show each of them)."""
-    n_users: int = 1500
-    n_items: int = 400
-    n_genres: int = 8
-    correlation: float = 0.5
-    seed: int = 0
-    impressions_per_user: int = 40
-    latent_dim: int = 16
-    zipf: float = 1.0
-    like_observed: str = "all"  # "all": every impression (correlation lesson); "clicks": the funnel (ESMM)
-    moods: int = 6  # sub-topics named in item text (0: text repeats the genre only)
+    # the CLI's --users / --items also name tables (with --data), so they are written by hand there
+    n_users: int = knob(1500, "Users", noun="number of users", lo=10, hi=100_000, url="users", widget="none",
+                        help="world: number of users")
+    n_items: int = knob(400, "Items", noun="number of items", lo=10, hi=100_000, url="items", widget="none",
+                        help="world: number of items")
+    n_genres: int = knob(8, "Genres", noun="number of genres", lo=2, hi=MAX_GENRES, flag="--genres", url="genres",
+                         widget="none", help="world: number of genres")
+    correlation: float = knob(0.5, "Task correlation ρ", noun="task correlation", lo=-1.0, hi=1.0, step=0.1,
+                              flag="--correlation", url="rho", aliases=("rho",), widget="none",
+                              help="world: task correlation rho in [-1, 1]")
+    seed: int = knob(0, "World seed", noun="world seed", flag="--world-seed", url="wseed", widget="none",
+                     help="world: seed of the generated data (default 0)")
+    impressions_per_user: int = knob(40, "Impressions per user", noun="impressions per user", flag="--impressions",
+                                     url="imp", widget="none", help="world: impressions per user")
+    latent_dim: int = knob(16, "Latent dimension", noun="latent dimension", lo=4, hi=256, widget="none",
+                           help="world: width of the hidden tastes the labels come from")
+    zipf: float = knob(1.0, "Popularity skew (zipf)", noun="popularity skew", lo=0.0, hi=5.0, widget="none",
+                       help="world: how much more popular the popular items are")
+    # "all": every impression (correlation lesson); "clicks": the funnel (ESMM)
+    like_observed: str = knob("all", "Like observed", noun="like_observed", choices=LIKE_OBSERVED, widget="none",
+                              flag="--like-observed", url="likeobs",
+                              fix="use 'all' (a like asked on every impression) or 'clicks' (only after a click)",
+                              help="world: a like asked on every impression (all, default) or only after a click (clicks)")
+    moods: int = knob(6, "Moods", noun="number of moods", lo=0, hi=MAX_MOODS, flag="--moods", url="moods", widget="none",
+                      help="world: moods named in the item text, 0-8 (default 6)")  # sub-topics named in item text
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,14 +1,20 @@
 """Settings a sweep varies, by name: `arch`, `weights.TASK`, `correlation`, `lr`, `emb_dim`, ...
 
-A key names one field of the run's configuration, found in the real config classes (so a new
-architecture's knob or a new world field is sweepable the day it exists, and a key that names
-nothing is refused with the list of known ones, never silently ignored):
+A key names one field of the run's configuration, found in the config tree (mtrlib.config:
+so a new architecture's knob or a new world field is sweepable the day it exists, and a key
+that names nothing is refused with the list of known ones, never silently ignored):
 
-- a plain field name, looked up in `TrainConfig`, then `ModelConfig`, then `DataConfig`, then
-  `WorldConfig` (`lr`, `emb_dim`, `n_experts`, `split`, `n_users`, `correlation`);
-- a dotted path (`model.emb_dim`, `data.world.n_users`, or `world.n_users` for short);
-- `weights.TASK`, the fixed weight of one task; `arch` (the architecture) and `rho` (the
-  world's task correlation) are the two names the app uses for them.
+- a dotted path, the canonical name (`model.emb_dim`, `data.world.n_users`, or
+  `world.n_users` for short; a plugin's knob `model.options.n_experts`);
+- a plain field name, looked up at the top, then in the model, the data, the world, the
+  weighting and the plugins' options (`lr`, `emb_dim`, `n_experts`, `split`, `correlation`);
+- any older name (mtrlib.config.resolve): URL keys and declared aliases (`arch`, `rho`), the
+  flat names of config format 1 (`model.n_experts`, `history_heads`, `gradnorm_alpha`);
+- `weights.TASK`, the fixed weight of one task.
+
+Plugin choices are applied before plugin knobs. A point that sets a knob its chosen plugin
+does not have (`n_experts` on a PLE point of an `arch=mmoe,ple` sweep) trains without it: the
+knob is ignored for that point, as it had no effect when every knob was a flat field.
 
 Values are typed by the field: whole numbers, numbers, on/off (`true`, `1`, `on`), text, and
 layer sizes written with `/` (`64/32`), since commas separate a grid's values.
@@ -21,22 +27,28 @@ import itertools
 import typing
 from dataclasses import dataclass
 
-from ..config import DataConfig, ModelConfig, TrainConfig
-from ..errors import DataError
-from ..data.world import WorldConfig
+import numpy as np
 
-ALIASES = {"arch": "model.arch", "rho": "data.world.correlation"}
+from ..config import (ARCHS, FLAT_NAMES, OPTIMIZERS, PLUGIN_SETTINGS, PLUGINS, WEIGHTINGS, DataConfig,
+                      ModelConfig, TrainConfig, WeightingConfig, resolve as resolve_path, set_value)
+from ..data.world import WorldConfig
+from ..errors import ConfigError
+
+ALIASES = {"arch": "model.arch", "rho": "data.world.correlation", "weighting": "weighting.name"}
 # paths a sweep must not vary: the seed is what --seeds repeats, the rest are bookkeeping or objects
 NOT_SWEPT = {"seed": "the seed is what repeats vary: give --seeds N (or --seeds 1,2,3) instead",
              "name": "a run's name is not a setting", "data": "name one of its fields, e.g. data.split",
              "model": "name one of its fields, e.g. model.emb_dim", "data.world": "name one of its fields, "
              "e.g. world.n_users", "weights": "name one task's weight, e.g. weights.click"}
-_CLASSES = (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig), ("data.world.", WorldConfig))
-_OBJECTS = {"data", "model", "data.world"}
+_CLASSES = (("", TrainConfig), ("model.", ModelConfig), ("data.", DataConfig), ("data.world.", WorldConfig),
+            ("weighting.", WeightingConfig))
+_OBJECTS = {"data", "model", "data.world", "weighting", *PLUGINS}
+_CHOOSERS = tuple(choice for _, choice in PLUGINS.values())
 
 
 def _fields() -> dict[str, type]:
-    """Every settable config path -> its type (the objects themselves left out)."""
+    """Every settable config path -> its type (the objects themselves left out): every field
+    of the config classes, and every plugin's knobs at their nested paths."""
     out = {}
     for prefix, cls in _CLASSES:
         hints = typing.get_type_hints(cls)
@@ -44,6 +56,8 @@ def _fields() -> dict[str, type]:
             path = prefix + f.name
             if path not in _OBJECTS:
                 out[path] = hints[f.name]
+    for kf in PLUGIN_SETTINGS:
+        out[kf.name] = kf.type
     return out
 
 
@@ -70,17 +84,15 @@ SUGGESTED = {"lr": "0.003, 0.01, 0.03", "emb_dim": "8, 16, 32", "epochs": "4, 8,
 def sweepable(task_names: list[str], world: bool) -> list[str]:
     """The keys the app offers first: architecture, weighting, each task's weight, the world's ρ
     (on the world), then the training and model settings (every knob of every architecture and
-    method, from the registries through the config)."""
-    from ..config import MODEL_KNOBS, WEIGHTING_KNOBS
+    method, from the registries through the config, by its short name)."""
     keys = ["arch", "weighting"] + [f"weights.{t}" for t in task_names] + (["rho"] if world else [])
     keys += ["lr", "emb_dim", "epochs", "dropout", "weight_decay", "batch_size", "optimizer", "negatives"]
-    keys += [kf.name for kf in MODEL_KNOBS + WEIGHTING_KNOBS]
+    keys += [name for name, path in FLAT_NAMES.items() if "." not in name]
     return list(dict.fromkeys(keys))
 
 
 def suggest(key: str) -> str:
     """Values to start from for a key (the app's text field): every choice for a name field."""
-    from ..config import ARCHS, OPTIMIZERS, WEIGHTINGS
     if key == "arch":
         return ", ".join(ARCHS)
     if key == "weighting":
@@ -96,7 +108,7 @@ def parse_values(key: str, text: str) -> Axis:
     """An Axis from a key and its values typed in a text field ('mmoe, ple' or '0.5 1 2')."""
     raw = [v for v in str(text).replace(";", ",").replace(" ", ",").split(",") if v.strip()]
     if not raw:
-        raise DataError(f"No values for {key}.", fix="type values separated by commas, e.g. " + (suggest(key) or "1, 2"))
+        raise ConfigError(f"No values for {key}.", fix="type values separated by commas, e.g. " + (suggest(key) or "1, 2"))
     return parse_grid(f"{key}={','.join(raw)}")
 
 
@@ -106,27 +118,41 @@ def known_keys() -> list[str]:
     return sorted(set(short) | set(ALIASES) | {"weights.TASK"})
 
 
+def _path(key: str) -> str | None:
+    """The config path a key names (None: nothing), through this module's and config's aliases."""
+    k = str(key).strip().replace("-", "_")
+    if k.startswith("world."):
+        k = "data." + k
+    k = ALIASES.get(k, k)
+    if k in FIELDS:
+        return k
+    path = resolve_path(key) or resolve_path(k)
+    if path is not None:
+        return path
+    if "." not in k:
+        for prefix, _ in _CLASSES:
+            if prefix + k in FIELDS:
+                return prefix + k
+    return None
+
+
 def resolve(key: str) -> Setting:
-    """The config field a key names; DataError naming the key and the known ones otherwise."""
+    """The config field a key names; ConfigError naming the key and the known ones otherwise."""
     raw = str(key).strip()
     k = raw.replace("-", "_")
     if k.startswith("world."):
         k = "data." + k
-    k = ALIASES.get(k, k)
     if k in NOT_SWEPT:
-        raise DataError(f"'{raw}' cannot be swept: {NOT_SWEPT[k]}.")
+        raise ConfigError(f"'{raw}' cannot be swept: {NOT_SWEPT[k]}.")
     if k.startswith("weights."):
         task = raw.split(".", 1)[1].strip()
         if not task:
-            raise DataError(f"'{raw}' names no task.", fix="e.g. weights.click")
+            raise ConfigError(f"'{raw}' names no task.", fix="e.g. weights.click")
         return Setting(raw, "weights." + task, float)
-    if k in FIELDS:
-        return Setting(raw, k, FIELDS[k])
-    if "." not in k:
-        for prefix, _ in _CLASSES:
-            if prefix + k in FIELDS:
-                return Setting(raw, prefix + k, FIELDS[prefix + k])
-    raise DataError(f"Unknown setting '{raw}': no configuration field has that name.",
+    path = _path(raw)
+    if path is not None and path not in NOT_SWEPT:
+        return Setting(raw, path, FIELDS[path])
+    raise ConfigError(f"Unknown setting '{raw}': no configuration field has that name.",
                     fix="known settings: " + ", ".join(known_keys()))
 
 
@@ -164,8 +190,8 @@ def _coerce(typ, value, key: str):
             parts = [p for p in str(text).strip("[]").replace("/", ",").split(",") if p.strip()]
             return [int(p) for p in parts]
     except (TypeError, ValueError) as e:
-        raise DataError(f"'{value}' is not a valid value for {key} ({e}).", fix=_example(typ)) from None
-    raise DataError(f"The setting {key} holds {getattr(typ, '__name__', typ)}, which a sweep cannot vary.",
+        raise ConfigError(f"'{value}' is not a valid value for {key} ({e}).", fix=_example(typ)) from None
+    raise ConfigError(f"The setting {key} holds {getattr(typ, '__name__', typ)}, which a sweep cannot vary.",
                     fix="sweep a setting that holds a number, a name, on/off or layer sizes")
 
 
@@ -177,22 +203,27 @@ def _example(typ) -> str:
 # -- applying settings ----------------------------------------------------------------------------------
 
 def _set(cfg: TrainConfig, path: str, value) -> None:
+    """Set one path (a knob the chosen plugin lacks is ignored: see the module's docstring)."""
     if path.startswith("weights."):
         cfg.weights[path.split(".", 1)[1]] = float(value)
         return
-    *head, last = path.split(".")
-    obj = cfg
-    for p in head:
-        obj = getattr(obj, p)
-    setattr(obj, last, copy.deepcopy(value))
+    set_value(cfg, path, copy.deepcopy(value))
+
+
+def _choices_first(pairs):
+    """(path, value) pairs with the plugin choices first: a plugin knob belongs to the chosen plugin."""
+    return sorted(pairs, key=lambda pv: pv[0] not in _CHOOSERS)
 
 
 def apply(cfg: TrainConfig, settings: dict) -> TrainConfig:
     """A copy of `cfg` with `settings` ({key: value}, keys as `resolve` reads them) applied."""
     out = TrainConfig.from_dict(cfg.to_dict())
+    pairs = []
     for key, value in settings.items():
         s = resolve(key)
-        _set(out, s.path, s.parse(value))
+        pairs.append((s.path, s.parse(value)))
+    for path, value in _choices_first(pairs):
+        _set(out, path, value)
     return out
 
 
@@ -202,29 +233,38 @@ def flatten(overrides: dict, where: str = "settings") -> dict[str, object]:
     is refused by name, so a definition written for a newer config fails loudly, not silently."""
     out: dict[str, object] = {}
     if not isinstance(overrides, dict):
-        raise DataError(f"{where} must be an object of settings (got {type(overrides).__name__}).")
+        raise ConfigError(f"{where} must be an object of settings (got {type(overrides).__name__}).")
 
     def walk(d: dict, prefix: str) -> None:
         for k, v in d.items():
             path = prefix + str(k)
             if path == "world" or path.startswith("world."):
                 path = "data." + path
+            if path == "weighting" and isinstance(v, str):  # format 1: "weighting": "gradnorm"
+                path = "weighting.name"
+            if path not in FIELDS and path not in _OBJECTS and path in FLAT_NAMES:  # format 1's flat knob names
+                path = FLAT_NAMES[path]
             if path in _OBJECTS:
                 if not isinstance(v, dict):
-                    raise DataError(f"{where}: '{k}' must be an object of settings.")
+                    raise ConfigError(f"{where}: '{k}' must be an object of settings.")
                 walk(v, path + ".")
             elif path == "weights":
                 if not isinstance(v, dict):
-                    raise DataError(f"{where}: 'weights' must map task names to numbers.")
+                    raise ConfigError(f"{where}: 'weights' must map task names to numbers.")
                 for t, w in v.items():
                     out[f"weights.{t}"] = _coerce(float, w, f"weights.{t}")
             elif path in FIELDS:
                 out[path] = _coerce(FIELDS[path], v, path) if not _is_container(FIELDS[path]) else v
             else:
-                cls = dict(_CLASSES)[prefix] if prefix in dict(_CLASSES) else TrainConfig
+                classes = dict(_CLASSES)
+                if prefix.rstrip(".") in PLUGINS:
+                    known = sorted(p.rsplit(".", 1)[1] for p in FIELDS if p.startswith(prefix))
+                    raise ConfigError(f"{where} sets '{path}', which no plugin of this version declares.",
+                                      fix=f"known options: {', '.join(known)}")
+                cls = classes[prefix] if prefix in classes else TrainConfig
                 known = [f.name for f in dataclasses.fields(cls)]
-                raise DataError(f"{where} sets '{path}', which this version's {cls.__name__} does not have.",
-                                fix=f"known fields of {cls.__name__}: {', '.join(known)}")
+                raise ConfigError(f"{where} sets '{path}', which this version's {cls.__name__} does not have.",
+                                  fix=f"known fields of {cls.__name__}: {', '.join(known)}")
 
     walk(overrides, "")
     return out
@@ -237,7 +277,7 @@ def _is_container(typ) -> bool:
 def with_overrides(cfg: TrainConfig, overrides: dict, where: str = "settings") -> TrainConfig:
     """A copy of `cfg` with nested `overrides` (see `flatten`) applied."""
     out = TrainConfig.from_dict(cfg.to_dict())
-    for path, value in flatten(overrides, where).items():
+    for path, value in _choices_first(flatten(overrides, where).items()):
         _set(out, path, value)
     return out
 
@@ -271,24 +311,24 @@ def parse_grid(spec: str) -> Axis:
     """`KEY=V1,V2,...` or `K1,K2=a:b,c:d,...` -> an Axis (values typed by their fields)."""
     text = str(spec).strip()
     if "=" not in text:
-        raise DataError(f"--grid {text}: a grid is KEY=V1,V2,...", fix="e.g. --grid arch=mmoe,ple or "
+        raise ConfigError(f"--grid {text}: a grid is KEY=V1,V2,...", fix="e.g. --grid arch=mmoe,ple or "
                         "--grid weights.click,weights.like=1:8,1:1,8:1")
     left, right = text.split("=", 1)
     keys = [k.strip() for k in left.split(",") if k.strip()]
     raw = [v.strip() for v in right.split(",") if v.strip()]
     if not keys or not raw:
-        raise DataError(f"--grid {text}: no key or no values.", fix="e.g. --grid lr=0.001,0.01")
+        raise ConfigError(f"--grid {text}: no key or no values.", fix="e.g. --grid lr=0.001,0.01")
     if len(keys) == 1:
         axis = Axis.of(keys[0], raw)
     else:
         rows = [v.split(":") for v in raw]
         bad = [v for v, r in zip(raw, rows) if len(r) != len(keys)]
         if bad:
-            raise DataError(f"--grid {text}: '{bad[0]}' does not give one value per key ({', '.join(keys)}).",
+            raise ConfigError(f"--grid {text}: '{bad[0]}' does not give one value per key ({', '.join(keys)}).",
                             fix="write linked values with ':', e.g. 1:8,1:1,8:1")
         axis = Axis.linked(keys, rows)
     if len(set(map(repr, axis.values))) != len(axis.values):
-        raise DataError(f"--grid {text} repeats a value.", fix="give each value once")
+        raise ConfigError(f"--grid {text} repeats a value.", fix="give each value once")
     return axis
 
 
@@ -296,7 +336,7 @@ def product(axes: list[Axis]) -> list[dict]:
     """Every combination of the axes' points, as {key: value} (one empty dict for no axes)."""
     keys = [k for a in axes for k in a.keys]
     if len(set(resolve(k).path for k in keys)) != len(keys):
-        raise DataError("Two grids set the same setting.", fix="give each setting one --grid")
+        raise ConfigError("Two grids set the same setting.", fix="give each setting one --grid")
     out = []
     for combo in itertools.product(*[a.points() for a in axes]):
         d: dict = {}
@@ -320,17 +360,17 @@ def label(settings: dict) -> str:
 def parse_seeds(text: str | None = None, repeat: int | None = None, start: int = 0) -> list[int]:
     """`--seeds 1,2,3` (a list) or `--seeds N` / `--repeat N` (N seeds from `start`)."""
     if text is not None and repeat is not None:
-        raise DataError("Give --seeds or --repeat, not both.")
+        raise ConfigError("Give --seeds or --repeat, not both.")
     if text is None and repeat is None:
         return [start]
     if repeat is not None or "," not in str(text):
         n = repeat if repeat is not None else _int(text, "--seeds")
         if not 1 <= n <= 100:
-            raise DataError(f"The number of seeds must be 1..100 (got {n}).", fix="e.g. --seeds 3")
+            raise ConfigError(f"The number of seeds must be 1..100 (got {n}).", fix="e.g. --seeds 3")
         return list(range(start, start + n))
     seeds = [_int(s, "--seeds") for s in str(text).split(",") if s.strip()]
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise DataError(f"--seeds {text}: seeds must be distinct whole numbers >= 0.", fix="e.g. --seeds 1,2,3")
+        raise ConfigError(f"--seeds {text}: seeds must be distinct whole numbers >= 0.", fix="e.g. --seeds 1,2,3")
     return seeds
 
 
@@ -338,9 +378,9 @@ def _int(text, flag: str) -> int:
     try:
         f = float(str(text).strip())
     except ValueError:
-        raise DataError(f"{flag} {text}: not a whole number.", fix="e.g. --seeds 3 or --seeds 1,2,3") from None
+        raise ConfigError(f"{flag} {text}: not a whole number.", fix="e.g. --seeds 3 or --seeds 1,2,3") from None
     if not f.is_integer():
-        raise DataError(f"{flag} {text}: not a whole number.", fix="e.g. --seeds 3 or --seeds 1,2,3")
+        raise ConfigError(f"{flag} {text}: not a whole number.", fix="e.g. --seeds 3 or --seeds 1,2,3")
     return int(f)
 
 
@@ -352,8 +392,7 @@ def ratio_axis(task_a: str, task_b: str, points: int = 7, span: float = 8.0) -> 
     """The weight ratio of two tasks on a log grid from 1:span to span:1 (`points` >= 3, odd so
     that 1:1 is on it): linked keys weights.A, weights.B, the smaller weight 1."""
     if points < 3:
-        raise DataError("A weight-ratio front needs at least 3 points.", fix="e.g. 7")
-    import numpy as np
+        raise ConfigError("A weight-ratio front needs at least 3 points.", fix="e.g. 7")
     rows = []
     for e in np.linspace(-1.0, 1.0, points):
         r = float(span ** e)  # weight of A over weight of B

@@ -7,12 +7,15 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..config import ARCH_LABELS
+from ..config import ARCH_LABELS, FORMAT_VERSION
 from .liveness import effective_status
 from .store import RunError, read_json
 
 FORMAT = "mtr-run"
-VERSION = 1
+# 2: config.json nests the chosen plugins' options (model.options, model.history_options,
+# weighting.{name, options}); a version-1 run's flat config.json is migrated when it is read
+# (mtrlib.config.migrate), so every run folder ever written still opens
+VERSION = FORMAT_VERSION
 STATUSES = ("running", "finished", "stopped", "diverged", "failed", "interrupted")
 
 

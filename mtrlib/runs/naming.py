@@ -6,7 +6,9 @@ import json
 import secrets
 import time
 
-from ..config import ARCHITECTURES, MODEL_KNOBS, TrainConfig
+import dataclasses
+
+from ..config import ARCHITECTURES, TrainConfig
 
 
 def model_summary(cfg: TrainConfig) -> str:
@@ -23,8 +25,8 @@ def model_summary(cfg: TrainConfig) -> str:
 def default_name(cfg: TrainConfig, task_names, when: float | None = None) -> str:
     """Readable default: 'MMoE 4x[64,32] · click,like · 14:05:12' (+ weighting when not fixed)."""
     parts = [model_summary(cfg), ",".join(task_names)]
-    if cfg.weighting != "fixed":
-        parts.append(cfg.weighting)
+    if cfg.weighting.name != "fixed":
+        parts.append(cfg.weighting.name)
     parts.append(time.strftime("%H:%M:%S", time.localtime(when if when is not None else time.time())))
     return " · ".join(parts)
 
@@ -38,10 +40,10 @@ def new_run_id(cfg: TrainConfig, when: float | None = None) -> str:
 def settings_of(cfg: TrainConfig) -> dict:
     """The settings a runs table compares (flat, JSON-able)."""
     m, d = cfg.model, cfg.data
-    knobs = {kf.name: (list(v) if isinstance(v := getattr(m, kf.name), list) else v) for kf in MODEL_KNOBS}
+    knobs = dataclasses.asdict(m.options) if m.options is not None else {}  # the chosen architecture's
     return {
         "arch": m.arch, "emb_dim": m.emb_dim, **knobs, "towers": list(m.towers), "dropout": m.dropout,
-        "text_features": m.text_features, "weighting": cfg.weighting, "weights": dict(cfg.weights),
+        "text_features": m.text_features, "weighting": cfg.weighting.name, "weights": dict(cfg.weights),
         "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size, "epochs": cfg.epochs, "seed": cfg.seed,
         "split": d.split, "negatives": d.negatives, "source": d.source, "use_features": d.use_features,
         "history": m.history, "history_encoder": m.history_encoder if m.history else None,

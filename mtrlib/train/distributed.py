@@ -411,10 +411,10 @@ def check_grad_space(cfg) -> None:
     """A gradient method on the shared representation (--grad-space rep) needs each process's own
     representations, which differ by rows: refused on several processes (the default space,
     every shared parameter, averages each task's gradient over the processes instead)."""
-    cls = WEIGHTINGS.get(cfg.weighting)
+    cls = WEIGHTINGS.get(cfg.weighting.name)
     if cfg.grad_space == "rep" and cls is not None and cls.needs_task_gradients:
         raise DistributedError(
-            f"The weighting method '{cfg.weighting}' ({cls.label}) cannot take its gradients on the shared "
+            f"The weighting method '{cfg.weighting.name}' ({cls.label}) cannot take its gradients on the shared "
             "representation (--grad-space rep) on several processes.",
             fix="leave out --grad-space rep (the default, every shared parameter, trains on several processes)",
             everywhere=True)
@@ -426,7 +426,7 @@ def start_for(cfg) -> Processes:
     errors (Python's warnings are theirs to drop)."""
     if not launched():
         return start(cfg.device)
-    check_weighting(cfg.weighting)
+    check_weighting(cfg.weighting.name)
     check_grad_space(cfg)
     procs = start(cfg.device)
     if not procs.main:

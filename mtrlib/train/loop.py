@@ -81,7 +81,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     model = (model or build(cfg, prep)).to(device)
     tr, va = prep.train.to(device), prep.val.to(device)
     model.fit_targets(tr.labels, tr.mask)
-    weighting = make_weighting(cfg.weighting, names, cfg.weights, lr=cfg.lr, **weighting_options(cfg)).to(device)
+    weighting = make_weighting(cfg.weighting.name, names, cfg.weights, lr=cfg.lr, **weighting_options(cfg)).to(device)
     opt = training_optimizer(cfg, model, weighting, device)  # lazy updates for big id tables (mtrlib.train.optim)
     procs = distributed.current()  # one process, or this one's place among several (torchrun)
     forward = procs.wrap(model, weighting, device)  # batch -> per-task losses (through DDP when several)
