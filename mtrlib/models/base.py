@@ -126,11 +126,6 @@ class MultiTaskModel(nn.Module):
             return None
         return self.input if getattr(self.input, "factorised", True) else None
 
-    def gradnorm_layer(self) -> list[nn.Parameter]:
-        """The parameters W where GradNorm compares per-task gradient norms: the last layer all
-        tasks share (an architecture that shares no layer gives each task's own last layer)."""
-        raise NotImplementedError
-
     # -- the common part -------------------------------------------------------------------------
     def forward(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
         """Raw outputs [B, T]: logits for binary tasks, standardised values for regression."""

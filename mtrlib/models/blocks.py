@@ -52,15 +52,6 @@ def mix(weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     return (weights.unsqueeze(-1) * experts).sum(0)
 
 
-def last_linear(module: nn.Module) -> nn.Linear | None:
-    """The last Linear layer inside a module: GradNorm's "last shared layer" W."""
-    found = None
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            found = m
-    return found
-
-
 class SideEmbedding(nn.Module):
     """Embeds one entity kind (users or items): id slot + categorical + multi-valued + numeric."""
 

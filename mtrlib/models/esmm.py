@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .base import Body, MultiTaskModel, PerTaskMLP
-from .blocks import last_linear, mlp, mlp_out_dim
+from .blocks import mlp, mlp_out_dim
 from .diagram import per_task_mlps, sizes
 
 
@@ -148,6 +148,3 @@ class ESMM(MultiTaskModel):
         chain = self._entire_space(raw)
         cols = [out[:, k] if (p < 0 or self.conditional[k]) else chain[k].exp() for k, p in enumerate(self.parent)]
         return torch.stack(cols, -1)
-
-    def gradnorm_layer(self):
-        return [p for net in self.nets for p in last_linear(net).parameters()]

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..registry import knob
 from .base import Body, MultiTaskModel, TASK_EMB, require_experts
-from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
+from .blocks import gate, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes
 
 EXPERT_LAYERS = dict(noun="expert layer", widget="sizes", flag="--experts", url="experts",
@@ -68,6 +68,3 @@ class MMoE(MultiTaskModel):
         gates = [gate(g(x)) for g in self.gates]  # T x [E, B]
         return Body(tower_inputs=[mix(g, e) for g in gates], shared=lambda: e.transpose(0, 1).flatten(1),
                     gates={n: g.t() for n, g in zip(self.task_names, gates)})
-
-    def gradnorm_layer(self):
-        return [p for ex in self.experts for p in last_linear(ex).parameters()]

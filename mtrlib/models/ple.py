@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import DataError
 from ..registry import knob
 from .base import Body, MultiTaskModel, TASK_EMB, require_experts
-from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
+from .blocks import gate, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes, specific_and_shared, specific_and_shared_width
 from .mmoe import EXPERT_LAYERS
 
@@ -132,8 +132,3 @@ class PLE(MultiTaskModel):
         z[:, t * s:(t + 1) * s] = gate[:, :s]
         z[:, T * s:] = gate[:, s:]
         return z
-
-    def gradnorm_layer(self):
-        last = self.levels[-1]
-        mods = list(last.shared) or [ex for group in last.specific for ex in group]
-        return [p for m in mods for p in last_linear(m).parameters()]

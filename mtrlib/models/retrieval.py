@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import knob
-from .blocks import InputLayer, last_linear, mlp, mlp_out_dim
+from .blocks import InputLayer, mlp, mlp_out_dim
 
 
 @dataclass
@@ -208,12 +208,6 @@ class WithRetrieval:
         super().fit_targets(labels.index_select(1, self._rank_cols.to(labels.device)),
                             mask.index_select(1, self._rank_cols.to(mask.device)))
         self._item_counts.zero_()
-
-    def gradnorm_layer(self):
-        """The architecture's layer, plus each retrieval tower's last layers (the retrieval loss
-        never reaches the architecture's layers: its own last layers are where its norm shows)."""
-        own = [p for tw in self.retrieval for side in (tw.user, tw.item) for p in last_linear(side).parameters()]
-        return list(super().gradnorm_layer()) + own
 
 
 _CLASSES: dict[type, type] = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..registry import knob
 from .base import Body, MultiTaskModel, SHARED_MLP, TASK_EMB
-from .blocks import last_linear, mlp, mlp_out_dim
+from .blocks import mlp, mlp_out_dim
 from .diagram import sizes
 
 
@@ -42,6 +42,3 @@ class SharedBottom(MultiTaskModel):
     def body(self, x):
         h = self.bottom(x)  # [B, shared[-1]]
         return Body(tower_inputs=[h] * len(self.tasks), shared=h)
-
-    def gradnorm_layer(self):
-        return list(last_linear(self.bottom).parameters())

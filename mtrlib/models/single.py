@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .base import Body, MultiTaskModel, PerTaskMLP
-from .blocks import InputLayer, last_linear, mlp, mlp_out_dim
+from .blocks import InputLayer, mlp, mlp_out_dim
 from .diagram import per_task_mlps, sizes
 
 
@@ -49,7 +49,3 @@ class SingleTask(MultiTaskModel):
         out = super().inspect(user, item, history)
         out["input"] = out["input"][0]
         return out
-
-    def gradnorm_layer(self):
-        # nothing is shared: each task's own last layer (task k's loss only reaches its own)
-        return [p for bot in self.bottoms for p in last_linear(bot).parameters()]

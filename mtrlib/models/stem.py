@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import DataError
 from ..registry import knob
 from .base import Body, MultiTaskModel, require_experts
-from .blocks import InputLayer, gate, last_linear, mix, mlp, mlp_out_dim
+from .blocks import InputLayer, gate, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes, specific_and_shared, specific_and_shared_width
 from .mmoe import EXPERT_LAYERS
 from .ple import SHARED_EXPERTS, SPECIFIC_EXPERTS
@@ -111,7 +111,3 @@ class STEM(MultiTaskModel):
         out = super().inspect(user, item, history)
         out["input"] = out["input"][0]  # the shared embeddings' row
         return out
-
-    def gradnorm_layer(self):
-        mods = list(self.shared) or [ex for group in self.specific for ex in group]
-        return [p for m in mods for p in last_linear(m).parameters()]
