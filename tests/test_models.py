@@ -304,6 +304,28 @@ def test_input_row_is_user_part_plus_item_part(prep, combine):
         assert torch.equal(xu + xi, inp(u, i))
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_score_parts_is_the_forward_pass_of_the_summed_rows(prep, arch):
+    # scoring's hook (issue 25): the ranking towers' raw outputs from the user and item parts of the
+    # input row, with the first layers factorised where the body allows it, equal the forward pass
+    m = model_for(prep, arch).eval()
+    assert m.scores_from_parts() is (arch not in ("single", "stem"))
+    if not m.scores_from_parts():
+        return
+    assert m.factorised_body  # every architecture with one input row reads it through InputLinear layers
+    inp, u, i = m.split_input(), torch.arange(5), torch.arange(7)
+    with torch.no_grad():
+        plain = m.ranking_forward(u.repeat_interleave(7), i.repeat(5))  # [35, T]
+        xu, xi = inp.user_part(u), inp.item_part(i)
+        torch.testing.assert_close(m.score_parts(xu, xi), plain, rtol=0, atol=1e-6)
+        pairs = (torch.tensor([4, 0, 2, 2]), torch.tensor([6, 1, 0, 3]))  # chosen pairs, a cache kept across calls
+        cache: dict = {}
+        for _ in range(2):
+            got = m.score_parts(xu, xi, cache, pairs)
+            torch.testing.assert_close(got, plain[pairs[0] * 7 + pairs[1]], rtol=0, atol=1e-6)
+        assert cache  # the first layers' sides were kept
+
+
 def test_split_input_is_none_where_the_input_is_not_one_row(prep):
     assert model_for(prep, "single").split_input() is None  # one stacked row per task
     assert model_for(prep, "stem").split_input() is None  # shared + one row per task, stacked

@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import DataError
 from ..data.tasks import TaskSpec
 from ..registry import knob, knob_fields
-from .blocks import InputLayer, Tower
+from .blocks import InputLayer, PairRows, Tower
 from .diagram import Canvas, sizes
 
 if TYPE_CHECKING:  # config builds ModelConfig from this package's registry
@@ -119,12 +119,30 @@ class MultiTaskModel(nn.Module):
 
     def split_input(self) -> InputLayer | None:
         """The input layer whose row `body` reads, so that a caller may feed the body
-        `user_part(u) + item_part(i)` in a factorised form (mtrlib.serve.scoring does); None where
-        `inputs` builds the body's input some other way (or a target-aware history block
+        `user_part(u) + item_part(i)` (`score_parts`; mtrlib.serve.scoring does); None where
+        `input_row` builds the body's input some other way (or a target-aware history block
         makes the row depend on the pair, or task-specific embeddings add rows of their own)."""
         if getattr(self, "task_inputs", None):
             return None
         return self.input if getattr(self.input, "factorised", True) else None
+
+    # -- scoring a user block x an item block ------------------------------------------------------
+    # True where `body` reads its input row only through InputLinear layers (blocks.mlp's first
+    # layer, gates): then `score_parts` hands it the rows factorised (blocks.PairRows) and every first
+    # layer costs O(users + items) instead of O(users x items). False: the rows are built first.
+    factorised_body = False
+
+    def scores_from_parts(self) -> bool:
+        """Whether scoring may call `score_parts` (the model has one input row to split);
+        otherwise it runs the forward pass over repeated (user, item) rows."""
+        return self.split_input() is not None
+
+    def score_parts(self, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None) -> torch.Tensor:
+        """Raw outputs of the ranking towers [len(xu) * len(xi), R] user-major (or [P, R] for
+        `pairs`) for the rows xu[u] + xi[i]: `split_input()`'s user_part and item_part."""
+        rows = PairRows(xu, xi, cache, pairs)
+        b = self.body(rows if self.factorised_body else rows.dense())
+        return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)  # [rows, R]
 
     # -- the common part -------------------------------------------------------------------------
     def forward(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:

@@ -51,6 +51,7 @@ class ESMM(MultiTaskModel):
     label = "ESMM"
     paper = "Ma et al., SIGIR 2018"
     order = 50
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
 
     Options = PerTaskMLP
 

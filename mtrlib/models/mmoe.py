@@ -13,7 +13,7 @@ from torch import nn
 
 from ..registry import knob
 from .base import Body, MultiTaskModel, TASK_EMB, require_experts
-from .blocks import gate, mix, mlp, mlp_out_dim
+from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes
 
 EXPERT_LAYERS = dict(noun="expert layer", widget="sizes", flag="--experts", url="experts",
@@ -25,6 +25,7 @@ class MMoE(MultiTaskModel):
     label = "MMoE"
     paper = "Ma et al., KDD 2018"
     order = 30
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
 
     @dataclass
     class Options:
@@ -57,7 +58,7 @@ class MMoE(MultiTaskModel):
         self.input = self.make_input(desc, tables)
         d_in = self.input.out_dim
         self.experts = nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(cfg.n_experts))
-        self.gates = nn.ModuleList(nn.Linear(d_in, cfg.n_experts) for _ in tasks)
+        self.gates = nn.ModuleList(InputLinear(d_in, cfg.n_experts) for _ in tasks)
         d = mlp_out_dim(d_in, cfg.experts)
         self.make_task_inputs(desc, tables)
         self.towers = self.make_towers([d] * len(tasks))

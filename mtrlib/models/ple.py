@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import DataError
 from ..registry import knob
 from .base import Body, MultiTaskModel, TASK_EMB, require_experts
-from .blocks import gate, mix, mlp, mlp_out_dim
+from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes, specific_and_shared, specific_and_shared_width
 from .mmoe import EXPERT_LAYERS
 
@@ -41,8 +41,8 @@ class _Level(nn.Module):
         self.specific = nn.ModuleList(
             nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(s)) for _ in range(n_tasks))
         self.shared = nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(h))
-        self.task_gates = nn.ModuleList(nn.Linear(d_in, s + h) for _ in range(n_tasks))
-        self.shared_gate = None if last else nn.Linear(d_in, n_tasks * s + h)
+        self.task_gates = nn.ModuleList(InputLinear(d_in, s + h) for _ in range(n_tasks))
+        self.shared_gate = None if last else InputLinear(d_in, n_tasks * s + h)
         self.out_dim = mlp_out_dim(d_in, cfg.experts)
 
     def forward(self, task_x: list[torch.Tensor], shared_x: torch.Tensor):
@@ -69,6 +69,7 @@ class PLE(MultiTaskModel):
     label = "PLE / CGC"
     paper = "Tang et al., RecSys 2020"
     order = 40
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
 
     @dataclass
     class Options:

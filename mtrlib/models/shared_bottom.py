@@ -18,6 +18,7 @@ class SharedBottom(MultiTaskModel):
     label = "Shared-Bottom"
     paper = "Caruana, Multitask Learning, Machine Learning 1997"
     order = 20
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
 
     @dataclass
     class Options:
