@@ -272,7 +272,8 @@ def check_history_settings(m, task_names: list[str] | None = None) -> list[str]:
     if task_names is not None and m.history_task is not None and m.history_task not in task_names:
         raise DataError(f"The history task '{m.history_task}' is not one of the tasks.",
                         fix=f"tasks are: {', '.join(task_names)} (or leave --history-task out for every interaction)")
-    return HISTORY_ENCODERS[m.history_encoder].check(m)
+    enc = HISTORY_ENCODERS[m.history_encoder]
+    return enc.check(options_of(enc, m, _HISTORY_PREFIX), m)
 
 
 def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]:
@@ -302,7 +303,7 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
                             fix="remove the layer or give it a positive width")
         if any(s > 4096 for s in sizes):
             raise DataError(f"A {label} of width {max(sizes)} is too wide for this tool.", fix="use at most 4096")
-    warn += arch_class(m).check(m)
+    warn += arch_class(m).check(model_options(m), m)
     warn += check_history_settings(m, task_names)
     if not 1 <= m.emb_dim <= 512:
         raise DataError(f"Embedding dimension must be 1..512 (got {m.emb_dim}).", fix="e.g. 16")

@@ -101,16 +101,18 @@ class WithRetrieval:
     task list; `self.tasks` / `self.task_names` stay the ranking tasks the architecture was built
     on, and `output_tasks` / `retrieval_tasks` name every column / the retrieval ones."""
 
-    def __init__(self, cfg, desc, tables, tasks):
+    def __init__(self, cfg, desc, tables, tasks, options=None, retrieval: RetrievalOptions | None = None):
+        """`options`: the architecture's; `retrieval`: the towers' (RetrievalOptions)."""
         tasks = list(tasks)
-        super().__init__(cfg, desc, tables, [t for t in tasks if not t.is_retrieval])
+        super().__init__(cfg, desc, tables, [t for t in tasks if not t.is_retrieval], options)
+        r = retrieval if retrieval is not None else RetrievalOptions()
         self._outputs = tasks
         self._retrieval = [t for t in tasks if t.is_retrieval]
         if self.shared_input_layer() is None:  # the architecture shares no input layer
             self.retrieval_input = self.make_input(desc, tables)
-        self.retrieval = nn.ModuleList(TwoTower(self.retrieval_layer(), cfg.retrieval_dim, cfg.retrieval_layers,
+        self.retrieval = nn.ModuleList(TwoTower(self.retrieval_layer(), r.retrieval_dim, r.retrieval_layers,
                                                 cfg.dropout) for _ in self._retrieval)
-        self.temperature = float(cfg.retrieval_temperature)
+        self.temperature = float(r.retrieval_temperature)
         names = [t.name for t in tasks]
         ranked = [k for k, t in enumerate(tasks) if not t.is_retrieval]
         retr = [k for k, t in enumerate(tasks) if t.is_retrieval]
