@@ -335,6 +335,27 @@ def test_split_input_is_none_where_the_input_is_not_one_row(prep):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_each_architecture_is_a_description_and_a_network_reading_only_its_options(prep, arch):
+    # issue 25: ARCHITECTURES maps to the description; its `Model` is the nn.Module, which reads its
+    # own knobs from the typed options it is given, never from the flat ModelConfig fields
+    from mtrlib.models import ARCHITECTURES, Architecture, MultiTaskModel
+    from mtrlib.registry import options_of
+    spec = ARCHITECTURES[arch]
+    assert issubclass(spec, Architecture) and issubclass(spec.Model, MultiTaskModel) and spec.arch == arch
+    m = ModelConfig(arch=arch)
+    opts = options_of(spec, m)
+    assert isinstance(opts, spec.Options) and spec.check(opts, m) == [] and spec.summary(opts, m).startswith(spec.label[:3])
+    changed = dataclasses.replace(opts, **{f.name: [8] if isinstance(getattr(opts, f.name), list) else getattr(opts, f.name)
+                                           for f in dataclasses.fields(opts)})  # every layer list -> [8]
+    net = spec.Model(m, prep.space.describe(), prep.space.tensors(), prep.tasks, changed)
+    assert net.options is changed and net.arch == arch
+    widths = {mod.out_features for name, mod in net.named_modules()
+              if isinstance(mod, torch.nn.Linear) and "towers" not in name and "gate" not in name}
+    assert widths == {8}  # the options' layers, not ModelConfig's [64, 32]
+    assert net.expert_names == spec.expert_names(changed, net.task_names)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_model_config_defaults_validate(arch):
     from mtrlib.config import validate
     validate(dataclasses.replace(TrainConfig(), model=ModelConfig(arch=arch)))

@@ -216,8 +216,8 @@ _CLASSES: dict[type, type] = {}
 
 
 def with_retrieval(cls: type) -> type:
-    """`cls` with retrieval towers (one class per architecture, made once). Not registered: its
-    `arch` is the architecture's own, and isinstance(model, cls) still holds."""
+    """The network class `cls` with retrieval towers (one class per network, made once): its
+    `spec` (and so `arch`) is the architecture's own, and isinstance(model, cls) still holds."""
     if cls not in _CLASSES:
         _CLASSES[cls] = type(cls.__name__, (WithRetrieval, cls), {"__module__": cls.__module__,
                                                                    "__qualname__": cls.__qualname__ + "+retrieval"})

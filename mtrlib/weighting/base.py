@@ -51,9 +51,8 @@ class StepContext:
     def losses_again(self) -> torch.Tensor:
         """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
         with torch.no_grad():
-            from ..train.steps import forward
-            b = self.batch
-            out = forward(self.model, b.user, b.item, getattr(b, "history", None))
+            b, h = self.batch, getattr(self.batch, "history", None)  # history passed only when there is one
+            out = self.model(b.user, b.item) if h is None else self.model(b.user, b.item, history=h)
             return self.mean(self.model.task_losses(out, b.labels, b.mask))  # every process's mean
 
 
