@@ -428,7 +428,8 @@ def check_history_settings(m, task_names: list[str] | None = None) -> list[str]:
     if task_names is not None and m.history_task is not None and m.history_task not in task_names:
         raise ConfigError(f"The history task '{m.history_task}' is not one of the tasks.",
                           fix=f"tasks are: {', '.join(task_names)} (or leave --history-task out for every interaction)")
-    return HISTORY_ENCODERS[m.history_encoder].check(m)
+    enc = HISTORY_ENCODERS[m.history_encoder]
+    return enc.check(options_of(enc, m, _HISTORY_PREFIX), m)
 
 
 def _check_sizes(kf: KnobField, sizes) -> None:
@@ -466,7 +467,7 @@ def validate(cfg: TrainConfig, task_names: list[str] | None = None) -> list[str]
         for valid, message, fix in kf.knob.rules:
             if not valid(value):
                 raise ConfigError(message.format(v=value), fix=fix or None)
-    warn: list[str] = list(arch_class(m).check(m))
+    warn: list[str] = list(arch_class(m).check(model_options(m), m))
     warn += check_history_settings(m, task_names)
     if m.text_features and m.text_combine == "sum" and m.text_dim != m.emb_dim:
         m.text_dim = m.emb_dim  # sum needs equal widths; say nothing surprising happens

@@ -296,6 +296,55 @@ def test_shared_parameters_are_found_for_every_architecture(tiny_prepared):
     assert group_of(model, "input.item.id.weight") == "embeddings"
 
 
+def _layer(*modules: str) -> list[str]:
+    return [f"{m}.{w}" for m in modules for w in ("weight", "bias")]
+
+
+RETRIEVAL_TASKS = ["click=click", "like=like|click", "r=retrieval:click"]
+# what each architecture's own `gradnorm_layer()` returned before GradNorm found W from the probe
+# (issue 25): the last Linear of the shared MLP / each shared expert / each task's own MLP, plus a
+# retrieval task's two towers' last layers
+TODAYS_GRADNORM_LAYER = {
+    ("single", ""): _layer("bottoms.0.2", "bottoms.1.2", "bottoms.2.2"),
+    ("shared-bottom", ""): _layer("bottom.2"),
+    ("shared-bottom", "dropout=0.1"): _layer("bottom.3"),  # Linear, ReLU, Dropout, Linear
+    ("mmoe", ""): _layer(*(f"experts.{k}.2" for k in range(4))),
+    ("mmoe", "task_emb=8"): _layer(*(f"experts.{k}.2" for k in range(4))),
+    ("ple", ""): _layer("levels.0.shared.0.2", "levels.0.shared.1.2"),
+    ("ple", "levels=2"): _layer("levels.1.shared.0.2", "levels.1.shared.1.2"),
+    ("ple", "shared_experts=0"): _layer("levels.0.specific.0.0.2", "levels.0.specific.1.0.2", "levels.0.specific.2.0.2"),
+    ("stem", ""): _layer("shared.0.2", "shared.1.2"),
+    ("esmm", ""): _layer("nets.0.2", "nets.1.2", "nets.2.2"),  # like's loss chains through click's tower: not W
+    ("shared-bottom", "retrieval"): _layer("bottom.2", "retrieval.0.user.1", "retrieval.0.item.1"),
+    ("single", "retrieval"): _layer("bottoms.0.2", "bottoms.1.2", "retrieval.0.user.1", "retrieval.0.item.1"),
+    ("mmoe", "retrieval"): _layer(*(f"experts.{k}.2" for k in range(4)), "retrieval.0.user.1", "retrieval.0.item.1"),
+}
+
+
+@pytest.mark.parametrize("arch,variant", list(TODAYS_GRADNORM_LAYER), ids=lambda v: v or "default")
+def test_gradnorm_layer_from_the_probe_is_each_architectures_own_choice(arch, variant):
+    """GradNorm's W (SharedParameters.last_layer) is what each architecture declared before."""
+    if variant == "retrieval":
+        cfg = tiny_cfg(arch, data={"tasks": RETRIEVAL_TASKS})
+    else:
+        key, _, value = variant.partition("=")
+        cfg = tiny_cfg(arch, model={key: float(value) if "." in value else int(value)} if key else None)
+    prep = tiny_prep(cfg)
+    model = build(cfg, prep)
+    s = SharedParameters.find(model, prep.train)
+    assert sorted(s.last_layer_names) == sorted(TODAYS_GRADNORM_LAYER[arch, variant])
+    named = dict(model.named_parameters())
+    assert [id(p) for p in s.last_layer] == [id(named[n]) for n in s.last_layer_names]
+
+
+def test_gradnorm_trains_on_the_probed_layer(tiny_prepared):
+    """The trainer probes the model for a method that asks (`needs_shared_layer`) and hands GradNorm
+    that layer: its weights move away from 1 (they would stay at 1 with no layer)."""
+    res = train(tiny_cfg("mmoe", weighting="gradnorm", epochs=1), tiny_prepared)
+    weights = [v for k, v in res.history.steps[-1].items() if k.startswith("weight/")]
+    assert len(weights) == 3 and any(abs(w - 1.0) > 1e-4 for w in weights)
+
+
 def test_summary_is_over_the_last_epoch():
     rows = [{"epoch": 0.5, "grad_cos/a~b": 0.5}, {"epoch": 1.0, "grad_cos/a~b": 0.3},
             {"epoch": 1.5, "grad_cos/a~b": -0.2, "grad_cos/experts/a~b": -0.4, "grad_norm/a": 1.2},

@@ -253,7 +253,7 @@ def test_training_without_a_history_is_refused_and_scoring_uses_the_latest(tiny_
             latest = model(u, i)
             explicit = model(u, i, history=model.input.latest(u))
         assert torch.equal(latest, explicit)
-        assert (model.split_input() is None) == HISTORY_ENCODERS[enc].target_aware
+        assert (model.split_input() is None) == HISTORY_ENCODERS[enc].Model.target_aware
         users = np.arange(5)
         fast = score_matrix(model, users)  # factorised where the encoder allows it
         plain = score_matrix(model, users, factorised=False)

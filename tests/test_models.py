@@ -304,12 +304,55 @@ def test_input_row_is_user_part_plus_item_part(prep, combine):
         assert torch.equal(xu + xi, inp(u, i))
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_score_parts_is_the_forward_pass_of_the_summed_rows(prep, arch):
+    # scoring's hook (issue 25): the ranking towers' raw outputs from the user and item parts of the
+    # input row, with the first layers factorised where the body allows it, equal the forward pass
+    m = model_for(prep, arch).eval()
+    assert m.scores_from_parts() is (arch not in ("single", "stem"))
+    if not m.scores_from_parts():
+        return
+    assert m.factorised_body  # every architecture with one input row reads it through InputLinear layers
+    inp, u, i = m.split_input(), torch.arange(5), torch.arange(7)
+    with torch.no_grad():
+        plain = m.ranking_forward(u.repeat_interleave(7), i.repeat(5))  # [35, T]
+        xu, xi = inp.user_part(u), inp.item_part(i)
+        torch.testing.assert_close(m.score_parts(xu, xi), plain, rtol=0, atol=1e-6)
+        pairs = (torch.tensor([4, 0, 2, 2]), torch.tensor([6, 1, 0, 3]))  # chosen pairs, a cache kept across calls
+        cache: dict = {}
+        for _ in range(2):
+            got = m.score_parts(xu, xi, cache, pairs)
+            torch.testing.assert_close(got, plain[pairs[0] * 7 + pairs[1]], rtol=0, atol=1e-6)
+        assert cache  # the first layers' sides were kept
+
+
 def test_split_input_is_none_where_the_input_is_not_one_row(prep):
     assert model_for(prep, "single").split_input() is None  # one stacked row per task
     assert model_for(prep, "stem").split_input() is None  # shared + one row per task, stacked
     for arch in ("shared-bottom", "mmoe", "ple", "esmm"):
         m = model_for(prep, arch)
         assert m.split_input() is m.input
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_architecture_is_a_description_and_a_network_reading_only_its_options(prep, arch):
+    # issue 25: ARCHITECTURES maps to the description; its `Model` is the nn.Module, which reads its
+    # own knobs from the typed options it is given, never from the flat ModelConfig fields
+    from mtrlib.models import ARCHITECTURES, Architecture, MultiTaskModel
+    from mtrlib.registry import options_of
+    spec = ARCHITECTURES[arch]
+    assert issubclass(spec, Architecture) and issubclass(spec.Model, MultiTaskModel) and spec.arch == arch
+    m = ModelConfig(arch=arch)
+    opts = options_of(spec, m)
+    assert isinstance(opts, spec.Options) and spec.check(opts, m) == [] and spec.summary(opts, m).startswith(spec.label[:3])
+    changed = dataclasses.replace(opts, **{f.name: [8] if isinstance(getattr(opts, f.name), list) else getattr(opts, f.name)
+                                           for f in dataclasses.fields(opts)})  # every layer list -> [8]
+    net = spec.Model(m, prep.space.describe(), prep.space.tensors(), prep.tasks, changed)
+    assert net.options is changed and net.arch == arch
+    widths = {mod.out_features for name, mod in net.named_modules()
+              if isinstance(mod, torch.nn.Linear) and "towers" not in name and "gate" not in name}
+    assert widths == {8}  # the options' layers, not ModelConfig's [64, 32]
+    assert net.expert_names == spec.expert_names(changed, net.task_names)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

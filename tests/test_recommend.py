@@ -208,7 +208,7 @@ def test_fast_pair_scoring_equals_the_plain_forward_pass(world_run, arch):
     with torch.inference_mode():
         torch.testing.assert_close(blocked, model.predict(plain).view(7, run.n_items, -1), rtol=1e-4, atol=1e-5)
     expected_fast = arch not in ("single", "stem")  # one input row per task (+ STEM's shared one), stacked: the plain path
-    assert model.__dict__.get("_mtr_pair_fast") is expected_fast
+    assert model.scores_from_parts() is expected_fast
 
 
 def test_run_scores_come_from_the_model_level_score_matrix(world_run):

@@ -180,7 +180,7 @@ def test_scoring_paths_agree_with_the_plain_forward_pass(world):
         plain = m.predict(m(torch.arange(6).repeat_interleave(m.n_items), torch.arange(m.n_items).repeat(6)))
     plain = plain.view(6, m.n_items, -1)
     fast = torch.cat([p for _, _, p in iter_scores(m, users, block_pairs=53)])
-    assert m.__dict__["_mtr_pair_fast"] is True
+    assert m.scores_from_parts() is True
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
     cand = np.stack([np.random.default_rng(u).choice(m.n_items, 9, replace=False) for u in users])
     got = score_candidates(m, users, cand, block_pairs=7)

@@ -1,28 +1,31 @@
 """Multi-task architectures: one small file each, found by discovery.
 
-Every module here that defines a `MultiTaskModel` subclass with its own `arch` is registered
-in `ARCHITECTURES` (ordered by the class's `order`); `build_model` picks one by name. To add an
-architecture, add a file: see docs/ARCHITECTURE.md.
+Every module here that defines an `Architecture` subclass (the description) with its own `arch`
+is registered in `ARCHITECTURES` (ordered by the class's `order`); its `Model` is the network
+(a `MultiTaskModel`), which `build_model` builds with the architecture's typed options. To add
+an architecture, add a file: see docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
 import torch
 
-from ..registry import discover
-from .base import Body, MultiTaskModel
-from .retrieval import with_retrieval
+from ..registry import discover, options_of
+from .base import Architecture, Body, MultiTaskModel
+from .retrieval import Retrieval, with_retrieval
 
-ARCHITECTURES: dict[str, type[MultiTaskModel]] = discover(__name__, MultiTaskModel, "arch")
+ARCHITECTURES: dict[str, type[Architecture]] = discover(__name__, Architecture, "arch")
 MODELS = ARCHITECTURES  # the name used before the registry
 
 
 def build_model(cfg, desc: dict, tables: dict[str, torch.Tensor], tasks) -> MultiTaskModel:
-    """desc/tables come from FeatureSpace.describe() / FeatureSpace.tensors(). With a retrieval
-    task, the architecture gets its two towers (mtrlib.models.retrieval)."""
-    cls = ARCHITECTURES[cfg.arch]
+    """desc/tables come from FeatureSpace.describe() / FeatureSpace.tensors(); `cfg` is the
+    ModelConfig. The network gets its architecture's options (`options_of`); with a retrieval
+    task, it also gets its two towers and their options (mtrlib.models.retrieval)."""
+    spec = ARCHITECTURES[cfg.arch]
     if any(t.is_retrieval for t in tasks):
-        cls = with_retrieval(cls)
-    return cls(cfg, desc, tables, tasks)
+        return with_retrieval(spec.Model)(cfg, desc, tables, tasks, options_of(spec, cfg),
+                                          retrieval=options_of(Retrieval, cfg))
+    return spec.Model(cfg, desc, tables, tasks, options_of(spec, cfg))
 
 
-__all__ = ["ARCHITECTURES", "MODELS", "build_model", "MultiTaskModel", "Body"]
+__all__ = ["ARCHITECTURES", "MODELS", "build_model", "Architecture", "MultiTaskModel", "Body"]

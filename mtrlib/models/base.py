@@ -1,9 +1,15 @@
 """The interface every architecture implements, and the parts they all share.
 
-An architecture only writes `body(x)`: from the input row to each task's tower input (plus the
-shared representation and gate weights, for the dashboard). Losses, predictions, target
-scaling and the embedding accessors live here, so the trainer never special-cases a model; a
-model with its own objective (ESMM) overrides `task_losses` / `predict`.
+An architecture file holds two classes:
+
+- the network, a `MultiTaskModel` (nn.Module): it only writes `body(x)`, from the input row to
+  each task's tower input (plus the shared representation and gate weights, for the dashboard),
+  reading its own knobs from `self.options` (its typed Options). Losses, predictions, target
+  scaling, the embedding accessors and the scoring hook live here, so the trainer never
+  special-cases a model; a model with its own objective (ESMM) overrides `task_losses` / `predict`;
+- its description, an `Architecture`: registry key, label, paper, `Options`, rules (`check`),
+  run-name summary, diagram, and the names of its experts. Lists, the CLI, URLs, validation, run
+  names and the pages read it; `Model` is the network class.
 """
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from torch import nn
 from ..errors import DataError
 from ..data.tasks import TaskSpec
 from ..registry import knob, knob_fields
-from .blocks import InputLayer, Tower
+from .blocks import InputLayer, PairRows, Tower
 from .diagram import Canvas, sizes
+from .history._block import HistoryInput
 
 if TYPE_CHECKING:  # config builds ModelConfig from this package's registry
     from ..config import ModelConfig
@@ -36,43 +43,18 @@ class Body:
 
 
 class MultiTaskModel(nn.Module):
-    """Base of every architecture. A subclass in its own module of this package that sets
-    `arch` is registered by discovery (`mtrlib.models.ARCHITECTURES`); it describes itself:"""
-    arch = "base"  # registry key: --model, the URL's arch=, config.json's model.arch
-    label = ""  # how lists, titles and run names show it
-    paper = ""  # the paper it comes from
-    order = 100  # position in lists
-    Options = None  # dataclass of this architecture's own knobs, declared with mtrlib.registry.knob
+    """Base of every architecture's network (its description: `Architecture`, `spec` here).
 
-    # -- what an architecture says about itself ----------------------------------------------------
-    @classmethod
-    def check(cls, cfg: "ModelConfig") -> list[str]:
-        """Rules across its knobs, applied when it is the chosen architecture: raise DataError
-        with the fix, or return warnings. By default every layer-sizes knob needs a layer."""
-        for kf in knob_fields(cls.Options):
-            if kf.knob.widget == "sizes":
-                require_layers(getattr(cfg, kf.name), cls.label, kf.knob.name_in_text)
-        return []
+    `cfg` is the ModelConfig, read for the settings every architecture shares (emb_dim, towers,
+    dropout, text, history); `options` the architecture's own knobs (an instance of
+    `spec.Options`, from `mtrlib.registry.options_of`), kept as `self.options`."""
+    spec: type["Architecture"]  # set by the Architecture whose `Model` this is
 
-    @classmethod
-    def summary(cls, cfg: "ModelConfig") -> str:
-        """Short description for run names and tables, e.g. 'Shared-Bottom [64,32]'."""
-        first = next((kf for kf in knob_fields(cls.Options) if kf.knob.widget == "sizes"), None)
-        return f"{cls.label} {sizes(getattr(cfg, first.name))}" if first else cls.label
-
-    @classmethod
-    def diagram_width(cls, cfg: "ModelConfig", tasks: list[str]) -> int:
-        return max(len(tasks), 3)
-
-    @classmethod
-    def draw(cls, c: Canvas, cfg: "ModelConfig") -> None:
-        """Draw what lies between the embeddings and the towers (see mtrlib.models.diagram)."""
-        for x in c.task_x:
-            c.arrow(c.from_input(x), c.to_tower(x))
-
-    def __init__(self, cfg: ModelConfig, desc: dict, tables: dict[str, torch.Tensor], tasks: list[TaskSpec]):
+    def __init__(self, cfg: ModelConfig, desc: dict, tables: dict[str, torch.Tensor], tasks: list[TaskSpec],
+                 options=None):
         super().__init__()
         self.cfg = cfg
+        self.options = options if options is not None else self.spec.default_options()
         self.tasks = list(tasks)
         self.task_names = [t.name for t in tasks]
         self.register_buffer("is_binary", torch.tensor([t.is_binary for t in tasks], dtype=torch.bool))
@@ -80,13 +62,17 @@ class MultiTaskModel(nn.Module):
         # regression targets are standardised with training statistics (set by fit_targets)
         self.register_buffer("target_mean", torch.zeros(len(tasks)))
         self.register_buffer("target_std", torch.ones(len(tasks)))
-        self.expert_names: list[str] = []
+        self.expert_names: list[str] = self.spec.expert_names(self.options, self.task_names)
+
+    @property
+    def arch(self) -> str:
+        """The registry key of this network's architecture (config.json's model.arch)."""
+        return self.spec.arch
 
     # -- what an architecture provides --------------------------------------------------------
     def make_input(self, desc, tables) -> InputLayer:
         c = self.cfg
         if getattr(c, "history", 0):  # the user's past items join the input (mtrlib.models.history)
-            from .history._block import HistoryInput
             return HistoryInput(desc, tables, c)
         return InputLayer(desc, tables, c.emb_dim, c.text_features, c.text_dim, c.text_combine)
 
@@ -97,7 +83,7 @@ class MultiTaskModel(nn.Module):
         """Task-specific embeddings (the `task_emb` knob, after STEM, Su et al. AAAI 2024): each
         task gets its own input layer of that width, read by its tower only, beside what the
         architecture shares. Call before `make_towers`; a width of 0 adds nothing."""
-        width = int(getattr(self.cfg, "task_emb", 0) or 0)
+        width = int(getattr(self.options, "task_emb", 0) or 0)
         if width:
             c = self.cfg
             self.task_inputs = nn.ModuleList(InputLayer(desc, tables, width, c.text_features, width, "sum")
@@ -119,17 +105,30 @@ class MultiTaskModel(nn.Module):
 
     def split_input(self) -> InputLayer | None:
         """The input layer whose row `body` reads, so that a caller may feed the body
-        `user_part(u) + item_part(i)` in a factorised form (mtrlib.serve.scoring does); None where
-        `inputs` builds the body's input some other way (or a target-aware history block
+        `user_part(u) + item_part(i)` (`score_parts`; mtrlib.serve.scoring does); None where
+        `input_row` builds the body's input some other way (or a target-aware history block
         makes the row depend on the pair, or task-specific embeddings add rows of their own)."""
         if getattr(self, "task_inputs", None):
             return None
         return self.input if getattr(self.input, "factorised", True) else None
 
-    def gradnorm_layer(self) -> list[nn.Parameter]:
-        """The parameters W where GradNorm compares per-task gradient norms: the last layer all
-        tasks share (an architecture that shares no layer gives each task's own last layer)."""
-        raise NotImplementedError
+    # -- scoring a user block x an item block ------------------------------------------------------
+    # True where `body` reads its input row only through InputLinear layers (blocks.mlp's first
+    # layer, gates): then `score_parts` hands it the rows factorised (blocks.PairRows) and every first
+    # layer costs O(users + items) instead of O(users x items). False: the rows are built first.
+    factorised_body = False
+
+    def scores_from_parts(self) -> bool:
+        """Whether scoring may call `score_parts` (the model has one input row to split);
+        otherwise it runs the forward pass over repeated (user, item) rows."""
+        return self.split_input() is not None
+
+    def score_parts(self, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None) -> torch.Tensor:
+        """Raw outputs of the ranking towers [len(xu) * len(xi), R] user-major (or [P, R] for
+        `pairs`) for the rows xu[u] + xi[i]: `split_input()`'s user_part and item_part."""
+        rows = PairRows(xu, xi, cache, pairs)
+        b = self.body(rows if self.factorised_body else rows.dense())
+        return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)  # [rows, R]
 
     # -- the common part -------------------------------------------------------------------------
     def forward(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
@@ -208,12 +207,8 @@ class MultiTaskModel(nn.Module):
         for name, h in zip(self.task_names, b.tower_inputs):
             out[f"task:{name}"] = h
         for name, g in b.gates.items():
-            out[f"gate:{name}"] = self.gate_layout(name, g)
+            out[f"gate:{name}"] = self.spec.gate_layout(self.options, self.task_names, name, g)
         return out
-
-    def gate_layout(self, task: str, gate: torch.Tensor) -> torch.Tensor:
-        """A task's gate weights [B, n] laid out on `expert_names` (PLE overrides: its gates are partial)."""
-        return gate
 
     @torch.no_grad()
     def item_embeddings(self, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -256,6 +251,63 @@ class MultiTaskModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class Architecture:
+    """An architecture's description, beside its network in the same file. A subclass in its own
+    module of this package that sets `arch` is registered by discovery
+    (`mtrlib.models.ARCHITECTURES`). Each method takes the architecture's options `opts` (an
+    instance of `Options`) and the ModelConfig `m` (the settings all architectures share)."""
+    arch = "base"  # registry key: --model, the URL's arch=, config.json's model.arch
+    label = ""  # how lists, titles and run names show it
+    paper = ""  # the paper it comes from
+    order = 100  # position in lists
+    Options = None  # dataclass of this architecture's own knobs, declared with mtrlib.registry.knob
+    Model: type[MultiTaskModel] = MultiTaskModel  # the network
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "Model" in cls.__dict__:
+            cls.Model.spec = cls  # the network finds its description (defaults, expert names)
+
+    @classmethod
+    def default_options(cls):
+        return cls.Options() if cls.Options is not None else None
+
+    @classmethod
+    def check(cls, opts, m: "ModelConfig") -> list[str]:
+        """Rules across its knobs, applied when it is the chosen architecture: raise DataError
+        with the fix, or return warnings. By default every layer-sizes knob needs a layer."""
+        for kf in knob_fields(cls.Options):
+            if kf.knob.widget == "sizes":
+                require_layers(getattr(opts, kf.name), cls.label, kf.knob.name_in_text)
+        return []
+
+    @classmethod
+    def summary(cls, opts, m: "ModelConfig") -> str:
+        """Short description for run names and tables, e.g. 'Shared-Bottom [64,32]'."""
+        first = next((kf for kf in knob_fields(cls.Options) if kf.knob.widget == "sizes"), None)
+        return f"{cls.label} {sizes(getattr(opts, first.name))}" if first else cls.label
+
+    @classmethod
+    def diagram_width(cls, opts, m: "ModelConfig", tasks: list[str]) -> int:
+        return max(len(tasks), 3)
+
+    @classmethod
+    def draw(cls, c: Canvas, opts, m: "ModelConfig") -> None:
+        """Draw what lies between the embeddings and the towers (see mtrlib.models.diagram)."""
+        for x in c.task_x:
+            c.arrow(c.from_input(x), c.to_tower(x))
+
+    @classmethod
+    def expert_names(cls, opts, tasks: list[str]) -> list[str]:
+        """The experts the gates mix, as the dashboard names them (none: no gates)."""
+        return []
+
+    @classmethod
+    def gate_layout(cls, opts, tasks: list[str], task: str, gate: torch.Tensor) -> torch.Tensor:
+        """A task's gate weights [B, n] laid out on `expert_names` (PLE's gates are partial)."""
+        return gate
 
 
 def require_layers(layers: list[int], label: str, what: str = "shared layer", fix: str = "add a layer, e.g. 64") -> None:

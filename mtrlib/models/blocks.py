@@ -2,6 +2,11 @@
 
 The input layer owns the side-feature tables as buffers (saved with the weights), so a model
 needs only (user row, item row) per example and can score every item of the catalogue.
+
+Scoring every user x every item (mtrlib.serve.scoring) hands a body its input rows factorised,
+x(u, i) = user_part(u) + item_part(i) (`PairRows`): a first layer that reads them
+(`InputLinear`, the first layer of every `mlp`) computes W x + b = (W xu)[u] + (W xi + b)[i],
+once per user and once per item instead of once per pair.
 """
 from __future__ import annotations
 
@@ -9,11 +14,65 @@ import torch
 from torch import nn
 
 
+class PairRows:
+    """The input rows of every (user, item) pair of a user block x an item block, kept factorised:
+    x(u, i) = xu[u] + xi[i] (the user's and the item's columns are disjoint: InputLayer.user_part
+    / item_part). With `pairs` = (user index, item index) [P] each, the rows are those P pairs
+    instead of the whole cross product (a cascade ranks each user's own candidates). `cache`
+    keeps each first layer's item side (and, for `pairs`, its user side) across the blocks that
+    share them. Only `InputLinear` reads it; anything else asks for `dense()`."""
+
+    def __init__(self, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None):
+        self.xu, self.xi, self.cache, self.pairs = xu, xi, cache, pairs
+
+    def dense(self) -> torch.Tensor:
+        """[U * I, d] user-major (or [P, d]): the rows themselves."""
+        if self.pairs is not None:
+            return gather_add(self.xu, self.xi, self.pairs)
+        return (self.xu[:, None, :] + self.xi[None, :, :]).reshape(-1, self.xu.shape[1])
+
+    def _side(self, side: str, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """x_side W^T (+ b on the item side), from the cache when it holds it."""
+        cached = self.cache is not None and (side == "i" or self.pairs is not None)
+        key = (side, id(weight), id(bias))
+        c = self.cache.get(key) if cached else None
+        if c is None:
+            c = (self.xi if side == "i" else self.xu) @ weight.T  # [n_side, out]
+            if side == "i" and bias is not None:
+                c = c + bias
+            if cached:
+                self.cache[key] = c
+        return c
+
+    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """W x + b for every row: [U * I, out] (or [P, out])."""
+        a, c = self._side("u", weight, bias), self._side("i", weight, bias)
+        if self.pairs is not None:
+            return gather_add(a, c, self.pairs)
+        return (a[:, None, :] + c[None, :, :]).reshape(-1, weight.shape[0])
+
+
+def gather_add(a: torch.Tensor, c: torch.Tensor, pairs) -> torch.Tensor:
+    """a[pairs[0]] + c[pairs[1]]: index_select and an in-place add, several times faster on CPU
+    than advanced indexing (measured 0.6 vs 6 ms for 8,192 x 64)."""
+    return torch.index_select(c, 0, pairs[1]).add_(torch.index_select(a, 0, pairs[0]))
+
+
+class InputLinear(nn.Linear):
+    """A Linear layer that reads the input row: a tensor, or `PairRows` when scoring (then W x + b
+    is computed per user and per item). The weights' names are nn.Linear's."""
+
+    def forward(self, x):
+        if isinstance(x, PairRows):
+            return x.linear(self.weight, self.bias)
+        return super().forward(x)
+
+
 def mlp(in_dim: int, sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
-    """Linear -> ReLU (-> Dropout) per layer."""
+    """Linear -> ReLU (-> Dropout) per layer; the first layer reads `PairRows` too (InputLinear)."""
     layers: list[nn.Module] = []
-    for out in sizes:
-        layers += [nn.Linear(in_dim, out), nn.ReLU()]
+    for k, out in enumerate(sizes):
+        layers += [(InputLinear if k == 0 else nn.Linear)(in_dim, out), nn.ReLU()]
         if dropout:
             layers.append(nn.Dropout(dropout))
         in_dim = out
@@ -50,15 +109,6 @@ def gate(logits: torch.Tensor) -> torch.Tensor:
 def mix(weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     """Gate-weighted sum of experts: weights [E, B] (from `gate`), experts [E, B, d] -> [B, d]."""
     return (weights.unsqueeze(-1) * experts).sum(0)
-
-
-def last_linear(module: nn.Module) -> nn.Linear | None:
-    """The last Linear layer inside a module: GradNorm's "last shared layer" W."""
-    found = None
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            found = m
-    return found
 
 
 class SideEmbedding(nn.Module):

@@ -55,15 +55,22 @@ def sizes(s) -> str:
     return "[" + ",".join(str(int(x)) for x in s) + "]"
 
 
-def specific_and_shared(c: Canvas, cfg) -> list[tuple[str, str]]:
-    """The expert row of a PLE-style layout: each task's specific experts, then the shared ones."""
-    experts = [(f"{t[:6]}{k + 1}", "specific") for t in c.tasks for k in range(cfg.specific_experts)]
-    return experts + [(f"S{k + 1}", "shared") for k in range(cfg.shared_experts)]
+def specific_and_shared(c: Canvas, opts) -> list[tuple[str, str]]:
+    """The expert row of a PLE-style layout (`opts`: specific_experts, shared_experts): each
+    task's specific experts, then the shared ones."""
+    experts = [(f"{t[:6]}{k + 1}", "specific") for t in c.tasks for k in range(opts.specific_experts)]
+    return experts + [(f"S{k + 1}", "shared") for k in range(opts.shared_experts)]
 
 
-def specific_and_shared_width(cfg, tasks) -> int:
+def specific_and_shared_width(opts, tasks) -> int:
     """The diagram width that row needs (at least one column per task, and three)."""
-    return max(len(tasks), len(tasks) * cfg.specific_experts + cfg.shared_experts, 3)
+    return max(len(tasks), len(tasks) * opts.specific_experts + opts.shared_experts, 3)
+
+
+def specific_and_shared_names(opts, tasks: list[str]) -> list[str]:
+    """The dashboard's names of those experts: 'click 1', ..., 'shared 1', ..."""
+    return ([f"{t} {k + 1}" for t in tasks for k in range(opts.specific_experts)]
+            + [f"shared {k + 1}" for k in range(opts.shared_experts)])
 
 
 def experts_and_gates(c: Canvas, experts: list[tuple[str, str]], caption: str,

@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Body, MultiTaskModel, PerTaskMLP
-from .blocks import last_linear, mlp, mlp_out_dim
+from .base import Architecture, Body, MultiTaskModel, PerTaskMLP
+from .blocks import mlp, mlp_out_dim
 from .diagram import per_task_mlps, sizes
 
 
@@ -46,25 +46,16 @@ def _declared_parents(tasks) -> list[int]:
     return out
 
 
-class ESMM(MultiTaskModel):
-    arch = "esmm"
-    label = "ESMM"
-    paper = "Ma et al., SIGIR 2018"
-    order = 50
+class ESMMNet(MultiTaskModel):
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
 
-    Options = PerTaskMLP
-
-    @classmethod
-    def draw(cls, c, cfg):
-        per_task_mlps(c, f"MLP {sizes(cfg.shared)}")
-        c.note(c.width / 2, 4.85, "pCTCVR = pCTR × pCVR (trained on the whole space)", 12)
-
-    def __init__(self, cfg, desc, tables, tasks):
-        super().__init__(cfg, desc, tables, tasks)
+    def __init__(self, cfg, desc, tables, tasks, options=None):
+        super().__init__(cfg, desc, tables, tasks, options)
+        o = self.options
         self.input = self.make_input(desc, tables)
         d_in = self.input.out_dim
-        self.nets = nn.ModuleList(mlp(d_in, cfg.shared, cfg.dropout) for _ in tasks)
-        self.towers = self.make_towers([mlp_out_dim(d_in, cfg.shared)] * len(tasks))
+        self.nets = nn.ModuleList(mlp(d_in, o.shared, cfg.dropout) for _ in tasks)
+        self.towers = self.make_towers([mlp_out_dim(d_in, o.shared)] * len(tasks))
         # saved with the weights: which task each one is chained to (-1: none)
         self.register_buffer("parent_index", torch.tensor(_declared_parents(self.tasks), dtype=torch.long))
         self._sync_parents()
@@ -149,5 +140,16 @@ class ESMM(MultiTaskModel):
         cols = [out[:, k] if (p < 0 or self.conditional[k]) else chain[k].exp() for k, p in enumerate(self.parent)]
         return torch.stack(cols, -1)
 
-    def gradnorm_layer(self):
-        return [p for net in self.nets for p in last_linear(net).parameters()]
+
+class ESMM(Architecture):
+    arch = "esmm"
+    label = "ESMM"
+    paper = "Ma et al., SIGIR 2018"
+    order = 50
+    Model = ESMMNet
+    Options = PerTaskMLP
+
+    @classmethod
+    def draw(cls, c, opts, m):
+        per_task_mlps(c, f"MLP {sizes(opts.shared)}")
+        c.note(c.width / 2, 4.85, "pCTCVR = pCTR × pCVR (trained on the whole space)", 12)

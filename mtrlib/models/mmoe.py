@@ -12,19 +12,41 @@ import torch
 from torch import nn
 
 from ..registry import knob
-from .base import Body, MultiTaskModel, TASK_EMB, require_experts
-from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
+from .base import TASK_EMB, Architecture, Body, MultiTaskModel, require_experts
+from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes
 
 EXPERT_LAYERS = dict(noun="expert layer", widget="sizes", flag="--experts", url="experts",
                      help="one expert's MLP")  # also used by PLE
 
 
-class MMoE(MultiTaskModel):
+class MMoENet(MultiTaskModel):
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
+
+    def __init__(self, cfg, desc, tables, tasks, options=None):
+        super().__init__(cfg, desc, tables, tasks, options)
+        o = self.options
+        self.input = self.make_input(desc, tables)
+        d_in = self.input.out_dim
+        self.experts = nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(o.n_experts))
+        self.gates = nn.ModuleList(InputLinear(d_in, o.n_experts) for _ in tasks)
+        d = mlp_out_dim(d_in, o.experts)
+        self.make_task_inputs(desc, tables)
+        self.towers = self.make_towers([d] * len(tasks))
+
+    def body(self, x):
+        e = torch.stack([ex(x) for ex in self.experts], 0)  # [E, B, d]
+        gates = [gate(g(x)) for g in self.gates]  # T x [E, B]
+        return Body(tower_inputs=[mix(g, e) for g in gates], shared=lambda: e.transpose(0, 1).flatten(1),
+                    gates={n: g.t() for n, g in zip(self.task_names, gates)})
+
+
+class MMoE(Architecture):
     arch = "mmoe"
     label = "MMoE"
     paper = "Ma et al., KDD 2018"
     order = 30
+    Model = MMoENet
 
     @dataclass
     class Options:
@@ -36,38 +58,22 @@ class MMoE(MultiTaskModel):
         task_emb: int = knob(0, "Task-specific embeddings", **TASK_EMB)
 
     @classmethod
-    def check(cls, cfg):
-        require_experts(cfg.experts)
-        return [f"{cfg.n_experts} experts is many for this data; training will be slower."] if cfg.n_experts > 16 else []
+    def check(cls, opts, m):
+        require_experts(opts.experts)
+        return [f"{opts.n_experts} experts is many for this data; training will be slower."] if opts.n_experts > 16 else []
 
     @classmethod
-    def summary(cls, cfg):
-        return f"MMoE {cfg.n_experts}x{sizes(cfg.experts)}"
+    def summary(cls, opts, m):
+        return f"MMoE {opts.n_experts}x{sizes(opts.experts)}"
 
     @classmethod
-    def diagram_width(cls, cfg, tasks):
-        return max(len(tasks), cfg.n_experts, 3)
+    def diagram_width(cls, opts, m, tasks):
+        return max(len(tasks), opts.n_experts, 3)
 
     @classmethod
-    def draw(cls, c, cfg):
-        experts_and_gates(c, [(f"E{k + 1}", "shared") for k in range(cfg.n_experts)], f"experts {sizes(cfg.experts)}")
+    def draw(cls, c, opts, m):
+        experts_and_gates(c, [(f"E{k + 1}", "shared") for k in range(opts.n_experts)], f"experts {sizes(opts.experts)}")
 
-    def __init__(self, cfg, desc, tables, tasks):
-        super().__init__(cfg, desc, tables, tasks)
-        self.input = self.make_input(desc, tables)
-        d_in = self.input.out_dim
-        self.experts = nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(cfg.n_experts))
-        self.gates = nn.ModuleList(nn.Linear(d_in, cfg.n_experts) for _ in tasks)
-        d = mlp_out_dim(d_in, cfg.experts)
-        self.make_task_inputs(desc, tables)
-        self.towers = self.make_towers([d] * len(tasks))
-        self.expert_names = [f"expert {k + 1}" for k in range(cfg.n_experts)]
-
-    def body(self, x):
-        e = torch.stack([ex(x) for ex in self.experts], 0)  # [E, B, d]
-        gates = [gate(g(x)) for g in self.gates]  # T x [E, B]
-        return Body(tower_inputs=[mix(g, e) for g in gates], shared=lambda: e.transpose(0, 1).flatten(1),
-                    gates={n: g.t() for n, g in zip(self.task_names, gates)})
-
-    def gradnorm_layer(self):
-        return [p for ex in self.experts for p in last_linear(ex).parameters()]
+    @classmethod
+    def expert_names(cls, opts, tasks):
+        return [f"expert {k + 1}" for k in range(opts.n_experts)]

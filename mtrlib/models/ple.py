@@ -16,9 +16,10 @@ from torch import nn
 
 from ..errors import DataError
 from ..registry import knob
-from .base import Body, MultiTaskModel, TASK_EMB, require_experts
-from .blocks import gate, last_linear, mix, mlp, mlp_out_dim
-from .diagram import experts_and_gates, sizes, specific_and_shared, specific_and_shared_width
+from .base import TASK_EMB, Architecture, Body, MultiTaskModel, require_experts
+from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
+from .diagram import (experts_and_gates, sizes, specific_and_shared, specific_and_shared_names,
+                      specific_and_shared_width)
 from .mmoe import EXPERT_LAYERS
 
 _AT_MOST_64 = dict(valid=lambda v: v <= 64, fix="e.g. 1 specific, 2 shared",
@@ -34,28 +35,28 @@ SHARED_EXPERTS = dict(noun="shared experts", lo=0, hi=8, flag="--shared-experts"
 class _Level(nn.Module):
     """One extraction layer: experts per task + shared experts; gates per task (+ a shared gate)."""
 
-    def __init__(self, d_in, n_tasks, cfg, last):
+    def __init__(self, d_in, n_tasks, opts, dropout, last):
         super().__init__()
-        s, h = cfg.specific_experts, cfg.shared_experts
+        s, h = opts.specific_experts, opts.shared_experts
         self.s, self.h, self.n_tasks, self.last = s, h, n_tasks, last
         self.specific = nn.ModuleList(
-            nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(s)) for _ in range(n_tasks))
-        self.shared = nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(h))
-        self.task_gates = nn.ModuleList(nn.Linear(d_in, s + h) for _ in range(n_tasks))
-        self.shared_gate = None if last else nn.Linear(d_in, n_tasks * s + h)
-        self.out_dim = mlp_out_dim(d_in, cfg.experts)
+            nn.ModuleList(mlp(d_in, opts.experts, dropout) for _ in range(s)) for _ in range(n_tasks))
+        self.shared = nn.ModuleList(mlp(d_in, opts.experts, dropout) for _ in range(h))
+        self.task_gates = nn.ModuleList(InputLinear(d_in, s + h) for _ in range(n_tasks))
+        self.shared_gate = None if last else InputLinear(d_in, n_tasks * s + h)
+        self.out_dim = mlp_out_dim(d_in, opts.experts)
 
     def forward(self, task_x: list[torch.Tensor], shared_x: torch.Tensor):
-        shared_e = [ex(shared_x) for ex in self.shared]
+        shared_e = [ex(shared_x) for ex in self.shared]  # h x [B, d]
         outs, gates, all_specific = [], [], []
         for t in range(self.n_tasks):
-            spec = [ex(task_x[t]) for ex in self.specific[t]]
+            spec = [ex(task_x[t]) for ex in self.specific[t]]  # s x [B, d]
             all_specific += spec
             g = gate(self.task_gates[t](task_x[t]))  # [s+h, B]
-            outs.append(mix(g, torch.stack(spec + shared_e, 0)))
+            outs.append(mix(g, torch.stack(spec + shared_e, 0)))  # [B, d]
             gates.append(g.t())
         if self.shared_gate is not None:
-            g = gate(self.shared_gate(shared_x))
+            g = gate(self.shared_gate(shared_x))  # [T*s+h, B]
             new_shared = mix(g, torch.stack(all_specific + shared_e, 0))
         elif shared_e:  # last level: what the tasks share is the shared experts' output (for the dashboard)
             new_shared = lambda: torch.stack(shared_e, 0).mean(0)  # noqa: E731 (built only if asked for)
@@ -64,11 +65,36 @@ class _Level(nn.Module):
         return outs, new_shared, gates
 
 
-class PLE(MultiTaskModel):
+class PLENet(MultiTaskModel):
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
+
+    def __init__(self, cfg, desc, tables, tasks, options=None):
+        super().__init__(cfg, desc, tables, tasks, options)
+        o = self.options
+        self.input = self.make_input(desc, tables)
+        d = self.input.out_dim
+        levels = []
+        for k in range(o.levels):
+            lvl = _Level(d, len(tasks), o, cfg.dropout, last=k == o.levels - 1)
+            levels.append(lvl)
+            d = lvl.out_dim
+        self.levels = nn.ModuleList(levels)
+        self.make_task_inputs(desc, tables)
+        self.towers = self.make_towers([d] * len(tasks))
+
+    def body(self, x):
+        task_x, shared_x = [x] * len(self.tasks), x
+        for lvl in self.levels:
+            task_x, shared_x, gates = lvl(task_x, shared_x)
+        return Body(tower_inputs=task_x, shared=shared_x, gates=dict(zip(self.task_names, gates)))
+
+
+class PLE(Architecture):
     arch = "ple"
     label = "PLE / CGC"
     paper = "Tang et al., RecSys 2020"
     order = 40
+    Model = PLENet
 
     @dataclass
     class Options:
@@ -81,59 +107,38 @@ class PLE(MultiTaskModel):
         task_emb: int = knob(0, "Task-specific embeddings", **TASK_EMB)
 
     @classmethod
-    def check(cls, cfg):
-        require_experts(cfg.experts)
-        s, h = cfg.specific_experts, cfg.shared_experts
+    def check(cls, opts, m):
+        require_experts(opts.experts)
+        s, h = opts.specific_experts, opts.shared_experts
         if s < 0 or h < 0 or s + h < 1:
             raise DataError("PLE needs at least one expert per task (specific + shared).", fix="e.g. 1 specific, 2 shared")
         return []
 
     @classmethod
-    def summary(cls, cfg):
-        return (f"PLE {cfg.specific_experts}+{cfg.shared_experts}x{sizes(cfg.experts)}"
-                + (f" L{cfg.levels}" if cfg.levels > 1 else ""))
+    def summary(cls, opts, m):
+        return (f"PLE {opts.specific_experts}+{opts.shared_experts}x{sizes(opts.experts)}"
+                + (f" L{opts.levels}" if opts.levels > 1 else ""))
 
     @classmethod
-    def diagram_width(cls, cfg, tasks):
-        return specific_and_shared_width(cfg, tasks)
+    def diagram_width(cls, opts, m, tasks):
+        return specific_and_shared_width(opts, tasks)
 
     @classmethod
-    def draw(cls, c, cfg):
-        experts = specific_and_shared(c, cfg)
-        caption = f"experts {sizes(cfg.experts)}" + (f" · {cfg.levels} levels" if cfg.levels > 1 else "")
+    def draw(cls, c, opts, m):
+        experts = specific_and_shared(c, opts)
+        caption = f"experts {sizes(opts.experts)}" + (f" · {opts.levels} levels" if opts.levels > 1 else "")
         experts_and_gates(c, experts, caption, feeds=lambda t, lab: lab.startswith("S") or lab.startswith(t[:6]))
 
-    def __init__(self, cfg, desc, tables, tasks):
-        super().__init__(cfg, desc, tables, tasks)
-        self.input = self.make_input(desc, tables)
-        d = self.input.out_dim
-        levels = []
-        for k in range(cfg.levels):
-            lvl = _Level(d, len(tasks), cfg, last=k == cfg.levels - 1)
-            levels.append(lvl)
-            d = lvl.out_dim
-        self.levels = nn.ModuleList(levels)
-        self.make_task_inputs(desc, tables)
-        self.towers = self.make_towers([d] * len(tasks))
-        # gates are reported for the last level, laid out on this global expert list
-        self.expert_names = [f"{t.name} {k + 1}" for t in tasks for k in range(cfg.specific_experts)]
-        self.expert_names += [f"shared {k + 1}" for k in range(cfg.shared_experts)]
+    @classmethod
+    def expert_names(cls, opts, tasks):
+        """Gates are reported for the last level, laid out on this global expert list."""
+        return specific_and_shared_names(opts, tasks)
 
-    def body(self, x):
-        task_x, shared_x = [x] * len(self.tasks), x
-        for lvl in self.levels:
-            task_x, shared_x, gates = lvl(task_x, shared_x)
-        return Body(tower_inputs=task_x, shared=shared_x, gates=dict(zip(self.task_names, gates)))
-
-    def gate_layout(self, task: str, gate: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def gate_layout(cls, opts, tasks, task, gate):
         """Task t's gate covers (its own s experts + the shared ones): place it on `expert_names`."""
-        t, s, T = self.task_names.index(task), self.cfg.specific_experts, len(self.tasks)
-        z = gate.new_zeros(gate.shape[0], len(self.expert_names))
+        t, s, T = tasks.index(task), opts.specific_experts, len(tasks)
+        z = gate.new_zeros(gate.shape[0], T * s + opts.shared_experts)
         z[:, t * s:(t + 1) * s] = gate[:, :s]
         z[:, T * s:] = gate[:, s:]
         return z
-
-    def gradnorm_layer(self):
-        last = self.levels[-1]
-        mods = list(last.shared) or [ex for group in last.specific for ex in group]
-        return [p for m in mods for p in last_linear(m).parameters()]

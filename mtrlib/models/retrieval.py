@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import knob
-from .blocks import InputLayer, last_linear, mlp, mlp_out_dim
+from .blocks import InputLayer, mlp, mlp_out_dim
 
 
 @dataclass
@@ -101,16 +101,18 @@ class WithRetrieval:
     task list; `self.tasks` / `self.task_names` stay the ranking tasks the architecture was built
     on, and `output_tasks` / `retrieval_tasks` name every column / the retrieval ones."""
 
-    def __init__(self, cfg, desc, tables, tasks):
+    def __init__(self, cfg, desc, tables, tasks, options=None, retrieval: RetrievalOptions | None = None):
+        """`options`: the architecture's; `retrieval`: the towers' (RetrievalOptions)."""
         tasks = list(tasks)
-        super().__init__(cfg, desc, tables, [t for t in tasks if not t.is_retrieval])
+        super().__init__(cfg, desc, tables, [t for t in tasks if not t.is_retrieval], options)
+        r = retrieval if retrieval is not None else RetrievalOptions()
         self._outputs = tasks
         self._retrieval = [t for t in tasks if t.is_retrieval]
         if self.shared_input_layer() is None:  # the architecture shares no input layer
             self.retrieval_input = self.make_input(desc, tables)
-        self.retrieval = nn.ModuleList(TwoTower(self.retrieval_layer(), cfg.retrieval_dim, cfg.retrieval_layers,
+        self.retrieval = nn.ModuleList(TwoTower(self.retrieval_layer(), r.retrieval_dim, r.retrieval_layers,
                                                 cfg.dropout) for _ in self._retrieval)
-        self.temperature = float(cfg.retrieval_temperature)
+        self.temperature = float(r.retrieval_temperature)
         names = [t.name for t in tasks]
         ranked = [k for k, t in enumerate(tasks) if not t.is_retrieval]
         retr = [k for k, t in enumerate(tasks) if t.is_retrieval]
@@ -209,19 +211,13 @@ class WithRetrieval:
                             mask.index_select(1, self._rank_cols.to(mask.device)))
         self._item_counts.zero_()
 
-    def gradnorm_layer(self):
-        """The architecture's layer, plus each retrieval tower's last layers (the retrieval loss
-        never reaches the architecture's layers: its own last layers are where its norm shows)."""
-        own = [p for tw in self.retrieval for side in (tw.user, tw.item) for p in last_linear(side).parameters()]
-        return list(super().gradnorm_layer()) + own
-
 
 _CLASSES: dict[type, type] = {}
 
 
 def with_retrieval(cls: type) -> type:
-    """`cls` with retrieval towers (one class per architecture, made once). Not registered: its
-    `arch` is the architecture's own, and isinstance(model, cls) still holds."""
+    """The network class `cls` with retrieval towers (one class per network, made once): its
+    `spec` (and so `arch`) is the architecture's own, and isinstance(model, cls) still holds."""
     if cls not in _CLASSES:
         _CLASSES[cls] = type(cls.__name__, (WithRetrieval, cls), {"__module__": cls.__module__,
                                                                    "__qualname__": cls.__qualname__ + "+retrieval"})

@@ -7,29 +7,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Body, MultiTaskModel, PerTaskMLP
-from .blocks import InputLayer, last_linear, mlp, mlp_out_dim
+from .base import Architecture, Body, MultiTaskModel, PerTaskMLP
+from .blocks import InputLayer, mlp, mlp_out_dim
 from .diagram import per_task_mlps, sizes
 
 
-class SingleTask(MultiTaskModel):
-    arch = "single"
-    label = "Single-task"
-    paper = "independent per-task networks (the no-sharing baseline)"
-    order = 10
-
-    Options = PerTaskMLP
-
-    @classmethod
-    def draw(cls, c, cfg):
-        per_task_mlps(c, f"own {sizes(cfg.shared)}")
-
-    def __init__(self, cfg, desc, tables, tasks):
-        super().__init__(cfg, desc, tables, tasks)
+class SingleTaskNet(MultiTaskModel):
+    def __init__(self, cfg, desc, tables, tasks, options=None):
+        super().__init__(cfg, desc, tables, tasks, options)
+        o = self.options
         self.inputs_ = nn.ModuleList(self.make_input(desc, tables) for _ in tasks)
         d_in = self.inputs_[0].out_dim
-        self.bottoms = nn.ModuleList(mlp(d_in, cfg.shared, cfg.dropout) for _ in tasks)
-        self.towers = self.make_towers([mlp_out_dim(d_in, cfg.shared)] * len(tasks))
+        self.bottoms = nn.ModuleList(mlp(d_in, o.shared, cfg.dropout) for _ in tasks)
+        self.towers = self.make_towers([mlp_out_dim(d_in, o.shared)] * len(tasks))
 
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)
@@ -43,13 +33,22 @@ class SingleTask(MultiTaskModel):
         return None  # one input row per task, stacked: not one row to split
 
     def body(self, x):
-        return Body(tower_inputs=[bot(x[k]) for k, bot in enumerate(self.bottoms)])
+        return Body(tower_inputs=[bot(x[k]) for k, bot in enumerate(self.bottoms)])  # T x [B, shared[-1]]
 
     def inspect(self, user, item, history=None):
         out = super().inspect(user, item, history)
         out["input"] = out["input"][0]
         return out
 
-    def gradnorm_layer(self):
-        # nothing is shared: each task's own last layer (task k's loss only reaches its own)
-        return [p for bot in self.bottoms for p in last_linear(bot).parameters()]
+
+class SingleTask(Architecture):
+    arch = "single"
+    label = "Single-task"
+    paper = "independent per-task networks (the no-sharing baseline)"
+    order = 10
+    Model = SingleTaskNet
+    Options = PerTaskMLP
+
+    @classmethod
+    def draw(cls, c, opts, m):
+        per_task_mlps(c, f"own {sizes(opts.shared)}")

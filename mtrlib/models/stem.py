@@ -24,61 +24,27 @@ from torch import nn
 
 from ..errors import DataError
 from ..registry import knob
-from .base import Body, MultiTaskModel, require_experts
-from .blocks import InputLayer, gate, last_linear, mix, mlp, mlp_out_dim
-from .diagram import experts_and_gates, sizes, specific_and_shared, specific_and_shared_width
+from .base import Architecture, Body, MultiTaskModel, require_experts
+from .blocks import InputLayer, gate, mix, mlp, mlp_out_dim
+from .diagram import (experts_and_gates, sizes, specific_and_shared, specific_and_shared_names,
+                      specific_and_shared_width)
 from .mmoe import EXPERT_LAYERS
 from .ple import SHARED_EXPERTS, SPECIFIC_EXPERTS
 
 
-class STEM(MultiTaskModel):
-    arch = "stem"
-    label = "STEM"
-    paper = "Su et al., AAAI 2024"
-    order = 45
-
-    @dataclass
-    class Options:  # PLE's expert knobs (the same config fields, flags and URL keys)
-        specific_experts: int = knob(1, "Experts per task", **SPECIFIC_EXPERTS)
-        shared_experts: int = knob(2, "Shared experts", **SHARED_EXPERTS)
-        experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
-
-    @classmethod
-    def check(cls, cfg):
-        require_experts(cfg.experts)
-        if cfg.specific_experts < 1 or cfg.shared_experts < 0:
-            raise DataError("STEM needs at least one task-specific expert per task (its own embeddings feed it).",
-                            fix="e.g. 1 specific, 2 shared")
-        return []
-
-    @classmethod
-    def summary(cls, cfg):
-        return f"STEM {cfg.specific_experts}+{cfg.shared_experts}x{sizes(cfg.experts)}"
-
-    @classmethod
-    def diagram_width(cls, cfg, tasks):
-        return specific_and_shared_width(cfg, tasks)
-
-    @classmethod
-    def draw(cls, c, cfg):
-        experts = specific_and_shared(c, cfg)
-        experts_and_gates(c, experts, f"experts {sizes(cfg.experts)}")
-        c.note(c.width / 2, 0.62, "shared + one embedding table per task", 10)
-        c.note(c.width / 2, 2.72, "each gate mixes every expert; other tasks' experts: forward only (stop-gradient)", 10)
-
-    def __init__(self, cfg, desc, tables, tasks):
-        super().__init__(cfg, desc, tables, tasks)
-        T, s, h = len(tasks), cfg.specific_experts, cfg.shared_experts
+class STEMNet(MultiTaskModel):
+    def __init__(self, cfg, desc, tables, tasks, options=None):
+        super().__init__(cfg, desc, tables, tasks, options)
+        o = self.options
+        T, s, h = len(tasks), o.specific_experts, o.shared_experts
         # row 0: the shared embeddings; row 1 + k: task k's own
         self.inputs_ = nn.ModuleList(self.make_input(desc, tables) for _ in range(T + 1))
         d_in = self.inputs_[0].out_dim
         self.specific = nn.ModuleList(
-            nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(s)) for _ in range(T))
-        self.shared = nn.ModuleList(mlp(d_in, cfg.experts, cfg.dropout) for _ in range(h))
+            nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(s)) for _ in range(T))
+        self.shared = nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(h))
         self.gates = nn.ModuleList(nn.Linear(d_in, T * s + h) for _ in range(T))
-        self.towers = self.make_towers([mlp_out_dim(d_in, cfg.experts)] * T)
-        self.expert_names = [f"{t.name} {k + 1}" for t in tasks for k in range(s)]
-        self.expert_names += [f"shared {k + 1}" for k in range(h)]
+        self.towers = self.make_towers([mlp_out_dim(d_in, o.experts)] * T)
 
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)  # the shared one first: the page's item / user embeddings
@@ -112,6 +78,43 @@ class STEM(MultiTaskModel):
         out["input"] = out["input"][0]  # the shared embeddings' row
         return out
 
-    def gradnorm_layer(self):
-        mods = list(self.shared) or [ex for group in self.specific for ex in group]
-        return [p for m in mods for p in last_linear(m).parameters()]
+
+class STEM(Architecture):
+    arch = "stem"
+    label = "STEM"
+    paper = "Su et al., AAAI 2024"
+    order = 45
+    Model = STEMNet
+
+    @dataclass
+    class Options:  # PLE's expert knobs (the same config fields, flags and URL keys)
+        specific_experts: int = knob(1, "Experts per task", **SPECIFIC_EXPERTS)
+        shared_experts: int = knob(2, "Shared experts", **SHARED_EXPERTS)
+        experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
+
+    @classmethod
+    def check(cls, opts, m):
+        require_experts(opts.experts)
+        if opts.specific_experts < 1 or opts.shared_experts < 0:
+            raise DataError("STEM needs at least one task-specific expert per task (its own embeddings feed it).",
+                            fix="e.g. 1 specific, 2 shared")
+        return []
+
+    @classmethod
+    def summary(cls, opts, m):
+        return f"STEM {opts.specific_experts}+{opts.shared_experts}x{sizes(opts.experts)}"
+
+    @classmethod
+    def diagram_width(cls, opts, m, tasks):
+        return specific_and_shared_width(opts, tasks)
+
+    @classmethod
+    def draw(cls, c, opts, m):
+        experts = specific_and_shared(c, opts)
+        experts_and_gates(c, experts, f"experts {sizes(opts.experts)}")
+        c.note(c.width / 2, 0.62, "shared + one embedding table per task", 10)
+        c.note(c.width / 2, 2.72, "each gate mixes every expert; other tasks' experts: forward only (stop-gradient)", 10)
+
+    @classmethod
+    def expert_names(cls, opts, tasks):
+        return specific_and_shared_names(opts, tasks)  # every gate mixes all of them

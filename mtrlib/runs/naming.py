@@ -9,12 +9,13 @@ import time
 import dataclasses
 
 from ..config import ARCHITECTURES, TrainConfig
+from ..registry import options_of
 
 
 def model_summary(cfg: TrainConfig) -> str:
     """'MMoE 4x[64,32]', 'Shared-Bottom [128,64]', 'PLE 1+2x[64,32]'... (each architecture's own summary)."""
     cls = ARCHITECTURES.get(cfg.model.arch)
-    s = cls.summary(cfg.model) if cls is not None else cfg.model.arch
+    s = cls.summary(options_of(cls, cfg.model), cfg.model) if cls is not None else cfg.model.arch
     if cfg.model.text_features:
         s += " +text"
     if cfg.model.history:

@@ -4,10 +4,11 @@ cold-start ranking (`mtrlib.eval.coldstart`), so both run the same code (one `sc
 
 Scoring is vectorised: a chunk of users is repeated against every item row in one forward
 pass, and the first layer of every network is computed per user and per item, not per pair
-(`_PairInput`, fed by the model's `split_input()`): all 610 users x 9,742 items of
-ml-latest-small take about 5 s for MMoE on one core (1.5 s for Shared-Bottom), 2.6x faster than
-a forward pass over every pair. Whether that factorisation holds for a model is checked once
-against its plain forward pass; where it does not (SingleTask), the plain pass is used.
+(the model's `score_parts` hook, fed its `split_input()`'s user and item parts; see
+mtrlib.models.blocks.PairRows): all 610 users x 9,742 items of ml-latest-small take about 5 s for
+MMoE on one core (1.5 s for Shared-Bottom), 2.6x faster than a forward pass over every pair. A
+model with no single input row to split (`scores_from_parts()` False: Single-task, STEM) is
+scored by its plain forward pass.
 """
 from __future__ import annotations
 
@@ -23,116 +24,11 @@ DEFAULT_CHUNK_PAIRS = 1 << 17  # (user, item) pairs per yielded chunk (ranking, 
 CPU_BLOCK_PAIRS = 8192  # pairs per forward pass on CPU: small blocks stay in cache
 
 
-class _PairInput(torch.Tensor):
-    """The input rows of every (user, item) pair of a user chunk x an item list, kept factorised:
-    x(u, i) = xu[u] + xi[i] (user columns and item columns are disjoint). A Linear layer applied
-    to it is computed as (xu W^T)[u] + (xi W^T + b)[i]: the first layer of every expert, gate
-    and bottom costs O(users + items), not O(users x items). Any other operation sees the
-    materialised dense rows, so a model works unchanged (and the result is verified once).
-
-    With `pairs` = (user index, item index) [P] each, the rows are those P pairs instead of the
-    whole cross product (a cascade ranks each user's own candidates); the first layer's user and
-    item sides are then cached too, so every block of pairs reuses them."""
-
-    @staticmethod
-    def __new__(cls, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None):
-        n = len(pairs[0]) if pairs is not None else xu.shape[0] * xi.shape[0]
-        return torch.Tensor._make_wrapper_subclass(cls, (n, xu.shape[1]), dtype=xu.dtype, device=xu.device)
-
-    def __init__(self, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None):
-        self.xu, self.xi = xu, xi
-        self.cache = cache  # item side of each first layer, shared by the blocks of one item block
-        self.pairs = pairs
-
-    def dense(self) -> torch.Tensor:
-        if self.pairs is not None:
-            return _gather_add(self.xu, self.xi, self.pairs)
-        return (self.xu[:, None, :] + self.xi[None, :, :]).reshape(-1, self.xu.shape[1])
-
-    def _side(self, side: str, weight, bias) -> torch.Tensor:
-        """x_side W^T (+ b on the item side), from the cache when it holds it."""
-        cached = self.cache is not None and (side == "i" or self.pairs is not None)
-        key = (side, id(weight), id(bias))
-        c = self.cache.get(key) if cached else None
-        if c is None:
-            c = (self.xi if side == "i" else self.xu) @ weight.T
-            if side == "i" and bias is not None:
-                c = c + bias
-            if cached:
-                self.cache[key] = c
-        return c
-
-    def linear(self, weight, bias) -> torch.Tensor:
-        a, c = self._side("u", weight, bias), self._side("i", weight, bias)
-        if self.pairs is not None:
-            return _gather_add(a, c, self.pairs)
-        return (a[:, None, :] + c[None, :, :]).reshape(-1, weight.shape[0])
-
-    @classmethod
-    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
-        def unwrap(a):
-            return a.dense() if isinstance(a, _PairInput) else a
-
-        return func(*[unwrap(a) for a in args], **{k: unwrap(v) for k, v in (kwargs or {}).items()})
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        with torch._C.DisableTorchFunctionSubclass():
-            if func is torch.nn.functional.linear and isinstance(args[0], _PairInput):
-                weight = args[1] if len(args) > 1 else kwargs["weight"]
-                bias = args[2] if len(args) > 2 else kwargs.get("bias")
-                return args[0].linear(weight, bias)
-            if func in (torch.Tensor.__repr__, torch.Tensor.__format__):
-                return "PairInput"
-
-            def unwrap(a):
-                if isinstance(a, _PairInput):
-                    return a.dense()
-                if isinstance(a, (list, tuple)):
-                    return type(a)(unwrap(v) for v in a)
-                return a
-
-            return func(*unwrap(tuple(args)), **{k: unwrap(v) for k, v in kwargs.items()})
-
-
-def _gather_add(a: torch.Tensor, c: torch.Tensor, pairs) -> torch.Tensor:
-    """a[pairs[0]] + c[pairs[1]]: index_select and an in-place add, several times faster on CPU
-    than advanced indexing (measured 0.6 vs 6 ms for 8,192 x 64)."""
-    return torch.index_select(c, 0, pairs[1]).add_(torch.index_select(a, 0, pairs[0]))
-
-
-def _raw_from_parts(model, xu: torch.Tensor, xi: torch.Tensor, cache: dict | None = None, pairs=None) -> torch.Tensor:
-    """Raw outputs of the ranking towers [len(xu) * len(xi), R] (or [P, R] for `pairs`) of the body
-    fed the factorised rows xu[u] + xi[i]."""
-    b = model.body(_PairInput(xu, xi, cache, pairs))
-    return torch.stack([tw(h) for tw, h in zip(model.towers, b.tower_inputs)], -1)
-
-
-def _fast_ok(model, users: torch.Tensor, items: torch.Tensor) -> bool:
-    """Whether the factorised pair scorer applies to this model (checked once against the plain
-    forward pass on a few pairs, remembered on the model)."""
-    ok = model.__dict__.get("_mtr_pair_fast")
-    if ok is None:
-        try:  # any failure (a model of another shape) just means: use the plain forward pass
-            inp = model.split_input()
-            ok = False
-            if inp is not None:
-                cu, ni = min(3, len(users)), min(64, len(items))
-                got = _raw_from_parts(model, inp.user_part(users[:cu]), inp.item_part(items[:ni]))
-                ref = model.ranking_forward(users[:cu].repeat_interleave(ni), items[:ni].repeat(cu))
-                ok = bool(got.shape == ref.shape and torch.allclose(ref, got, rtol=1e-4, atol=1e-4))
-        except Exception:
-            ok = False
-        model.__dict__["_mtr_pair_fast"] = ok
-    return ok
-
-
 def _pair_raw(model, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Raw outputs for every pair of users x items, flattened user-major [U*I, T]."""
-    if _fast_ok(model, users, items):
+    """Raw outputs of the ranking towers for every pair of users x items, flattened user-major [U*I, R]."""
+    if model.scores_from_parts():
         inp = model.split_input()
-        return _raw_from_parts(model, inp.user_part(users), inp.item_part(items))
+        return model.score_parts(inp.user_part(users), inp.item_part(items))
     n_i = int(items.shape[0])
     return model.ranking_forward(users.repeat_interleave(n_i), items.repeat(int(users.shape[0])))
 
@@ -167,7 +63,7 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
     A chunk holds about `chunk_pairs` pairs, so a caller can mask and rank it before the next;
     each forward pass scores one block of about `block_pairs` (user, item) pairs (default 8,192
     on CPU, where small blocks stay in cache; the whole chunk on a GPU), and the first layer
-    of each network is factorised over users and items (see `_PairInput`). On CPU it runs with
+    of each network is factorised over users and items (the model's `score_parts`). On CPU it runs with
     `MTR_SCORING_THREADS` threads (mtrlib.train.device).
 
     `factorised=False` runs the model's plain forward pass over repeated rows, and `threads`
@@ -185,7 +81,7 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
             block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else int(chunk_pairs)
         ub, ib = _blocks(n_i, int(block_pairs))
         step = max(ub, (int(chunk_pairs) // n_i) // ub * ub)
-        inp = model.split_input() if factorised and _fast_ok(model, users, items) else None
+        inp = model.split_input() if factorised and model.scores_from_parts() else None
         xi_all = inp.item_part(items) if inp is not None else None
         T = len(model.output_tasks)
         retrieval = [t.name for t in model.retrieval_tasks] if inp is not None else []
@@ -200,7 +96,7 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
                 cache: dict = {}
                 for a in range(0, cu, ub):
                     if inp is not None:
-                        raw = _raw_from_parts(model, xu[a:a + ub], xi_all[b:b + ib], cache)
+                        raw = model.score_parts(xu[a:a + ub], xi_all[b:b + ib], cache)
                         if retrieval:  # each retrieval task's score: a block of one matrix product
                             cos = [(x[a:a + ub] @ y[b:b + ib].T).reshape(-1) for x, y in zip(uv, iv)]
                             raw = model.join_outputs(raw, torch.stack(cos, -1))
@@ -257,7 +153,7 @@ def score_candidates(model, user_rows, candidates, block_pairs: int | None = Non
         pi = inv.reshape(-1)  # pair -> position in uniq
         if block_pairs is None:
             block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else len(pu)
-        fast = _fast_ok(model, users, uniq)
+        fast = model.scores_from_parts()
         inp = model.split_input() if fast else None
         xu, xi = (inp.user_part(users), inp.item_part(uniq)) if fast else (None, None)
         retrieval = [t.name for t in model.retrieval_tasks] if fast else []
@@ -268,7 +164,7 @@ def score_candidates(model, user_rows, candidates, block_pairs: int | None = Non
         for lo in range(0, len(pu), int(block_pairs)):
             a, b = pu[lo:lo + block_pairs], pi[lo:lo + block_pairs]
             if fast:
-                raw = _raw_from_parts(model, xu, xi, cache, pairs=(a, b))
+                raw = model.score_parts(xu, xi, cache, pairs=(a, b))
                 if retrieval:
                     cos = [(x.index_select(0, a) * y.index_select(0, b)).sum(-1) for x, y in zip(uv, iv)]
                     raw = model.join_outputs(raw, torch.stack(cos, -1))

@@ -10,6 +10,12 @@ architecture file needs nothing here. Shared parameters are grouped by the modul
 them (`group_of`): embeddings (in an nn.Embedding or the input layer), then by module name
 (gates, experts, bottom, towers, else the top-level module's name).
 
+**The last shared layer** (GradNorm's W, Chen et al. ICML 2018, section 3.2) comes from the same
+probe: walking back through the autograd graph from each task's tower input, the first Linear
+layers met (outside the embeddings) are that task's layers just below its tower; W is those
+every tower task meets, and where no such layer is shared (Single-task, ESMM), each task's own.
+A task without a tower (retrieval) walks back from its loss, so its own last layers join W.
+
 **The shared representation** is the output of each largest module whose parameters are all
 shared (the input layer, each expert, the bottom MLP, ...). With `grad_space="rep"` a gradient
 method detaches those outputs during training (`RepCapture`), takes each task's gradient on them
@@ -69,6 +75,9 @@ class SharedParameters:
     groups: dict[str, list[int]]  # group -> indices into params, in display order
     other: list[nn.Parameter]  # every other trainable parameter (one task's own)
     rep_modules: list[tuple[str, nn.Module]] = field(default_factory=list)  # largest all-shared modules
+    # GradNorm's W: the last layer all tower tasks share (else each task's own last layer), and its names
+    last_layer: list[nn.Parameter] = field(default_factory=list)
+    last_layer_names: list[str] = field(default_factory=list)
 
     @classmethod
     def none(cls) -> "SharedParameters":
@@ -78,15 +87,19 @@ class SharedParameters:
     def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> "SharedParameters":
         """Probe a MultiTaskModel on the first `rows` examples of `data` (EncodedExamples)."""
         u, i, y, h = data.user[:rows], data.item[:rows], data.labels[:rows], history_of(data, slice(0, rows))
-        return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)))
+        towers = dict(zip(model.task_names, model.towers))  # the ranking tasks' heads; none for retrieval
+        heads = [towers.get(t.name) for t in model.output_tasks]
+        return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)), heads)
 
     @classmethod
-    def from_losses(cls, model: nn.Module, losses_fn) -> "SharedParameters":
-        """Probe any module: `losses_fn()` returns its per-task losses [T]."""
+    def from_losses(cls, model: nn.Module, losses_fn, heads: list[nn.Module | None] | None = None) -> "SharedParameters":
+        """Probe any module: `losses_fn()` returns its per-task losses [T]. `heads`: per task, the
+        module whose input is that task's own representation (its tower), None where it has none."""
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         fired: set[int] = set()
         hooks = [m.register_forward_hook(lambda mod, args, out: fired.add(id(mod)) if torch.is_tensor(out) else None)
                  for m in model.modules()]
+        graph = _LayerGraph(model, heads)
         was = model.training
         model.eval()
         try:
@@ -99,8 +112,10 @@ class SharedParameters:
                         continue
                     g = torch.autograd.grad(losses[k], [p for _, p in named], retain_graph=True, allow_unused=True)
                     reach.append([x is not None and bool(x.abs().sum() > 0) for x in g])
+                near = graph.nearest(losses)
         finally:
             model.train(was)
+            graph.close()
             for h in hooks:
                 h.remove()
         users = [tuple(k for k in range(len(reach)) if reach[k][j]) for j in range(len(named))]
@@ -109,12 +124,75 @@ class SharedParameters:
         for pos, j in enumerate(idx):
             groups.setdefault(group_of(model, named[j][0]), []).append(pos)
         shared_ids = {id(named[j][1]) for j in idx}
+        last = _last_layer(near, [h is not None for h in graph.heads], [n for n, _ in named], reach)
         return cls(names=[named[j][0] for j in idx], params=[named[j][1] for j in idx], users=[users[j] for j in idx],
                    groups=_ordered(groups), other=[p for n, p in named if id(p) not in shared_ids],
-                   rep_modules=_largest_shared(model, shared_ids, fired))
+                   rep_modules=_largest_shared(model, shared_ids, fired),
+                   last_layer=[p for n, p in named if n in last], last_layer_names=[n for n, _ in named if n in last])
 
     def __bool__(self) -> bool:
         return bool(self.params)
+
+
+class _LayerGraph:
+    """Records, during the probe, which autograd node each Linear layer's output is (outside the
+    embedding modules) and each head's input, to find the layers nearest below each task."""
+
+    def __init__(self, model: nn.Module, heads: list[nn.Module | None] | None):
+        self.heads = list(heads) if heads is not None else []
+        self.layer_at: dict = {}  # autograd node -> the name of the Linear whose output it is
+        self.head_in: dict[int, object] = {}  # task -> autograd node of its head's input
+        inside = [n for n, m in model.named_modules() if isinstance(m, EMBEDDING_MODULES)]
+        self.hooks = [m.register_forward_hook(self._layer_hook(n)) for n, m in model.named_modules()
+                      if isinstance(m, nn.Linear) and not any(n.startswith(e + ".") for e in inside)]
+        self.hooks += [h.register_forward_pre_hook(self._head_hook(k)) for k, h in enumerate(self.heads) if h is not None]
+
+    def _layer_hook(self, name: str):
+        def hook(mod, args, out):
+            if torch.is_tensor(out) and out.grad_fn is not None:
+                self.layer_at[out.grad_fn] = name
+        return hook
+
+    def _head_hook(self, k: int):
+        def hook(mod, args):
+            self.head_in[k] = args[0].grad_fn
+        return hook
+
+    def nearest(self, losses: torch.Tensor) -> list[set[str]]:
+        """Per task, the Linear layers first met walking back from its head's input (its loss
+        when it has no head): nothing but that task's own head lies above them."""
+        out = []
+        for k in range(len(losses)):
+            start = self.head_in.get(k) if k < len(self.heads) and self.heads[k] is not None else losses[k].grad_fn
+            found, seen, todo = set(), set(), [start]
+            while todo:
+                fn = todo.pop()
+                if fn is None or fn in seen:
+                    continue
+                seen.add(fn)
+                if fn in self.layer_at:
+                    found.add(self.layer_at[fn])
+                    continue
+                todo.extend(nxt for nxt, _ in fn.next_functions)
+            out.append(found)
+        return out
+
+    def close(self) -> None:
+        for h in self.hooks:
+            h.remove()
+
+
+def _last_layer(near: list[set[str]], has_head: list[bool], names: list[str], reach: list[list[bool]]) -> set[str]:
+    """The parameter names of GradNorm's W: the layers below every tower task's head that all of
+    them reach (plus the towerless tasks' own last layers); with none such, each task's own."""
+    def reached(k: int, layer: str) -> bool:
+        return any(reach[k][j] for j, n in enumerate(names) if n.rsplit(".", 1)[0] == layer)
+
+    own = [{layer for layer in near[k] if reached(k, layer)} for k in range(len(near))]
+    towered = [k for k in range(len(own)) if k < len(has_head) and has_head[k]]
+    common = set.intersection(*(own[k] for k in towered)) if len(towered) >= 2 else set()
+    layers = common.union(*(own[k] for k in range(len(own)) if k not in towered)) if common else set().union(*own)
+    return {n for n in names if n.rsplit(".", 1)[0] in layers}
 
 
 def _largest_shared(model: nn.Module, shared: set[int], fired: set[int]) -> list[tuple[str, nn.Module]]:

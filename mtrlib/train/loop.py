@@ -85,11 +85,11 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     opt = training_optimizer(cfg, model, weighting, device)  # lazy updates for big id tables (mtrlib.train.optim)
     procs = distributed.current()  # one process, or this one's place among several (torchrun)
     forward = procs.wrap(model, weighting, device)  # batch -> per-task losses (through DDP when several)
-    layer = model.gradnorm_layer()
     # gradient-conflict telemetry: one process only (under DDP each process's gradients are its
     # slice's, and the step's gradient is already averaged when telemetry would read it)
     measure = cfg.grad_telemetry and not procs.active
     shared = _shared_parameters(measure, model, tr, weighting)
+    layer = shared.last_layer  # GradNorm's W (found when the method asks: `needs_shared_layer`)
     reps = RepCapture(shared, on=cfg.grad_space == "rep" and weighting.needs_task_gradients)
     telemetry = GradientTelemetry(shared, names, cfg.log_every, measure, weighting)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -178,7 +178,10 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
 
 
 def _shared_parameters(measure: bool, model: MultiTaskModel, data, weighting) -> SharedParameters:
-    """The parameters more than one task uses, probed once when telemetry or the method needs them."""
+    """The parameters more than one task uses, probed once when telemetry or the method needs them
+    (GradNorm's last shared layer: with two outputs or more, a retrieval task's included)."""
+    if weighting.needs_shared_layer and len(model.output_tasks) >= 2:
+        return SharedParameters.find(model, data)
     if not (measure or weighting.needs_task_gradients) or len(model.tasks) < 2:
         return SharedParameters.none()
     return SharedParameters.find(model, data)

@@ -9,6 +9,7 @@ from ..config import ModelConfig, arch_class
 from ..train.telemetry import columns, groups_in
 from ..models.diagram import Canvas, sizes
 from ..models.history import draw_input  # the embeddings, and the history block beside them
+from ..registry import options_of
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
@@ -157,10 +158,11 @@ def network(cfg: ModelConfig, tasks: list[str], retrieval: list[str] | tuple = (
     ranking = [t for t in tasks if t not in set(retrieval)] or ["task"]
     retrieval = [t for t in tasks if t in set(retrieval)]
     cls = arch_class(cfg)
-    c = Canvas(width=cls.diagram_width(cfg, ranking), tasks=list(ranking))
+    opts = options_of(cls, cfg)  # the architecture's own knobs
+    c = Canvas(width=cls.diagram_width(opts, cfg, ranking), tasks=list(ranking))
     total = c.width + RETRIEVAL_WIDTH * len(retrieval)
     draw_input(c, cfg, f"embeddings (dim {cfg.emb_dim})" + (" + text" if cfg.text_features else ""), width=total)
-    cls.draw(c, cfg)
+    cls.draw(c, opts, cfg)
     T = len(ranking)
     for x, t in zip(c.task_x, ranking):
         c.box(x, 3.2, c.width / T * 0.7, 0.6, f"tower {sizes(cfg.towers)}", "tower")

@@ -32,7 +32,9 @@ def _same(t: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class StepContext:
-    gradnorm_layer: list[nn.Parameter]  # where per-task gradient norms are compared (the model's gradnorm_layer())
+    # the last layer all tasks share (GradNorm's W; mtrlib.train.gradients.SharedParameters.last_layer),
+    # found for a method with `needs_shared_layer`; empty otherwise
+    shared_layer: list[nn.Parameter]
     step: int
     epoch: int
     # per-task gradients of this step on the shared parameters or representation, computed on
@@ -49,9 +51,8 @@ class StepContext:
     def losses_again(self) -> torch.Tensor:
         """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
         with torch.no_grad():
-            from ..train.steps import forward
-            b = self.batch
-            out = forward(self.model, b.user, b.item, getattr(b, "history", None))
+            b, h = self.batch, getattr(self.batch, "history", None)  # history passed only when there is one
+            out = self.model(b.user, b.item) if h is None else self.model(b.user, b.item, history=h)
             return self.mean(self.model.task_losses(out, b.labels, b.mask))  # every process's mean
 
 
@@ -65,6 +66,9 @@ class Weighting(nn.Module):
     # costs one backward pass per task, and data-parallel training must give it every task's
     # gradient (or refuse it). False for a method that only weights the losses.
     needs_task_gradients = False
+    # True for a method that reads ctx.shared_layer (GradNorm): the trainer then probes the model
+    # for its shared parameters before training (mtrlib.train.gradients.SharedParameters)
+    needs_shared_layer = False
     # under several training processes (mtrlib.train.distributed): True = it works (a `backward` of its
     # own runs inside DDP's no_sync() and its gradients are averaged after; statistics it compares
     # across tasks go through `ctx.mean`); False = refused before training, naming the method

@@ -2,7 +2,8 @@
 its relative training rate.
 
 Chen, Badrinarayanan, Lee, Rabinovich, "GradNorm: Gradient Normalization for Adaptive Loss
-Balancing in Deep Multitask Networks", ICML 2018 (Algorithm 1). With W the last shared layer:
+Balancing in Deep Multitask Networks", ICML 2018 (Algorithm 1). With W the last shared layer
+(found for any architecture by mtrlib.train.gradients.SharedParameters.last_layer):
 
     G_i = || grad_W  w_i L_i ||,   G_bar = mean_i G_i,
     r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0))          (inverse training rate)
@@ -29,6 +30,7 @@ class GradNorm(Weighting):
     label = "GradNorm (Chen 2018)"
     paper = "Chen et al., ICML 2018"
     order = 30
+    needs_shared_layer = True  # W is found by the trainer's probe (SharedParameters.last_layer)
 
     @dataclass
     class Options:
@@ -52,7 +54,7 @@ class GradNorm(Weighting):
         L = ctx.mean(losses.detach())  # over every training process (itself in one process)
         with torch.no_grad():
             self.initial.copy_(torch.where((self.initial == 0) & (L > 0), L, self.initial))
-        params = [p for p in ctx.gradnorm_layer if p.requires_grad]
+        params = [p for p in ctx.shared_layer if p.requires_grad]
         norms = []
         for i in range(len(self.task_names)):
             if self.user_list[i] == 0 or not losses[i].requires_grad or not params:

@@ -1,22 +1,24 @@
 """History encoders: how the model reads a user's past items, one small file each, found by
 discovery (like the architectures).
 
-Every module here that defines a `HistoryEncoder` subclass with its own `name` is registered
-in `HISTORY_ENCODERS` (ordered by `order`); the history block (`_block.HistoryInput`) joins the
-encoder's output to the input row, so every architecture can use it. To add an encoder, add
-a file: a subclass with `name`, `label`, `paper`, `Options` (its knobs, config fields
-`history_<knob>`), `forward(past, mask, target)` and `weights(past, mask, target)`.
+Every module here that defines an `Encoder` subclass (the description) with its own `name` is
+registered in `HISTORY_ENCODERS` (ordered by `order`); its `Model` (a `HistoryEncoder`) is the
+network, which the history block (`_block.HistoryInput`) builds with the encoder's options and
+whose output joins the input row, so every architecture can use it. To add an encoder, add a
+file: a `HistoryEncoder` with `forward(past, mask, target)` and `weights(past, mask, target)`,
+and an `Encoder` with `name`, `label`, `paper`, `Options` (its knobs, config fields
+`history_<knob>`) and `Model`.
 """
 from __future__ import annotations
 
 from ...registry import discover
-from ._base import HistoryEncoder
+from ._base import Encoder, HistoryEncoder
 
-HISTORY_ENCODERS: dict[str, type[HistoryEncoder]] = discover(__name__, HistoryEncoder, "name")
+HISTORY_ENCODERS: dict[str, type[Encoder]] = discover(__name__, Encoder, "name")
 PREFIX = "history_"  # an encoder's knob `heads` is the config field `history_heads`
 
 
-def encoder_class(name: str) -> type[HistoryEncoder]:
+def encoder_class(name: str) -> type[Encoder]:
     return HISTORY_ENCODERS[name]
 
 
@@ -42,4 +44,4 @@ def draw_input(c, cfg, embeddings: str, width: float | None = None) -> None:
     c.box(w * 0.77, 0.3, w * 0.34, 0.4, caption, "history")
 
 
-__all__ = ["HISTORY_ENCODERS", "HistoryEncoder", "PREFIX", "encoder_class", "history_caption", "draw_input"]
+__all__ = ["HISTORY_ENCODERS", "Encoder", "HistoryEncoder", "PREFIX", "encoder_class", "history_caption", "draw_input"]

@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 
 from ...data.history import History
+from ...registry import options_of
 from ..blocks import InputLayer
-from . import HISTORY_ENCODERS
+from . import HISTORY_ENCODERS, PREFIX
 from ._pool import all_item_row_vectors, gather, linear_items, multi_matrix, pooled_item_row_vectors
 
 
@@ -30,7 +31,8 @@ class HistoryInput(InputLayer):
         self.register_buffer("latest_items", tables["history.items"].clone(), persistent=False)
         self.register_buffer("latest_lengths", tables["history.lengths"].clone(), persistent=False)
         self.past_dim = self.item_dim + self.item.feature_dim
-        self.encoder = HISTORY_ENCODERS[cfg.history_encoder](self.past_dim, length, cfg)
+        spec = HISTORY_ENCODERS[cfg.history_encoder]
+        self.encoder = spec.Model(self.past_dim, length, options_of(spec, cfg, PREFIX), cfg)
         self.history_dim = self.encoder.out_dim
         self.row_dim = self.out_dim  # the plain input row's width
         self.out_dim = self.row_dim + self.history_dim

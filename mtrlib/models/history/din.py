@@ -22,34 +22,17 @@ from torch import nn
 
 from ...errors import DataError
 from ...registry import knob
-from ._base import HistoryEncoder, pool
+from ._base import Encoder, HistoryEncoder, pool
 
 SLOPE = 0.1  # the leaky ReLU's slope below 0 (PReLU's starting value is 0.25)
 
 
-class DIN(HistoryEncoder):
-    name = "din"
-    label = "DIN target attention"
-    short = "DIN"  # the diagram's box
-    paper = "Zhou et al., KDD 2018"
-    order = 20
+class DINEncoder(HistoryEncoder):
     target_aware = True
 
-    @dataclass
-    class Options:
-        attention: list[int] = knob([36], "Attention unit", noun="attention unit layer", widget="sizes",
-                                    flag="--history-attention", url="hatt",
-                                    help="DIN's activation unit: hidden layers of the MLP that scores each past item")
-
-    @classmethod
-    def check(cls, cfg):
-        if not cfg.history_attention:
-            raise DataError("DIN's attention unit needs at least one hidden layer.", fix="e.g. --history-attention 36")
-        return []
-
-    def __init__(self, d, length, cfg):
-        super().__init__(d, length, cfg)
-        sizes = list(cfg.history_attention)
+    def __init__(self, d, length, options=None, m=None):
+        super().__init__(d, length, options, m)
+        sizes = list(self.options.attention)
         h = sizes[0]
         self.wh = nn.Linear(d, h)
         self.wq = nn.Linear(d, h, bias=False)
@@ -87,3 +70,24 @@ class DIN(HistoryEncoder):
     def grid(self, past, mask, targets):
         """[U, I, d]: `forward` for every user x every target."""
         return self.grid_weights(past, mask, targets) @ past  # [U, I, L] @ [U, L, d]
+
+
+class DIN(Encoder):
+    name = "din"
+    label = "DIN target attention"
+    short = "DIN"  # the diagram's box
+    paper = "Zhou et al., KDD 2018"
+    order = 20
+    Model = DINEncoder
+
+    @dataclass
+    class Options:
+        attention: list[int] = knob([36], "Attention unit", noun="attention unit layer", widget="sizes",
+                                    flag="--history-attention", url="hatt",
+                                    help="DIN's activation unit: hidden layers of the MLP that scores each past item")
+
+    @classmethod
+    def check(cls, opts, m):
+        if not opts.attention:
+            raise DataError("DIN's attention unit needs at least one hidden layer.", fix="e.g. --history-attention 36")
+        return []

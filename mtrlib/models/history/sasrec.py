@@ -16,7 +16,7 @@ from torch import nn
 
 from ...errors import DataError
 from ...registry import knob
-from ._base import HistoryEncoder
+from ._base import Encoder, HistoryEncoder
 
 
 class _Block(nn.Module):
@@ -38,39 +38,16 @@ class _Block(nn.Module):
         return f + self.ff(f), w
 
 
-class SASRec(HistoryEncoder):
-    name = "sasrec"
-    label = "Self-attention (SASRec)"
-    short = "SASRec"  # the diagram's box
-    paper = "Kang & McAuley, ICDM 2018"
-    order = 30
-
-    @dataclass
-    class Options:
-        blocks: int = knob(1, "Self-attention blocks", noun="number of self-attention blocks", lo=1, hi=4,
-                           flag="--history-blocks", url="hblocks", valid=lambda v: 1 <= v <= 4,
-                           message="SASRec takes 1 to 4 self-attention blocks (got {v}).", fix="e.g. 1",
-                           help="SASRec: stacked self-attention blocks over the history")
-        heads: int = knob(1, "Attention heads", noun="number of attention heads", lo=1, hi=8,
-                          flag="--history-heads", url="hheads", valid=lambda v: 1 <= v <= 8,
-                          message="SASRec takes 1 to 8 attention heads (got {v}).", fix="e.g. 1",
-                          help="SASRec: attention heads (must divide the embedding dimension)")
-
-    @classmethod
-    def check(cls, cfg):
-        if cfg.emb_dim % cfg.history_heads:
-            raise DataError(f"SASRec's {cfg.history_heads} attention heads must divide the embedding dimension "
-                            f"({cfg.emb_dim}).", fix="e.g. 1 or 2 heads")
-        return []
-
-    def __init__(self, d, length, cfg):
-        super().__init__(d, length, cfg)
-        dm = int(cfg.emb_dim)
+class SASRecEncoder(HistoryEncoder):
+    def __init__(self, d, length, options=None, m=None):
+        super().__init__(d, length, options, m)
+        o = self.options
+        dm = int(m.emb_dim)
         self.proj = nn.Linear(d, dm)
         self.pos = nn.Embedding(length, dm)
         nn.init.normal_(self.pos.weight, std=0.05)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(_Block(dm, cfg.history_heads, cfg.dropout) for _ in range(cfg.history_blocks))
+        self.drop = nn.Dropout(m.dropout)
+        self.blocks = nn.ModuleList(_Block(dm, o.heads, m.dropout) for _ in range(o.blocks))
         self.norm = nn.LayerNorm(dm)
         self.out_dim = dm
         # causal, most recent first: position i may attend to j >= i (itself and older steps)
@@ -96,3 +73,30 @@ class SASRec(HistoryEncoder):
     def weights(self, past, mask, target=None):
         _, w, empty = self._run(past, mask, True)
         return w[:, 0].masked_fill(~mask, 0.0) * (~empty).unsqueeze(-1)  # the latest step's attention
+
+
+class SASRec(Encoder):
+    name = "sasrec"
+    label = "Self-attention (SASRec)"
+    short = "SASRec"  # the diagram's box
+    paper = "Kang & McAuley, ICDM 2018"
+    order = 30
+    Model = SASRecEncoder
+
+    @dataclass
+    class Options:
+        blocks: int = knob(1, "Self-attention blocks", noun="number of self-attention blocks", lo=1, hi=4,
+                           flag="--history-blocks", url="hblocks", valid=lambda v: 1 <= v <= 4,
+                           message="SASRec takes 1 to 4 self-attention blocks (got {v}).", fix="e.g. 1",
+                           help="SASRec: stacked self-attention blocks over the history")
+        heads: int = knob(1, "Attention heads", noun="number of attention heads", lo=1, hi=8,
+                          flag="--history-heads", url="hheads", valid=lambda v: 1 <= v <= 8,
+                          message="SASRec takes 1 to 8 attention heads (got {v}).", fix="e.g. 1",
+                          help="SASRec: attention heads (must divide the embedding dimension)")
+
+    @classmethod
+    def check(cls, opts, m):
+        if m.emb_dim % opts.heads:
+            raise DataError(f"SASRec's {opts.heads} attention heads must divide the embedding dimension "
+                            f"({m.emb_dim}).", fix="e.g. 1 or 2 heads")
+        return []
