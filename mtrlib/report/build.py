@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import time
 
-from ..runs import list_runs, load_run, read_info
+from ..config import TrainConfig
+from ..experiments import experiments
+from ..experiments.charts import front
+from ..experiments.groups import compare, sentence
+from ..experiments.lessons import figure, headline, lesson_json
+from ..experiments.settings import resolve
+from ..runs import list_runs, load_run, read_info, store_dir
 from . import sections as S
 from .page import Page, bullets, esc, fig_text, num, para, table
 from .summary import compare_summary, group_summary, run_summary, sweep_summary
@@ -17,8 +23,6 @@ MAX_CURVE_RUNS = 12  # a sweep's curves: one line per setting, at most this many
 
 def _experiment_of(info, store=None):
     """The experiment (group over seeds) a run belongs to, as the Runs page groups them."""
-    from ..experiments import experiments
-
     mates = [r for r in list_runs(store) if r.group == info.group]
     return next((e for e in experiments(mates) if e.group == info.group), None)
 
@@ -66,7 +70,6 @@ def _model_sections(page: Page, run, users: list[str] | None = None, suffix: str
 
 
 def _find_experiment(group: str, store=None):
-    from ..experiments import experiments
 
     return next((e for e in experiments(list_runs(store)) if e.group == group), None)
 
@@ -103,8 +106,6 @@ def _per_seed_table(exp) -> str:
 
 def compare_report(a, b, *, store=None, title: str | None = None, app_url: str = S.DEFAULT_APP_URL) -> str:
     """B against A, paired over their common seeds (`experiments.groups.compare`), with verdicts."""
-    from ..experiments.groups import compare, sentence
-
     t0 = time.time()
     a_name, b_name = a.label, b.label
     if a_name == b_name:
@@ -155,7 +156,6 @@ def _between(ca, cb) -> str:
     keys = [k for k in dict.fromkeys(list(fa) + list(fb)) if k not in ("seed", "name") and fa.get(k) != fb.get(k)]
     if not keys:
         return para("A and B have the same setup.")
-    from ..config import TrainConfig
     base = S._flat(TrainConfig().to_dict())
     rows = [[k, S._show(fa.get(k, base.get(k))), S._show(fb.get(k, base.get(k)))] for k in keys]
     return para("Where B's setup differs from A's:") + table(["setting", "A", "B"], rows, key="between")
@@ -164,8 +164,6 @@ def _between(ca, cb) -> str:
 def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None, y: str | None = None,
                  by: list[str] | None = None, app_url: str = S.DEFAULT_APP_URL, lesson=None) -> str:
     """A sweep or a Pareto front (a SweepResult): every setting's mean ± CI, the front, curves."""
-    from ..experiments.charts import front
-
     t0 = time.time()
     dx, dy = res.default_axes()
     x, y = x or dx, y or dy
@@ -173,7 +171,6 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
     page = Page(title, f"{len(res.configs)} settings × {len(res.sweep.seeds)} seeds · {len(res.cells)} runs")
     page.data = {"kind": "lesson" if lesson is not None else "sweep", "sweep": res.to_json(x, y)}
     if lesson is not None:
-        from ..experiments.lessons import headline, lesson_json
 
         out = lesson_json(lesson, res)
         page.data["lesson"] = out
@@ -215,21 +212,17 @@ def sweep_report(res, *, store=None, title: str = "Sweep", x: str | None = None,
 
 def _swept(sweep) -> set[str]:
     """Config paths the sweep varies (a weight is one entry of the flattened 'weights')."""
-    from ..experiments.settings import resolve
-
     paths = {resolve(k).path for a in sweep.axes for k in a.keys}
     return paths | {"weights" for p in paths if p.startswith("weights.")}
 
 
 def _lesson_figure(lesson, res, h):
-    from ..experiments.lessons import figure
     return figure(lesson, res, h)
 
 
 def _infos(res, store) -> dict:
     out = {}
-    from ..runs import _store
-    root = _store(store)
+    root = store_dir(store)
     for c in res.cells:
         if c.run_id and c.run_id not in out and (root / c.run_id).is_dir():
             out[c.run_id] = read_info(root / c.run_id)

@@ -18,6 +18,8 @@ import math
 import secrets
 from dataclasses import dataclass, field
 
+from ..safe import json_clean
+
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:24px;
 color:#1f2328;line-height:1.45}
@@ -105,7 +107,6 @@ class Page:
                f"script-src 'nonce-{self.nonce}'; "
                "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; "
                "connect-src 'none'; base-uri 'none'; form-action 'none'; frame-src 'none'; object-src 'none'")
-        from ..safe import json_clean
 
         data = json.dumps(json_clean(self.data), allow_nan=False, default=str)
         data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -15,7 +15,15 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
+from .. import __version__
+from ..config import TrainConfig
+from ..eval.pointwise import HEADLINE_KEYS
 from ..eval.stats import Estimate
+from ..serve.recommend import explain, recommend
+from ..share import to_params
+from ..viz import charts
+from ..viz.project import gate_matrix, gate_table, representations
+from ..viz.series import thin
 from .page import Page, bullets, esc, fig_text, num, para, table
 
 DEFAULT_APP_URL = "http://localhost:8501/"
@@ -79,8 +87,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def setup_diff(cfg, skip=("name",)) -> list[tuple[str, object, object]]:
     """(setting, value, default) for every setting of `cfg` that differs from a fresh TrainConfig."""
-    from ..config import TrainConfig
-
     mine, base = _flat(cfg.to_dict()), _flat(TrainConfig().to_dict())
     return [(k, v, base.get(k)) for k, v in mine.items() if k not in skip and v != base.get(k)]
 
@@ -88,8 +94,6 @@ def setup_diff(cfg, skip=("name",)) -> list[tuple[str, object, object]]:
 def share_url(cfg, app_url: str = DEFAULT_APP_URL) -> str:
     """The app's address with the setup as query parameters (`mtrlib.share.to_params`): opening it
     loads the same setup (it retrains there; this report keeps the results)."""
-    from ..share import to_params
-
     params = to_params(cfg)
     return app_url + ("?" + urlencode(params) if params else "")
 
@@ -150,10 +154,6 @@ def estimates_section(summary: dict, key: str = "metrics", what: str = "") -> tu
 
 def curves_section(page: Page, runs: dict[str, object], tasks: list[str], loss: bool = True) -> str:
     """Validation curves per task (one line per run), and the training loss of each task of a single run."""
-    from ..eval.pointwise import HEADLINE_KEYS
-    from ..viz import charts
-    from ..viz.series import thin
-
     hists = {fig_text(name): r.history if hasattr(r, "history") else r for name, r in runs.items()}
     out = []
     for t in tasks:
@@ -175,8 +175,6 @@ def curves_section(page: Page, runs: dict[str, object], tasks: list[str], loss: 
 
 def tradeoff_section(page: Page, points: list[tuple[str, str, dict]]) -> str:
     """Headline test metric of the first two tasks, one point per run (label, group, metrics)."""
-    from ..viz import charts
-
     heads = []
     for _, _, ms in points:
         for t, m in ms.items():
@@ -195,9 +193,6 @@ def tradeoff_section(page: Page, points: list[tuple[str, str, dict]]) -> str:
 
 def gates_section(page: Page, run) -> str:
     """Task x expert gate weights (the Embeddings page's heat-map), for models with experts."""
-    from ..viz import charts
-    from ..viz.project import gate_matrix, gate_table, representations
-
     if not any(r.startswith("gate:") for r in representations(run)):
         return ""
     gt = gate_table(run)
@@ -225,8 +220,6 @@ def sample_users(run, n: int = SAMPLE_USERS) -> list[str]:
 def topk_section(run, users: list[str], k: int = TOP_K) -> tuple[str, dict]:
     """Each sample user's top-k as the Recommend page shows it (default fusion), with each task's
     part of the fused score (`explain`'s contrib:<task>, summing to the fused score)."""
-    from ..serve.recommend import explain, recommend
-
     html, data = [], {}
     for u in users:
         df = recommend(run, u, k=k)
@@ -261,8 +254,6 @@ def topk_section(run, users: list[str], k: int = TOP_K) -> tuple[str, dict]:
 
 def versions() -> dict[str, str]:
     """Software versions (read from the installed distributions: nothing heavy is imported)."""
-    from .. import __version__
-
     out = {"mtrlib": __version__, "python": platform.python_version(), "platform": platform.platform(terse=True)}
     for p in VERSION_PACKAGES:
         try:

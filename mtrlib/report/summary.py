@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from ..eval.stats import Estimate
+from ..experiments.groups import higher_is_better, metric_value
 from .sections import ci_text
 
 METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "rmse": "RMSE", "mae": "MAE", "logloss": "log loss"}
@@ -103,8 +104,6 @@ def _beats(a: Estimate, b: Estimate) -> bool:
 
 def best_of(res, path: str, idx: list[int]) -> str:
     """'on click AUC the best is arch=mmoe (0.7123 ± 0.0040), beyond seed noise over the next'."""
-    from ..experiments.groups import higher_is_better, metric_value
-
     est = [(i, metric_value(res.summary(i), path)) for i in idx]
     est = [(i, e) for i, e in est if e.n and math.isfinite(e.mean)]
     if not est:

@@ -16,8 +16,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import TrainConfig
 from ..errors import DataError
-from ..runs import RunError, list_runs, read_info, resolve_run
+from ..experiments import experiments, run_sweep
+from ..experiments.groups import key_metrics
+from ..experiments.lessons import LESSONS, get_lesson
+from ..experiments.settings import Axis
+from ..experiments.sweep import Cell, Config, Sweep, SweepResult
+from ..runs import RunError, list_runs, load_run, read_info, resolve_run
+from . import build as B
 
 KINDS = ("run", "group", "compare", "sweep", "lesson")
 
@@ -30,7 +37,6 @@ class Target:
 
 
 def _experiments(store):
-    from ..experiments import experiments
     return experiments(list_runs(store))
 
 
@@ -58,12 +64,6 @@ def experiment(text: str, store=None):
 def sweep_from_json(d: dict, store=None):
     """The SweepResult of a sweep's JSON line, rebuilt from the store: each configuration's
     group, its newest finished run per seed (what `run_sweep` itself reuses), its metrics."""
-    from ..config import TrainConfig
-    from ..experiments.groups import key_metrics
-    from ..experiments.settings import Axis
-    from ..experiments.sweep import Cell, Config, Sweep, SweepResult
-    from ..runs import load_run
-
     configs = [Config(dict(c.get("settings") or {}), "grid") for c in d["configs"]]
     configs += [Config(dict(c.get("settings") or {}), "corner") for c in d.get("corners") or []]
     groups = [c.get("group") for c in list(d["configs"]) + list(d.get("corners") or [])]
@@ -98,9 +98,6 @@ def sweep_from_json(d: dict, store=None):
 
 def lesson_result(name: str, quick: bool = False, store=None):
     """(Lesson, SweepResult): what the Lessons page shows of the lesson's runs in the store."""
-    from ..experiments import run_sweep
-    from ..experiments.lessons import get_lesson
-
     lesson = get_lesson(name)
     res = run_sweep(lesson.sweep(quick=quick), store=store, train=False)
     if not any(c.status == "finished" for c in res.cells):
@@ -133,8 +130,6 @@ def _json_file(path: Path) -> dict:
 
 def resolve(targets: list[str], store=None, quick: bool = False) -> Target:
     """The Target that `targets` (one, or two for a comparison) name; DataError with the fix otherwise."""
-    from ..experiments.lessons import LESSONS
-
     targets = [str(t).strip() for t in targets if str(t).strip()]
     if not targets:
         raise DataError("No report target was named.",
@@ -177,8 +172,6 @@ def resolve(targets: list[str], store=None, quick: bool = False) -> Target:
 def build(target: Target, store=None, title: str | None = None, x: str | None = None, y: str | None = None,
           app_url: str | None = None) -> str:
     """The report of a resolved target."""
-    from . import build as B
-
     kw = {"store": store, **({"app_url": app_url} if app_url else {})}
     if target.kind == "run":
         return B.run_report(target.items[0], title=title, **kw)
