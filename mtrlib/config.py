@@ -4,7 +4,7 @@ A run's whole setup is one `TrainConfig`: `data` (`DataConfig`, with `data.world
 world's `WorldConfig`), `model` (`ModelConfig`), `weighting` (`WeightingConfig`) and the
 training fields. A field's `knob(...)` says its label, help, range, widget, CLI flag, URL key,
 choices and validity rule (message and fix): `SETTINGS` is one walk of the tree, and
-validation (`validate`), the CLI flags (mtrlib.cli.train), the URL keys (mtrlib.share), sweep
+validation (`validate`), the CLI flags (mtrlib.cli.common), the URL keys (mtrlib.share), sweep
 keys (mtrlib.experiments.settings) and the Train page's widgets are all derived from it. A
 setting's canonical name is its dotted path (`model.emb_dim`, `data.world.correlation`);
 older names stay accepted as aliases (`resolve`). A field without `knob(...)` is stored but

@@ -68,7 +68,7 @@ ELSEWHERE = {"data.negatives"}  # placed by the Data page
 def setting(path: str, **over):
     """The widget a setting declares (its `knob(...)` in mtrlib.config / a plugin's Options), by
     dotted path: seeded from the config and written back to it. `over` replaces the declared
-    label, options or help, or adds format_func and the like, where the page knows better."""
+    label, widget, options or help, or adds format_func and the like, where the page knows better."""
     kf = setting_of(c, path)
     k, t = kf.knob, kf.base_type
     placed.add(path)
@@ -79,7 +79,7 @@ def setting(path: str, **over):
     cast = (lambda v: None if v in ("", None) else v) if "None" in str(kf.type) else \
         (t if t in (int, float, bool) else (lambda v: v))
     put = lambda v: set_value(c, path, cast(v))  # noqa: E731
-    kind = k.widget
+    kind = over.pop("widget", k.widget)
     if kind == "sizes":
         value = sizes_editor(label, key, list(get()))
         put(value)
@@ -150,7 +150,7 @@ def history_controls(m, ds, tasks) -> None:
         m.history = 50
     widget(st.select_slider, "History length L", "t_hist", lambda: m.history, lambda v: setattr(m, "history", int(v)),
            options=HISTORY_LENGTHS)
-    setting("model.history_encoder", options=list(HISTORY_ENCODERS), help=None,
+    setting("model.history_encoder", widget="select", options=list(HISTORY_ENCODERS), help=None,
             format_func=lambda n: f"{HISTORY_ENCODERS[n].label} ({HISTORY_ENCODERS[n].paper})"
             if n in HISTORY_ENCODERS else n)
     settings_row(plugin_settings("model.history_options"))

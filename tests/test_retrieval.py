@@ -16,6 +16,7 @@ from mtrlib.viz import charts
 from mtrlib.config import ARCHS, WEIGHTINGS, ModelConfig, validate
 from mtrlib.data import DataError, Dataset, build_examples, parse_task, parse_tasks
 from mtrlib.data.tasks import task_from_fields
+from mtrlib.errors import UserError
 from mtrlib.models import build_model
 from mtrlib.models.retrieval import in_batch_softmax
 from mtrlib.eval.ranking import topk_metrics
@@ -324,7 +325,7 @@ def test_knobs_in_config_url_and_validation():
     back, problems = from_params(params)
     assert not problems and back.model.retrieval_dim == 24 and back.data.tasks == TASKS
     cfg.model.retrieval_temperature = 0.0
-    with pytest.raises(DataError, match="retrieval temperature"):
+    with pytest.raises(UserError, match="retrieval temperature"):
         validate(cfg)
 
 

@@ -14,6 +14,7 @@ from mtrlib.config import ARCHS, TrainConfig, validate
 from mtrlib.data import DataError
 from mtrlib.train.loop import available_devices, resolve_device, run, train
 from mtrlib.train.predict import evaluate, predict
+from mtrlib.errors import UserError
 
 
 def test_events_history_and_result():
@@ -193,26 +194,26 @@ def test_config_json_round_trip_and_validation():
     cfg = tiny_cfg("ple", model={"levels": 2}, weights={"like": 2.0}, early_stop_task="like", cpu_threads=2)
     back = TrainConfig.from_json(cfg.to_json())
     assert back == cfg
-    with pytest.raises(DataError, match="Unknown setting"):
+    with pytest.raises(UserError, match="Unknown setting"):
         TrainConfig.from_dict({"modle": {}})
     for bad in (dict(lr=0.0), dict(patience=0), dict(cpu_threads=-1), dict(batch_size=0),
                 dict(weighting="magic"), dict(optimizer="lion")):
-        with pytest.raises(DataError):
+        with pytest.raises(UserError):
             validate(tiny_cfg(**bad))
     # settings from JSON or a URL can hold any type: refused by name, never a TypeError
     for bad in (dict(lr="0.01"), dict(batch_size=2.5), dict(epochs=True), dict(weight_decay=-1.0),
-                dict(model={"shared": None}), dict(model={"emb_dim": 8.0})):
-        with pytest.raises(DataError):
+                dict(model={"arch": "shared-bottom", "shared": None}), dict(model={"emb_dim": 8.0})):
+        with pytest.raises(UserError):
             validate(tiny_cfg(**bad))
-    with pytest.raises(DataError, match="at most 64"):
+    with pytest.raises(UserError, match="at most 64"):
         validate(tiny_cfg("ple", model={"specific_experts": 1000}))
-    with pytest.raises(DataError, match="must be an object"):
+    with pytest.raises(UserError, match="must be an object"):
         TrainConfig.from_dict({"model": 5})
-    with pytest.raises(DataError, match="must be an object"):
+    with pytest.raises(UserError, match="must be an object"):
         TrainConfig.from_dict({"data": {"world": [1]}})
-    with pytest.raises(DataError, match="unknown task"):
+    with pytest.raises(UserError, match="unknown task"):
         validate(tiny_cfg(weights={"nope": 1.0}), ["click", "like"])
-    with pytest.raises(DataError, match="weight 0"):
+    with pytest.raises(UserError, match="weight 0"):
         validate(tiny_cfg(weights={"click": 0, "like": 0}), ["click", "like"])
 
 
