@@ -6,6 +6,7 @@ batch size; ids with no learned vector score as in the model; the scorer runs wi
 """
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from mtrlib.data.history import History
 from mtrlib.models import ARCHITECTURES
 from mtrlib.serve.onnx_export import export_model
 from mtrlib.serve.onnx_scorer import OnnxScorer, ScorerError
-from mtrlib.train.loop import build
+from mtrlib.config import TrainConfig
+from mtrlib.train.loop import build, prepare
 
 from _mtr import tiny_cfg, tiny_prep
 
@@ -32,10 +34,15 @@ RETRIEVAL = ["click=click", "like=like|click", "r=retrieval:click"]
 TOL = 1e-5
 
 
+@functools.lru_cache(maxsize=4)
+def _history_prep(key: str):
+    return prepare(TrainConfig.from_json(key))
+
+
 def _model(cfg):
     """An untrained model of cfg (random weights are as good as trained ones for equality), with
     regression targets scaled as after `fit_targets` so the regression column is not trivial."""
-    prep = tiny_prep(cfg)
+    prep = _history_prep(cfg.to_json()) if cfg.model.history else tiny_prep(cfg)  # tiny_prep's key has no history
     model = build(cfg, prep)
     model.fit_targets(prep.train.labels, prep.train.mask)
     return model.eval(), prep
