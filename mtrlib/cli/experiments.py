@@ -63,6 +63,8 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--no-resume", action="store_true", help="train every run again, even those already finished")
     p.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    from mtrlib.track import add_mlflow_argument
+    add_mlflow_argument(p)
 
 
 # -- shared --------------------------------------------------------------------------------------------------
@@ -130,8 +132,10 @@ def train_repeats(args, cfg) -> int:
     report = _line_reporter(args.quiet)
     t0 = time.time()
     with _stoppable() as stop:
-        res = run_sweep(sweep, store=args.store, stop=stop, resume=False,
-                        on_progress=lambda p, c: report(p, c, configs))
+        from mtrlib.track import mlflow_from_args
+        with mlflow_from_args(args, parent=f"repeats · {sweep.name or cfg.model.arch}", params={"seeds": seeds}):
+            res = run_sweep(sweep, store=args.store, stop=stop, resume=False,
+                            on_progress=lambda p, c: report(p, c, configs))
     summary = res.summary(0)
     runs = [{"seed": c.seed, "run_id": c.run_id, "run_dir": _run_dir(args.store, c.run_id), "status": c.status,
              "metrics": c.metrics, **({"reason": c.message} if c.message else {})} for c in res.cells]
@@ -183,8 +187,10 @@ def cmd_sweep(args) -> int:
         print(f"sweep: {len(configs)} configurations x {len(seeds)} seeds = {sweep.total} runs", file=sys.stderr)
     report = _line_reporter(args.quiet)
     with _stoppable() as stop:
-        res = run_sweep(sweep, store=args.store, stop=stop, resume=not args.no_resume,
-                        on_progress=lambda p, c: report(p, c, configs))
+        from mtrlib.track import mlflow_from_args
+        with mlflow_from_args(args, parent=f"sweep · {sweep.name}", params={"grid": args.grid, "seeds": seeds}):
+            res = run_sweep(sweep, store=args.store, stop=stop, resume=not args.no_resume,
+                            on_progress=lambda p, c: report(p, c, configs))
     for p in (args.x, args.y):
         if p and p not in res.metrics():
             raise DataError(f"The sweep measured no metric '{p}'.", fix="measured: " + ", ".join(res.metrics()))
@@ -210,8 +216,10 @@ def cmd_lesson(args) -> int:
         print(f"lesson {lesson.name}: {lesson.question}\n{len(configs)} settings x {len(sweep.seeds)} seeds = "
               f"{sweep.total} runs{' (quick)' if args.quick else ''}", file=sys.stderr)
     with _stoppable() as stop:
-        out = run_lesson(lesson, quick=args.quick, seeds=args.seeds, store=args.store, stop=stop,
-                         resume=not args.no_resume, on_progress=lambda p, c: report(p, c, configs))
+        from mtrlib.track import mlflow_from_args
+        with mlflow_from_args(args, parent=f"lesson · {lesson.name}", params={"quick": args.quick}):
+            out = run_lesson(lesson, quick=args.quick, seeds=args.seeds, store=args.store, stop=stop,
+                             resume=not args.no_resume, on_progress=lambda p, c: report(p, c, configs))
     if not args.quiet:
         print(out["verdict"], file=sys.stderr)
     _print_json(out)

@@ -97,6 +97,8 @@ def add_train_arguments(p) -> None:
     o.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
     o.add_argument("--name", help="a name for the run (default: model + settings + time)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    from mtrlib.track import add_mlflow_argument
+    add_mlflow_argument(o)
 
 
 def add_gradient_arguments(group) -> None:
@@ -384,8 +386,10 @@ def _train_and_report(args, cfg, prep, procs) -> int:
         if not procs.main:  # the other processes train alongside; rank 0 writes and prints
             train(cfg, prep, stop=stop)
             return 0
-        result, writer = recorded_training(cfg, prep, store=args.store, path=args.out, name=args.name,
-                                           callback=progress, stop=stop, opened=opened)
+        from mtrlib.track import mlflow_from_args
+        with mlflow_from_args(args):  # --mlflow: the run goes to MLflow too
+            result, writer = recorded_training(cfg, prep, store=args.store, path=args.out, name=args.name,
+                                               callback=progress, stop=stop, opened=opened)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -272,13 +272,18 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
     that is not empty raises before anything is written (`RunError`).
     """
     from ..train.loop import train
+    from .tracking import current
 
     writer = RunWriter(cfg, prep, store=store, path=path, name=name)
     if opened is not None:
         opened(writer)
+    tracker = current()  # an outside tracker (MLflow), when one is on (mtrlib.runs.tracking)
+    tracked = tracker.start(cfg, prep, writer.name) if tracker is not None else None
 
     def both(e):
         writer(e)
+        if tracked is not None:
+            tracked(e)
         if callback is not None:
             callback(e)
 
@@ -286,8 +291,12 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
         result = train(cfg, prep, callback=both, stop=stop, model=writer.new_model())
     except BaseException as e:
         writer.fail(reason(e))
+        if tracked is not None:
+            tracked.fail(reason(e))
         raise
     writer.finish(result)
+    if tracked is not None:
+        tracked.finish(result, writer.path if writer.saved else None)
     return result, writer
 
 
