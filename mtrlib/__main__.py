@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-CLI_MODULES = ["data", "train", "runs", "experiments", "report"]
+CLI_MODULES = ["data", "train", "runs", "experiments", "report", "tune"]
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
