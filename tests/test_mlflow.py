@@ -157,3 +157,4 @@ def test_sweep_logs_one_parent_with_a_child_per_run_to_a_real_server(tmp_path, s
     arts = {a.path for a in client.list_artifacts(children[0].info.run_id, "run")}
     assert "run/metrics.json" in arts
     assert not (tmp_path / "mlruns").exists()
+

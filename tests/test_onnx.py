@@ -181,3 +181,19 @@ def test_bad_export_folder_and_run_without_weights_are_user_errors(tmp_path, cap
         OnnxScorer(tmp_path)
     assert main(["export", "no-such-run", "--onnx", str(tmp_path / "x"), "--store", str(tmp_path / "s")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_runs_page_offers_the_onnx_download_and_its_zip_holds_the_export(store):
+    import zipfile
+    import io
+
+    from mtrlib.runs import list_runs, train_and_save
+    from mtrlib.serve.onnx_export import export_zip
+    from _mtr import PAGES, app_test
+
+    cfg = tiny_cfg("mmoe", world=PAGES, epochs=1)
+    train_and_save(cfg, prepare(cfg), store=store)
+    at = app_test(page="pages/runs.py")
+    assert "Download ONNX" in [b.proto.label for b in at.get("download_button")]
+    names = zipfile.ZipFile(io.BytesIO(export_zip(list_runs(store)[0].path))).namelist()
+    assert {"ranking.onnx", "signature.json"} <= set(names)

@@ -204,4 +204,19 @@ def export_onnx(run, folder, store=None, fusion=None) -> dict:
                         fusion=fusion_weights(run, fusion), run_id=run.id)
 
 
-__all__ = ["export_onnx", "export_model", "fusion_entries", "ExportError", "OPSET"]
+__all__ = ["export_onnx", "export_model", "export_zip", "fusion_entries", "ExportError", "OPSET"]
+
+
+def export_zip(run, store=None) -> bytes:
+    """The ONNX export of a run as one zip file (the Runs page's Download ONNX button)."""
+    import io
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="mtr-onnx-") as tmp:
+        export_onnx(run, tmp, store=store)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(Path(tmp).iterdir()):
+                z.write(f, f.name)
+        return buf.getvalue()
