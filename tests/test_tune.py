@@ -96,3 +96,15 @@ def test_bad_tune_input_is_a_message_not_a_traceback(tmp_path, store, capsys):
     rc = main(["tune", "--objective", "click/auc", "--space", "lr=0.1:0.01", "--trials", "2", "--store", str(store)])
     err = capsys.readouterr().err
     assert rc == 2 and "LOW must be below HIGH" in err and "Traceback" not in err
+
+
+def test_a_stored_study_gives_its_points_for_matching_axes_only(store):
+    from mtrlib.experiments.tune import stored_studies, study_front_points
+
+    cfg = tiny_cfg("shared-bottom", epochs=1, data={"tasks": ["click=click", "like=like|click"]})
+    res = tune(cfg, ["click/auc", "like/auc"], [parse_space("weights.click=0.25:4:log")], 2, seeds=[0], store=store,
+               sampler_seed=0)
+    (journal,) = stored_studies(store)
+    pts = study_front_points(journal, ["click/auc", "like/auc"])
+    assert pts == [tuple(t.user_attrs["test"]) for t in res.study.trials]
+    assert study_front_points(journal, ["like/auc", "click/auc"]) is None

@@ -207,6 +207,8 @@ def tune(cfg: TrainConfig, objectives: list[str], space: list[Dimension], trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_or_create(name, open_storage(storage), directions, sampler_for(len(objectives), sampler_seed,
                                                                                 population), pruner)
+    if "objectives" not in study.user_attrs:
+        study.set_user_attr("objectives", list(objectives))  # what the Pareto page matches its axes against
     stop = stop or threading.Event()
     preps: dict[str, object] = {}
 
@@ -344,6 +346,19 @@ def load_study_points(storage: str, name: str, objectives: list[str]) -> list[tu
     return front_points(study, objectives)
 
 
+def study_front_points(journal: Path, objectives: list[str]) -> list[tuple[float, ...]] | None:
+    """The trials' test means of the study kept in `journal` (a file of `stored_studies`) when it
+    was tuned on exactly `objectives` (e.g. the Pareto page's two axes); None otherwise."""
+    import optuna
+
+    storage = open_storage(str(journal))
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        if study.user_attrs.get("objectives") == list(objectives):
+            return front_points(study, objectives)
+    return None
+
+
 def stored_studies(store=None) -> list[Path]:
     """Journal files of the studies in the run store (newest first)."""
     from ..runs import _store
@@ -352,4 +367,5 @@ def stored_studies(store=None) -> list[Path]:
 
 
 __all__ = ["tune", "TuneResult", "TuneError", "Dimension", "parse_space", "parse_objective", "study_name",
-           "default_storage", "open_storage", "front_points", "load_study_points", "stored_studies"]
+           "default_storage", "open_storage", "front_points", "load_study_points", "stored_studies",
+           "study_front_points"]
