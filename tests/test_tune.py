@@ -108,3 +108,20 @@ def test_a_stored_study_gives_its_points_for_matching_axes_only(store):
     pts = study_front_points(journal, ["click/auc", "like/auc"])
     assert pts == [tuple(t.user_attrs["test"]) for t in res.study.trials]
     assert study_front_points(journal, ["like/auc", "click/auc"]) is None
+
+
+def test_sweep_page_tune_mode_runs_a_study_in_the_background(store):
+    from _mtr import PAGES, app_test
+
+    at = app_test(tiny_cfg("shared-bottom", world=PAGES, epochs=1), "pages/sweep.py")
+    at.radio(key="s_mode").set_value("Tune (Optuna)").run()
+    assert not at.exception
+    at.number_input(key="t_trials").set_value(2)
+    at.number_input(key="t_seeds").set_value(1)
+    at.button(key="t_run").click().run()
+    job = at.session_state["tune_job"]
+    assert job.join(600) and job.error is None, job.error
+    assert len(job.trials) == 2 and len(job.result.study.trials) == 2
+    at.run()
+    assert not at.exception
+    assert len(at.dataframe[-1].value) == 2  # one row per trial: setting and both objectives

@@ -19,6 +19,7 @@ worker: each stops when the study holds N finished or pruned trials.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -31,7 +32,9 @@ from typing import Callable
 from ..config import TrainConfig
 from ..errors import ConfigError
 from .groups import higher_is_better
+from ..jobs import Background
 from .settings import apply, resolve
+from .sweep import Stopped, job_slot
 
 PRUNE_WARMUP_EPOCHS = 1
 
@@ -183,8 +186,9 @@ class _Failed(Exception):
 def tune(cfg: TrainConfig, objectives: list[str], space: list[Dimension], trials: int, *, seeds: list[int],
          storage: str | None = None, name: str | None = None, store=None, sampler_seed: int | None = None,
          population: int | None = None, prune: bool = True, dataset=None, stop: threading.Event | None = None,
-         on_trial: Callable[[dict], None] | None = None) -> TuneResult:
-    """Run trials of the study until it holds `trials` finished ones (see the module docstring)."""
+         on_trial: Callable[[dict], None] | None = None, limiter=None) -> TuneResult:
+    """Run trials of the study until it holds `trials` finished ones (see the module docstring).
+    `limiter`: the server's training slots (the app), each run taking one while it trains."""
     import optuna
     from optuna.trial import TrialState
 
@@ -235,8 +239,12 @@ def tune(cfg: TrainConfig, objectives: list[str], space: list[Dimension], trials
             c.seed = seed
             c.name = f"{name} · trial {trial.number} · seed {seed}"
             watch = _Watch(trial, objectives[0], stop) if (prune and not multi and k == 0) else None
-            res, writer = recorded_training(c, prepared(c), store=store, name=c.name, callback=watch,
-                                            stop=watch.stop if watch else stop)
+            try:
+                with job_slot(limiter, stop) if limiter is not None else contextlib.nullcontext():
+                    res, writer = recorded_training(c, prepared(c), store=store, name=c.name, callback=watch,
+                                                    stop=watch.stop if watch else stop)
+            except Stopped:
+                raise _Pruned() from None
             runs.append(writer.id if writer.saved else None)
             if watch is not None and watch.pruned:
                 trial.set_user_attr("runs", runs)
@@ -324,6 +332,41 @@ class _Either:
         self.own.set()
 
 
+class TuneJob(Background):
+    """A study's trials on a background thread (the Sweep page's Tune mode), each run through the
+    server's training slots; `trials` grows as trials finish, for the page to poll."""
+
+    def __init__(self, cfg: TrainConfig, objectives: list[str], space: list[Dimension], trials: int,
+                 seeds: list[int], dataset=None, store=None):
+        self.args = (cfg, objectives, space, trials)
+        self.seeds, self.dataset, self.store = seeds, dataset, store
+        self.trials: list[dict] = []
+        self.result: TuneResult | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self) -> "TuneJob":
+        self._launch("mtr-tune")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        from ..errors import UserError
+        from ..jobs import LIMITER
+
+        try:
+            self.result = tune(*self.args, seeds=self.seeds, store=self.store, dataset=self.dataset, stop=self._stop,
+                               on_trial=self.trials.append, limiter=LIMITER)
+        except UserError as e:
+            self.error = str(e)
+        except Exception as e:  # shown on the page, never lost on a thread
+            self.error = f"{type(e).__name__}: {e}"
+
+
 def front_points(study, objectives: list[str], test: bool = True) -> list[tuple[float, ...]]:
     """Each complete trial's mean per objective (its test means, or the validation values it was tuned on)."""
     import optuna
@@ -366,6 +409,6 @@ def stored_studies(store=None) -> list[Path]:
     return sorted(folder.glob("*.journal"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
 
 
-__all__ = ["tune", "TuneResult", "TuneError", "Dimension", "parse_space", "parse_objective", "study_name",
+__all__ = ["tune", "TuneJob", "TuneResult", "TuneError", "Dimension", "parse_space", "parse_objective", "study_name",
            "default_storage", "open_storage", "front_points", "load_study_points", "stored_studies",
            "study_front_points"]
