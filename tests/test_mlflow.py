@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,29 @@ def test_sweep_logs_one_parent_with_a_child_per_run_to_a_real_server(tmp_path, s
     assert "run/metrics.json" in arts
     assert not (tmp_path / "mlruns").exists()
 
+
+
+def _toggle_script():
+    from pages._mlflow import mlflow_toggle
+    mlflow_toggle()
+
+
+def test_sidebar_toggle_switches_the_process_wide_tracker(tmp_path, monkeypatch):
+    """The toggle alone (AppTest of the whole app re-renders no sidebar after a widget change)."""
+    from streamlit.testing.v1 import AppTest
+    from mtrlib.track.mlflow_tracker import MlflowTracker
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "app-mlruns"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    at = AppTest.from_function(_toggle_script, default_timeout=120)
+    try:
+        at.run()
+        assert tracking.get_default() is None and not at.exception
+        at.sidebar.toggle(key="mlflow_on").set_value(True).run()
+        assert not at.exception and not at.sidebar.error
+        assert isinstance(tracking.get_default(), MlflowTracker)
+        assert (tmp_path / "app-mlruns" / "mlflow.db").is_file()
+        at.sidebar.toggle(key="mlflow_on").set_value(False).run()
+        assert tracking.get_default() is None
+    finally:
+        tracking.set_default(None)
