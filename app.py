@@ -6,6 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="MTR Studio", page_icon=":material/hub:", layout="wide")
 
+from pages._mlflow import mlflow_toggle  # noqa: E402
 from pages._shared import init_state, run_page, sidebar, sync_url, warm_up  # noqa: E402
 
 warm_up()
@@ -22,4 +23,5 @@ nav = st.navigation([
 ])
 run_page(nav)  # a page that ends early (halt) still gets the sidebar and the URL below
 sidebar()
+mlflow_toggle()
 sync_url()

@@ -3,8 +3,10 @@ plot test metric against test metric with error bars, join the non-dominated poi
 dominated ones, and score each front by its hypervolume relative to the best single-task pair.
 Overlay architectures or weighting methods to compare whole fronts."""
 import copy
+import importlib.util
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from mtrlib.errors import UserError
@@ -86,6 +88,31 @@ if st.button("Run the front", type="primary", key="p_run", disabled=busy() or pr
         st.rerun()
 job = progress_panel("pareto")
 
+
+
+def optuna_beside(fig, x: str, y: str) -> None:
+    """Draw a stored Optuna study's trials (`python -m mtrlib tune --objective X --objective Y`)
+    beside the grid's front: the same axes, each trial's mean test AUCs."""
+    if importlib.util.find_spec("optuna") is None:
+        return
+    from mtrlib.experiments.tune import study_front_points, stored_studies
+    from mtrlib.experiments.pareto import front as front_of
+    studies = {p.stem: p for p in stored_studies(store())}
+    if not studies:
+        return
+    pick = st.selectbox("Beside it, the trials of an Optuna study", ["none", *studies], key="p_study",
+                        help="Studies of the tune verb in the run store, tuned on these two AUCs.")
+    pts = study_front_points(studies[pick], [x, y]) if pick != "none" else None
+    if pick != "none" and not pts:
+        st.caption("That study was tuned on other objectives (or has no finished trial yet).")
+    if pts:
+        on = sorted(front_of(pts), key=lambda k: pts[k][0])
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
+                                 marker=dict(symbol="diamond", size=9), name=f"Optuna · {pick} (trials)"))
+        fig.add_trace(go.Scatter(x=[pts[k][0] for k in on], y=[pts[k][1] for k in on], mode="lines",
+                                 line=dict(dash="dash"), name=f"Optuna · {pick} (front)"))
+
+
 res = job.result if job is not None else None
 if res is not None and any(cell.status == "finished" for cell in res.cells):
     x, y = f"{tx}/auc", f"{ty}/auc"
@@ -103,8 +130,9 @@ if res is not None and any(cell.status == "finished" for cell in res.cells):
         else:
             g["name"] = f"{ARCH_LABELS.get(base.model.arch, base.model.arch)} · {WEIGHTING_LABELS[base.weighting.name]}"
     corner = res.best_single(x, y)
-    chart(front(groups, x, y, f"Task-weight front: {ty} AUC against {tx} AUC ({tx}:{ty} weights)", corner=corner),
-          key="p_front")
+    fig = front(groups, x, y, f"Task-weight front: {ty} AUC against {tx} AUC ({tx}:{ty} weights)", corner=corner)
+    optuna_beside(fig, x, y)
+    chart(fig, key="p_front")
     rows = []
     for g in groups:
         on = [g["points"][k][2] for k in sorted(g["front"], key=lambda k: g["points"][k][0].mean)]

@@ -1,5 +1,6 @@
 """Runs & curves: every saved run, overlaid curves, a settings/metrics table that highlights
 what differs, and the trade-off scatter (one task's metric against another's, one point per run)."""
+import importlib.util
 import json
 
 import pandas as pd
@@ -166,6 +167,12 @@ if len(chosen) == 1:
     d5.download_button("Download report", lambda: run_report(r.path), file_name=f"{r.id}-report.html",
                        mime="text/html", key="r_dl_report", help="One HTML file that opens offline in any browser: "
                        "summary, data, setup, metrics, curves, gates and sample recommendations.")
+    if wpath is not None and importlib.util.find_spec("onnxruntime") is not None:
+        from mtrlib.serve.onnx_export import export_zip
+        st.download_button("Download ONNX", lambda: export_zip(r.path), file_name=f"{r.id}-onnx.zip",
+                           mime="application/zip", key="r_dl_onnx",
+                           help="The model as ONNX (every task's head; the retrieval towers apart) with "
+                                "signature.json: score it with onnxruntime alone (mtrlib/serve/onnx_scorer.py).")
     confirm = st.checkbox("I really want to delete this run", key=f"r_confirm_{r.id}")
     if st.button("Delete run", disabled=not confirm, key="r_delete"):
         try:

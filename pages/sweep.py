@@ -1,6 +1,7 @@
 """Sweep: vary some settings of the current setup, each combination with several seeds, in the
 background; then every combination's mean ± 95% CI and the front of two metrics."""
 import copy
+import importlib.util
 
 import streamlit as st
 
@@ -31,6 +32,12 @@ names = task_names(ds)
 st.caption(f"Starts from the Train page's setup · data **{plain(ds.name)}** · tasks " + plain(", ".join(names)))
 
 keys = sweepable(names, world=c.data.source == "world")
+if importlib.util.find_spec("optuna") is not None and st.radio(
+        "Mode", ["Grid", "Tune (Optuna)"], horizontal=True, key="s_mode",
+        help="Grid: every combination. Tune: Optuna chooses each next setting from the trials so far.") != "Grid":
+    from pages._tune import tune_panel
+    tune_panel(c, ds, names, keys)
+    halt()
 n_axes = st.number_input("Settings to vary", 1, 3, 1, key="s_n_axes")
 axes, problem = [], None
 for k in range(int(n_axes)):

@@ -18,6 +18,7 @@ from mtrlib.config import (CORE_SETTINGS, PLUGIN_OWNERS, PLUGIN_SETTINGS, PLUGIN
 from mtrlib.cli.data import add_max_file_mb
 from mtrlib.data.tasks import parse_task_values
 from mtrlib.errors import ConfigError, DataError
+from mtrlib.track import add_mlflow_argument
 
 GROUPS = {"data": "data", "world": "data", "model": "model",
           "history": "user history (the user's last L interactions as a feature)",
@@ -106,6 +107,7 @@ def add_train_arguments(p) -> None:
     o.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
     o.add_argument("--name", help="a name for the run (default: model + settings + time)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_mlflow_argument(o)
 
 
 # -- parsing helpers ------------------------------------------------------------------------------------

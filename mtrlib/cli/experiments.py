@@ -26,6 +26,7 @@ import time
 from contextlib import contextmanager
 
 from mtrlib.errors import DataError
+from mtrlib.track import add_mlflow_argument, mlflow_from_args
 
 
 def register(subparsers, verb: str | None = None) -> None:
@@ -63,12 +64,13 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--no-resume", action="store_true", help="train every run again, even those already finished")
     p.add_argument("--store", metavar="DIR", help="run store folder (default $MTR_RUN_STORE or data/runs)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_mlflow_argument(p)
 
 
 # -- shared --------------------------------------------------------------------------------------------------
 
 @contextmanager
-def _stoppable():
+def stoppable():
     """Ctrl-C / SIGTERM set the event (training stops after its batch); a second Ctrl-C aborts."""
     stop = threading.Event()
 
@@ -108,7 +110,7 @@ def _line_reporter(quiet: bool):
     return report
 
 
-def _print_json(obj) -> None:
+def print_json(obj) -> None:
     from mtrlib.safe import json_clean  # deferred: heavy, this verb only
     print(json.dumps(json_clean(obj)), flush=True)
 
@@ -129,9 +131,10 @@ def train_repeats(args, cfg) -> int:
     configs = sweep.configs()  # one: the base setup
     report = _line_reporter(args.quiet)
     t0 = time.time()
-    with _stoppable() as stop:
-        res = run_sweep(sweep, store=args.store, stop=stop, resume=False,
-                        on_progress=lambda p, c: report(p, c, configs))
+    with stoppable() as stop:
+        with mlflow_from_args(args, parent=f"repeats · {sweep.name or cfg.model.arch}", params={"seeds": seeds}):
+            res = run_sweep(sweep, store=args.store, stop=stop, resume=False,
+                            on_progress=lambda p, c: report(p, c, configs))
     summary = res.summary(0)
     runs = [{"seed": c.seed, "run_id": c.run_id, "run_dir": _run_dir(args.store, c.run_id), "status": c.status,
              "metrics": c.metrics, **({"reason": c.message} if c.message else {})} for c in res.cells]
@@ -141,7 +144,7 @@ def train_repeats(args, cfg) -> int:
     out = {"group": res.groups[0], "seeds": seeds, "status": status, "runs": runs, "summary": summary_json(summary),
            "metrics": {t: {k: e.mean for k, e in ms.items()} for t, ms in summary.items()},
            "saved": all(c.run_id for c in res.cells), "elapsed": time.time() - t0}
-    _print_json(out)
+    print_json(out)
     return 0 if out["saved"] else 1
 
 
@@ -182,9 +185,10 @@ def cmd_sweep(args) -> int:
     if not args.quiet:
         print(f"sweep: {len(configs)} configurations x {len(seeds)} seeds = {sweep.total} runs", file=sys.stderr)
     report = _line_reporter(args.quiet)
-    with _stoppable() as stop:
-        res = run_sweep(sweep, store=args.store, stop=stop, resume=not args.no_resume,
-                        on_progress=lambda p, c: report(p, c, configs))
+    with stoppable() as stop:
+        with mlflow_from_args(args, parent=f"sweep · {sweep.name}", params={"grid": args.grid, "seeds": seeds}):
+            res = run_sweep(sweep, store=args.store, stop=stop, resume=not args.no_resume,
+                            on_progress=lambda p, c: report(p, c, configs))
     for p in (args.x, args.y):
         if p and p not in res.metrics():
             raise DataError(f"The sweep measured no metric '{p}'.", fix="measured: " + ", ".join(res.metrics()))
@@ -193,7 +197,7 @@ def cmd_sweep(args) -> int:
         print(f"sweep {'stopped' if res.stopped else 'finished'} in {res.seconds:.0f} s: "
               f"{sum(c.status == 'finished' for c in res.cells)} finished runs "
               f"({sum(c.reused for c in res.cells)} reused)", file=sys.stderr)
-    _print_json(out)
+    print_json(out)
     return 0
 
 
@@ -209,10 +213,11 @@ def cmd_lesson(args) -> int:
     if not args.quiet:
         print(f"lesson {lesson.name}: {lesson.question}\n{len(configs)} settings x {len(sweep.seeds)} seeds = "
               f"{sweep.total} runs{' (quick)' if args.quick else ''}", file=sys.stderr)
-    with _stoppable() as stop:
-        out = run_lesson(lesson, quick=args.quick, seeds=args.seeds, store=args.store, stop=stop,
-                         resume=not args.no_resume, on_progress=lambda p, c: report(p, c, configs))
+    with stoppable() as stop:
+        with mlflow_from_args(args, parent=f"lesson · {lesson.name}", params={"quick": args.quick}):
+            out = run_lesson(lesson, quick=args.quick, seeds=args.seeds, store=args.store, stop=stop,
+                             resume=not args.no_resume, on_progress=lambda p, c: report(p, c, configs))
     if not args.quiet:
         print(out["verdict"], file=sys.stderr)
-    _print_json(out)
+    print_json(out)
     return 0

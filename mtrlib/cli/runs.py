@@ -81,10 +81,17 @@ def register(subparsers, verb: str | None = None) -> None:
     _store_arg(p)
     p.set_defaults(func=cmd_project)
 
-    p = subparsers.add_parser("export", help="export a representation for the TensorBoard Embedding Projector",
-                              description="Write vectors.tsv, metadata.tsv and projector_config.pbtxt.")
+    p = subparsers.add_parser("export", help="export a run: ONNX for serving, or TSVs for the Embedding Projector",
+                              description="--onnx DIR: the model as ONNX files + signature.json (mtrlib.serve."
+                                          "onnx_export); --projector DIR: vectors.tsv, metadata.tsv and "
+                                          "projector_config.pbtxt.")
     p.add_argument("run", metavar="RUN", help="run id, name or folder")
-    p.add_argument("--projector", required=True, metavar="DIR", help="folder to write the TSV files into")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--projector", metavar="DIR", help="folder to write the TSV files into")
+    where.add_argument("--onnx", metavar="DIR", help="folder to write ranking.onnx (+ the retrieval towers) and "
+                                                     "signature.json into")
+    p.add_argument("--fusion", metavar="T=W,...", help="with --onnx: fusion weights written to signature.json "
+                                                       "(default: 1 per binary task)")
     p.add_argument("--what", default="items", help="items, users, text, input, shared, task:NAME or gate:NAME")
     p.add_argument("--pairs", type=int, default=2000, help="(user, item) pairs for pair representations")
     _store_arg(p)
@@ -262,6 +269,9 @@ def cmd_project(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.onnx:
+        from mtrlib.cli.export import cmd_export_onnx  # deferred: onnx and torch, this flag only
+        return cmd_export_onnx(args)
     from mtrlib.viz.project import export_projector, vectors  # deferred: heavy, this verb only
     from mtrlib.safe import json_clean  # deferred: heavy, this verb only
 

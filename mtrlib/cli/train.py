@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mtrlib.cli.experiments import one_run_summary, train_repeats
 from mtrlib.errors import ConfigError
+from mtrlib.track import mlflow_from_args
 
 
 def _common():
@@ -156,8 +157,9 @@ def _train_and_report(args, cfg, prep, procs) -> int:
         if not procs.main:  # the other processes train alongside; rank 0 writes and prints
             train(cfg, prep, stop=stop)
             return 0
-        result, writer = recorded_training(cfg, prep, store=args.store, path=args.out, name=args.name,
-                                           callback=progress, stop=stop, opened=opened)
+        with mlflow_from_args(args):  # --mlflow: the run goes to MLflow too
+            result, writer = recorded_training(cfg, prep, store=args.store, path=args.out, name=args.name,
+                                               callback=progress, stop=stop, opened=opened)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

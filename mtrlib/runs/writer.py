@@ -21,6 +21,7 @@ from .liveness import proc_start
 from .meta import RunMeta
 from .naming import data_signature, default_name, group_key, model_summary, new_run_id, settings_of
 from .store import RunError, store_dir, store_message
+from ..track.hook import current
 from .tables import table_json, run_arrays
 from ..train.loop import build, train
 
@@ -275,9 +276,13 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
     writer = RunWriter(cfg, prep, store=store, path=path, name=name)
     if opened is not None:
         opened(writer)
+    tracker = current()  # an outside tracker (MLflow), when one is on (mtrlib.track.hook)
+    tracked = tracker.start(cfg, prep, writer.name) if tracker is not None else None
 
     def both(e):
         writer(e)
+        if tracked is not None:
+            tracked(e)
         if callback is not None:
             callback(e)
 
@@ -285,8 +290,12 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
         result = train(cfg, prep, callback=both, stop=stop, model=writer.new_model())
     except BaseException as e:
         writer.fail(reason(e))
+        if tracked is not None:
+            tracked.fail(reason(e))
         raise
     writer.finish(result)
+    if tracked is not None:
+        tracked.finish(result, writer.path if writer.saved else None)
     return result, writer
 
 
