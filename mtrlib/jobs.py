@@ -149,7 +149,7 @@ class Job(Background):
         self._writer = None  # the RunWriter once opened; None when not saving or the store is unusable
 
     # -- control ---------------------------------------------------------------------------------
-    def start(self) -> "Job":
+    def start(self) -> Job:
         """Queue the job (raises BusyError when the server is full) and start its thread."""
         self.limiter.enqueue(self.id)
         self.state = "queued"

@@ -80,11 +80,11 @@ class SharedParameters:
     last_layer_names: list[str] = field(default_factory=list)
 
     @classmethod
-    def none(cls) -> "SharedParameters":
+    def none(cls) -> SharedParameters:
         return cls([], [], [], {}, [])
 
     @classmethod
-    def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> "SharedParameters":
+    def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> SharedParameters:
         """Probe a MultiTaskModel on the first `rows` examples of `data` (EncodedExamples)."""
         u, i, y, h = data.user[:rows], data.item[:rows], data.labels[:rows], history_of(data, slice(0, rows))
         towers = dict(zip(model.task_names, model.towers))  # the ranking tasks' heads; none for retrieval
@@ -92,7 +92,7 @@ class SharedParameters:
         return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)), heads)
 
     @classmethod
-    def from_losses(cls, model: nn.Module, losses_fn, heads: list[nn.Module | None] | None = None) -> "SharedParameters":
+    def from_losses(cls, model: nn.Module, losses_fn, heads: list[nn.Module | None] | None = None) -> SharedParameters:
         """Probe any module: `losses_fn()` returns its per-task losses [T]. `heads`: per task, the
         module whose input is that task's own representation (its tower), None where it has none."""
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
