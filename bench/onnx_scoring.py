@@ -81,13 +81,17 @@ def main() -> None:
     all_items = np.arange(n_items)
     for u, c in zip(users, cands):
         u = int(u)
-        t = time.perf_counter(); score_candidates(model, [u], c[None], threads=a.threads)
+        t = time.perf_counter()
+        score_candidates(model, [u], c[None], threads=a.threads)
         times["torch_candidates"].append(time.perf_counter() - t)
-        t = time.perf_counter(); scorer.predict_rows(np.full(len(c), u), c)
+        t = time.perf_counter()
+        scorer.predict_rows(np.full(len(c), u), c)
         times["onnx_candidates"].append(time.perf_counter() - t)
-        t = time.perf_counter(); score_matrix(model, [u], threads=a.threads)
+        t = time.perf_counter()
+        score_matrix(model, [u], threads=a.threads)
         times["torch_full"].append(time.perf_counter() - t)
-        t = time.perf_counter(); scorer.predict_rows(np.full(n_items, u), all_items)
+        t = time.perf_counter()
+        scorer.predict_rows(np.full(n_items, u), all_items)
         times["onnx_full"].append(time.perf_counter() - t)
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     out = {"bench": "onnx_scoring", "data": data, "arch": a.arch, "items": n_items, "candidates": a.candidates,

@@ -51,7 +51,7 @@ from .models.retrieval import RetrievalOptions
 from .plugin_options import (FLAT_DEFAULTS, FLAT_NAMES, PLUGIN_OWNERS, PLUGIN_SETTINGS, PLUGINS, NestedOptions,
                              as_dict, build, chosen_plugin, get_value, migrate_format_1, plugin_options, plugin_place,
                              set_value, weighting_prefix)
-from .registry import KnobField, check_knob_rule, check_knob_type, knob, knob_fields
+from .registry import KnobField, check_knob_rule, check_knob_type, knob, knob_fields, options_of
 from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
 
 FORMAT_VERSION = 2  # the config.json shape this code writes (1: plugin knobs flat, see `migrate`)
@@ -287,11 +287,11 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         return build(cls, migrate(d), "config")
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -332,7 +332,7 @@ def section(path: str) -> str:
     return "training"
 
 
-def settings_of(cfg: "TrainConfig") -> list[KnobField]:
+def settings_of(cfg: TrainConfig) -> list[KnobField]:
     """The settings this config holds: every core one and the chosen plugins' knobs, each as
     the chosen plugin declares it (its own label and rule: PLE's and MMoE's `experts` differ)."""
     out = list(CORE_SETTINGS)
@@ -342,7 +342,7 @@ def settings_of(cfg: "TrainConfig") -> list[KnobField]:
     return out
 
 
-def setting_of(cfg: "TrainConfig", path: str) -> KnobField:
+def setting_of(cfg: TrainConfig, path: str) -> KnobField:
     """One setting of this config by path (a plugin knob as the chosen plugin declares it)."""
     if plugin_place(path) is not None:
         own = next((kf for kf in settings_of(cfg) if kf.name == path), None)
@@ -429,7 +429,7 @@ def check_history_settings(m, task_names: list[str] | None = None) -> list[str]:
         raise ConfigError(f"The history task '{m.history_task}' is not one of the tasks.",
                           fix=f"tasks are: {', '.join(task_names)} (or leave --history-task out for every interaction)")
     enc = HISTORY_ENCODERS[m.history_encoder]
-    return enc.check(options_of(enc, m, _HISTORY_PREFIX), m)
+    return enc.check(options_of(enc, m), m)
 
 
 def _check_sizes(kf: KnobField, sizes) -> None:

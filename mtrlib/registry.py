@@ -19,7 +19,8 @@ import numbers
 import pkgutil
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .errors import ConfigError
 

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import asdict
 
-from mtrlib.config import DataConfig, ModelConfig, TrainConfig
+from mtrlib.config import DataConfig, TrainConfig
 from mtrlib.data import WorldConfig
 from mtrlib.train.loop import prepare
 

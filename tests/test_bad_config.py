@@ -22,7 +22,6 @@ import torch
 from mtrlib.errors import UserError
 from mtrlib.config import TrainConfig, validate
 from mtrlib.data import make_world
-from mtrlib.errors import UserError
 from mtrlib.train import loop as T
 from mtrlib.train.predict import predict
 

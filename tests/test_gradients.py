@@ -14,7 +14,6 @@ from torch import nn
 
 from mtrlib.errors import UserError
 from mtrlib.config import ARCHS, WEIGHTINGS
-from mtrlib.data import DataError
 from mtrlib.train.gradients import RepCapture, SharedParameters, TaskGradients, group_of
 from mtrlib.train.steps import Batch
 from mtrlib.train.telemetry import GradientTelemetry, summary

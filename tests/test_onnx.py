@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
+import onnxruntime  # noqa: E402,F401  (locked: a missing package fails, never skips)
 
 from mtrlib.__main__ import main
 from mtrlib.data.history import History

@@ -11,7 +11,6 @@ import torch
 from _mtr import tiny_cfg, tiny_prep
 from mtrlib.errors import TrainingError
 from mtrlib.config import ARCHS, TrainConfig, validate
-from mtrlib.data import DataError
 from mtrlib.train.loop import available_devices, resolve_device, run, train
 from mtrlib.train.predict import evaluate, predict
 from mtrlib.errors import UserError

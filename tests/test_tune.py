@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-optuna = pytest.importorskip("optuna")
+import optuna  # noqa: E402  (locked in requirements.lock: a missing package fails, never skips)
 
 from mtrlib.experiments.tune import TuneError, parse_objective, parse_space, tune
 from mtrlib.runs import list_runs, load_run

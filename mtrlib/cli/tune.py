@@ -10,7 +10,6 @@ the study's total. The last line is one JSON object: the study, its trials and i
 """
 from __future__ import annotations
 
-import json
 import sys
 
 from mtrlib.cli.experiments import print_json, stoppable

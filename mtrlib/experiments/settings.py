@@ -297,12 +297,12 @@ class Axis:
         return [dict(zip(self.keys, v)) for v in self.values]
 
     @classmethod
-    def of(cls, key: str, values) -> "Axis":
+    def of(cls, key: str, values) -> Axis:
         s = resolve(key)
         return cls((key,), tuple((s.parse(v),) for v in values))
 
     @classmethod
-    def linked(cls, keys, rows) -> "Axis":
+    def linked(cls, keys, rows) -> Axis:
         ss = [resolve(k) for k in keys]
         return cls(tuple(keys), tuple(tuple(s.parse(v) for s, v in zip(ss, row)) for row in rows))
 

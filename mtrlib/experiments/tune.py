@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import TrainConfig
 from ..errors import ConfigError
@@ -346,7 +346,7 @@ class TuneJob(Background):
         self._stop = threading.Event()
         self._thread = None
 
-    def start(self) -> "TuneJob":
+    def start(self) -> TuneJob:
         self._launch("mtr-tune")
         return self
 

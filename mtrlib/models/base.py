@@ -14,7 +14,8 @@ An architecture file holds two classes:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ class MultiTaskModel(nn.Module):
     `cfg` is the ModelConfig, read for the settings every architecture shares (emb_dim, towers,
     dropout, text, history); `options` the architecture's own knobs (an instance of
     `spec.Options`, from `mtrlib.registry.options_of`), kept as `self.options`."""
-    spec: type["Architecture"]  # set by the Architecture whose `Model` this is
+    spec: type[Architecture]  # set by the Architecture whose `Model` this is
 
     def __init__(self, cfg: ModelConfig, desc: dict, tables: dict[str, torch.Tensor], tasks: list[TaskSpec],
                  options=None):
@@ -275,7 +276,7 @@ class Architecture:
         return cls.Options() if cls.Options is not None else None
 
     @classmethod
-    def check(cls, opts, m: "ModelConfig") -> list[str]:
+    def check(cls, opts, m: ModelConfig) -> list[str]:
         """Rules across its knobs, applied when it is the chosen architecture: raise DataError
         with the fix, or return warnings. By default every layer-sizes knob needs a layer."""
         for kf in knob_fields(cls.Options):
@@ -284,17 +285,17 @@ class Architecture:
         return []
 
     @classmethod
-    def summary(cls, opts, m: "ModelConfig") -> str:
+    def summary(cls, opts, m: ModelConfig) -> str:
         """Short description for run names and tables, e.g. 'Shared-Bottom [64,32]'."""
         first = next((kf for kf in knob_fields(cls.Options) if kf.knob.widget == "sizes"), None)
         return f"{cls.label} {sizes(getattr(opts, first.name))}" if first else cls.label
 
     @classmethod
-    def diagram_width(cls, opts, m: "ModelConfig", tasks: list[str]) -> int:
+    def diagram_width(cls, opts, m: ModelConfig, tasks: list[str]) -> int:
         return max(len(tasks), 3)
 
     @classmethod
-    def draw(cls, c: Canvas, opts, m: "ModelConfig") -> None:
+    def draw(cls, c: Canvas, opts, m: ModelConfig) -> None:
         """Draw what lies between the embeddings and the towers (see mtrlib.models.diagram)."""
         for x in c.task_x:
             c.arrow(c.from_input(x), c.to_tower(x))

@@ -28,7 +28,6 @@ on shapes, so the example batch is chosen to take the branch that holds for ever
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 

@@ -117,7 +117,7 @@ class MlflowTracker:
                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}).",
                                 fix="start the server (mlflow server --port 5000) or give a folder: --mlflow mlruns") from None
 
-    def start(self, cfg, prep, name: str) -> "TrackedRun | None":
+    def start(self, cfg, prep, name: str) -> TrackedRun | None:
         from ..runs.naming import data_signature, group_key
 
         tags = {"mlflow.runName": name, "mtr.group": group_key(cfg, data_signature(prep.dataset)),

@@ -20,7 +20,8 @@ the CLI, URLs and the Train page derive their controls from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -22,7 +22,7 @@ class HistoryEncoder(nn.Module):
     # computes it straight from the embedding tables (mtrlib.models.history._pool), never building `past`
     linear = False
 
-    spec: type["Encoder"]  # set by the Encoder whose `Model` this is
+    spec: type[Encoder]  # set by the Encoder whose `Model` this is
 
     def __init__(self, d: int, length: int, options=None, m=None):
         super().__init__()
