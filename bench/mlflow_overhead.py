@@ -31,7 +31,8 @@ def main() -> None:
     from mtrlib.config import TrainConfig
     from mtrlib.experiments.lessons import QUICK_WORLD
     from mtrlib.experiments.settings import with_overrides
-    from mtrlib.runs import recorded_training, tracking
+    from mtrlib.runs import recorded_training
+    from mtrlib.track import hook as tracking
     from mtrlib.track.mlflow_tracker import MlflowTracker
     from mtrlib.train.prepare import prepare
 

@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from .groups import higher_is_better
 from ..jobs import Background
 from .settings import apply, resolve
-from .sweep import Stopped, job_slot
+from .runner import Stopped, job_slot
 
 PRUNE_WARMUP_EPOCHS = 1
 
