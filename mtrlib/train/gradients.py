@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..data.history import history_of
-from ..models.blocks import InputLayer, SideEmbedding
+from ..models.blocks import InputLayer, SideEmbedding, StackedLinear
 from .steps import forward
 
 # (word in a module path, group): the first word found anywhere in a parameter's module path wins
@@ -144,7 +144,7 @@ class _LayerGraph:
         self.head_in: dict[int, object] = {}  # task -> autograd node of its head's input
         inside = [n for n, m in model.named_modules() if isinstance(m, EMBEDDING_MODULES)]
         self.hooks = [m.register_forward_hook(self._layer_hook(n)) for n, m in model.named_modules()
-                      if isinstance(m, nn.Linear) and not any(n.startswith(e + ".") for e in inside)]
+                      if isinstance(m, (nn.Linear, StackedLinear)) and not any(n.startswith(e + ".") for e in inside)]
         self.hooks += [h.register_forward_pre_hook(self._head_hook(k)) for k, h in enumerate(self.heads) if h is not None]
 
     def _layer_hook(self, name: str):
