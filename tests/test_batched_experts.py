@@ -91,8 +91,8 @@ def _ple_looped(m, x):
     task_x, shared_x = [x] * T, x
     for lvl in m.levels:
         s, h = lvl.s, lvl.h
-        rows = [task_x[t] for t in range(T) for _ in range(s)] + [shared_x] * h
-        e = looped_experts(lvl.experts, rows)  # [T*s+h, B, d]
+        e = [looped_experts(lvl.specific, [task_x[t] for t in range(T) for _ in range(s)])] if s else []
+        e = torch.cat(e + ([looped_experts(lvl.shared, [shared_x] * h)] if h else []), 0)  # [T*s+h, B, d]
         outs = []
         for t in range(T):
             pool = [e[t * s + k] for k in range(s)] + [e[T * s + j] for j in range(h)]
@@ -108,8 +108,8 @@ def _ple_looped(m, x):
 def _stem_looped(m, x):
     """STEM (Su et al. AAAI 2024): task k's gate over every expert, the other tasks' ones detached (AFTB)."""
     T, s, h = len(m.tasks), m.options.specific_experts, m.options.shared_experts
-    rows = [x[1 + t] for t in range(T) for _ in range(s)] + [x[0]] * h
-    e = looped_experts(m.experts, rows)
+    e = looped_experts(m.specific, [x[1 + t] for t in range(T) for _ in range(s)])
+    e = torch.cat([e, looped_experts(m.shared, [x[0]] * h)], 0) if h else e  # [T*s+h, B, d]
     outs = []
     for k in range(T):
         pool = [e[r] if (k * s <= r < (k + 1) * s or r >= T * s) else e[r].detach() for r in range(len(e))]

@@ -190,10 +190,10 @@ def test_cgc_task_sees_own_and_shared_experts_only(prep):
     x = m.input_row(prep.train.user[:4], prep.train.item[:4])
     lvl = m.levels[0]
     b = m.body(x)
-    sh = lvl.experts.one(3, x)  # rows: the tasks' specific experts (0, 1, 2), then the shared one (3)
+    sh = lvl.shared.one(0, x)  # the shared expert: row 0 of the shared stack
     for t in range(3):
         g = torch.softmax(lvl.task_gates.one(t, x), -1)
-        expected = g[:, :1] * lvl.experts.one(t, x) + g[:, 1:] * sh
+        expected = g[:, :1] * lvl.specific.one(t, x) + g[:, 1:] * sh  # task t's expert: row t
         assert torch.allclose(b.tower_inputs[t], expected, atol=1e-6)
 
 

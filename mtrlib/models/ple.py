@@ -7,9 +7,11 @@ task k's gate mixes its own specific experts and the shared experts. With L > 1 
 next level's shared experts, while task k's experts and gate read task k's output of the
 level below; the last level has no shared gate.
 
-Batched (issue 31): a level's T*s specific experts (task-major) and h shared experts are one
-`ExpertStack` (one [T*s + h, d_in, d_out] tensor per layer) and its T task gates one
-`StackedLinear`; at the first level every expert and gate reads x, so each is one GEMM.
+Batched (issue 31): a level's T*s specific experts (task-major) are one `ExpertStack` (one
+[T*s, d_in, d_out] tensor per layer), its h shared experts another, its T task gates one
+`StackedLinear`; at the first level every expert and gate reads x, so each is one GEMM. Specific
+and shared stay apart so that a tensor is either shared by the tasks or one task's rows
+(mtrlib.train.gradients finds the shared parameters by which task gradients reach them).
 """
 from __future__ import annotations
 
@@ -39,36 +41,42 @@ SHARED_EXPERTS = dict(noun="shared experts", lo=0, hi=8, flag="--shared-experts"
 class _Level(nn.Module):
     """One extraction layer: experts per task + shared experts; gates per task (+ a shared gate).
 
-    Expert rows: task t's specific experts at t*s .. t*s + s - 1, then the h shared ones."""
+    Expert order (gates, `expert_names`): task t's specific experts at t*s .. t*s + s - 1 (rows of
+    `specific`), then the h shared ones (rows of `shared`)."""
 
     def __init__(self, d_in, n_tasks, opts, dropout, last):
         super().__init__()
         s, h, T = opts.specific_experts, opts.shared_experts, n_tasks
         self.s, self.h, self.n_tasks, self.last = s, h, T, last
-        self.experts = ExpertStack(T * s + h, d_in, opts.experts, dropout)
+        self.specific = ExpertStack(T * s, d_in, opts.experts, dropout) if s else None
+        self.shared = ExpertStack(h, d_in, opts.experts, dropout) if h else None
         self.task_gates = StackedLinear(T, d_in, s + h)
         self.shared_gate = None if last else InputLinear(d_in, T * s + h)
-        self.out_dim = self.experts.out_dim
-        # task t's gate mixes rows pool[t]: its own specific experts, then the shared ones
+        self.out_dim = (self.specific or self.shared).out_dim
+        # task t's gate mixes experts pool[t]: its own specific experts, then the shared ones
         pool = [[t * s + k for k in range(s)] + [T * s + j for j in range(h)] for t in range(T)]
         self.register_buffer("pool", torch.tensor(pool, dtype=torch.long).reshape(T, s + h), persistent=False)
 
     def legacy_layout(self, at: str) -> dict[str, list[str]]:
         """This level's stacked tensors <- the per-expert / per-gate modules saved before issue 31."""
         T, s, h = self.n_tasks, self.s, self.h
-        return {f"{at}.experts": [f"{at}.specific.{t}.{k}" for t in range(T) for k in range(s)]
-                + [f"{at}.shared.{j}" for j in range(h)],
-                f"{at}.task_gates": [f"{at}.task_gates.{t}" for t in range(T)]}
+        out = {f"{at}.task_gates": [f"{at}.task_gates.{t}" for t in range(T)]}
+        if s:
+            out[f"{at}.specific"] = [f"{at}.specific.{t}.{k}" for t in range(T) for k in range(s)]
+        if h:
+            out[f"{at}.shared"] = [f"{at}.shared.{j}" for j in range(h)]
+        return out
 
     def forward(self, task_x, shared_x):
         """task_x: [B, d] (every task reads the same row: the first level) or [T, B, d]; shared_x [B, d]."""
         T, s, h = self.n_tasks, self.s, self.h
-        if isinstance(task_x, torch.Tensor) and task_x.dim() == 3:
-            B, d = shared_x.shape
-            rows = torch.cat([task_x.repeat_interleave(s, 0), shared_x.expand(h, B, d)], 0)  # [T*s+h, B, d]
-        else:
-            rows = task_x  # the first level: one row for every expert
-        e = self.experts(rows)  # [T*s+h, B, d]
+        first = not (isinstance(task_x, torch.Tensor) and task_x.dim() == 3)
+        parts = []
+        if s:  # the first level: one row for every expert; then task t's experts read task t's row
+            parts.append(self.specific(task_x if first else task_x.repeat_interleave(s, 0)))  # [T*s, B, d]
+        if h:
+            parts.append(self.shared(shared_x))  # [h, B, d]
+        e = torch.cat(parts, 0) if len(parts) > 1 else parts[0]  # [T*s+h, B, d]
         g = gates_of(self.task_gates(task_x))  # [T, s+h, B]
         outs = (g.unsqueeze(-1) * e[self.pool]).sum(1)  # [T, s+h, B, 1] * [T, s+h, B, d] -> [T, B, d]
         if self.shared_gate is not None:

@@ -13,8 +13,9 @@ STEM gives every task its own embedding table next to a shared one:
   and experts and the shared ones, never another task's.
 
 One extraction layer (the paper's STEM-Net; the authors' code allows more). Batched (issue 31):
-the T*s specific experts (task-major) and h shared ones are one `ExpertStack` reading a
-[T*s + h, B, d_in] stack of rows (one `torch.baddbmm` per layer), the T gates one `StackedLinear`. The expert knobs
+the T*s specific experts (task-major) are one `ExpertStack` reading a [T*s, B, d_in] stack of rows
+(one `torch.baddbmm` per layer), the h shared ones another reading x_0 (one GEMM), the T gates
+one `StackedLinear`. The expert knobs
 (`specific_experts`, `shared_experts`, `experts`) are PLE's, so one flag sets both.
 """
 from __future__ import annotations
@@ -42,10 +43,11 @@ class STEMNet(MultiTaskModel):
         # row 0: the shared embeddings; row 1 + k: task k's own
         self.inputs_ = nn.ModuleList(self.make_input(desc, tables) for _ in range(T + 1))
         d_in = self.inputs_[0].out_dim
-        self.experts = ExpertStack(T * s + h, d_in, o.experts, cfg.dropout)  # rows: t*s + k, then T*s + j
+        self.specific = ExpertStack(T * s, d_in, o.experts, cfg.dropout)  # row t*s + k: task t's k-th
+        self.shared = ExpertStack(h, d_in, o.experts, cfg.dropout) if h else None
         self.gates = StackedLinear(T, d_in, T * s + h)
-        self.towers = self.make_towers([self.experts.out_dim] * T)
-        # AFTB: task k's gate takes gradient through its own specific rows and the shared ones only
+        self.towers = self.make_towers([self.specific.out_dim] * T)
+        # AFTB: task k's gate takes gradient through its own specific experts and the shared ones only
         own = torch.zeros(T, T * s + h, dtype=torch.bool)
         for k in range(T):
             own[k, k * s:(k + 1) * s] = True
@@ -55,9 +57,11 @@ class STEMNet(MultiTaskModel):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kw):
         """Run folders saved before issue 31: per-expert MLPs `specific.t.k`, `shared.j`, gates `gates.t`."""
         T, s, h = len(self.tasks), self.options.specific_experts, self.options.shared_experts
-        load_legacy_experts(self, state_dict, prefix, {
-            "experts": [f"specific.{t}.{k}" for t in range(T) for k in range(s)] + [f"shared.{j}" for j in range(h)],
-            "gates": [f"gates.{t}" for t in range(T)]})
+        layout = {"specific": [f"specific.{t}.{k}" for t in range(T) for k in range(s)],
+                  "gates": [f"gates.{t}" for t in range(T)]}
+        if h:
+            layout["shared"] = [f"shared.{j}" for j in range(h)]
+        load_legacy_experts(self, state_dict, prefix, layout)
         super()._load_from_state_dict(state_dict, prefix, *args, **kw)
 
     def input_layers(self) -> list[InputLayer]:
@@ -76,9 +80,9 @@ class STEMNet(MultiTaskModel):
     def body(self, x):
         T, s, h = len(self.tasks), self.options.specific_experts, self.options.shared_experts
         shared_x = x[0]  # [B, d_in]
-        B, d = shared_x.shape
-        rows = torch.cat([x[1:].repeat_interleave(s, 0), shared_x.expand(h, B, d)], 0)  # [T*s+h, B, d_in]
-        e = self.experts(rows)  # [E, B, d]
+        e = self.specific(x[1:].repeat_interleave(s, 0))  # [T*s, B, d]: task t's experts read row 1 + t
+        if h:
+            e = torch.cat([e, self.shared(shared_x)], 0)  # [T*s+h, B, d]
         # AFTB: every expert forward; another task's experts without their gradient
         pool = torch.where(self.own, e.unsqueeze(0), e.detach().unsqueeze(0))  # [T, E, B, d]
         g = gates_of(self.gates(x[1:] + shared_x))  # [T, B, E] -> [T, E, B]
