@@ -69,7 +69,7 @@ def test_stacked_linear_initialises_like_nn_linear():
     # the same distribution: uniform of that bound, std bound / sqrt(3), as nn.Linear's
     assert s.weight.std().item() == pytest.approx(ref.std().item(), rel=0.03)
     assert s.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.03)
-    assert abs(s.weight.mean().item()) < 0.01 * bound * 10
+    assert abs(s.weight.mean().item()) < 0.1 * bound
 
 
 def _model(prep, arch, **model):
@@ -136,10 +136,8 @@ def test_architecture_body_equals_its_looped_form(tiny_prepared, arch, model, lo
         torch.testing.assert_close(batched[t], ref[t], rtol=1e-6, atol=1e-6)
         gb = torch.autograd.grad(batched[t].square().sum(), params, retain_graph=True, allow_unused=True)
         gl = torch.autograd.grad(ref[t].square().sum(), params, retain_graph=True, allow_unused=True)
-        for a, b in zip(gb, gl):
-            a = torch.zeros(()) if a is None else a
-            b = torch.zeros(()) if b is None else b
-            torch.testing.assert_close(a.expand_as(b) if a.dim() == 0 else a, b.expand_as(a) if b.dim() == 0 else b,
+        for p, a, b in zip(params, gb, gl):  # None: that task's output does not reach p (either form)
+            torch.testing.assert_close(torch.zeros_like(p) if a is None else a, torch.zeros_like(p) if b is None else b,
                                        rtol=1e-5, atol=1e-6)
 
 

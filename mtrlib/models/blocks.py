@@ -137,15 +137,15 @@ class StackedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n, d_out).uniform_(-bound, bound))
 
     def forward(self, x) -> torch.Tensor:
-        n, B_out = self.n, self.d_out
+        n, o = self.n, self.d_out
         if isinstance(x, PairRows) or x.dim() == 2:
-            w = self.weight.permute(1, 0, 2).reshape(self.d_in, n * B_out)  # [d_in, n*d_out]
-            b = self.bias.reshape(n * B_out)  # [n*d_out]
+            w = self.weight.permute(1, 0, 2).reshape(self.d_in, n * o)  # [d_in, n*d_out]
+            b = self.bias.reshape(n * o)  # [n*d_out]
             if isinstance(x, PairRows):
                 y = x.matmul(w, b, (id(self.weight), id(self.bias)))  # [rows, n*d_out]
             else:
                 y = torch.addmm(b, x, w)  # [B, n*d_out]
-            return y.view(-1, n, B_out).transpose(0, 1)  # [n, B, d_out]
+            return y.view(-1, n, o).transpose(0, 1)  # [n, B, d_out]
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)  # [n, 1, o] + [n, B, i] @ [n, i, o]
 
     def one(self, k: int, x: torch.Tensor) -> torch.Tensor:
