@@ -161,3 +161,26 @@ def test_weights_saved_before_batching_load_and_give_the_same_outputs_and_gates(
     for t in m.task_names:  # the gate heat-map's numbers
         torch.testing.assert_close(rep[f"gate:{t}"], expected[f"gate:{t}"], rtol=1e-5, atol=1e-6)
     m.load_state_dict(m.state_dict(), strict=True)  # and the new layout loads as itself
+
+
+def test_a_run_folder_saved_before_batching_opens_with_stacked_experts(tmp_path):
+    """tests/fixtures/run-format1 (a 2-level PLE run with history, saved by older code) opens
+    through the run store: its per-expert weights land in the stacked tensors, row by row."""
+    import shutil
+
+    from safetensors.numpy import load_file as load_np
+
+    from mtrlib.runs import load_run
+    fixture = Path(__file__).parent / "fixtures" / "run-format1"
+    shutil.copytree(fixture, tmp_path / "runs" / "run-format1")
+    model = load_run("run-format1", store=tmp_path / "runs").model
+    old = load_np(fixture / "weights.safetensors")
+    lvl = model.levels[1]
+    assert isinstance(lvl.specific, ExpertStack) and lvl.specific.n == 3 and lvl.shared.n == 2
+    # task 2's specific expert (row 2) and shared expert 1 (row 1) of level 1, and task 1's gate
+    torch.testing.assert_close(lvl.specific.layers[0].weight[2], torch.from_numpy(old["levels.1.specific.2.0.0.weight"]).T)
+    torch.testing.assert_close(lvl.shared.layers[0].bias[1], torch.from_numpy(old["levels.1.shared.1.0.bias"]))
+    torch.testing.assert_close(lvl.task_gates.weight[1], torch.from_numpy(old["levels.1.task_gates.1.weight"]).T)
+    u, i = torch.arange(4), torch.arange(4)
+    with torch.no_grad():
+        assert torch.isfinite(model(u, i)).all()
