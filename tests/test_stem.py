@@ -34,7 +34,7 @@ def _grads(m, prep, task: int) -> dict[str, float]:
     m.task_losses(m(u, i), y, mask)[task].backward()
     out = {n: float(p.grad.abs().sum()) if p.grad is not None else 0.0 for n, p in m.named_parameters()}
     if m.arch == "stem":
-        T, s, h = len(m.tasks), m.options.specific_experts, m.options.shared_experts
+        T, s = len(m.tasks), m.options.specific_experts
         rows = {"specific.": [f"specific.{t}.{k}." for t in range(T) for k in range(s)],
                 "gates.": [f"gates.{t}." for t in range(T)]}
         for n, p in m.named_parameters():
