@@ -219,6 +219,32 @@ def migrate_format_1(d: dict, default_arch: str, default_encoder: str) -> dict:
     return d
 
 
+def format_1_view(d: dict) -> dict:
+    """The format-1 (flat) shape of a format-2 config dict: what the code before the nesting
+    wrote for the same setup. Run groups (mtrlib.runs.naming.group_key) hash this view, so a
+    setup keeps its group across the format change and repeats of it trained before and after
+    still group together (and a sweep resumes from them). Format 1 held every plugin's knobs at
+    their defaults: those come back from `FLAT_DEFAULTS`; the chosen plugins' values win."""
+    d = copy.deepcopy(d)
+    w = d.get("weighting")
+    if isinstance(w, dict):
+        d["weighting"] = name = w.get("name", "fixed")
+        for k, v in FLAT_DEFAULTS.items():
+            if FLAT_NAMES[k].startswith("weighting."):
+                d.setdefault(k, v)
+        for k, v in (w.get("options") or {}).items():
+            d[weighting_prefix(name) + k] = v
+    m = d.get("model")
+    if isinstance(m, dict):
+        opts, hist = m.pop("options", None) or {}, m.pop("history_options", None) or {}
+        for k, v in FLAT_DEFAULTS.items():
+            if FLAT_NAMES[k].startswith("model."):
+                m.setdefault(k, v)
+        m.update(opts)
+        m.update({_HISTORY_PREFIX + k: v for k, v in hist.items()})
+    return d
+
+
 def build(cls, d: dict, where: str):
     """A config object of class `cls` from a dict (already migrated), refusing unknown keys by name."""
     if not isinstance(d, dict):

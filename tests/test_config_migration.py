@@ -100,3 +100,18 @@ def test_a_sweep_over_architectures_with_an_architecture_knob():
     assert ple.model.arch == "ple" and not hasattr(ple.model.options, "n_experts")
     assert ple.model.options.experts == [32, 16]  # a knob both declare is kept
     assert (mmoe.model.options.n_experts, mmoe.model.options.experts) == (8, [32, 16])
+
+
+def test_a_setup_keeps_its_group_across_the_format_change():
+    """The fixture's meta.json holds the group the code before the nesting computed for its
+    setup (PLE 2 levels, GradNorm alpha 2.5, SASRec history): the same config read by this code
+    gets the same group, so repeats trained before and after group together (and sweeps and
+    shared classroom runs find them)."""
+    from mtrlib.runs import group_key
+    meta = json.loads((FIXTURE / "meta.json").read_text())
+    cfg = TrainConfig.from_json((FIXTURE / "config.json").read_text())
+    assert cfg.to_dict()["weighting"]["options"]  # read in the nested shape
+    assert group_key(cfg, meta["dataset"]) == meta["group"]
+    other = TrainConfig.from_json((FIXTURE / "config.json").read_text())
+    other.weighting.options.alpha = 1.0  # a different setup: another group
+    assert group_key(other, meta["dataset"]) != meta["group"]

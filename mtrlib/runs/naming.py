@@ -9,6 +9,7 @@ import time
 import dataclasses
 
 from ..config import ARCHITECTURES, TrainConfig
+from ..plugin_options import format_1_view
 from ..registry import options_of
 
 
@@ -68,7 +69,7 @@ def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
     bookkeeping), plus what identifies its data (`dataset`: `data_signature`), so two uploads
     that share a file name are not mixed. Runs with the same key are repeats of one setup with
     different model and split seeds."""
-    d = cfg.to_dict()
+    d = format_1_view(cfg.to_dict())  # the same group as before plugin options were nested
     for k in _NOT_THE_SETUP:
         d.pop(k, None)
     if d["model"].get("text_features") and d["model"].get("text_combine") == "sum":
