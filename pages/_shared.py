@@ -16,7 +16,7 @@ import streamlit as st
 from mtrlib.config import TrainConfig
 from mtrlib.data import Dataset, build_examples, make_world
 from mtrlib.errors import UserError
-from mtrlib.jobs import LIMITER, SHARED
+from mtrlib import jobs
 from mtrlib.runs.owner import Visitor, is_teacher_token, may_change as _may_change, teacher_token
 from mtrlib.share import from_params, to_params
 
@@ -378,10 +378,10 @@ def job_status() -> None:
 @st.fragment(run_every=3.0)
 def server_queue() -> None:
     """The teacher's view of the server: who is training what, and who waits."""
-    board = LIMITER.board()
-    running, queued = LIMITER.counts()
+    board = jobs.LIMITER.board()
+    running, queued = jobs.LIMITER.counts()
     st.caption(f"Server queue (teacher): {running} training · {queued} waiting · "
-               f"{len(SHARED.live())} shared setups live")
+               f"{len(jobs.SHARED.live())} shared setups live")
     if board:
         st.dataframe([{"state": r["state"], "place": r["place"], "who": r.get("who") or "a lesson or sweep",
                        "what": r.get("what", ""), "seed": r.get("seed")} for r in board],
