@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from mtrlib.__main__ import main
-from mtrlib.data import load, values
+from mtrlib.data import load
+from mtrlib.data import values as vl
 from mtrlib.data.dataset import index_positions
 from mtrlib.errors import DataError
 from mtrlib.data.read import parse, sources
@@ -66,23 +67,23 @@ def _frames():
 
 @pytest.mark.parametrize("frame", list(_frames()))
 def test_count_repeats_is_duplicated_sum(frame):
-    assert values.count_repeats(frame) == int(frame.duplicated().sum())
+    assert vl.count_repeats(frame) == int(frame.duplicated().sum())
 
 
 def test_isin_and_index_positions_match_pandas():
     rng = np.random.default_rng(2)
     ids = pd.Series([f"i{k}" for k in rng.integers(0, 3000, 40_000)], dtype="str")
     catalogue = pd.Index([f"i{k}" for k in range(0, 3000, 2)], dtype="str")
-    assert np.array_equal(values.isin(ids, catalogue), ids.isin(catalogue).to_numpy())
-    assert np.array_equal(values.isin(ids.astype(object), set(catalogue)), ids.isin(catalogue).to_numpy())
+    assert np.array_equal(vl.isin(ids, catalogue), ids.isin(catalogue).to_numpy())
+    assert np.array_equal(vl.isin(ids.astype(object), set(catalogue)), ids.isin(catalogue).to_numpy())
     assert np.array_equal(index_positions(catalogue, ids), catalogue.get_indexer(ids))
     assert np.array_equal(index_positions(catalogue, list(ids[:50])), catalogue.get_indexer(ids[:50]))
 
 
 @pytest.mark.parametrize("values", [["1", "2", None, "40"], ["1.5", "-2", "1e3"], ["1", "x"], ["inf", "3"]])
 def test_arrow_numbers_match_pandas(values):
-    got = values.as_numeric(pd.Series(values, dtype="str"))
-    want = values.as_numeric(pd.Series(values, dtype=object))
+    got = vl.as_numeric(pd.Series(values, dtype="str"))
+    want = vl.as_numeric(pd.Series(values, dtype=object))
     if want is None:
         assert got is None
     else:

@@ -151,8 +151,6 @@ def test_other_data_with_the_same_shape_is_not_shared(store):
 
 def test_a_lesson_cell_waits_for_the_identical_run_another_session_trains(store, monkeypatch):
     monkeypatch.setattr(jobs, "SHARED", SharedRuns())
-    import mtrlib.experiments.runner as runner
-    monkeypatch.setattr(runner, "SHARED", jobs.SHARED)
     cfg = tiny_cfg(world=PAGES, seed=3, epochs=1)
     ds = make_world(**cfg.data.world.to_dict())
     key = run_key(cfg, ds)

@@ -265,7 +265,7 @@ def test_concurrent_writers_and_a_reader(tmp_path):
         from mtrlib.config import TrainConfig
         from mtrlib.data import WorldConfig
         from mtrlib.runs import train_and_save
-        from mtrlib.train import prepare
+        from mtrlib.train.prepare import prepare
         for k in range(2):
             cfg = TrainConfig()
             cfg.data.world = WorldConfig(n_users=150, n_items=50, impressions_per_user=15, seed=int(sys.argv[1]) + k)

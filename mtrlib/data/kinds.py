@@ -59,7 +59,7 @@ class TaskSpec:
         return k.parent(self) if k is not None else self.given
 
     def to_string(self) -> str:
-        """The task in the grammar above, which `parse_task` reads back as this same spec.
+        """The task in the grammar of `mtrlib.data.tasks`, which `parse_task` reads back as this same spec.
 
         An incomplete spec (from `task_from_fields`) still gives text, which `parse_task` then refuses
         with its message: no threshold writes nothing after the operator, an unknown kind no definition."""

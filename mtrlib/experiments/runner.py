@@ -18,7 +18,8 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..errors import ConfigError, UserError
-from ..jobs import LIMITER, SHARED, Background, BusyError, finished_run
+from .. import jobs
+from ..jobs import Background, BusyError, finished_run
 from ..runs import data_signature, group_key, list_runs, recorded_training, run_key
 from ..runs.naming import model_summary
 from ..train.prepare import load_dataset, prepare
@@ -119,7 +120,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
     its cached world)."""
 
     t0 = time.time()
-    limiter = limiter or LIMITER
+    limiter = limiter or jobs.LIMITER  # read at each call: the app or a test may replace the server-wide one
     stop = stop or threading.Event()
     configs = sweep.check()
     plan = _Plan(sweep, configs, dataset, store, resume, load)
@@ -190,7 +191,7 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
             cell.status, cell.message = "failed", f"{type(e).__name__}: {e}"
             cell.message += "\n" + traceback.format_exc(limit=3)
         finally:
-            SHARED.finish(key)
+            jobs.SHARED.finish(key)
         cell.seconds = time.time() - started
         prog.done += 1
         prog.finished += cell.status == "finished"
@@ -215,7 +216,7 @@ def _wait_for_identical(key: str, store, stop: threading.Event, waiting: Callabl
     return its finished run (None: the caller trains it, and holds the claim); Stopped when asked
     to stop while waiting (no claim is then held)."""
     while True:
-        ev = SHARED.claim(key)
+        ev = jobs.SHARED.claim(key)
         if ev is None:
             return None
         waiting()
