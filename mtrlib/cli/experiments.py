@@ -203,7 +203,8 @@ def cmd_sweep(args) -> int:
 # -- lesson ------------------------------------------------------------------------------------------------------
 
 def cmd_lesson(args) -> int:
-    from mtrlib.experiments.lessons import LESSONS, get_lesson, run_lesson, warm_lessons
+    from mtrlib.experiments.lessons import LESSONS, get_lesson, run_lesson
+    from mtrlib.experiments.warm import warm_lessons
 
     names = list(LESSONS) if args.name.strip().lower() == "all" else [get_lesson(args.name).name]
     if args.warm or len(names) > 1:
