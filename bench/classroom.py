@@ -13,7 +13,8 @@ What a page shows right after the press is its answer: training (preparing / an 
 turn"), queued at place N, attached to a shared run, an identical run opened, or refused with the
 reason. A press with no answer by the end is `lost`; an exception box or a traceback is an `error`.
 
-The server runs with the app's defaults (MTR_MAX_JOBS, MTR_MAX_QUEUE, MTR_MIN_FREE_MB unset) and
+The teacher's browser opens the app once before the class arrives (the first visit of a fresh
+server imports torch and builds the world). The server runs with the app's defaults (MTR_MAX_JOBS, MTR_MAX_QUEUE, MTR_MIN_FREE_MB unset) and
 a fresh run store; `--epochs` shortens every training (the default setup trains 8) so a class fits
 on a small machine: say which you used. The last line is one JSON object:
 {"students", "finished", "shared", "refused", "lost", "errors", "p50_result_s", "p95_result_s",
@@ -96,15 +97,61 @@ def start_server(store: Path, cache: Path) -> tuple[subprocess.Popen, str, Path]
     return proc, url, log
 
 
+# Each page times itself with the browser's clock (epoch ms, the same clock as this process), so a
+# slow polling loop on a loaded machine does not inflate what a student saw.
+WATCH = """
+(() => {
+  const answers = %s;
+  const m = window.__mtr = {origin: performance.timeOrigin};
+  document.addEventListener('click', e => {
+    if (e.target.closest && e.target.closest('.st-key-t_train') && !m.pressed) m.pressed = Date.now();
+  }, true);
+  setInterval(() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    const idle = app && app.getAttribute('data-test-script-state') === 'notRunning';
+    if (!m.rendered && idle && document.querySelector('.st-key-t_train button, .st-key-l_run button'))
+      m.rendered = Date.now();
+    if (!m.pressed) return;
+    const main = document.querySelector("[data-testid='stMain']");
+    const text = main ? main.innerText : '';
+    if (!m.answer) {
+      for (const [kind, needles] of answers) {
+        if (needles.some(n => text.includes(n))) { m.answer = kind; m.answered = Date.now(); break; }
+      }
+    }
+    if (!m.result && document.querySelector('.st-key-t_metrics')) m.result = Date.now();
+  }, 100);
+})();
+""" % json.dumps([[k, list(v)] for k, v in ANSWERS.items()])
+
+
 class Student:
     def __init__(self, k: int, ctx, path: str, role: str):
         self.k, self.ctx, self.path, self.role = k, ctx, path, role
+        ctx.add_init_script(WATCH)
         self.page = ctx.new_page()
         self.page_errors: list[str] = []
         self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-        self.opened = self.rendered = self.pressed = self.answered = self.result_at = None
-        self.answer = ""  # the first answer the page showed after the press
+        self.m: dict = {}  # what the page recorded (window.__mtr), times in epoch ms
         self.outcome = ""  # finished | refused | error | "" (still waiting)
+
+    def read(self) -> dict:
+        try:
+            self.m = self.page.evaluate("window.__mtr || {}") or self.m
+        except Exception:
+            pass
+        return self.m
+
+    def secs(self, a: str, b: str) -> float | None:
+        return (self.m[b] - self.m[a]) / 1000 if self.m.get(a) and self.m.get(b) else None
+
+    @property
+    def rendered(self) -> bool:
+        return bool(self.m.get("rendered"))
+
+    @property
+    def answer(self) -> str:
+        return self.m.get("answer") or ("running" if self.m.get("result") else "")
 
     def text(self) -> str:
         try:
@@ -135,6 +182,13 @@ def main() -> None:
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
     try:
+        # the teacher opens the app before the class (imports, the built-in world), as in a lesson
+        warm = browser.new_context()
+        tp = warm.new_page()
+        tp.goto(url + f"/train?epochs={args.epochs}", timeout=300_000)
+        tp.wait_for_selector(".st-key-t_train button", timeout=300_000)
+        tp.wait_for_selector(IDLE, timeout=300_000, state="attached")
+        warm.close()
         for k in range(args.students):
             ctx = browser.new_context(viewport={"width": 1300, "height": 900})
             if k == 0:
@@ -145,52 +199,31 @@ def main() -> None:
                 s = Student(k, ctx, f"/train?epochs={args.epochs}&seed={100 + k}", "own seed")
             students.append(s)
         for s in students:  # the class opens the address at once
-            s.opened = time.monotonic()
             s.page.goto(url + s.path, wait_until="commit", timeout=120_000)
         deadline = time.monotonic() + 300
-        while any(s.rendered is None for s in students) and time.monotonic() < deadline:
-            for s in students:
-                if s.rendered is None:
-                    ready = ".st-key-t_train button" if s.role != "lesson" else ".st-key-l_run button"
-                    try:
-                        if s.page.locator(ready).count() and s.page.locator(IDLE).count():
-                            s.rendered = time.monotonic()
-                    except Exception:
-                        pass
-            time.sleep(0.2)
+        while time.monotonic() < deadline and not all(s.read() and s.rendered for s in students):
+            time.sleep(0.5)
         for s in students:  # every trainer presses Train within about a second
-            if s.role != "lesson" and s.rendered is not None:
+            if s.role != "lesson" and s.rendered:
                 s.page.locator(".st-key-t_train button").click(no_wait_after=True, timeout=10_000)
-                s.pressed = time.monotonic()
         t_end = time.monotonic() + args.timeout
         while time.monotonic() < t_end and any(not s.outcome for s in students):
             for s in students:
                 if s.outcome:
                     continue
+                m = s.read()
                 text = s.text()
                 if s.errored(text):
                     s.outcome = "error"
-                    continue
-                if s.role == "lesson":
-                    if s.rendered is not None and ("Press **Run" in text or "Press Run this lesson" in text
-                                                   or s.page.locator(".js-plotly-plot").count()):
-                        s.outcome, s.result_at = "finished", time.monotonic()
-                    continue
-                if s.pressed is None:
-                    continue
-                if not s.answer:
-                    for kind, needles in ANSWERS.items():
-                        if any(n in text for n in needles):
-                            s.answer, s.answered = kind, time.monotonic()
-                            break
-                if s.answer == "refused":
+                elif s.role == "lesson":
+                    if s.rendered and ("Press **Run" in text or "Press Run this lesson" in text
+                                       or s.page.locator(".js-plotly-plot").count()):
+                        s.outcome = "finished"
+                elif m.get("answer") == "refused":
                     s.outcome = "refused"
-                elif s.page.locator(".st-key-t_metrics").count():
-                    s.outcome, s.result_at = "finished", time.monotonic()
-                    s.answer = s.answer or "running"
-                    if s.answered is None:
-                        s.answered = s.result_at
-            time.sleep(0.5)
+                elif m.get("result"):
+                    s.outcome = "finished"
+            time.sleep(1.0)
         peak = hwm_mb(proc.pid)
     finally:
         browser.close()
@@ -201,14 +234,14 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     trainers = [s for s in students if s.role != "lesson"]
-    results = [s.result_at - s.pressed for s in trainers if s.result_at and s.pressed]
-    answers = [s.answered - s.pressed for s in trainers if s.answered and s.pressed]
-    renders = [s.rendered - s.opened for s in students if s.rendered]
+    results = [x for s in trainers if (x := s.secs("pressed", "result")) is not None]
+    answers = [x for s in trainers if (x := s.secs("pressed", "answered")) is not None]
+    renders = [(s.m["rendered"] - s.m["origin"]) / 1000 for s in students if s.rendered and s.m.get("origin")]
     server_tracebacks = log.read_text(errors="replace").count("Traceback")
     detail = {"load": os.getloadavg(), "cpus": os.cpu_count(), "epochs": args.epochs,
               "answers": {k: sum(s.answer == k for s in trainers) for k in ("running", "queued", "shared", "refused")},
               "p95_answer_s": pct(answers, 0.95), "max_answer_s": round(max(answers), 2) if answers else None,
-              "not_rendered": sum(s.rendered is None for s in students), "server_tracebacks": server_tracebacks,
+              "not_rendered": sum(not s.rendered for s in students), "server_tracebacks": server_tracebacks,
               "page_errors": sum(len(s.page_errors) for s in students),
               "runs_in_store": len([p for p in (tmp / "runs").iterdir() if not p.name.startswith(".")])
               if (tmp / "runs").is_dir() else 0}
@@ -217,7 +250,7 @@ def main() -> None:
            "finished": sum(s.outcome == "finished" for s in students),
            "shared": sum(s.answer == "shared" for s in trainers),
            "refused": sum(s.outcome == "refused" for s in students),
-           "lost": sum(1 for s in trainers if s.pressed is None or not s.answer),
+           "lost": sum(1 for s in trainers if not s.m.get("pressed") or not s.answer),
            "errors": sum(s.outcome == "error" for s in students) + server_tracebacks,
            "p50_result_s": pct(results, 0.5), "p95_result_s": pct(results, 0.95),
            "p95_first_render_s": pct(renders, 0.95),

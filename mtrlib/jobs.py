@@ -363,6 +363,7 @@ class Ticket:
     run: RunInfo | None = None
     at: float = 0.0  # when it was answered
     key: str = ""  # the run_key: where a press watching a lesson's cell finds its run when done
+    setup: str = ""  # the pressing page's config (JSON): the page drops an answer about another setup
 
 
 class SharedRuns:

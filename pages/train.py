@@ -218,6 +218,7 @@ def press(fresh: bool = False) -> None:
         return
     who = visitor()
     t = SHARED.submit(copy.deepcopy(cfg()), data, store=store(), owner=who.owner, who=who.label, fresh=fresh)
+    t.setup = cfg().to_json()  # an answer about this setup: dropped once the setup changes
     ss.ticket = t
     if t.job is not None:
         ss.job = t.job
@@ -238,6 +239,8 @@ with view:
         st.error(plain(problem))
     b1, b2, b3 = st.columns([1, 1, 2])
     ticket = st.session_state.get("ticket")
+    if ticket is not None and ticket.job is None and ticket.setup != c.to_json():
+        ticket = st.session_state.ticket = None  # a refusal or an opened run of another setup
     b1.button("Train", type="primary", disabled=busy or problem is not None, key="t_train", width="stretch",
               on_click=press)
     mine = job is None or may_change(job.owner)
