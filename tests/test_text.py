@@ -151,7 +151,7 @@ def test_cached_load_in_a_fresh_process_never_imports_sentence_transformers(tmp_
     texts = [f"item number {i} about {w}" for i, w in enumerate(["ships", "cakes", "kings", "jazz"] * 5)]
     ref = text.encode_texts(texts, cache_dir=tmp_path)
     code = (
-        "import json, sys, time; from mtrlib import text; t = time.perf_counter();"
+        "import json, sys, time; from mtrlib.data import text; t = time.perf_counter();"
         f"v = text.encode_texts({texts!r}, cache_dir={str(tmp_path)!r});"
         "print(json.dumps({'st': 'sentence_transformers' in sys.modules, 'tf': 'transformers' in sys.modules,"
         " 's': time.perf_counter() - t, 'sum': float(v.sum())}))"
