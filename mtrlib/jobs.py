@@ -12,8 +12,8 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .config import TrainConfig
 from .data import Dataset

@@ -17,7 +17,7 @@ import mtrlib.jobs as jobs
 import mtrlib.train.loop as trainer
 from mtrlib.data import make_world
 from mtrlib.experiments import Sweep, run_sweep
-from mtrlib.jobs import SHARED, BusyError, JobLimiter, SharedRuns, finished_run
+from mtrlib.jobs import BusyError, JobLimiter, SharedRuns, finished_run
 from mtrlib.runs import RunError, Visitor, delete_run, list_runs, read_meta, recorded_training, rename_run, run_key
 from mtrlib.runs.owner import may_change
 
@@ -166,7 +166,7 @@ def test_a_lesson_cell_waits_for_the_identical_run_another_session_trains(store,
     t.join(120)
     cell = out["res"].cells[0]
     assert cell.reused and cell.run_id == w.id and cell.status == "finished", cell
-    assert "waiting" in states and len(list_runs(store)) == 1, "trained once, by the first session"
+    assert "sharing" in states and len(list_runs(store)) == 1, "trained once, by the first session"
 
 
 # ---------------------------------------------------------------- the queue

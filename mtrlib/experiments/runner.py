@@ -155,9 +155,13 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
             prog.state = "waiting"
             report(prog, None)
 
+        def sharing():
+            prog.state = "sharing"  # another session trains this very run: the sweep waits for it
+            report(prog, None)
+
         key = run_key(cfg, plan.dataset(cfg))
         try:
-            other = _wait_for_identical(key, store, stop, waiting)
+            other = _wait_for_identical(key, store, stop, sharing)
         except Stopped:
             stopped = True
             break

@@ -75,9 +75,10 @@ def data_fingerprint(ds) -> str:
         return hit[1]
     h = pd.util.hash_pandas_object(ds.interactions, index=False).to_numpy()
     fp = "d-" + hashlib.sha1(h.tobytes()).hexdigest()[:12]
-    try:  # datasets compare by value (unhashable), so they are remembered by identity
-        _FINGERPRINTS[id(ds)] = (weakref.ref(ds, lambda _r, k=id(ds): _FINGERPRINTS.pop(k, None)), fp)
-    except TypeError:
+    key = id(ds)  # datasets compare by value (unhashable), so they are remembered by identity
+    try:
+        _FINGERPRINTS[key] = (weakref.ref(ds, lambda _r: _FINGERPRINTS.pop(key, None)), fp)
+    except TypeError:  # an object that cannot be weakly referenced is hashed again next time
         pass
     return fp
 

@@ -37,7 +37,7 @@ class Visitor:
     teacher: bool = False
 
     @classmethod
-    def new(cls) -> "Visitor":
+    def new(cls) -> Visitor:
         return cls(secrets.token_hex(8))
 
     @property
