@@ -88,7 +88,7 @@ def main() -> None:
 
     code = (
         "import sys, time, json; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2]);"
-        "import text_encode as b; from mtrlib import text; from pathlib import Path;"
+        "import text_encode as b; from mtrlib.data import text; from pathlib import Path;"
         "ds = b.movies_dataset(Path(sys.argv[3]), int(sys.argv[5]) or None); t = time.perf_counter();"
         "v = text.item_text_vectors(ds, ['title', 'genres'], cache_dir=sys.argv[4]);"
         "print(json.dumps({'s': time.perf_counter() - t, 'st': 'sentence_transformers' in sys.modules,"
