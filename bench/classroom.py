@@ -36,7 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+        "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+        # each student's page is in the foreground of its own screen; Chromium would otherwise
+        # throttle the timers of the 30 windows it treats as background (Streamlit's run_every
+        # redraw and this watcher are timers)
+        "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows"]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 ANSWERS = {  # what the Train page says, in the order a page is checked
     "refused": ("The server is busy", "short of memory"),
