@@ -48,7 +48,7 @@ def train_run(ds, store: Path, seed: int, epochs: int, retrieval: bool):
     t0 = time.perf_counter()
     res, writer = train_and_save(cfg, prepare(cfg, ds), store=store)
     run = load_run(writer.path)
-    run.model  # loaded before any timing
+    _ = run.model  # loaded before any timing
     return run, res, time.perf_counter() - t0
 
 

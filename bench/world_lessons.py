@@ -350,7 +350,7 @@ def main(argv=None) -> dict:
                                 ("truth_overlap@10", ("model", "popularity"))):
                 print(f"    {metric}: " + ", ".join(f"{w} {mean_ci(o[how][metric][w] for o in t['per_seed'])}"
                                                      for w in who))
-        print(f"  test AUC of the default run: " + ", ".join(
+        print("  test AUC of the default run: " + ", ".join(
             f"{k} {mean_ci(o['auc'][k] for o in t['per_seed'])}" for k in t["per_seed"][0]["auc"]))
         out["truth"] = {"favourite_genre_share@10": t["share"].pair(), "truth_overlap@10": t["overlap"].pair()}
         out["default_run_seconds"] = t["default_run_seconds"]

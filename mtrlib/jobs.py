@@ -246,7 +246,7 @@ class Job(Background):
         self._writer = None  # the RunWriter once opened; None when not saving or the store is unusable
 
     # -- control ---------------------------------------------------------------------------------
-    def start(self) -> "Job":
+    def start(self) -> Job:
         """Queue the job (raises BusyError when the server is full) and start its thread."""
         self.limiter.enqueue(self.id, progress=self.fraction,
                              info={"who": self.who, "what": self.name or model_summary(self.cfg), "seed": self.cfg.seed})

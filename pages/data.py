@@ -32,7 +32,10 @@ def mapping_form(raw: Table, problem: str | None) -> None:
     st.caption("We guessed which column is which from names and values. Change any guess and press Apply.")
     cols = [str(x) for x in raw.frame.columns]
     g = st.session_state.mapping or guess_mapping(raw.frame, header=raw.header)
-    pick = lambda key, opts: opts.index(g.get(key)) if g.get(key) in opts else 0
+    def pick(key, opts):
+        """The widget's index of the guessed column (the first one when the guess is not offered)."""
+        return opts.index(g.get(key)) if g.get(key) in opts else 0
+
     a, b, t = st.columns(3)
     user = a.selectbox("User id column", cols, index=pick("user", cols), key="map_user")
     item = b.selectbox("Item id column", cols, index=pick("item", cols) if g.get("item") in cols else min(1, len(cols) - 1),

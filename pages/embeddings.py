@@ -41,7 +41,13 @@ LABELS = {"item-input": f"Items as the network reads them (id + side features{wi
           "items": f"Item id embedding only{' (' + with_text[3:] + ' added)' if with_text else ''}",
           "users": "User embeddings", "text": "Language-model item vectors (raw)",
           "input": "Model input (user, item pairs)", "shared": "Shared representation"}
-fmt = lambda w: LABELS.get(w, f"Tower input: {w[5:]}" if w.startswith("task:") else f"Gate weights: {w[5:]}")
+
+
+def fmt(w: str) -> str:
+    """A representation's name in plain words (a tower's input or a gate names its task)."""
+    return LABELS.get(w, f"Tower input: {w[5:]}" if w.startswith("task:") else f"Gate weights: {w[5:]}")
+
+
 a, b, c, d = st.columns([2, 1, 1, 1])
 what = a.selectbox("Representation", [r for r in reps if not r.startswith("gate:")], format_func=fmt, key="e_what")
 umap_ok, umap_msg = umap_available()

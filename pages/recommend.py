@@ -142,7 +142,10 @@ with left:
             st.caption(f"{n_fav} of these {len(top)} are in the user's favourite genre ({plain(fav)}): the "
                        "ranking follows the fused score, which the like task pulls too (see the truth below).")
 with right:
-    same = lambda r: all(r.dataset.get(k) == info.dataset.get(k) for k in ("name", "layout", "users", "items"))
+    def same(r) -> bool:
+        """Trained on the same users and items, so the two lists compare."""
+        return all(r.dataset.get(k) == info.dataset.get(k) for k in ("name", "layout", "users", "items"))
+
     other = [r for r in runs if r.id != info.id and same(r)]  # same users and items, so the lists compare
     if other:
         st.markdown("**The same user under another run**")

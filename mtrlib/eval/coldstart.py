@@ -33,7 +33,7 @@ import math
 import threading
 import time
 from dataclasses import fields, replace
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

@@ -14,7 +14,7 @@ import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import TrainConfig
 from ..errors import ConfigError, UserError
@@ -250,7 +250,7 @@ class SweepJob(Background):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "SweepJob":
+    def start(self) -> SweepJob:
         self.sweep.check()  # a bad sweep is refused here, in the caller's thread, with its message
         self.state, self.started_at = "running", time.time()
         self._launch(f"mtr-sweep-{self.id}")

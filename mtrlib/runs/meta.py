@@ -76,7 +76,7 @@ class RunMeta:
         return tuple(f.name for f in fields(cls) if f.name != "extra")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunMeta":
+    def from_dict(cls, d: dict) -> RunMeta:
         """Values as they are in the file (no coercion), so `to_dict` gives the same JSON back."""
         known = cls.json_keys()
         return cls(**{k: d[k] for k in known if k in d}, extra={k: v for k, v in d.items() if k not in known})
@@ -159,7 +159,7 @@ class RunInfo:
         return s if isinstance(s, int) and not isinstance(s, bool) else None
 
     @classmethod
-    def from_meta(cls, folder: Path, meta: RunMeta) -> "RunInfo":
+    def from_meta(cls, folder: Path, meta: RunMeta) -> RunInfo:
         """The row, with 'running' checked against the process (see `effective_status`)."""
         status, reason = meta.status_now()
         summary = meta.summary or {}

@@ -117,7 +117,7 @@ class Processes:
         return _mean_of(self.world)
 
     # -- the training loop's pieces --------------------------------------------------------------
-    def wrap(self, model: nn.Module, weighting, device: torch.device) -> "Forward":
+    def wrap(self, model: nn.Module, weighting, device: torch.device) -> Forward:
         """Batch -> per-task losses, through DDP when there are several processes."""
         return Forward(model, weighting, self if self.active else None, device)
 
@@ -154,7 +154,7 @@ class Processes:
             return agreed
         return stop is not None and stop.is_set()
 
-    def backward(self, forward: "Forward", weighting, total, losses, ctx) -> None:
+    def backward(self, forward: Forward, weighting, total, losses, ctx) -> None:
         """The weighting's backward; a method that fills the gradients itself gets them averaged."""
         weighting.backward(total, losses, ctx)
         if self.active and forward.own_gradients:

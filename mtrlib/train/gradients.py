@@ -71,17 +71,17 @@ class SharedParameters:
     rep_modules: list[tuple[str, nn.Module]] = field(default_factory=list)  # largest all-shared modules
 
     @classmethod
-    def none(cls) -> "SharedParameters":
+    def none(cls) -> SharedParameters:
         return cls([], [], [], {}, [])
 
     @classmethod
-    def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> "SharedParameters":
+    def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> SharedParameters:
         """Probe a MultiTaskModel on the first `rows` examples of `data` (EncodedExamples)."""
         u, i, y, h = data.user[:rows], data.item[:rows], data.labels[:rows], history_of(data, slice(0, rows))
         return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)))
 
     @classmethod
-    def from_losses(cls, model: nn.Module, losses_fn) -> "SharedParameters":
+    def from_losses(cls, model: nn.Module, losses_fn) -> SharedParameters:
         """Probe any module: `losses_fn()` returns its per-task losses [T]."""
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         fired: set[int] = set()

@@ -4,7 +4,7 @@ run store and the evaluations all read the `Prepared` result."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
