@@ -68,7 +68,9 @@ def _panel(purpose: str, active: bool) -> None:
         p = s["progress"]
         frac = p.done / max(1, p.total)
         if s["state"] == "running":
-            waiting = " · waiting for a free training slot" if p.state == "waiting" else ""
+            waiting = {"waiting": " · waiting for a free training slot",
+                       "sharing": " · another session is training this very run: shared, not trained twice"
+                       }.get(p.state, "")
             st.progress(min(1.0, frac), text=f"{plain(job.title)}: {s['text']}{waiting}")
             if st.button("Stop", key=f"x_stop_{purpose}", help="Ends the run in progress; every finished run is kept."):
                 job.stop()

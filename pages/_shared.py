@@ -17,6 +17,8 @@ from mtrlib.errors import UserError
 
 from mtrlib.config import TrainConfig
 from mtrlib.data import Dataset, build_examples, make_world
+from mtrlib import jobs
+from mtrlib.runs.owner import Visitor, is_teacher_token, may_change as _may_change, teacher_token
 from mtrlib.share import from_params, to_params
 
 _APP = threading.local()  # set while app.py runs the page (each session's script has its own thread)
@@ -68,9 +70,14 @@ def boot() -> None:
 def init_state() -> None:
     """First run of a session: defaults, or the setup encoded in the URL."""
     ss = st.session_state
-    for key, value in (("uploads", {}), ("job", None), ("mapping", None)):
+    for key, value in (("uploads", {}), ("job", None), ("mapping", None), ("ticket", None)):
         if key not in ss:
             ss[key] = value
+    if "visitor" not in ss:  # a random owner id for this browser session; the teacher by ?teacher=TOKEN
+        ss.visitor = Visitor.new()
+    asked = st.query_params.get(TEACHER_KEY)
+    if asked and not ss.visitor.teacher and is_teacher_token(asked):
+        ss.visitor = Visitor(ss.visitor.owner, teacher=True)
     if "cfg" in ss:
         return
     params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
@@ -79,6 +86,19 @@ def init_state() -> None:
     ss.cfg = cfg
     ss.share_problems = problems
     ss.restored_from_url = bool(params)
+
+
+TEACHER_KEY = "teacher"  # ?teacher=TOKEN marks the teacher's browser (MTR_TEACHER_TOKEN)
+
+
+def visitor() -> Visitor:
+    """This browser session as the run store sees it (owner id, teacher or not)."""
+    return st.session_state.visitor
+
+
+def may_change(run_owner: str | None) -> bool:
+    """Whether this session may stop, rename or delete a run owned by `run_owner`."""
+    return _may_change(run_owner, visitor())
 
 
 def cfg() -> TrainConfig:
@@ -125,9 +145,11 @@ def warm_up() -> bool:
 
 
 # -- data --------------------------------------------------------------------------------------
-@st.cache_data(max_entries=8, show_spinner="Building the synthetic world…")
+@st.cache_resource(max_entries=8, show_spinner="Building the synthetic world…")
 def world_dataset(world: tuple) -> Dataset:
-    """`world`: the WorldConfig's (field, value) pairs, hashable, so they key the cache."""
+    """`world`: the WorldConfig's (field, value) pairs, hashable, so they key the cache. Built once
+    per server and shared read-only by every session (cache_data would hand each session its own
+    copy: 30 students, 30 copies); nothing downstream writes to a Dataset."""
     return make_world(**dict(world))
 
 
@@ -139,8 +161,9 @@ class _Upload(io.BytesIO):
         self.name = name
 
 
-@st.cache_data(max_entries=4, show_spinner="Reading your files…")
+@st.cache_resource(max_entries=4, show_spinner="Reading your files…")
 def upload_dataset(files: tuple, mapping_key: str, _mapping) -> Dataset:
+    """The same bytes with the same mapping are read once per server and shared read-only."""
     from mtrlib.data import load
 
     def src(role):
@@ -329,6 +352,8 @@ def sidebar() -> None:
         else:
             st.warning(plain(err) if err else "No data yet.")
         job_status()
+        if teacher_token() is not None and visitor().teacher:
+            server_queue()
         st.toggle("Classroom mode", key="classroom",
                   help="Hides the expert-only controls and enlarges the charts, for a room watching one screen.")
         st.caption("Share this setup: the address bar always holds it. Settings that differ from the defaults:")
@@ -344,6 +369,21 @@ def job_status() -> None:
         return
     st.caption("Your training job")
     p = job.progress
-    text = {"running": f"running · epoch {p.epoch:.1f}/{p.epochs}", "queued": "waiting for a free slot",
+    place = job.queue_position
+    text = {"running": f"running · epoch {p.epoch:.1f}/{p.epochs}",
+            "queued": f"queued at place {place}" if place else "starting",
             "preparing": "preparing data"}.get(job.state, job.state)
     st.write(f"**{text}**")
+
+
+@st.fragment(run_every=3.0)
+def server_queue() -> None:
+    """The teacher's view of the server: who is training what, and who waits."""
+    board = jobs.LIMITER.board()
+    running, queued = jobs.LIMITER.counts()
+    st.caption(f"Server queue (teacher): {running} training · {queued} waiting · "
+               f"{len(jobs.SHARED.live())} shared setups live")
+    if board:
+        st.dataframe([{"state": r["state"], "place": r["place"], "who": r.get("who") or "a lesson or sweep",
+                       "what": r.get("what", ""), "seed": r.get("seed")} for r in board],
+                     hide_index=True, key="sb_queue")

@@ -13,7 +13,7 @@ from mtrlib.report import run_report
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
 from mtrlib.viz.series import thin
-from pages._shared import boot, chart, explain, halt, plain, runs_list
+from pages._shared import boot, chart, explain, halt, may_change, plain, runs_list, visitor
 
 boot()
 st.title("Runs & curves")
@@ -143,11 +143,14 @@ if len(chosen) == 1:
     r = chosen[0]
     st.subheader(f"Manage: {plain(r.name)}")
     st.caption(f"Status: **{r.status}**" + (f" — {plain(r.reason)}" if r.reason else ""))
+    if not may_change(r.owner):
+        st.info("This run belongs to another session on this server: you can read it, but only whoever "
+                "started it, or the teacher, can rename or delete it.")
     n1, n2 = st.columns([3, 1])
     new = n1.text_input("New name", value=r.name, key=f"r_name_{r.id}")
     if n2.button("Rename", key="r_rename"):
         try:
-            rename_run(r.path, new)
+            rename_run(r.path, new, visitor=visitor())
             st.rerun()
         except RunError as e:
             st.error(plain(e))
@@ -176,7 +179,7 @@ if len(chosen) == 1:
     confirm = st.checkbox("I really want to delete this run", key=f"r_confirm_{r.id}")
     if st.button("Delete run", disabled=not confirm, key="r_delete"):
         try:
-            delete_run(r.path)
+            delete_run(r.path, visitor=visitor())
             st.rerun()
         except RunError as e:
             st.error(plain(e))

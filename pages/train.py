@@ -10,14 +10,14 @@ from mtrlib.config import (ARCH_LABELS, GRAD_SPACES, WEIGHTING_LABELS, get_value
 from mtrlib.data.history import check_history
 from mtrlib.data.tasks import parse_tasks
 from mtrlib.errors import UserError
-from mtrlib.jobs import BusyError, Job
+from mtrlib.jobs import SHARED, finished_run
 from mtrlib.models.history import HISTORY_ENCODERS
 from mtrlib.train import telemetry
 from mtrlib.train.loop import available_devices
 from mtrlib.viz import charts
 from pages._experiments import repeat_section
-from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, plain, retrieval_task_names, store,
-                           task_list, task_names, widget)
+from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, may_change, plain,
+                           retrieval_task_names, store, task_list, task_names, visitor, widget)
 
 boot()
 c = cfg()
@@ -244,6 +244,23 @@ with knobs:
     if expert:
         more_settings(("training", "data"))
 
+def press(fresh: bool = False) -> None:
+    """The Train button's on_click. A callback runs before the page script, and it stores the
+    answer (running, queued at place N, attached, an identical run opened, or refused with its
+    reason) in the session in one step: a later rerun can no longer wipe the only trace of the
+    press, which is how a press used to go unanswered (see mtrlib.jobs.SharedRuns)."""
+    ss = st.session_state
+    data, _ = current_dataset()
+    if data is None:
+        return
+    who = visitor()
+    t = SHARED.submit(copy.deepcopy(cfg()), data, store=store(), owner=who.owner, who=who.label, fresh=fresh)
+    t.setup = cfg().to_json()  # an answer about this setup: dropped once the setup changes
+    ss.ticket = t
+    if t.job is not None:
+        ss.job = t.job
+
+
 problem = None
 try:
     for w in validate(copy.deepcopy(c), names):
@@ -258,34 +275,74 @@ with view:
     if problem:
         st.error(plain(problem))
     b1, b2, b3 = st.columns([1, 1, 2])
-    start = b1.button("Train", type="primary", disabled=busy or problem is not None, key="t_train",
-                      width="stretch")
-    stop = b2.button("Stop", disabled=not busy, key="t_stop", width="stretch")
-    if start:
-        new = Job(copy.deepcopy(c), ds, store=store())
-        try:
-            new.start()
-            st.session_state.job = new
-            st.rerun()  # redraw with Train disabled, Stop enabled and the live timer on
-        except BusyError as e:
-            st.warning(plain(e))
+    ticket = st.session_state.get("ticket")
+    if ticket is not None and ticket.job is None and ticket.setup != c.to_json():
+        ticket = st.session_state.ticket = None  # a refusal or an opened run of another setup
+    b1.button("Train", type="primary", disabled=busy or problem is not None, key="t_train", width="stretch",
+              on_click=press)
+    mine = job is None or may_change(job.owner)
+    stop = b2.button("Stop" if mine else "Leave", disabled=not busy, key="t_stop", width="stretch",
+                     help=None if mine else "Stop watching: this run belongs to another session and goes on.")
+    if ticket is not None and ticket.kind == "done" and not busy:
+        b3.button("Train again", key="t_again", on_click=press, kwargs={"fresh": True},
+                  help="A fresh run of this setup, even though an identical one has finished.")
     if stop and job is not None:
-        job.stop()
-        job.join(timeout=3)
+        if mine:
+            job.stop()
+            job.join(timeout=3)
+        else:
+            st.session_state.job = st.session_state.ticket = None
         st.rerun()
 
 
-@st.fragment(run_every=1.0 if (job is not None and job.active) else None)
+def answer(t) -> bool:
+    """The press's answer when it has no job of its own to draw: True if it drew everything."""
+    if t.kind == "attached" and t.job is None:  # a lesson trains this exact run: it opens when done
+        done = finished_run(t.key, store())
+        if done is None:
+            st.info(plain(t.message))
+            return True
+        t.kind, t.run, t.message = "done", done, "A lesson on this server trained this setup: shown here."
+        st.rerun()  # the page was drawn for a wait (timer on, Train again hidden): redraw it
+    if t.kind == "refused":
+        st.warning(plain(t.message))
+        return True
+    if t.kind == "done":
+        r = t.run
+        st.success(plain(t.message))
+        st.caption(f"Run: {plain(r.name)}")
+        with st.container(key="t_metrics"):
+            st.dataframe(charts.metrics_table([{"task": k, **{m: v for m, v in ms.items() if m != "n"}}
+                                               for k, ms in r.metrics.items()]), hide_index=True)
+        st.page_link("pages/runs.py", label="Compare runs →", icon=":material/monitoring:")
+        return True
+    return False
+
+
+waiting_lesson = ticket is not None and ticket.kind == "attached" and ticket.job is None
+
+
+@st.fragment(run_every=1.0 if (job is not None and job.active) or waiting_lesson else None)
 def live() -> None:
+    t = st.session_state.get("ticket")
+    if t is not None and t.job is None and answer(t):
+        return
     j = st.session_state.get("job")
     if j is None:
         st.info("Press **Train** to start. Curves appear here while the model learns.")
         return
+    if t is not None and t.kind == "attached" and t.job is j:
+        st.caption(plain(t.message))
     s = j.snapshot()
     p = s["progress"]
     state = s["state"]
     if state == "queued":
-        st.info(f"Waiting for a free training slot (position {s['queue_position']}).")
+        place, eta = s["queue_position"], s["eta_s"]
+        if place is None:
+            st.info("Your turn: starting…")
+        else:
+            st.info(f"Queued: place {place} of the server's queue"
+                    + (f" · estimated wait about {max(1, round(eta))} s." if eta is not None else "."))
     elif state == "preparing":
         st.info(plain(s["message"]))
     elif state == "running":

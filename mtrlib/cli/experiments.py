@@ -58,7 +58,10 @@ def register(subparsers, verb: str | None = None) -> None:
         description="Run one lesson's sweep (the same as its button in the app) and print its headline numbers. "
                     "The last line is one JSON object with mean and ci95 per compared setting and \"holds\".")
     p.set_defaults(func=cmd_lesson)
-    p.add_argument("name", metavar="NAME", help="conflict | seesaw | funnel | cold-text")
+    p.add_argument("name", metavar="NAME", help="conflict | seesaw | funnel | cold-text | all")
+    p.add_argument("--warm", action="store_true",
+                   help="pre-train the lesson's runs into the store before a class (with NAME all: every lesson), "
+                        "so students see the figures at once; prints what was trained and reused")
     p.add_argument("--quick", action="store_true", help="a reduced size (smaller world, fewer seeds): a quick check")
     p.add_argument("--seeds", type=int, help="seeds per setting (default: the lesson's own)")
     p.add_argument("--no-resume", action="store_true", help="train every run again, even those already finished")
@@ -204,8 +207,15 @@ def cmd_sweep(args) -> int:
 # -- lesson ------------------------------------------------------------------------------------------------------
 
 def cmd_lesson(args) -> int:
-    from mtrlib.experiments.lessons import get_lesson, run_lesson  # deferred: heavy, this verb only
+    from mtrlib.experiments.lessons import LESSONS, get_lesson, run_lesson  # deferred: heavy, this verb only
+    from mtrlib.experiments.warm import warm_lessons  # deferred: heavy, this verb only
 
+    names = list(LESSONS) if args.name.strip().lower() == "all" else [get_lesson(args.name).name]
+    if args.warm or len(names) > 1:
+        with stoppable() as stop:
+            print_json(warm_lessons(names, quick=args.quick, store=args.store, stop=stop,
+                                     on_progress=None if args.quiet else lambda p, c: print(p.text(), file=sys.stderr)))
+        return 0
     lesson = get_lesson(args.name)
     report = _line_reporter(args.quiet)
     sweep = lesson.sweep(quick=args.quick, seeds=args.seeds)

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from ..config import TrainConfig
 from ..errors import ConfigError, UserError
 from .. import jobs
-from ..jobs import Background, BusyError
-from ..runs import data_signature, group_key, list_runs, recorded_training
+from ..jobs import Background, BusyError, finished_run
+from ..runs import data_signature, group_key, list_runs, recorded_training, run_key
 from ..runs.naming import model_summary
 from ..train.prepare import load_dataset, prepare
 from .groups import key_metrics
@@ -155,6 +155,23 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
             prog.state = "waiting"
             report(prog, None)
 
+        def sharing():
+            prog.state = "sharing"  # another session trains this very run: the sweep waits for it
+            report(prog, None)
+
+        key = run_key(cfg, plan.dataset(cfg))
+        try:
+            other = _wait_for_identical(key, store, stop, sharing)
+        except Stopped:
+            stopped = True
+            break
+        if other is not None:  # another session trained this very run meanwhile: use it
+            cell.status, cell.metrics, cell.run_id, cell.reused = "finished", key_metrics(other.metrics), other.id, True
+            prog.done += 1
+            prog.reused += 1
+            prog.finished += 1
+            report(prog, cell)
+            continue
         try:
             with job_slot(limiter, stop, waiting):
                 prog.state = "training"
@@ -177,6 +194,8 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
         except Exception as e:  # one broken cell does not lose the others
             cell.status, cell.message = "failed", f"{type(e).__name__}: {e}"
             cell.message += "\n" + traceback.format_exc(limit=3)
+        finally:
+            jobs.SHARED.finish(key)
         cell.seconds = time.time() - started
         prog.done += 1
         prog.finished += cell.status == "finished"
@@ -194,6 +213,23 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
     prog.state = "stopped" if stopped else "finished"
     report(prog, None)
     return SweepResult(sweep, configs, cells, plan.groups, stopped=stopped, seconds=time.time() - t0)
+
+
+def _wait_for_identical(key: str, store, stop: threading.Event, waiting: Callable[[], None]):
+    """Claim `key` for this sweep; while another session trains that exact run, wait for it and
+    return its finished run (None: the caller trains it, and holds the claim); Stopped when asked
+    to stop while waiting (no claim is then held)."""
+    while True:
+        ev = jobs.SHARED.claim(key)
+        if ev is None:
+            return None
+        waiting()
+        while not ev.wait(1.0):
+            if stop.is_set():
+                raise Stopped
+        done = finished_run(key, store)
+        if done is not None:
+            return done
 
 
 class SweepJob(Background):

@@ -40,7 +40,8 @@ from __future__ import annotations
 from .listing import delete_run, list_runs, load_run, rename_run, resolve_run
 from .liveness import STALE_S, effective_status, proc_start
 from .meta import FORMAT, STATUSES, UNSET, VERSION, RunInfo, RunMeta, read_info, read_meta
-from .naming import data_signature, default_name, group_key, model_summary, new_run_id, settings_of
+from .owner import TOKEN_ENV, Visitor, check_may_change, is_teacher_token, may_change, teacher_token
+from .naming import data_fingerprint, run_key, data_signature, default_name, group_key, model_summary, new_run_id, settings_of
 from .reader import Run, RunHistory, read_history, run_config_text, run_history, weights_file
 from .store import RunError, RunProblem, atomic_write, atomic_write_json, default_store, store_dir
 from .tables import run_arrays
@@ -53,4 +54,5 @@ __all__ = ["default_store", "RunWriter", "RunError", "RunInfo", "RunProblem", "R
            "RunMeta", "UNSET", "read_meta", "read_info", "recorded_training", "failure_reason", "read_history",
            "run_history", "run_config_text", "weights_file", "model_summary", "new_run_id", "settings_of",
            "run_arrays", "group_key", "data_signature", "FORMAT", "VERSION", "STATUSES", "STALE_S", "HEARTBEAT_S",
-           "proc_start", "store_dir"]
+           "proc_start", "store_dir", "data_fingerprint", "run_key", "Visitor", "may_change", "check_may_change",
+           "is_teacher_token", "teacher_token", "TOKEN_ENV"]

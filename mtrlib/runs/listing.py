@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from .meta import RunInfo, read_info, read_meta
+from .owner import Visitor, check_may_change
 from .reader import Run
 from .store import RunError, RunProblem, store_dir, atomic_write_json
 
@@ -82,13 +83,16 @@ def load_run(id_or_path, store=None, device: str = "cpu") -> Run:
     return Run(resolve_run(id_or_path, store), device=device)
 
 
-def rename_run(id_or_path, new_name: str, store=None) -> RunInfo:
+def rename_run(id_or_path, new_name: str, store=None, visitor: Visitor | None = None) -> RunInfo:
+    """Give a run a new display name; refused (RunError) when `visitor` may not change it (runs.owner)."""
     name = " ".join(str(new_name).split())
     if not name:
         raise RunError("A run name cannot be empty.", fix="type a name")
     if len(name) > 200:
         raise RunError("A run name can be at most 200 characters.", fix="use a shorter name")
     path = resolve_run(id_or_path, store)
+    meta = read_meta(path)
+    check_may_change(meta.owner, visitor, "rename", meta.name)
     try:
         atomic_write_json(path / "name.json", {"name": name})
     except OSError as e:
@@ -96,10 +100,12 @@ def rename_run(id_or_path, new_name: str, store=None) -> RunInfo:
     return read_info(path)
 
 
-def delete_run(id_or_path, store=None, force: bool = False) -> None:
-    """Remove a run folder (only a real run folder; a running run only with `force`)."""
+def delete_run(id_or_path, store=None, force: bool = False, visitor: Visitor | None = None) -> None:
+    """Remove a run folder (only a real run folder; a running run only with `force`; only its
+    owner or the teacher when `visitor` is given on a server with a teacher token)."""
     path = resolve_run(id_or_path, store)
     meta = read_meta(path)  # refuses foreign folders
+    check_may_change(meta.owner, visitor, "delete", meta.name)
     status, _ = meta.status_now()
     if status == "running" and not force:
         raise RunError(f"Run '{meta.name}' is still training.", fix="stop it first")

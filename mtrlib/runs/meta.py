@@ -67,6 +67,11 @@ class RunMeta:
     # the experiment this run belongs to: runs of one setup that differ only by seed share it
     # (naming.group_key); a run written before it existed is a group of one (its own id)
     group: str | None = None
+    # what tells this run's data from other data with the same shape (naming.data_fingerprint):
+    # with the group and the seed it identifies a run, so an identical press reuses it
+    fingerprint: str | None = None
+    # the browser session that started it (runs.owner): only it or the teacher may change it
+    owner: str | None = None
     extra: dict = field(default_factory=dict, repr=False)  # unknown keys, kept as read
 
     @classmethod
@@ -148,6 +153,8 @@ class RunInfo:
     dataset: dict
     has_weights: bool
     group: str = ""  # the experiment (naming.group_key); an old run is a group of one: its id
+    fingerprint: str | None = None  # the data's fingerprint (naming.data_fingerprint); None on old runs
+    owner: str | None = None  # the session that started it (runs.owner); None: the CLI, or an old run
 
     @property
     def seed(self) -> int | None:
@@ -169,6 +176,8 @@ class RunInfo:
             settings=meta.settings or {}, dataset=meta.dataset or {},
             has_weights=bool(meta.has_weights or meta.checkpoint_epoch),
             group=str(meta.group) if isinstance(meta.group, str) and meta.group else folder.name,
+            fingerprint=meta.fingerprint if isinstance(meta.fingerprint, str) else None,
+            owner=meta.owner if isinstance(meta.owner, str) else None,
         )
 
     @property

@@ -5,6 +5,9 @@ import hashlib
 import json
 import secrets
 import time
+import weakref
+
+import pandas as pd
 
 import dataclasses
 
@@ -62,6 +65,32 @@ def data_signature(ds) -> dict:
     """What tells one dataset from another in a group key (known before anything is prepared)."""
     return {"name": ds.name, "layout": ds.layout, "users": int(ds.n_users), "items": int(ds.n_items),
             "interactions": int(ds.n_interactions)}
+
+
+_FINGERPRINTS: dict[int, tuple[weakref.ref, str]] = {}  # id(dataset) -> (the dataset, its fingerprint)
+
+
+def data_fingerprint(ds) -> str:
+    """A hash of the interactions' content (not only their shape, as `data_signature`): two
+    uploads with the same counts but other rows never share a run. Computed once per dataset
+    object (the app shares one object between sessions), so a press costs no rehash."""
+    hit = _FINGERPRINTS.get(id(ds))
+    if hit is not None and hit[0]() is ds:
+        return hit[1]
+    h = pd.util.hash_pandas_object(ds.interactions, index=False).to_numpy()
+    fp = "d-" + hashlib.sha1(h.tobytes()).hexdigest()[:12]
+    key = id(ds)  # datasets compare by value (unhashable), so they are remembered by identity
+    try:
+        _FINGERPRINTS[key] = (weakref.ref(ds, lambda _r: _FINGERPRINTS.pop(key, None)), fp)
+    except TypeError:  # an object that cannot be weakly referenced is hashed again next time
+        pass
+    return fp
+
+
+def run_key(cfg: TrainConfig, ds) -> str:
+    """What identifies a run on this server: its setup group, its seed and its data's fingerprint.
+    Two presses with the same key would train the same thing, so the second one shares the first."""
+    return f"{group_key(cfg, data_signature(ds))}/{cfg.seed}/{data_fingerprint(ds)}"
 
 
 def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:

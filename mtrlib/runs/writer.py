@@ -19,7 +19,7 @@ from ..safe import json_clean
 from . import store as disk
 from .liveness import proc_start
 from .meta import RunMeta
-from .naming import data_signature, default_name, group_key, model_summary, new_run_id, settings_of
+from .naming import data_fingerprint, data_signature, default_name, group_key, model_summary, new_run_id, settings_of
 from .store import RunError, store_dir, store_message
 from ..track.hook import current
 from .tables import table_json, run_arrays
@@ -46,8 +46,10 @@ class RunWriter:
     something) raises `RunError`.
     """
 
-    def __init__(self, cfg: TrainConfig, prep, store=None, path=None, name: str | None = None, model=None):
+    def __init__(self, cfg: TrainConfig, prep, store=None, path=None, name: str | None = None, model=None,
+                 owner: str | None = None):
         self.cfg, self.prep = cfg, prep
+        self.owner = owner
         self.created = time.time()
         self.task_names = list(prep.task_names)
         self.name = name or cfg.name or default_name(cfg, self.task_names, self.created)
@@ -103,7 +105,7 @@ class RunWriter:
                      "split": prep.split.method, "rows": prep.split.report.get("rows", {}),
                      "ground_truth": bool(ds.ground_truth)},
             epochs_done=0, steps=0, last_val={}, summary={}, has_weights=False, checkpoint_epoch=None,
-            group=group_key(cfg, data_signature(ds)),
+            group=group_key(cfg, data_signature(ds)), fingerprint=data_fingerprint(ds), owner=self.owner,
         )
 
     def _create(self, target: Path) -> None:
@@ -262,7 +264,7 @@ def failure_reason(e: BaseException) -> str:
 def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: str | None = None,
                       callback: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
                       opened: Callable[[RunWriter], None] | None = None,
-                      reason: Callable[[BaseException], str] = failure_reason):
+                      reason: Callable[[BaseException], str] = failure_reason, owner: str | None = None):
     """Train `prep` and record it as a run: -> (TrainResult, RunWriter).
 
     Creates the writer (a store that cannot be written leaves `writer.error` set and trains in
@@ -273,7 +275,7 @@ def recorded_training(cfg: TrainConfig, prep, *, store=None, path=None, name: st
     that is not empty raises before anything is written (`RunError`).
     """
 
-    writer = RunWriter(cfg, prep, store=store, path=path, name=name)
+    writer = RunWriter(cfg, prep, store=store, path=path, name=name, owner=owner)
     if opened is not None:
         opened(writer)
     tracker = current()  # an outside tracker (MLflow), when one is on (mtrlib.track.hook)
