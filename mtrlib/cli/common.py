@@ -18,7 +18,7 @@ from mtrlib.config import (CORE_SETTINGS, PLUGIN_OWNERS, PLUGIN_SETTINGS, PLUGIN
 from mtrlib.cli.data import add_max_file_mb
 from mtrlib.data.tasks import parse_task_values
 from mtrlib.errors import ConfigError, DataError
-from mtrlib.track import add_mlflow_argument
+from mtrlib.track.flags import add_mlflow_argument
 
 GROUPS = {"data": "data", "world": "data", "model": "model",
           "history": "user history (the user's last L interactions as a feature)",

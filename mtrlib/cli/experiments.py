@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 
 from mtrlib.errors import DataError
-from mtrlib.track import add_mlflow_argument, mlflow_from_args
+from mtrlib.track.flags import add_mlflow_argument, mlflow_from_args
 
 
 def register(subparsers, verb: str | None = None) -> None:

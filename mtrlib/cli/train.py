@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mtrlib.cli.experiments import one_run_summary, train_repeats
 from mtrlib.errors import ConfigError
-from mtrlib.track import mlflow_from_args
+from mtrlib.track.flags import mlflow_from_args
 
 
 def _common():

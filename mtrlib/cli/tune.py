@@ -15,7 +15,7 @@ import sys
 from mtrlib.cli.experiments import print_json, stoppable
 from mtrlib.cli.train import build_config
 from mtrlib.errors import DataError
-from mtrlib.track import mlflow_from_args
+from mtrlib.track.flags import mlflow_from_args
 
 
 def register(subparsers, verb: str | None = None) -> None:
