@@ -10,7 +10,7 @@ import json
 
 
 def cmd_export_onnx(args) -> int:
-    from mtrlib.serve.onnx_export import export_onnx
+    from mtrlib.serve.onnx_export import export_onnx  # deferred: torch and onnx, this verb only
 
     sig = export_onnx(args.run, args.onnx, store=args.store, fusion=getattr(args, "fusion", None))
     files = [sig["ranking"]["file"], *(t["file"] for t in sig["towers"]), "signature.json"]

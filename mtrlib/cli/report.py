@@ -39,7 +39,7 @@ def register(subparsers, verb: str | None = None) -> None:
 
 
 def cmd_report(args) -> int:
-    from mtrlib.report.targets import build, resolve
+    from mtrlib.report.targets import build, resolve  # deferred: heavy (torch, plotly), this verb only
 
     out = Path(args.out).expanduser()
     if out.suffix.lower() not in (".html", ".htm"):

@@ -25,16 +25,24 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from ..config import TrainConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
+from ..jobs import LIMITER, Background
+from ..runs import recorded_training, store_dir
+from ..runs.naming import group_key
+from ..train.prepare import prepare
 from .groups import higher_is_better
-from ..jobs import Background
-from .settings import apply, resolve
 from .runner import Stopped, job_slot
+from .settings import apply, resolve
 
 PRUNE_WARMUP_EPOCHS = 1
 
@@ -94,7 +102,6 @@ def _is_int(key: str) -> bool:
 
 def study_name(cfg: TrainConfig, objectives: list[str], space: list[Dimension]) -> str:
     """The same command gives the same study (so workers started with it share one)."""
-    from ..runs.naming import group_key
     text = json.dumps({"group": group_key(cfg), "objectives": objectives, "space": [d.to_text() for d in space]},
                       sort_keys=True)
     return "tune-" + hashlib.sha1(text.encode()).hexdigest()[:10]
@@ -102,15 +109,13 @@ def study_name(cfg: TrainConfig, objectives: list[str], space: list[Dimension]) 
 
 def default_storage(store, name: str) -> str:
     """A journal file in the run store (Optuna's file storage; locks make it multi-process safe)."""
-    from ..runs import _store
-    folder = _store(store) / "optuna"
+    folder = store_dir(store) / "optuna"
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder / f"{name}.journal")
 
 
 def open_storage(storage: str):
     """An Optuna storage from a URL (RDB) or a journal file path."""
-    import optuna
 
     if "://" in storage:
         try:
@@ -120,15 +125,12 @@ def open_storage(storage: str):
         except Exception as e:
             raise TuneError(f"Cannot open the study storage {storage} ({type(e).__name__}: {str(e)[:200]}).",
                             fix="check the URL, e.g. sqlite:///tune.db or postgresql://user@host/db") from None
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     return JournalStorage(JournalFileBackend(storage))
 
 
 def sampler_for(n_objectives: int, seed: int | None, population: int | None = None):
     """TPE for one objective, NSGA-II for several (a population small enough to evolve within
     a modest budget)."""
-    import optuna
 
     if n_objectives == 1:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
@@ -137,7 +139,6 @@ def sampler_for(n_objectives: int, seed: int | None, population: int | None = No
 
 def load_or_create(name: str, storage, directions: list[str], sampler, pruner):
     """The study `name`, created by whichever worker comes first (another may race to it)."""
-    import optuna
 
     for attempt in range(5):
         try:
@@ -163,7 +164,6 @@ class TuneResult:
     trials_here: int  # trials this worker ran
 
     def to_json(self) -> dict:
-        import optuna
 
         done = [t for t in self.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         best = self.study.best_trials
@@ -189,11 +189,7 @@ def tune(cfg: TrainConfig, objectives: list[str], space: list[Dimension], trials
          on_trial: Callable[[dict], None] | None = None, limiter=None) -> TuneResult:
     """Run trials of the study until it holds `trials` finished ones (see the module docstring).
     `limiter`: the server's training slots (the app), each run taking one while it trains."""
-    import optuna
-    from optuna.trial import TrialState
 
-    from ..runs import recorded_training
-    from ..train.prepare import prepare
 
     if not objectives:
         raise TuneError("Tuning needs at least one --objective TASK/METRIC.", fix="e.g. --objective click/auc")
@@ -355,8 +351,6 @@ class TuneJob(Background):
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        from ..errors import UserError
-        from ..jobs import LIMITER
 
         try:
             self.result = tune(*self.args, seeds=self.seeds, store=self.store, dataset=self.dataset, stop=self._stop,
@@ -369,7 +363,6 @@ class TuneJob(Background):
 
 def front_points(study, objectives: list[str], test: bool = True) -> list[tuple[float, ...]]:
     """Each complete trial's mean per objective (its test means, or the validation values it was tuned on)."""
-    import optuna
 
     out = []
     for t in study.trials:
@@ -383,7 +376,6 @@ def front_points(study, objectives: list[str], test: bool = True) -> list[tuple[
 
 def load_study_points(storage: str, name: str, objectives: list[str]) -> list[tuple[float, ...]]:
     """The points of a stored study (the Pareto page draws them beside a grid's front)."""
-    import optuna
 
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     return front_points(study, objectives)
@@ -392,7 +384,6 @@ def load_study_points(storage: str, name: str, objectives: list[str]) -> list[tu
 def study_front_points(journal: Path, objectives: list[str]) -> list[tuple[float, ...]] | None:
     """The trials' test means of the study kept in `journal` (a file of `stored_studies`) when it
     was tuned on exactly `objectives` (e.g. the Pareto page's two axes); None otherwise."""
-    import optuna
 
     storage = open_storage(str(journal))
     for name in optuna.get_all_study_names(storage):
@@ -404,8 +395,7 @@ def study_front_points(journal: Path, objectives: list[str]) -> list[tuple[float
 
 def stored_studies(store=None) -> list[Path]:
     """Journal files of the studies in the run store (newest first)."""
-    from ..runs import _store
-    folder = _store(store) / "optuna"
+    folder = store_dir(store) / "optuna"
     return sorted(folder.glob("*.journal"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
 
 

@@ -18,6 +18,8 @@ import math
 import secrets
 from dataclasses import dataclass, field
 
+import plotly.offline
+
 from ..safe import json_clean
 
 STYLE = """
@@ -101,7 +103,6 @@ class Page:
 
     def render(self) -> str:
         """The whole page: CSP, style, sections, the data block, and Plotly's JavaScript once."""
-        import plotly.offline
 
         csp = ("default-src 'none'; "
                f"script-src 'nonce-{self.nonce}'; "

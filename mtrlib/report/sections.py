@@ -13,6 +13,7 @@ import time
 from importlib import metadata
 from urllib.parse import urlencode
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__
@@ -207,7 +208,6 @@ def gates_section(page: Page, run) -> str:
 
 def sample_users(run, n: int = SAMPLE_USERS) -> list[str]:
     """The users with the most held-out test rows (ties: data order): known, and worth a look."""
-    import numpy as np
 
     rows = np.asarray(run.test["user"])
     if not len(rows):

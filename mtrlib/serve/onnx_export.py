@@ -28,16 +28,22 @@ on shapes, so the example batch is chosen to take the branch that holds for ever
 """
 from __future__ import annotations
 
+import io
+import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.numpy import save_file
 from torch import nn
 
+from ..data.history import History
 from ..errors import UserError
 from ..runs import load_run
 from ..runs.store import atomic_write_json
+from .recommend import fusion_weights
 
 OPSET = 17
 FORMAT = "mtr-onnx"
@@ -57,7 +63,6 @@ class _Ranking(nn.Module):
 
     def forward(self, user, item, history_items=None, history_lengths=None):
         if self.history:
-            from ..data.history import History
             raw = self.model(user, item, History(history_items, history_lengths))
         else:
             raw = self.model(user, item)
@@ -181,7 +186,6 @@ def export_model(model, folder, *, user_ids: list[str], item_ids: list[str], fus
                        "whose id slot is 0, as in the model)",
     }
     if length:
-        from safetensors.numpy import save_file
         items_h, lengths_h = latest_history if latest_history is not None else (
             model.input_layers()[0].latest_items.numpy(), model.input_layers()[0].latest_lengths.numpy())
         save_file({"items": np.ascontiguousarray(items_h, np.int64), "lengths": np.ascontiguousarray(lengths_h, np.int64)},
@@ -193,7 +197,6 @@ def export_model(model, folder, *, user_ids: list[str], item_ids: list[str], fus
 def export_onnx(run, folder, store=None, fusion=None) -> dict:
     """Export a saved run (id, name, folder or `Run`) to `folder`; returns the signature.
     `fusion`: weights per task (default: the run's, `mtrlib.serve.recommend.fusion_weights`)."""
-    from .recommend import fusion_weights
 
     run = load_run(run, store)
     if run.weights_path is None:
@@ -208,9 +211,6 @@ __all__ = ["export_onnx", "export_model", "export_zip", "fusion_entries", "Expor
 
 def export_zip(run, store=None) -> bytes:
     """The ONNX export of a run as one zip file (the Runs page's Download ONNX button)."""
-    import io
-    import tempfile
-    import zipfile
 
     with tempfile.TemporaryDirectory(prefix="mtr-onnx-") as tmp:
         export_onnx(run, tmp, store=store)

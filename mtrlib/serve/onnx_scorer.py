@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+from safetensors.numpy import load_file
 
 from ..errors import UserError
 
@@ -30,7 +32,6 @@ class ScorerError(UserError):
 
 
 def _session(path: Path, threads: int | None):
-    import onnxruntime as ort
 
     opts = ort.SessionOptions()
     n = threads if threads is not None else int(os.environ.get("MTR_SCORING_THREADS", "1") or 1)
@@ -64,7 +65,6 @@ class OnnxScorer:
         self.history_length = int(sig["history"]["length"])
         self.latest = None
         if self.history_length:
-            from safetensors.numpy import load_file
             a = load_file(str(self.folder / sig["history"]["file"]))
             self.latest = (a["items"].astype(np.int64), a["lengths"].astype(np.int64))
         self.towers = {(t["task"], t["side"]): _session(self.folder / t["file"], threads) for t in sig["towers"]}

@@ -26,7 +26,11 @@ import time
 import warnings
 from pathlib import Path
 
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
 from ..errors import UserError
+from ..runs.naming import data_signature, group_key
 
 EXPERIMENT = "MTR Studio"
 MAX_PARAMS = 100  # MLflow's limit of params per log_batch call
@@ -58,7 +62,6 @@ def _client(uri: str):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from mlflow.tracking import MlflowClient
     except ImportError:
         raise TrackingError("MLflow tracking is on, but MLflow is not installed.",
                             fix="pip install '.[mlflow]' (or pip install mlflow), or leave out --mlflow") from None
@@ -118,7 +121,6 @@ class MlflowTracker:
                                 fix="start the server (mlflow server --port 5000) or give a folder: --mlflow mlruns") from None
 
     def start(self, cfg, prep, name: str) -> TrackedRun | None:
-        from ..runs.naming import data_signature, group_key
 
         tags = {"mlflow.runName": name, "mtr.group": group_key(cfg, data_signature(prep.dataset)),
                 "mtr.arch": cfg.model.arch, "mtr.weighting": cfg.weighting, "mtr.seed": str(cfg.seed)}
@@ -166,13 +168,11 @@ class TrackedRun:
         self.ok = True
 
     def log_params(self, params: dict[str, str]) -> None:
-        from mlflow.entities import Param
         items = [Param(k, v) for k, v in params.items()]
         for lo in range(0, len(items), MAX_PARAMS):
             self.client.log_batch(self.run_id, params=items[lo:lo + MAX_PARAMS])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
 
