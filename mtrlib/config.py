@@ -51,7 +51,7 @@ from .models.retrieval import RetrievalOptions
 from .plugin_options import (FLAT_DEFAULTS, FLAT_NAMES, PLUGIN_OWNERS, PLUGIN_SETTINGS, PLUGINS, NestedOptions,
                              as_dict, build, chosen_plugin, get_value, migrate_format_1, plugin_options, plugin_place,
                              set_value, weighting_prefix)
-from .registry import KnobField, check_knob_rule, check_knob_type, knob, knob_fields, options_of
+from .registry import KnobField, LiveNames, check_knob_rule, check_knob_type, knob, knob_fields, options_of
 from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
 
 FORMAT_VERSION = 2  # the config.json shape this code writes (1: plugin knobs flat, see `migrate`)
@@ -103,7 +103,7 @@ def _declared(cls: type, name: str) -> dataclasses.Field:
 class ModelConfig(NestedOptions):
     """The network's settings: the common ones, the chosen architecture's `options`, the
     history block (the encoder's own knobs in `history_options`) and the retrieval towers."""
-    arch: str = knob("mmoe", "Architecture", noun="model", choices=ARCHS, widget="radio", flag="--model", url="arch",
+    arch: str = knob("mmoe", "Architecture", noun="model", choices=LiveNames(ARCHITECTURES), widget="radio", flag="--model", url="arch",
                      help="architecture (default mmoe): " + ", ".join(
                          f"{a} = {c.label} ({c.paper})" for a, c in ARCHITECTURES.items()))
     emb_dim: int = knob(16, "Embedding dimension", noun="embedding dimension", widget="select_slider",
@@ -130,7 +130,7 @@ class ModelConfig(NestedOptions):
     history: int = knob(0, "History length L", noun="history length", widget="none", flag="--history", url="hist",
                         metavar="L", example="50",  # its range is checked by mtrlib.data.history.check_length
                         help=f"read each user's last L interactions before each example (1..{MAX_HISTORY}; default: none)")
-    history_encoder: str = knob("mean", "History encoder", noun="history encoder", choices=tuple(HISTORY_ENCODERS),
+    history_encoder: str = knob("mean", "History encoder", noun="history encoder", choices=LiveNames(HISTORY_ENCODERS),
                                 widget="none", flag="--history-encoder", url="henc",
                                 help="how the history is read (default mean): " + ", ".join(
                                     f"{n} = {c.label} ({c.paper})" for n, c in HISTORY_ENCODERS.items()))
@@ -168,7 +168,7 @@ ModelConfig._CHOICE = {"arch": ("options", ARCHITECTURES), "history_encoder": ("
 @dataclass
 class WeightingConfig(NestedOptions):
     """The task-weighting method (`name`, mtrlib.weighting) and its own typed `options`."""
-    name: str = knob("fixed", "Weighting method", noun="weighting", choices=WEIGHTINGS, widget="select",
+    name: str = knob("fixed", "Weighting method", noun="weighting", choices=LiveNames(_WEIGHTING_CLASSES), widget="select",
                      flag="--weighting", url="weighting",
                      help="task weighting method (default fixed): " + ", ".join(
                          f"{w} = {c.label}" for w, c in _WEIGHTING_CLASSES.items()))

@@ -55,6 +55,26 @@ def _subclasses(base: type) -> list[type]:
     return out
 
 
+class LiveNames:
+    """The keys of a registry as they are when asked (a knob's `choices`): a plugin registered
+    after the config module was imported (a test's, a notebook's) is a valid choice too."""
+
+    def __init__(self, registry: dict):
+        self._registry = registry
+
+    def __iter__(self):
+        return iter(self._registry)
+
+    def __contains__(self, value) -> bool:
+        return isinstance(value, str) and value in self._registry
+
+    def __len__(self) -> int:
+        return len(self._registry)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self._registry))
+
+
 # -- knobs ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -207,5 +227,5 @@ def options_of(cls: type, cfg, prefix: str = ""):
                    if hasattr(cfg, prefix + f.name)})
 
 
-__all__ = ["discover", "Knob", "knob", "KnobField", "knob_fields", "merge_knobs", "check_knob_type",
+__all__ = ["discover", "LiveNames", "Knob", "knob", "KnobField", "knob_fields", "merge_knobs", "check_knob_type",
            "check_knob_rule", "options_of", "is_int", "is_number"]

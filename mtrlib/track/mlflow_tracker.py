@@ -121,9 +121,8 @@ class MlflowTracker:
                                 fix="start the server (mlflow server --port 5000) or give a folder: --mlflow mlruns") from None
 
     def start(self, cfg, prep, name: str) -> TrackedRun | None:
-
         tags = {"mlflow.runName": name, "mtr.group": group_key(cfg, data_signature(prep.dataset)),
-                "mtr.arch": cfg.model.arch, "mtr.weighting": cfg.weighting, "mtr.seed": str(cfg.seed)}
+                "mtr.arch": cfg.model.arch, "mtr.weighting": cfg.weighting.name, "mtr.seed": str(cfg.seed)}
         if self.parent_id:
             tags["mlflow.parentRunId"] = self.parent_id
         try:
