@@ -194,12 +194,6 @@ def _by_hand(model, batch, names):
     # the probe marks a parameter shared by reach with every label observed; here the batch's own mask
     # is used, which on this batch reaches the same parameters
     shared = [j for j in range(len(named)) if sum(reach[j]) > 1]
-    # MMoE's T gates are one stacked tensor [T, d_in, E] (issue 31): row t is task t's gate alone, so
-    # it is not shared although every task's gradient lands on it (on its own row only)
-    gates = [n for n, _ in named].index("gates.weight")
-    rows_hit = sum((grads[k][gates].flatten(1).abs().sum(1) > 0).int() for k in range(len(names)))
-    assert reach[gates] == [True] * len(names) and rows_hit.max() == 1
-    shared = [j for j in shared if not named[j][0].startswith("gates.")]
     groups = {"": shared, "embeddings": [j for j in shared if named[j][0].startswith("input.")],
               "experts": [j for j in shared if named[j][0].startswith("experts.")]}
     out = {}
@@ -297,7 +291,7 @@ def test_shared_parameters_are_found_for_every_architecture(tiny_prepared):
     assert groups["esmm"][0] == "embeddings"  # and the click tower, which like's chained loss reaches
     model = build(tiny_cfg("ple", model={"levels": 2}), tiny_prepared)
     assert "gates" in SharedParameters.find(model, tiny_prepared.train).groups  # the shared gate of level 1
-    assert group_of(model, "levels.0.task_gates.weight") == "gates"  # the T task gates: one stacked tensor
+    assert group_of(model, "levels.0.task_gates.1.weight") == "gates"
     assert group_of(model, "input.item.id.weight") == "embeddings"
 
 
@@ -313,17 +307,16 @@ TODAYS_GRADNORM_LAYER = {
     ("single", ""): _layer("bottoms.0.2", "bottoms.1.2", "bottoms.2.2"),
     ("shared-bottom", ""): _layer("bottom.2"),
     ("shared-bottom", "dropout=0.1"): _layer("bottom.3"),  # Linear, ReLU, Dropout, Linear
-    # batched experts (issue 31): the experts' last layers are one stacked tensor, the same weights
-    ("mmoe", ""): _layer("experts.layers.1"),  # was experts.k.2 for k < 4
-    ("mmoe", "task_emb=8"): _layer("experts.layers.1"),
-    ("ple", ""): _layer("levels.0.shared.layers.1"),  # was levels.0.shared.{0,1}.2
-    ("ple", "levels=2"): _layer("levels.1.shared.layers.1"),
-    ("ple", "shared_experts=0"): _layer("levels.0.specific.layers.1"),  # was levels.0.specific.t.0.2, t < 3
-    ("stem", ""): _layer("shared.layers.1"),  # was shared.{0,1}.2
+    ("mmoe", ""): _layer(*(f"experts.{k}.2" for k in range(4))),
+    ("mmoe", "task_emb=8"): _layer(*(f"experts.{k}.2" for k in range(4))),
+    ("ple", ""): _layer("levels.0.shared.0.2", "levels.0.shared.1.2"),
+    ("ple", "levels=2"): _layer("levels.1.shared.0.2", "levels.1.shared.1.2"),
+    ("ple", "shared_experts=0"): _layer("levels.0.specific.0.0.2", "levels.0.specific.1.0.2", "levels.0.specific.2.0.2"),
+    ("stem", ""): _layer("shared.0.2", "shared.1.2"),
     ("esmm", ""): _layer("nets.0.2", "nets.1.2", "nets.2.2"),  # like's loss chains through click's tower: not W
     ("shared-bottom", "retrieval"): _layer("bottom.2", "retrieval.0.user.1", "retrieval.0.item.1"),
     ("single", "retrieval"): _layer("bottoms.0.2", "bottoms.1.2", "retrieval.0.user.1", "retrieval.0.item.1"),
-    ("mmoe", "retrieval"): _layer("experts.layers.1", "retrieval.0.user.1", "retrieval.0.item.1"),
+    ("mmoe", "retrieval"): _layer(*(f"experts.{k}.2" for k in range(4)), "retrieval.0.user.1", "retrieval.0.item.1"),
 }
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mtrlib.config import ARCHS, ModelConfig, TrainConfig
 from mtrlib.models import build_model
-from mtrlib.models.blocks import StackedLinear, gate, mix
+from mtrlib.models.blocks import gate, mix
 from mtrlib.train.loop import build, prepare
 
 from _mtr import tiny_cfg
@@ -151,9 +151,9 @@ def test_mmoe_mixes_experts_with_softmax_gates(prep):
     m = model_for(prep, "mmoe", n_experts=3)
     x = m.input_row(prep.train.user[:5], prep.train.item[:5])
     b = m.body(x)
-    experts = [m.experts.one(e, x) for e in range(3)]  # expert e alone: row e of the stacked weights
-    for k in range(3):
-        g = torch.softmax(m.gates.one(k, x), -1)  # task k's gate: row k of the stacked gates
+    experts = [ex(x) for ex in m.experts]
+    for k, gl in enumerate(m.gates):
+        g = torch.softmax(gl(x), -1)
         expected = sum(g[:, e:e + 1] * experts[e] for e in range(3))
         assert torch.allclose(b.tower_inputs[k], expected, atol=1e-6)
         assert torch.allclose(b.gates[m.task_names[k]], g, atol=1e-6)
@@ -190,10 +190,10 @@ def test_cgc_task_sees_own_and_shared_experts_only(prep):
     x = m.input_row(prep.train.user[:4], prep.train.item[:4])
     lvl = m.levels[0]
     b = m.body(x)
-    sh = lvl.shared.one(0, x)  # the shared expert: row 0 of the shared stack
+    sh = lvl.shared[0](x)
     for t in range(3):
-        g = torch.softmax(lvl.task_gates.one(t, x), -1)
-        expected = g[:, :1] * lvl.specific.one(t, x) + g[:, 1:] * sh  # task t's expert: row t
+        g = torch.softmax(lvl.task_gates[t](x), -1)
+        expected = g[:, :1] * lvl.specific[t][0](x) + g[:, 1:] * sh
         assert torch.allclose(b.tower_inputs[t], expected, atol=1e-6)
 
 
@@ -349,9 +349,8 @@ def test_each_architecture_is_a_description_and_a_network_reading_only_its_optio
                                            for f in dataclasses.fields(opts)})  # every layer list -> [8]
     net = spec.Model(m, prep.space.describe(), prep.space.tensors(), prep.tasks, changed)
     assert net.options is changed and net.arch == arch
-    widths = {mod.out_features if isinstance(mod, torch.nn.Linear) else mod.d_out  # StackedLinear: experts
-              for name, mod in net.named_modules()
-              if isinstance(mod, (torch.nn.Linear, StackedLinear)) and "towers" not in name and "gate" not in name}
+    widths = {mod.out_features for name, mod in net.named_modules()
+              if isinstance(mod, torch.nn.Linear) and "towers" not in name and "gate" not in name}
     assert widths == {8}  # the options' layers, not ModelConfig's [64, 32]
     assert net.expert_names == spec.expert_names(changed, net.task_names)
 

@@ -70,8 +70,8 @@ def test_training_leaves_no_denormal_weight_or_optimiser_moment():
     from mtrlib.train.loop import build
     model = build(cfg, prep)
     with torch.no_grad():
-        w = model.experts.layers[0].weight  # [E, d_in, d_out]: expert 0 is row 0
-        w[0, :4, :] = DENORMAL  # expert 0's weights from its first 4 inputs
+        w = model.experts[0][0].weight
+        w[:, :4] = DENORMAL
     res = train(cfg, prep, model=model)
     tiny = torch.finfo(torch.float32).tiny
     for p in res.model.parameters():

@@ -31,30 +31,25 @@ class PairRows:
             return gather_add(self.xu, self.xi, self.pairs)
         return (self.xu[:, None, :] + self.xi[None, :, :]).reshape(-1, self.xu.shape[1])
 
-    def _side(self, side: str, m: torch.Tensor, bias: torch.Tensor | None, key) -> torch.Tensor:
-        """x_side M (+ b on the item side), from the cache when it holds it."""
+    def _side(self, side: str, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """x_side W^T (+ b on the item side), from the cache when it holds it."""
         cached = self.cache is not None and (side == "i" or self.pairs is not None)
-        key = (side, *key)
+        key = (side, id(weight), id(bias))
         c = self.cache.get(key) if cached else None
         if c is None:
-            c = (self.xi if side == "i" else self.xu) @ m  # [n_side, out]
+            c = (self.xi if side == "i" else self.xu) @ weight.T  # [n_side, out]
             if side == "i" and bias is not None:
                 c = c + bias
             if cached:
                 self.cache[key] = c
         return c
 
-    def matmul(self, m: torch.Tensor, bias: torch.Tensor | None, key: tuple) -> torch.Tensor:
-        """x M + b for every row: M [in, out] -> [U * I, out] (or [P, out]). `key` names M and b in
-        the cache (the ids of the parameters they are read from: M may be a fresh view each call)."""
-        a, c = self._side("u", m, bias, key), self._side("i", m, bias, key)
+    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """W x + b for every row: [U * I, out] (or [P, out])."""
+        a, c = self._side("u", weight, bias), self._side("i", weight, bias)
         if self.pairs is not None:
             return gather_add(a, c, self.pairs)
-        return (a[:, None, :] + c[None, :, :]).reshape(-1, m.shape[1])
-
-    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """W x + b for every row (nn.Linear's W [out, in]): [U * I, out] (or [P, out])."""
-        return self.matmul(weight.T, bias, (id(weight), id(bias)))
+        return (a[:, None, :] + c[None, :, :]).reshape(-1, weight.shape[0])
 
 
 def gather_add(a: torch.Tensor, c: torch.Tensor, pairs) -> torch.Tensor:
@@ -114,107 +109,6 @@ def gate(logits: torch.Tensor) -> torch.Tensor:
 def mix(weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     """Gate-weighted sum of experts: weights [E, B] (from `gate`), experts [E, B, d] -> [B, d]."""
     return (weights.unsqueeze(-1) * experts).sum(0)
-
-
-class StackedLinear(nn.Module):
-    """n Linear layers of one width side by side: weight [n, d_in, d_out], bias [n, d_out].
-
-    Batched experts (issue 31): the E experts of one layer, or the T task gates, as one tensor and
-    one kernel instead of n small GEMMs and n module calls. With one input row for all of them
-    (x [B, d_in], or `PairRows` when scoring) it is a single GEMM x [W_1 ... W_n] (x read once,
-    exactly `Linear(d_in, n * d_out)`); with one input per layer (x [n, B, d_in]) it is one
-    `torch.baddbmm`: y_k = b_k + x_k W_k. Output [n, B, d_out] either way.
-
-    Initialisation is nn.Linear's per layer (kaiming-uniform with a = sqrt(5), i.e.
-    U(-1/sqrt(d_in), 1/sqrt(d_in)) for weight and bias), so the distribution is today's.
-    """
-
-    def __init__(self, n: int, d_in: int, d_out: int):
-        super().__init__()
-        self.n, self.d_in, self.d_out = n, d_in, d_out
-        bound = 1.0 / d_in ** 0.5
-        self.weight = nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n, d_out).uniform_(-bound, bound))
-
-    def forward(self, x) -> torch.Tensor:
-        n, o = self.n, self.d_out
-        if isinstance(x, PairRows) or x.dim() == 2:
-            w = self.weight.permute(1, 0, 2).reshape(self.d_in, n * o)  # [d_in, n*d_out]
-            b = self.bias.reshape(n * o)  # [n*d_out]
-            if isinstance(x, PairRows):
-                y = x.matmul(w, b, (id(self.weight), id(self.bias)))  # [rows, n*d_out]
-            else:
-                y = torch.addmm(b, x, w)  # [B, n*d_out]
-            return y.view(-1, n, o).transpose(0, 1)  # [n, B, d_out]
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)  # [n, 1, o] + [n, B, i] @ [n, i, o]
-
-    def one(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Layer k alone, as the nn.Linear it replaces: x [B, d_in] -> [B, d_out] (the looped
-        form: tests compare against it; expert-level views read row k of the tensors)."""
-        return torch.nn.functional.linear(x, self.weight[k].T, self.bias[k])
-
-    def extra_repr(self) -> str:
-        return f"n={self.n}, in_features={self.d_in}, out_features={self.d_out}"
-
-    def load_legacy(self, state_dict: dict, prefix: str, old: list[str]) -> None:
-        """Run folders saved before issue 31 hold one nn.Linear per layer: stack keys
-        `old[k].weight` [d_out, d_in] / `old[k].bias` into this layer's `prefix` weight and bias."""
-        if prefix + "weight" in state_dict or old[0] + ".weight" not in state_dict:
-            return
-        state_dict[prefix + "weight"] = torch.stack([torch.as_tensor(state_dict.pop(o + ".weight")).T for o in old])
-        state_dict[prefix + "bias"] = torch.stack([torch.as_tensor(state_dict.pop(o + ".bias")) for o in old])
-
-
-class ExpertStack(nn.Module):
-    """n expert MLPs of the same sizes as one stack of `StackedLinear` layers (ReLU, dropout after
-    each, as `mlp`): x [B, d_in] (one row for all, the first layer is a single GEMM) or
-    [n, B, d_in] (each expert its own row) -> [n, B, d_out]. Expert k is row k of every tensor."""
-
-    def __init__(self, n: int, d_in: int, sizes: list[int], dropout: float = 0.0):
-        super().__init__()
-        dims = [d_in, *sizes]
-        self.layers = nn.ModuleList(StackedLinear(n, a, b) for a, b in zip(dims, dims[1:]))
-        self.dropout = nn.Dropout(dropout) if dropout else None
-        self.n, self.out_dim = n, dims[-1]
-
-    def forward(self, x) -> torch.Tensor:
-        for layer in self.layers:
-            x = torch.relu(layer(x))  # [n, B, d]
-            if self.dropout is not None:
-                x = self.dropout(x)
-        return x
-
-    def one(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Expert k alone, as the `mlp` it replaces: x [B, d_in] -> [B, d_out] (the looped form)."""
-        for layer in self.layers:
-            x = torch.relu(layer.one(k, x))  # [B, d]
-            if self.dropout is not None:
-                x = self.dropout(x)
-        return x
-
-    def load_legacy(self, state_dict: dict, prefix: str, old: list[str]) -> None:
-        """Stack the per-expert `mlp`s saved before issue 31 (`old[k]`: expert k's nn.Sequential,
-        its Linear layers at whatever positions dropout gave them) into this stack's layers."""
-        if not old or old[0] + ".0.weight" not in state_dict:
-            return
-        linears = [sorted(int(key[len(o) + 1:].split(".")[0]) for key in state_dict
-                          if key.startswith(o + ".") and key.endswith(".weight")) for o in old]  # per expert
-        for k, layer in enumerate(self.layers):
-            layer.load_legacy(state_dict, f"{prefix}layers.{k}.", [f"{o}.{idx[k]}" for o, idx in zip(old, linears)])
-
-
-def load_legacy_experts(module: nn.Module, state_dict: dict, prefix: str, layout: dict[str, list[str]]) -> None:
-    """Convert a pre-issue-31 state dict in place: `layout` maps each stacked child (an
-    `ExpertStack` / `StackedLinear`, by its path under `module`) to the old module paths of its
-    rows, in row order. Call from the network's `_load_from_state_dict`, before nn.Module's own."""
-    for path, old in layout.items():
-        module.get_submodule(path).load_legacy(state_dict, f"{prefix}{path}.", [prefix + o for o in old])
-
-
-def gates_of(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax gate weights of several gates at once, expert-major (see `gate`):
-    logits [T, B, E] (a `StackedLinear`'s output) -> weights [T, E, B], each column summing to 1."""
-    return torch.softmax(logits.transpose(1, 2), 1)  # [T, E, B]
 
 
 class SideEmbedding(nn.Module):

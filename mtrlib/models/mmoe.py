@@ -3,18 +3,17 @@
 Ma, Zhao, Yi, Chen, Hong, Chi, "Modeling Task Relationships in Multi-task Learning with
 Multi-gate Mixture-of-Experts", KDD 2018: f^k(x) = sum_i g^k(x)_i f_i(x), with
 g^k(x) = softmax(W_gk x) and y_k = h^k(f^k(x)).
-
-The E experts f_i are one `ExpertStack` (each layer one [E, d_in, d_out] tensor, one GEMM for
-all experts) and the T gates W_gk one `StackedLinear` [T, d_in, E]: with x shared by all of
-them, a single Linear(d_in, T * E) (issue 31: 2 + 1 kernels instead of 2E + T per step).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import nn
+
 from ..registry import knob
 from .base import TASK_EMB, Architecture, Body, MultiTaskModel, require_experts
-from .blocks import ExpertStack, StackedLinear, gates_of, load_legacy_experts
+from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
 from .diagram import experts_and_gates, sizes
 
 EXPERT_LAYERS = dict(noun="expert layer", widget="sizes", flag="--experts", url="experts",
@@ -29,24 +28,17 @@ class MMoENet(MultiTaskModel):
         o = self.options
         self.input = self.make_input(desc, tables)
         d_in = self.input.out_dim
-        self.experts = ExpertStack(o.n_experts, d_in, o.experts, cfg.dropout)
-        self.gates = StackedLinear(len(tasks), d_in, o.n_experts)
+        self.experts = nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(o.n_experts))
+        self.gates = nn.ModuleList(InputLinear(d_in, o.n_experts) for _ in tasks)
+        d = mlp_out_dim(d_in, o.experts)
         self.make_task_inputs(desc, tables)
-        self.towers = self.make_towers([self.experts.out_dim] * len(tasks))
+        self.towers = self.make_towers([d] * len(tasks))
 
     def body(self, x):
-        e = self.experts(x)  # [E, B, d]
-        g = gates_of(self.gates(x))  # [T, B, E] -> [T, E, B]
-        mixed = (g.unsqueeze(-1) * e.unsqueeze(0)).sum(1)  # [T, E, B, 1] * [1, E, B, d] -> [T, B, d]
-        return Body(tower_inputs=list(mixed), shared=lambda: e.transpose(0, 1).flatten(1),
-                    gates={n: g[t].t() for t, n in enumerate(self.task_names)})  # [B, E] each
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kw):
-        """Run folders saved before issue 31: per-expert MLPs `experts.k` and per-task gates `gates.t`."""
-        load_legacy_experts(self, state_dict, prefix, {
-            "experts": [f"experts.{k}" for k in range(self.experts.n)],
-            "gates": [f"gates.{t}" for t in range(len(self.tasks))]})
-        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+        e = torch.stack([ex(x) for ex in self.experts], 0)  # [E, B, d]
+        gates = [gate(g(x)) for g in self.gates]  # T x [E, B]
+        return Body(tower_inputs=[mix(g, e) for g in gates], shared=lambda: e.transpose(0, 1).flatten(1),
+                    gates={n: g.t() for n, g in zip(self.task_names, gates)})
 
 
 class MMoE(Architecture):

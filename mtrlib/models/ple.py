@@ -6,12 +6,6 @@ task k's gate mixes its own specific experts and the shared experts. With L > 1 
 (section 4.3) each level also has a shared gate over *all* experts, whose output feeds the
 next level's shared experts, while task k's experts and gate read task k's output of the
 level below; the last level has no shared gate.
-
-Batched (issue 31): a level's T*s specific experts (task-major) are one `ExpertStack` (one
-[T*s, d_in, d_out] tensor per layer), its h shared experts another, its T task gates one
-`StackedLinear`; at the first level every expert and gate reads x, so each is one GEMM. Specific
-and shared stay apart so that a tensor is either shared by the tasks or one task's rows
-(mtrlib.train.gradients finds the shared parameters by which task gradients reach them).
 """
 from __future__ import annotations
 
@@ -23,7 +17,7 @@ from torch import nn
 from ..errors import DataError
 from ..registry import knob
 from .base import TASK_EMB, Architecture, Body, MultiTaskModel, require_experts
-from .blocks import ExpertStack, InputLinear, StackedLinear, gate, gates_of, load_legacy_experts, mix
+from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
 from .diagram import (experts_and_gates, sizes, specific_and_shared, specific_and_shared_names,
                       specific_and_shared_width)
 from .mmoe import EXPERT_LAYERS
@@ -39,57 +33,40 @@ SHARED_EXPERTS = dict(noun="shared experts", lo=0, hi=8, flag="--shared-experts"
 
 
 class _Level(nn.Module):
-    """One extraction layer: experts per task + shared experts; gates per task (+ a shared gate).
-
-    Expert order (gates, `expert_names`): task t's specific experts at t*s .. t*s + s - 1 (rows of
-    `specific`), then the h shared ones (rows of `shared`)."""
+    """One extraction layer: experts per task + shared experts; gates per task (+ a shared gate)."""
 
     def __init__(self, d_in, n_tasks, opts, dropout, last):
         super().__init__()
-        s, h, T = opts.specific_experts, opts.shared_experts, n_tasks
-        self.s, self.h, self.n_tasks, self.last = s, h, T, last
-        self.specific = ExpertStack(T * s, d_in, opts.experts, dropout) if s else None
-        self.shared = ExpertStack(h, d_in, opts.experts, dropout) if h else None
-        self.task_gates = StackedLinear(T, d_in, s + h)
-        self.shared_gate = None if last else InputLinear(d_in, T * s + h)
-        self.out_dim = (self.specific or self.shared).out_dim
-        # task t's gate mixes experts pool[t]: its own specific experts, then the shared ones
-        pool = [[t * s + k for k in range(s)] + [T * s + j for j in range(h)] for t in range(T)]
-        self.register_buffer("pool", torch.tensor(pool, dtype=torch.long).reshape(T, s + h), persistent=False)
+        s, h = opts.specific_experts, opts.shared_experts
+        self.s, self.h, self.n_tasks, self.last = s, h, n_tasks, last
+        self.specific = nn.ModuleList(
+            nn.ModuleList(mlp(d_in, opts.experts, dropout) for _ in range(s)) for _ in range(n_tasks))
+        self.shared = nn.ModuleList(mlp(d_in, opts.experts, dropout) for _ in range(h))
+        self.task_gates = nn.ModuleList(InputLinear(d_in, s + h) for _ in range(n_tasks))
+        self.shared_gate = None if last else InputLinear(d_in, n_tasks * s + h)
+        self.out_dim = mlp_out_dim(d_in, opts.experts)
 
-    def legacy_layout(self, at: str) -> dict[str, list[str]]:
-        """This level's stacked tensors <- the per-expert / per-gate modules saved before issue 31."""
-        T, s, h = self.n_tasks, self.s, self.h
-        out = {f"{at}.task_gates": [f"{at}.task_gates.{t}" for t in range(T)]}
-        if s:
-            out[f"{at}.specific"] = [f"{at}.specific.{t}.{k}" for t in range(T) for k in range(s)]
-        if h:
-            out[f"{at}.shared"] = [f"{at}.shared.{j}" for j in range(h)]
-        return out
-
-    def forward(self, task_x, shared_x):
-        """task_x: [B, d] (every task reads the same row: the first level) or [T, B, d]; shared_x [B, d]."""
-        T, s, h = self.n_tasks, self.s, self.h
-        first = not (isinstance(task_x, torch.Tensor) and task_x.dim() == 3)
-        parts = []
-        if s:  # the first level: one row for every expert; then task t's experts read task t's row
-            parts.append(self.specific(task_x if first else task_x.repeat_interleave(s, 0)))  # [T*s, B, d]
-        if h:
-            parts.append(self.shared(shared_x))  # [h, B, d]
-        e = torch.cat(parts, 0) if len(parts) > 1 else parts[0]  # [T*s+h, B, d]
-        g = gates_of(self.task_gates(task_x))  # [T, s+h, B]
-        outs = (g.unsqueeze(-1) * e[self.pool]).sum(1)  # [T, s+h, B, 1] * [T, s+h, B, d] -> [T, B, d]
+    def forward(self, task_x: list[torch.Tensor], shared_x: torch.Tensor):
+        shared_e = [ex(shared_x) for ex in self.shared]  # h x [B, d]
+        outs, gates, all_specific = [], [], []
+        for t in range(self.n_tasks):
+            spec = [ex(task_x[t]) for ex in self.specific[t]]  # s x [B, d]
+            all_specific += spec
+            g = gate(self.task_gates[t](task_x[t]))  # [s+h, B]
+            outs.append(mix(g, torch.stack(spec + shared_e, 0)))  # [B, d]
+            gates.append(g.t())
         if self.shared_gate is not None:
-            new_shared = mix(gate(self.shared_gate(shared_x)), e)  # [T*s+h, B] x [T*s+h, B, d] -> [B, d]
-        elif h:  # last level: what the tasks share is the shared experts' output (for the dashboard)
-            new_shared = lambda: e[T * s:].mean(0)  # noqa: E731 (built only if asked for)
+            g = gate(self.shared_gate(shared_x))  # [T*s+h, B]
+            new_shared = mix(g, torch.stack(all_specific + shared_e, 0))
+        elif shared_e:  # last level: what the tasks share is the shared experts' output (for the dashboard)
+            new_shared = lambda: torch.stack(shared_e, 0).mean(0)  # noqa: E731 (built only if asked for)
         else:
             new_shared = None
-        return outs, new_shared, [g[t].t() for t in range(T)]  # gates: T x [B, s+h]
+        return outs, new_shared, gates
 
 
 class PLENet(MultiTaskModel):
-    factorised_body = True  # x is read by StackedLinear / InputLinear layers only (scoring: blocks.PairRows)
+    factorised_body = True  # x is read by InputLinear layers only (scoring: blocks.PairRows)
 
     def __init__(self, cfg, desc, tables, tasks, options=None):
         super().__init__(cfg, desc, tables, tasks, options)
@@ -106,16 +83,10 @@ class PLENet(MultiTaskModel):
         self.towers = self.make_towers([d] * len(tasks))
 
     def body(self, x):
-        task_x, shared_x = x, x  # [B, d] or PairRows: the first level's experts all read x
+        task_x, shared_x = [x] * len(self.tasks), x
         for lvl in self.levels:
             task_x, shared_x, gates = lvl(task_x, shared_x)
-        return Body(tower_inputs=list(task_x), shared=shared_x, gates=dict(zip(self.task_names, gates)))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kw):
-        """Run folders saved before issue 31: per-expert MLPs and per-task gates in each level."""
-        for k, lvl in enumerate(self.levels):
-            load_legacy_experts(self, state_dict, prefix, lvl.legacy_layout(f"levels.{k}"))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+        return Body(tower_inputs=task_x, shared=shared_x, gates=dict(zip(self.task_names, gates)))
 
 
 class PLE(Architecture):

@@ -12,10 +12,7 @@ STEM gives every task its own embedding table next to a shared one:
   "all forward, task-specific backward" (AFTB), so task k's loss trains its own embeddings
   and experts and the shared ones, never another task's.
 
-One extraction layer (the paper's STEM-Net; the authors' code allows more). Batched (issue 31):
-the T*s specific experts (task-major) are one `ExpertStack` reading a [T*s, B, d_in] stack of rows
-(one `torch.baddbmm` per layer), the h shared ones another reading x_0 (one GEMM), the T gates
-one `StackedLinear`. The expert knobs
+One extraction layer (the paper's STEM-Net; the authors' code allows more). The expert knobs
 (`specific_experts`, `shared_experts`, `experts`) are PLE's, so one flag sets both.
 """
 from __future__ import annotations
@@ -28,7 +25,7 @@ from torch import nn
 from ..errors import DataError
 from ..registry import knob
 from .base import Architecture, Body, MultiTaskModel, require_experts
-from .blocks import ExpertStack, InputLayer, StackedLinear, gates_of, load_legacy_experts
+from .blocks import InputLayer, gate, mix, mlp, mlp_out_dim
 from .diagram import (experts_and_gates, sizes, specific_and_shared, specific_and_shared_names,
                       specific_and_shared_width)
 from .mmoe import EXPERT_LAYERS
@@ -43,26 +40,11 @@ class STEMNet(MultiTaskModel):
         # row 0: the shared embeddings; row 1 + k: task k's own
         self.inputs_ = nn.ModuleList(self.make_input(desc, tables) for _ in range(T + 1))
         d_in = self.inputs_[0].out_dim
-        self.specific = ExpertStack(T * s, d_in, o.experts, cfg.dropout)  # row t*s + k: task t's k-th
-        self.shared = ExpertStack(h, d_in, o.experts, cfg.dropout) if h else None
-        self.gates = StackedLinear(T, d_in, T * s + h)
-        self.towers = self.make_towers([self.specific.out_dim] * T)
-        # AFTB: task k's gate takes gradient through its own specific experts and the shared ones only
-        own = torch.zeros(T, T * s + h, dtype=torch.bool)
-        for k in range(T):
-            own[k, k * s:(k + 1) * s] = True
-        own[:, T * s:] = True
-        self.register_buffer("own", own[:, :, None, None], persistent=False)  # [T, E, 1, 1]
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kw):
-        """Run folders saved before issue 31: per-expert MLPs `specific.t.k`, `shared.j`, gates `gates.t`."""
-        T, s, h = len(self.tasks), self.options.specific_experts, self.options.shared_experts
-        layout = {"specific": [f"specific.{t}.{k}" for t in range(T) for k in range(s)],
-                  "gates": [f"gates.{t}" for t in range(T)]}
-        if h:
-            layout["shared"] = [f"shared.{j}" for j in range(h)]
-        load_legacy_experts(self, state_dict, prefix, layout)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+        self.specific = nn.ModuleList(
+            nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(s)) for _ in range(T))
+        self.shared = nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(h))
+        self.gates = nn.ModuleList(nn.Linear(d_in, T * s + h) for _ in range(T))
+        self.towers = self.make_towers([mlp_out_dim(d_in, o.experts)] * T)
 
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)  # the shared one first: the page's item / user embeddings
@@ -78,18 +60,18 @@ class STEMNet(MultiTaskModel):
         return None  # T + 1 input rows, stacked: scoring uses the plain forward pass
 
     def body(self, x):
-        T, s, h = len(self.tasks), self.options.specific_experts, self.options.shared_experts
-        shared_x = x[0]  # [B, d_in]
-        e = self.specific(x[1:].repeat_interleave(s, 0))  # [T*s, B, d]: task t's experts read row 1 + t
-        if h:
-            e = torch.cat([e, self.shared(shared_x)], 0)  # [T*s+h, B, d]
-        # AFTB: every expert forward; another task's experts without their gradient
-        pool = torch.where(self.own, e.unsqueeze(0), e.detach().unsqueeze(0))  # [T, E, B, d]
-        g = gates_of(self.gates(x[1:] + shared_x))  # [T, B, E] -> [T, E, B]
-        outs = (g.unsqueeze(-1) * pool).sum(1)  # [T, B, d]
-        shared = (lambda: e[T * s:].mean(0)) if h else None
-        return Body(tower_inputs=list(outs), shared=shared,
-                    gates={n: g[k].t() for k, n in enumerate(self.task_names)})  # [B, E] each
+        shared_x = x[0]
+        spec = [[ex(x[1 + k]) for ex in group] for k, group in enumerate(self.specific)]  # T x s x [B, d]
+        shared_e = [ex(shared_x) for ex in self.shared]  # h x [B, d]
+        outs, gates = [], {}
+        for k, name in enumerate(self.task_names):
+            # AFTB: every expert forward; another task's experts without their gradient
+            pool = [e if j == k else e.detach() for j, group in enumerate(spec) for e in group] + shared_e
+            g = gate(self.gates[k](x[1 + k] + shared_x))  # [E, B]
+            outs.append(mix(g, torch.stack(pool, 0)))
+            gates[name] = g.t()
+        shared = (lambda: torch.stack(shared_e, 0).mean(0)) if shared_e else None
+        return Body(tower_inputs=outs, shared=shared, gates=gates)
 
     def inspect(self, user, item, history=None):
         out = super().inspect(user, item, history)

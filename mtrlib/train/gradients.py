@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..data.history import history_of
-from ..models.blocks import InputLayer, SideEmbedding, StackedLinear
+from ..models.blocks import InputLayer, SideEmbedding
 from .steps import forward
 
 # (word in a module path, group): the first word found anywhere in a parameter's module path wins
@@ -96,11 +96,6 @@ class SharedParameters:
         """Probe any module: `losses_fn()` returns its per-task losses [T]. `heads`: per task, the
         module whose input is that task's own representation (its tower), None where it has none."""
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        # stacked layers (blocks.StackedLinear: n experts or n task gates in one tensor, row r one
-        # of them) are shared only where one *row* is reached by two tasks: the T gates of MMoE in
-        # one tensor stay each task's own, as when they were T nn.Linear layers
-        stacked = {f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules() if isinstance(m, StackedLinear)
-                   for pn, _ in m.named_parameters(recurse=False)}
         fired: set[int] = set()
         hooks = [m.register_forward_hook(lambda mod, args, out: fired.add(id(mod)) if torch.is_tensor(out) else None)
                  for m in model.modules()]
@@ -110,16 +105,13 @@ class SharedParameters:
         try:
             with torch.enable_grad():
                 losses = losses_fn()
-                reach, row_reach = [], []
+                reach = []
                 for k in range(len(losses)):
                     if not losses[k].requires_grad:
                         reach.append([False] * len(named))
-                        row_reach.append([None] * len(named))
                         continue
                     g = torch.autograd.grad(losses[k], [p for _, p in named], retain_graph=True, allow_unused=True)
                     reach.append([x is not None and bool(x.abs().sum() > 0) for x in g])
-                    row_reach.append([x.flatten(1).abs().sum(1) > 0 if x is not None and n in stacked else None
-                                      for (n, _), x in zip(named, g)])
                 near = graph.nearest(losses)
         finally:
             model.train(was)
@@ -127,13 +119,12 @@ class SharedParameters:
             for h in hooks:
                 h.remove()
         users = [tuple(k for k in range(len(reach)) if reach[k][j]) for j in range(len(named))]
-        idx = [j for j in range(len(named)) if len(users[j]) > 1 and _rows_shared(row_reach, j)]
+        idx = [j for j in range(len(named)) if len(users[j]) > 1]
         groups: dict[str, list[int]] = {}
         for pos, j in enumerate(idx):
             groups.setdefault(group_of(model, named[j][0]), []).append(pos)
         shared_ids = {id(named[j][1]) for j in idx}
-        own_rows = {named[j][0] for j in range(len(named)) if len(users[j]) > 1 and not _rows_shared(row_reach, j)}
-        last = _last_layer(near, [h is not None for h in graph.heads], [n for n, _ in named], reach, own_rows)
+        last = _last_layer(near, [h is not None for h in graph.heads], [n for n, _ in named], reach)
         return cls(names=[named[j][0] for j in idx], params=[named[j][1] for j in idx], users=[users[j] for j in idx],
                    groups=_ordered(groups), other=[p for n, p in named if id(p) not in shared_ids],
                    rep_modules=_largest_shared(model, shared_ids, fired),
@@ -141,12 +132,6 @@ class SharedParameters:
 
     def __bool__(self) -> bool:
         return bool(self.params)
-
-
-def _rows_shared(row_reach: list[list[torch.Tensor | None]], j: int) -> bool:
-    """Whether some row of stacked parameter j is reached by two tasks (True for a plain parameter)."""
-    rows = [r[j] for r in row_reach if r[j] is not None]
-    return len(rows) < 2 or bool((torch.stack(rows).sum(0) > 1).any())
 
 
 class _LayerGraph:
@@ -159,7 +144,7 @@ class _LayerGraph:
         self.head_in: dict[int, object] = {}  # task -> autograd node of its head's input
         inside = [n for n, m in model.named_modules() if isinstance(m, EMBEDDING_MODULES)]
         self.hooks = [m.register_forward_hook(self._layer_hook(n)) for n, m in model.named_modules()
-                      if isinstance(m, (nn.Linear, StackedLinear)) and not any(n.startswith(e + ".") for e in inside)]
+                      if isinstance(m, nn.Linear) and not any(n.startswith(e + ".") for e in inside)]
         self.hooks += [h.register_forward_pre_hook(self._head_hook(k)) for k, h in enumerate(self.heads) if h is not None]
 
     def _layer_hook(self, name: str):
@@ -197,19 +182,15 @@ class _LayerGraph:
             h.remove()
 
 
-def _last_layer(near: list[set[str]], has_head: list[bool], names: list[str], reach: list[list[bool]],
-                own_rows: set[str] = frozenset()) -> set[str]:
+def _last_layer(near: list[set[str]], has_head: list[bool], names: list[str], reach: list[list[bool]]) -> set[str]:
     """The parameter names of GradNorm's W: the layers below every tower task's head that all of
-    them reach (plus the towerless tasks' own last layers); with none such, each task's own.
-    `own_rows`: stacked parameters every task reaches, each on its own rows only (MMoE's T gates
-    in one tensor): not a shared layer."""
+    them reach (plus the towerless tasks' own last layers); with none such, each task's own."""
     def reached(k: int, layer: str) -> bool:
         return any(reach[k][j] for j, n in enumerate(names) if n.rsplit(".", 1)[0] == layer)
 
     own = [{layer for layer in near[k] if reached(k, layer)} for k in range(len(near))]
     towered = [k for k in range(len(own)) if k < len(has_head) and has_head[k]]
     common = set.intersection(*(own[k] for k in towered)) if len(towered) >= 2 else set()
-    common = {layer for layer in common if not any(n.rsplit(".", 1)[0] == layer for n in own_rows)}
     layers = common.union(*(own[k] for k in range(len(own)) if k not in towered)) if common else set().union(*own)
     return {n for n in names if n.rsplit(".", 1)[0] in layers}
 
