@@ -247,7 +247,7 @@ class TrainConfig:
     early_stop_task: str | None = knob(None, "Early stop on task", noun="early-stopping task", flag="--early-stop",
                                        metavar="TASK", widget="text", example="like",
                                        help="stop when this task's validation metric stops improving (empty: off)")
-    patience: int = knob(2, "Patience (epochs)", noun="patience", lo=1, hi=100, flag="--patience", example="2",
+    patience: int = knob(2, "Early-stopping patience", noun="patience", lo=1, hi=100, flag="--patience", example="2",
                          valid=lambda v: v >= 1, message="Early-stopping patience must be at least 1 epoch (got {v}).",
                          fix="e.g. 2", help="epochs without improvement before an early stop (default 2)")
     name: str | None = None
