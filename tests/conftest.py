@@ -14,7 +14,11 @@ without it they skip with the path they looked in.
 """
 from __future__ import annotations
 
+import threading
+
 import pytest
+
+import mtrlib.train.loop as trainer
 
 import _movielens as ml
 from _mtr import in_ci, tiny_cfg, tiny_prep
@@ -44,3 +48,19 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_prepared():
     return tiny_prep(tiny_cfg())  # tasks click, like|click, dwell:reg|click
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """Jobs hold their slot in `prepare` until the gate opens, so who runs and who queues is
+    deterministic (tests/test_concurrency.py, tests/test_classroom.py)."""
+    opened = threading.Event()
+    real = trainer.prepare
+
+    def held(*a, **k):
+        opened.wait(60)
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer, "prepare", held)
+    yield opened
+    opened.set()

@@ -14,7 +14,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import mtrlib.jobs as jobs
-import mtrlib.train.loop as trainer
 from mtrlib.data import make_world
 from mtrlib.experiments import Sweep, run_sweep
 from mtrlib.jobs import BusyError, JobLimiter, SharedRuns, finished_run
@@ -31,21 +30,6 @@ TEACHER = Visitor("t" * 16, teacher=True)
 def wait_jobs(js, timeout=180):
     for j in js:
         assert j.join(timeout), (j.state, j.message)
-
-
-@pytest.fixture
-def gate(monkeypatch):
-    """Jobs hold their slot in `prepare` until the gate opens, so who is running is deterministic."""
-    opened = threading.Event()
-    real = trainer.prepare
-
-    def held(*a, **k):
-        opened.wait(60)
-        return real(*a, **k)
-
-    monkeypatch.setattr(trainer, "prepare", held)
-    yield opened
-    opened.set()
 
 
 # ---------------------------------------------------------------- ownership

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import mtrlib.jobs as jobs
-import mtrlib.train.loop as trainer
 from mtrlib.jobs import BusyError, Job, JobLimiter
 from mtrlib.runs import list_runs, read_history
 
@@ -159,21 +157,6 @@ def test_the_seventh_job_is_refused_with_a_message(tmp_path):
 
 
 # ---------------------------------------------------------------- (b) four browser sessions
-
-
-@pytest.fixture
-def gate(monkeypatch):
-    """Jobs hold their slot in `prepare` until the gate opens, so queueing is deterministic."""
-    opened = threading.Event()
-    real = trainer.prepare
-
-    def held(*a, **k):
-        opened.wait(60)
-        return real(*a, **k)
-
-    monkeypatch.setattr(trainer, "prepare", held)
-    yield opened
-    opened.set()
 
 
 def test_four_sessions_train_at_once(store, monkeypatch, gate, peak):
