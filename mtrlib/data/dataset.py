@@ -15,6 +15,11 @@ import pandas as pd
 from .values import count_repeats  # by integer codes: drop_duplicates hashes every id as an object
 
 FEATURE_KINDS = ("categorical", "multi", "numeric", "text")
+# context features (columns of the interactions that describe the impression) may also be
+# bucketised numbers: quantile buckets of the training rows, each bucket a category (hour, price)
+CONTEXT_KINDS = FEATURE_KINDS + ("bucket",)
+# every column's role in a mapping (mtrlib.data.mapping.ROLES explains each)
+ROLES = ("user", "item", "time", "label", "context", "item_feature", "user_feature", "split", "ignored")
 MULTI_SEP = "|"
 LAYOUT_LABELS = {"world": "World", "movielens-latest": "MovieLens", "movielens-100k": "MovieLens 100K",
                  "movielens-1m": "MovieLens 1M", "generic": "Table"}
@@ -40,6 +45,13 @@ class Dataset:
     suggested_tasks: list[str] = field(default_factory=list)
     ground_truth: dict | None = None
     notes: list[str] = field(default_factory=list)
+    # columns of the interactions that describe the impression (device, hour, position): column -> kind
+    context_features: dict[str, str] = field(default_factory=dict)
+    # the context column that is the slot an item was shown in; fixed to a named slot when scoring
+    position_column: str | None = None
+    ignored: dict[str, str] = field(default_factory=dict)  # column -> why it is not used (never dropped silently)
+    reasons: dict[str, str] = field(default_factory=dict)  # column -> why it got its role and kind
+    mapping: dict = field(default_factory=dict)  # the effective mapping (mtrlib.data.mapping), as JSON
 
     @property
     def n_interactions(self) -> int:
@@ -64,7 +76,8 @@ class Dataset:
 
     def label_columns(self) -> list[str]:
         """Interaction columns other than ids and time: candidates for task sources."""
-        return [c for c in self.interactions.columns if c not in ("user_id", "item_id", "timestamp")]
+        skip = {"user_id", "item_id", "timestamp", *self.context_features, *self.ignored}
+        return [c for c in self.interactions.columns if c not in skip]
 
     def item_popularity(self) -> pd.Series:
         """Interactions per item (all items, zeros included), most popular first."""

@@ -11,7 +11,11 @@ The mapping is a plain dict so the app can show it, let the user edit it, and pa
      "labels": ["rating"]}
 
 Optional keys `item_table_id` / `user_table_id` name the id column of the side tables when
-it cannot be found by name or by matching values.
+it cannot be found by name or by matching values. Issue 26 adds `context_features` (columns of
+the interactions that describe the impression: column -> kind), `position` (the context column
+that is the slot), `ignore` (column -> why it is not used), `split` (a given split's column) and
+`reasons` (column -> why it got its role; informational). The whole object is what
+`inspect --mapping-out` writes, `--mapping` reads and a run's config.json records.
 """
 from __future__ import annotations
 
@@ -25,7 +29,15 @@ from .dataset import FEATURE_KINDS
 from .values import as_numeric, is_boolish, to_epoch_seconds
 
 MAPPING_KEYS = ("user", "item", "timestamp", "item_features", "user_features", "labels",
-                "item_table_id", "user_table_id")
+                "item_table_id", "user_table_id",
+                # impression context: column -> kind (CONTEXT_KINDS), and which of them is the slot
+                "context_features", "position",
+                # column -> why it is not used (a list of names reads as 'ignored by you')
+                "ignore",
+                # a column holding a given split (train/valid/test or 0/1/2), for --split given
+                "split",
+                # column -> why it got its role and kind (written by the guess; read back and ignored)
+                "reasons")
 
 # normalised names (lower case, letters and digits only), best first
 USER_NAMES = [
