@@ -91,6 +91,8 @@ class DataConfig:
     use_features: bool = knob(True, "Side features", widget="toggle", flag="--ids-only", flag_sets=False, url="feat",
                               help="side features (genres, attributes); off = ids only")
     text_columns: list[str] | None = None
+    context: bool = knob(True, "Context features", widget="toggle", flag="--no-context", flag_sets=False, url="cfeat",
+                         help="the impression's context columns (device, hour, position) as features; off = none")
 
 
 def _declared(cls: type, name: str) -> dataclasses.Field:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .context import ContextRows, ContextSpace
 from .dataset import Dataset, index_positions, split_multi
 
 MAX_VOCAB = 5000  # categorical levels kept per column (most frequent); the rest share "other"
@@ -162,6 +163,7 @@ class FeatureSpace:
     items: SideTable
     item_text: np.ndarray | None = None  # float32 [n_items, D] language-model vectors (optional)
     history: UserHistory | None = None  # UserHistory: each user's latest history (optional)
+    context: ContextSpace | None = None  # how the impression's context columns are encoded (optional)
 
     @classmethod
     def fit(cls, ds: Dataset, train_frame: pd.DataFrame, use_features: bool = True) -> "FeatureSpace":
@@ -190,20 +192,28 @@ class FeatureSpace:
                "text_dim": 0 if self.item_text is None else int(self.item_text.shape[1])}
         if self.history is not None:
             out["history"] = {"length": self.history.length}
+        if self.context is not None:
+            out["context"] = self.context.describe()
         return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """The tables the model keeps as buffers (context: only its default row; the logged rows'
+        context travels with the examples)."""
         out = {**self.users.tensors("users"), **self.items.tensors("items")}
         if self.item_text is not None:
             out["items.text"] = torch.as_tensor(self.item_text, dtype=torch.float32)
         if self.history is not None:
             out.update(self.history.tensors())
+        if self.context is not None:
+            out.update(self.context.default_tensors())
         return out
 
     def to_meta(self) -> dict:
         out = {"users": self.users.to_meta(), "items": self.items.to_meta()}
         if self.history is not None:
             out["history"] = self.history.to_meta()
+        if self.context is not None:
+            out["context"] = self.context.to_meta()
         return out
 
     @classmethod
@@ -213,7 +223,8 @@ class FeatureSpace:
             history = UserHistory.from_meta(meta["history"], arrays)
         return cls(users=SideTable.from_meta(meta["users"], arrays, "users"),
                    items=SideTable.from_meta(meta["items"], arrays, "items"),
-                   item_text=arrays.get("items.text"), history=history)
+                   item_text=arrays.get("items.text"), history=history,
+                   context=ContextSpace.from_meta(meta["context"]) if "context" in meta else None)
 
 
 @dataclass
@@ -223,16 +234,19 @@ class EncodedExamples:
     item: torch.Tensor  # long [N] item row
     labels: torch.Tensor  # float [N, T] (0 where unobserved)
     mask: torch.Tensor  # bool [N, T]
+    context: ContextRows | None = None  # each example's impression context (mtrlib.data.context), if any
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
     def subset(self, idx) -> "EncodedExamples":
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return EncodedExamples(self.user[idx], self.item[idx], self.labels[idx], self.mask[idx])
+        return EncodedExamples(self.user[idx], self.item[idx], self.labels[idx], self.mask[idx],
+                               None if self.context is None else self.context.subset(idx))
 
     def to(self, device) -> "EncodedExamples":
-        return EncodedExamples(self.user.to(device), self.item.to(device), self.labels.to(device), self.mask.to(device))
+        return EncodedExamples(self.user.to(device), self.item.to(device), self.labels.to(device), self.mask.to(device),
+                               None if self.context is None else self.context.to(device))
 
 
 def encode_examples(space: FeatureSpace, frame: pd.DataFrame, labels: np.ndarray) -> EncodedExamples:

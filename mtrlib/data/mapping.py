@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .dataset import FEATURE_KINDS
+from .roles import interaction_roles, kind_with_reason
 from .values import as_numeric, is_boolish, to_epoch_seconds
 
 MAPPING_KEYS = ("user", "item", "timestamp", "item_features", "user_features", "labels",
@@ -59,7 +60,7 @@ USER_WORDS = ("user", "customer", "visitor", "client", "member", "account", "rea
 ITEM_WORDS = ("item", "movie", "product", "sku", "song", "track", "article", "book", "video", "content",
               "film", "asin", "isbn", "course", "recipe", "game", "album", "artist", "episode", "podcast")
 TIME_NAMES = [
-    "timestamp", "time", "ts", "date", "datetime", "eventtime", "eventtimestamp", "eventdate", "createdat",
+    "timestamp", "time", "ts", "timems", "timestampms", "date", "datetime", "eventtime", "eventtimestamp", "eventdate", "createdat",
     "created", "updatedat", "unixtime", "unixtimestamp", "epoch", "timetamp", "timestampms", "clicktime",
     "ratingtime", "ratedat", "watchedat", "viewedat", "purchasedat", "day", "when",
 ]
@@ -68,7 +69,6 @@ LABEL_WORDS = ("rating", "label", "target", "click", "like", "purchase", "buy", 
                "score", "stars", "star", "finish", "complete", "skip", "add", "cart", "order", "read", "y")
 TITLE_NAMES = ["title", "name", "itemname", "productname", "movietitle", "songname", "trackname", "booktitle",
                "headline", "displayname"]
-GUESS_SAMPLE = 200_000  # rows looked at when guessing kinds (the guess, not the data, is sampled)
 
 
 def norm_name(name) -> str:
@@ -96,37 +96,9 @@ def find_column(columns, names, words=(), exclude=()) -> str | None:
 
 
 def guess_kind(s: pd.Series) -> str | None:
-    """categorical / multi / numeric / text for one attribute column, or None (no usable signal)."""
-    v = s.dropna()
-    if len(v) > GUESS_SAMPLE:
-        v = v.sample(GUESS_SAMPLE, random_state=0)
-    if len(v) == 0:
-        return None
-    if pd.api.types.is_bool_dtype(v):
-        return "categorical" if v.nunique() > 1 else None
-    if pd.api.types.is_datetime64_any_dtype(v):
-        return None
-    if pd.api.types.is_numeric_dtype(v):
-        return "numeric" if v.nunique() > 1 else None
-    t = v.astype("str").str.strip()
-    t = t[t != ""]
-    if len(t) == 0:
-        return None
-    nun = t.nunique()
-    if nun <= 1:
-        return None
-    if as_numeric(t) is not None:
-        return "numeric"
-    if t.str.contains("|", regex=False).mean() >= 0.1:
-        return "multi"
-    mean_len = float(t.str.len().mean())
-    spaces = float(t.str.contains(" ", regex=False).mean())
-    uniq = nun / len(t)
-    if mean_len >= 25 or (spaces >= 0.5 and uniq >= 0.5):
-        return "text"
-    if uniq > 0.9 and len(t) >= 20:
-        return None  # near-unique codes (urls, zip codes, external ids) carry no shared signal
-    return "categorical"
+    """categorical / multi / numeric / text for one attribute column, or None (no usable signal);
+    the rules and their reasons are `roles.kind_with_reason`'s."""
+    return kind_with_reason(s)[0]
 
 
 def guess_kinds(table: pd.DataFrame, exclude=()) -> dict[str, str]:
@@ -216,24 +188,76 @@ def guess_mapping(df: pd.DataFrame, *, header: bool | None = None) -> dict:
     taken.add(ts)
     rest = [c for c in cols if c not in taken]
 
-    item_features: dict[str, str] = {}
-    user_features: dict[str, str] = {}
+    per_item: set = set()
+    per_user: set = set()
     if user is not None and item is not None and rest:
-        cand = [c for c in rest if not _is_label_name(c)]
+        cand = [c for c in rest if not _is_label_name(c) and not is_boolish(df[c])]
         overall = df[cand].nunique(dropna=False) if cand else pd.Series(dtype=int)
         cand = [c for c in cand if overall[c] > 1]
         per_item = _constant_within(df, df[item].astype("str"), cand)
         per_user = _constant_within(df, df[user].astype("str"), [c for c in cand if c not in per_item])
-        for c in cand:
-            if c in per_item or c in per_user:
-                key = item if c in per_item else user
-                k = guess_kind(df[[key, c]].drop_duplicates(key)[c])
-                if k:
-                    (item_features if c in per_item else user_features)[c] = k
-    labels = [c for c in rest if c not in item_features and c not in user_features
-              and (is_boolish(df[c]) or as_numeric(df[c]) is not None)]
-    return {"user": user, "item": item, "timestamp": ts, "item_features": item_features,
-            "user_features": user_features, "labels": labels}
+    roles = interaction_roles(df, rest, per_item=per_item, per_user=per_user, time_col=ts,
+                              is_label_name=_is_label_name)
+    if user is None or item is None:  # no side to attach features to: every number may be a label
+        roles["labels"] = [c for c in rest if is_boolish(df[c]) or as_numeric(df[c]) is not None]
+    for what, col in (("user", user), ("item", item), ("timestamp", ts)):
+        if col is not None:
+            roles["reasons"][col] = _id_reason(what, col, header)
+    return {"user": user, "item": item, "timestamp": ts, **roles}
+
+
+def _id_reason(what: str, col, header) -> str:
+    if header is False:
+        return f"no header row: taken as the {what} by position"
+    return f"named like the {what}" + (" (and readable as times)" if what == "timestamp" else "")
+
+
+ROLE_KEYS = ("labels", "item_features", "user_features", "context_features", "ignore")
+
+
+def as_ignore(value) -> dict:
+    """The `ignore` key as column -> why: a list of names reads as 'ignored by you'."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return {str(c): "ignored by you" for c in value}
+
+
+def merge_mapping(guess: dict, explicit: dict) -> dict:
+    """The user's mapping over the guessed one. A column the user gives a role (user, item, time,
+    a label, a feature of any group, ignored, the split) leaves whatever role the guess gave it, so
+    no column ever has two roles."""
+    m = dict(guess)
+    m.update({k: v for k, v in explicit.items() if k != "reasons"})
+    if "ignore" in m:
+        m["ignore"] = as_ignore(m["ignore"])
+    named: dict[str, str] = {}  # column -> the explicit key that names it
+    for key in ("user", "item", "timestamp", "position", "split"):
+        if explicit.get(key) is not None:
+            named[str(explicit[key])] = key
+    for key in ROLE_KEYS:
+        for c in (explicit.get(key) or []):
+            named[str(c)] = key
+    for key in ROLE_KEYS:
+        if key in explicit or not m.get(key):
+            continue
+        value = m[key]
+        if isinstance(value, dict):
+            m[key] = {c: k for c, k in value.items() if str(c) not in named}
+        else:
+            m[key] = [c for c in value if str(c) not in named]
+    for key in ("position", "split"):
+        if key not in explicit and m.get(key) is not None and named.get(str(m[key]), key) != key:
+            m[key] = None
+    if m.get("position") is not None and m["position"] not in (m.get("context_features") or {}):
+        m.setdefault("context_features", {})
+        m["context_features"] = {**m["context_features"], m["position"]: "categorical"}
+    reasons = dict(guess.get("reasons") or {})
+    for c, key in named.items():
+        reasons[c] = f"set by you: {key.replace('_', ' ').rstrip('s')}"
+    m["reasons"] = reasons
+    return m
 
 
 def find_id_column(table: pd.DataFrame, same_as: list, names, words) -> str | None:

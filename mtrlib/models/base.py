@@ -88,7 +88,7 @@ class MultiTaskModel(nn.Module):
         if width:
             c = self.cfg
             self.task_inputs = nn.ModuleList(InputLayer(desc, tables, width, c.text_features, width, "sum")
-                                             for _ in self.tasks)
+                                             for _ in self.tasks)  # (context features included: STEM's per-task tables cover them)
 
     def _task_input_dim(self) -> int:
         inputs = getattr(self, "task_inputs", None)
@@ -97,12 +97,13 @@ class MultiTaskModel(nn.Module):
     def body(self, x: torch.Tensor) -> Body:
         raise NotImplementedError
 
-    def input_row(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
+    def input_row(self, user: torch.Tensor, item: torch.Tensor, history=None, context=None) -> torch.Tensor:
         """x, the row `body` reads for each (user, item) pair: the input layer's output (the
         module is `self.input`, a name kept for saved weights; `inspect` reports x as 'input').
         `history`: each pair's past items (mtrlib.data.history.History), for a model with a
-        history block; None there means each user's latest training history."""
-        return self.input(user, item) if history is None else self.input(user, item, history)
+        history block; None there means each user's latest training history. `context`: each
+        pair's impression context (mtrlib.data.context.Context); None: the run's default one."""
+        return input_of(self.input, user, item, history, context)
 
     def split_input(self) -> InputLayer | None:
         """The input layer whose row `body` reads, so that a caller may feed the body
@@ -132,13 +133,13 @@ class MultiTaskModel(nn.Module):
         return torch.stack([tw(h) for tw, h in zip(self.towers, b.tower_inputs)], -1)  # [rows, R]
 
     # -- the common part -------------------------------------------------------------------------
-    def forward(self, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
+    def forward(self, user: torch.Tensor, item: torch.Tensor, history=None, context=None) -> torch.Tensor:
         """Raw outputs [B, T]: logits for binary tasks, standardised values for regression."""
-        b = self.body(self.input_row(user, item) if history is None else self.input_row(user, item, history))
+        b = self.body(self.input_row(user, item, history, context))
         ins = b.tower_inputs
         inputs = getattr(self, "task_inputs", None)
         if inputs:  # task-specific embeddings: each tower also reads its task's own input row
-            ins = [torch.cat([h, inp(user, item)], -1) for h, inp in zip(ins, inputs)]
+            ins = [torch.cat([h, inp(user, item, context)], -1) for h, inp in zip(ins, inputs)]
         return torch.stack([tw(h) for tw, h in zip(self.towers, ins)], -1)
 
     def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -177,9 +178,9 @@ class MultiTaskModel(nn.Module):
     def retrieval_tasks(self) -> list[TaskSpec]:
         return []
 
-    def ranking_forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def ranking_forward(self, user: torch.Tensor, item: torch.Tensor, history=None, context=None) -> torch.Tensor:
         """Raw outputs of the ranking towers only [B, len(self.tasks)]."""
-        return self.forward(user, item)
+        return self.forward(user, item, history, context)
 
     def fusion_scale(self, preds: torch.Tensor) -> torch.Tensor:
         """Predictions [..., T] on the fusion scale (mtrlib.serve.recommend): log p for binary tasks,
@@ -198,9 +199,9 @@ class MultiTaskModel(nn.Module):
 
     # -- for the dashboard -----------------------------------------------------------------------
     @torch.no_grad()
-    def inspect(self, user: torch.Tensor, item: torch.Tensor, history=None) -> dict[str, torch.Tensor]:
+    def inspect(self, user: torch.Tensor, item: torch.Tensor, history=None, context=None) -> dict[str, torch.Tensor]:
         """Representations for a batch: 'input', 'shared', 'task:<name>', 'gate:<name>'."""
-        x = self.input_row(user, item) if history is None else self.input_row(user, item, history)
+        x = self.input_row(user, item, history, context)
         b = self.body(x)
         out = {"input": x}
         if b.shared is not None:
@@ -252,6 +253,11 @@ class MultiTaskModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def input_of(inp: InputLayer, user, item, history=None, context=None) -> torch.Tensor:
+    """An input layer's row, given a history only when there is one (a plain InputLayer takes none)."""
+    return inp(user, item, context=context) if history is None else inp(user, item, history, context=context)
 
 
 class Architecture:

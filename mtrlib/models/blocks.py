@@ -150,6 +150,75 @@ class SideEmbedding(nn.Module):
         return out
 
 
+class ContextEmbedding(nn.Module):
+    """Embeds an impression's context (mtrlib.data.context): a vector per categorical or bucket
+    code, the mean of a multi / text cell's code vectors, the standardised numbers as they are.
+    The columns' codes share one table (each column at its offset), so a batch costs one lookup
+    for all categorical columns and one for all multi-valued ones, not one per column.
+    Without a context (a caller that has none, e.g. scoring with the defaults) it reads the
+    default context saved with the run: each column's most frequent value, the position's slot."""
+
+    def __init__(self, desc: dict, tables: dict[str, torch.Tensor], dim: int):
+        super().__init__()
+        self.cat_names, self.multi_names = list(desc["cat"]), list(desc["multi"])
+        cat_sizes = [desc["cat"][c] for c in self.cat_names]
+        multi_sizes = [desc["multi"][c] for c in self.multi_names]
+        self.cat = nn.Embedding(max(1, sum(cat_sizes)), dim)
+        self.multi = nn.Embedding(1 + sum(multi_sizes), dim, padding_idx=0)  # row 0: the pad, zero
+        self.register_buffer("cat_offset", torch.tensor(_offsets(cat_sizes, 0), dtype=torch.long))
+        self.register_buffer("multi_offset", torch.tensor(_offsets(multi_sizes, 1), dtype=torch.long)[:, None])
+        self.n_numeric = int(desc["numeric"])
+        self.position = desc.get("position")
+        # the position's column of `cat` (the slot): what a user tower leaves out
+        self.position_index = self.cat_names.index(self.position) if self.position in self.cat_names else -1
+        for part in ("cat", "multi", "num"):
+            self.register_buffer(f"default_{part}", tables[f"context.default.{part}"].clone())
+        self.dim = dim
+        self.feature_dim = dim * (len(self.cat_names) + len(self.multi_names)) + self.n_numeric
+        self.request_dim = self.feature_dim - (dim if self.position_index >= 0 else 0)
+
+    def _parts(self, context, n: int, request: bool = False) -> list[torch.Tensor]:
+        if context is None:
+            cat, multi, num = self.default_cat, self.default_multi, self.default_num
+        else:
+            cat, multi, num = context
+        if len(cat) == 1 and n != 1:  # one request's context for every row
+            cat, multi, num = cat.expand(n, -1), multi.expand(n, -1, -1), num.expand(n, -1)
+        out = []
+        if self.cat_names:
+            vec = self.cat(cat + self.cat_offset)  # [B, Cc, dim]
+            if request and self.position_index >= 0:
+                keep = [j for j in range(len(self.cat_names)) if j != self.position_index]
+                vec = vec[:, keep]
+            out.append(vec.reshape(len(vec), -1))
+        if self.multi_names:
+            codes = torch.where(multi > 0, multi + self.multi_offset, torch.zeros_like(multi))  # [B, Cm, L]
+            vec = self.multi(codes).sum(2) / (multi > 0).sum(-1, keepdim=True).clamp(min=1)  # [B, Cm, dim]
+            out.append(vec.reshape(len(vec), -1))
+        if self.n_numeric:
+            out.append(num.float())
+        return out
+
+    def forward(self, context, n: int, device=None) -> torch.Tensor:
+        """[n, feature_dim]: `context` (a Context of n rows, or of 1 row for all n; None: the default)."""
+        parts = self._parts(context, n)
+        return torch.cat(parts, -1) if parts else torch.zeros(n, 0, device=device)
+
+    def request(self, context, n: int, device=None) -> torch.Tensor:
+        """[n, request_dim]: the columns a request has before any item is placed (not the slot)."""
+        parts = self._parts(context, n, request=True)
+        return torch.cat(parts, -1) if parts else torch.zeros(n, 0, device=device)
+
+
+def _offsets(sizes: list[int], start: int) -> list[int]:
+    """Where each column's codes start in a shared table."""
+    out, at = [], start
+    for s in sizes:
+        out.append(at)
+        at += s
+    return out
+
+
 class InputLayer(nn.Module):
     """Concatenates user and item vectors and their side features into one input row.
 
@@ -176,7 +245,10 @@ class InputLayer(nn.Module):
             elif text_combine == "concat":
                 item_dim = dim + text_dim
         self.item_dim = item_dim
-        self.out_dim = dim + item_dim + self.user.feature_dim + self.item.feature_dim
+        # context features (device, hour, slot) when the data has them: the row's last columns
+        self.context = ContextEmbedding(desc["context"], tables, dim) if desc.get("context") else None
+        self.context_dim = self.context.feature_dim if self.context is not None else 0
+        self.out_dim = dim + item_dim + self.user.feature_dim + self.item.feature_dim + self.context_dim
 
     def item_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         """The learned item representation (id embedding combined with text, if used)."""
@@ -202,25 +274,33 @@ class InputLayer(nn.Module):
     # the item as the network reads it (the Embeddings page's "item-input", kNN purity)
     item_input = item_row_vectors
 
-    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def context_columns(self, context, n: int, device) -> list[torch.Tensor]:
+        return [] if self.context is None else [self.context(context, n, device)]
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor, context=None) -> torch.Tensor:
         parts = [self.user_vectors(user), self.item_vectors(item)]
         parts += self.user.features(user) + self.item.features(item)
+        parts += self.context_columns(context, len(user), user.device)
         return torch.cat(parts, -1)
 
-    # The row above is [user id vector, item vector, user features, item features]: the user's
-    # columns and the item's are disjoint, so row(u, i) = user_part(u) + item_part(i). Scoring
+    # The row above is [user id vector, item vector, user features, item features, context]: the
+    # user's columns and the item's are disjoint, so row(u, i) = user_part(u) + item_part(i). Scoring
     # (mtrlib.serve.scoring) uses that to compute a first Linear layer once per user and once per item
-    # instead of once per pair; the column order stays known here only.
+    # instead of once per pair; the column order stays known here only. A request's context is the
+    # same for every candidate item, so it joins the user's part.
 
-    def user_part(self, rows: torch.Tensor) -> torch.Tensor:
-        """[len(rows), out_dim]: the users' columns of the input row, zeros in the item columns."""
+    def user_part(self, rows: torch.Tensor, context=None) -> torch.Tensor:
+        """[len(rows), out_dim]: the users' columns of the input row (and the request's context),
+        zeros in the item columns."""
         return torch.cat([self.user_vectors(rows), _zeros(rows, self.item_dim),
-                          *self.user.features(rows), _zeros(rows, self.item.feature_dim)], -1)
+                          *self.user.features(rows), _zeros(rows, self.item.feature_dim),
+                          *self.context_columns(context, len(rows), rows.device)], -1)
 
     def item_part(self, rows: torch.Tensor) -> torch.Tensor:
-        """[len(rows), out_dim]: the items' columns of the input row, zeros in the user columns."""
+        """[len(rows), out_dim]: the items' columns of the input row, zeros in the user and context columns."""
         return torch.cat([_zeros(rows, self.user.id.embedding_dim), self.item_vectors(rows),
-                          _zeros(rows, self.user.feature_dim), *self.item.features(rows)], -1)
+                          _zeros(rows, self.user.feature_dim), *self.item.features(rows),
+                          _zeros(rows, self.context_dim)], -1)
 
 
 def _zeros(rows: torch.Tensor, width: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.context import context_of
 from ..registry import knob
 from .blocks import InputLayer, mlp, mlp_out_dim
 
@@ -58,9 +59,14 @@ class Retrieval:
     Options = RetrievalOptions
 
 
-def user_row(inp: InputLayer, rows: torch.Tensor) -> torch.Tensor:
-    """The user's part of the input layer: id vector + side features [len(rows), d_u]."""
-    return torch.cat([inp.user_vectors(rows), *inp.user.features(rows)], -1)
+def user_row(inp: InputLayer, rows: torch.Tensor, context=None) -> torch.Tensor:
+    """The user's part of the input layer: id vector + side features [len(rows), d_u], and the
+    request's context (device, hour; never the slot, which describes a placed item) when the
+    data has context features."""
+    parts = [inp.user_vectors(rows), *inp.user.features(rows)]
+    if inp.context is not None:
+        parts.append(inp.context.request(context, len(rows), rows.device))
+    return torch.cat(parts, -1)
 
 
 def item_row(inp: InputLayer, rows: torch.Tensor) -> torch.Tensor:
@@ -73,13 +79,13 @@ class TwoTower(nn.Module):
 
     def __init__(self, inp: InputLayer, dim: int, layers: list[int], dropout: float = 0.0):
         super().__init__()
-        d_u = inp.user.id.embedding_dim + inp.user.feature_dim
+        d_u = inp.user.id.embedding_dim + inp.user.feature_dim + (inp.context.request_dim if inp.context else 0)
         d_i = inp.item_dim + inp.item.feature_dim
         self.user = nn.Sequential(mlp(d_u, layers, dropout), nn.Linear(mlp_out_dim(d_u, layers), dim))
         self.item = nn.Sequential(mlp(d_i, layers, dropout), nn.Linear(mlp_out_dim(d_i, layers), dim))
 
-    def users(self, inp: InputLayer, rows: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.user(user_row(inp, rows)), dim=-1)  # [B, dim]
+    def users(self, inp: InputLayer, rows: torch.Tensor, context=None) -> torch.Tensor:
+        return F.normalize(self.user(user_row(inp, rows, context)), dim=-1)  # [B, dim]
 
     def items(self, inp: InputLayer, rows: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.item(item_row(inp, rows)), dim=-1)  # [B, dim]
@@ -142,8 +148,8 @@ class WithRetrieval:
         names = [t.name for t in self._retrieval]
         return 0 if task is None else names.index(task)
 
-    def retrieval_user_vectors(self, rows: torch.Tensor, task: str | None = None) -> torch.Tensor:
-        return self.retrieval[self.retrieval_index(task)].users(self.retrieval_layer(), rows)
+    def retrieval_user_vectors(self, rows: torch.Tensor, task: str | None = None, context=None) -> torch.Tensor:
+        return self.retrieval[self.retrieval_index(task)].users(self.retrieval_layer(), rows, context)
 
     def retrieval_item_vectors(self, rows: torch.Tensor | None = None, task: str | None = None) -> torch.Tensor:
         if rows is None:
@@ -155,16 +161,16 @@ class WithRetrieval:
         return torch.cat([ranking, retrieval], -1).index_select(-1, self._join)
 
     # -- the model's outputs ---------------------------------------------------------------------
-    def ranking_forward(self, user, item, history=None):
-        return super().forward(user, item) if history is None else super().forward(user, item, history)
+    def ranking_forward(self, user, item, history=None, context=None):
+        return super().forward(user, item, history, context)
 
-    def forward(self, user, item, history=None):
+    def forward(self, user, item, history=None, context=None):
         """Raw outputs [B, T]: the ranking towers, and per retrieval task the cosine of its towers.
         A history block (mtrlib.models.history) feeds the ranking towers; the retrieval towers
         read the user's id and features only, so that one user vector serves every item."""
-        raw = self.ranking_forward(user, item, history)
+        raw = self.ranking_forward(user, item, history, context)
         inp = self.retrieval_layer()
-        vecs = [(tw.users(inp, user), tw.items(inp, item)) for tw in self.retrieval]
+        vecs = [(tw.users(inp, user, context), tw.items(inp, item)) for tw in self.retrieval]
         if not torch.is_inference_mode_enabled():  # kept for task_losses' in-batch softmax
             self._batch = [vecs, item, raw.shape[0]]
         cos = torch.stack([(u * v).sum(-1) for u, v in vecs], -1)  # [B, Q]
@@ -246,7 +252,7 @@ def sampled_recall(model, data, tasks, cap: int = RECALL_SAMPLE, ks=RECALL_KS, s
             if len(rows) == 0:
                 continue
             V = model.retrieval_item_vectors(task=t.name)  # [I, d]
-            U = model.retrieval_user_vectors(data.user[rows], t.name)  # [n, d]
+            U = model.retrieval_user_vectors(data.user[rows], t.name, context_of(data, rows))  # [n, d]
             S = U @ V.T  # [n, I]
             rank = (S > S.gather(1, data.item[rows][:, None])).sum(1)  # items scored above the positive
             out[t.name] = {f"recall@{k}": float((rank < k).float().mean()) for k in ks}

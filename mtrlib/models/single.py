@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Architecture, Body, MultiTaskModel, PerTaskMLP
+from .base import Architecture, Body, MultiTaskModel, PerTaskMLP, input_of
 from .blocks import InputLayer, mlp, mlp_out_dim
 from .diagram import per_task_mlps, sizes
 
@@ -24,10 +24,9 @@ class SingleTaskNet(MultiTaskModel):
     def input_layers(self) -> list[InputLayer]:
         return list(self.inputs_)
 
-    def input_row(self, user, item, history=None):
-        # each task sees its own embeddings (and history block): stack along a new leading axis
-        args = (user, item) if history is None else (user, item, history)
-        return torch.stack([inp(*args) for inp in self.inputs_], 0)  # [T, B, d_in]
+    def input_row(self, user, item, history=None, context=None):
+        # each task sees its own embeddings (and history block, and context): stack along a new leading axis
+        return torch.stack([input_of(inp, user, item, history, context) for inp in self.inputs_], 0)  # [T, B, d_in]
 
     def split_input(self):
         return None  # one input row per task, stacked: not one row to split
@@ -35,8 +34,8 @@ class SingleTaskNet(MultiTaskModel):
     def body(self, x):
         return Body(tower_inputs=[bot(x[k]) for k, bot in enumerate(self.bottoms)])  # T x [B, shared[-1]]
 
-    def inspect(self, user, item, history=None):
-        out = super().inspect(user, item, history)
+    def inspect(self, user, item, history=None, context=None):
+        out = super().inspect(user, item, history, context)
         out["input"] = out["input"][0]
         return out
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import DataError
 from ..registry import knob
-from .base import Architecture, Body, MultiTaskModel, require_experts
+from .base import Architecture, Body, MultiTaskModel, input_of, require_experts
 from .blocks import InputLayer, gate, mix, mlp, mlp_out_dim
 from .diagram import (experts_and_gates, sizes, specific_and_shared, specific_and_shared_names,
                       specific_and_shared_width)
@@ -52,9 +52,9 @@ class STEMNet(MultiTaskModel):
     def shared_input_layer(self):
         return self.inputs_[0]  # the shared embeddings (row 0); the others are one task's own
 
-    def input_row(self, user, item, history=None):
-        args = (user, item) if history is None else (user, item, history)  # (each row with its history block)
-        return torch.stack([inp(*args) for inp in self.inputs_], 0)  # [T+1, B, d_in]
+    def input_row(self, user, item, history=None, context=None):
+        # each row with its history block and its own context tables
+        return torch.stack([input_of(inp, user, item, history, context) for inp in self.inputs_], 0)  # [T+1, B, d_in]
 
     def split_input(self):
         return None  # T + 1 input rows, stacked: scoring uses the plain forward pass
@@ -73,8 +73,8 @@ class STEMNet(MultiTaskModel):
         shared = (lambda: torch.stack(shared_e, 0).mean(0)) if shared_e else None
         return Body(tower_inputs=outs, shared=shared, gates=gates)
 
-    def inspect(self, user, item, history=None):
-        out = super().inspect(user, item, history)
+    def inspect(self, user, item, history=None, context=None):
+        out = super().inspect(user, item, history, context)
         out["input"] = out["input"][0]  # the shared embeddings' row
         return out
 

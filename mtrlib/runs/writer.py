@@ -102,6 +102,8 @@ class RunWriter:
             task_types=[t.type for t in prep.tasks], settings=settings_of(cfg),
             dataset={"name": ds.name, "layout": ds.layout, "users": int(prep.space.users.n),
                      "items": int(prep.space.items.n), "interactions": int(ds.n_interactions),
+                     "context_features": dict(ds.context_features), "position": ds.position_column,
+                     "ignored": dict(ds.ignored),
                      "split": prep.split.method, "rows": prep.split.report.get("rows", {}),
                      "ground_truth": bool(ds.ground_truth)},
             epochs_done=0, steps=0, last_val={}, summary={}, has_weights=False, checkpoint_epoch=None,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..train.device import SCORING_THREADS, cpu_compute, device_of
+from ..errors import UserError
 from ..runs import Run, RunError
 from ..eval.ranking import top_k
 from .scoring import DEFAULT_CHUNK_PAIRS, iter_scores, retrieval_scores, score_candidates
@@ -112,10 +113,26 @@ class Ranked:
     cpu_seconds: float = float("nan")  # the same span in CPU time of this process (less hit by a busy machine)
 
 
+def context_for(run: Run, values: dict | None):
+    """The request context to score in (mtrlib.data.context.Context, one row): the run's default
+    (each column's most frequent value, the position's slot) overridden by `values` (column ->
+    value); None for a run without context features, which refuses `values`."""
+    space = getattr(run.space, "context", None)
+    if space is None:
+        if values:
+            raise RunError("This run has no context features, so there is no context to choose.",
+                           fix="leave the context out, or train on data with context columns")
+        return None
+    try:
+        return space.encode_values(values)
+    except UserError as e:
+        raise RunError(e.problem, fix=e.fix) from None
+
+
 def rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage: str | None = None,
                candidates: int | None = None, exclude_seen: bool = True, retrieval_task: str | None = None,
                want_preds: bool = False, seen: tuple[np.ndarray, np.ndarray] | None = None,
-               chunk_pairs: int = DEFAULT_CHUNK_PAIRS) -> Ranked:
+               chunk_pairs: int = DEFAULT_CHUNK_PAIRS, context: dict | None = None) -> Ranked:
     """Top `k` items per user row of `rows` by `stage` (on CPU with `MTR_SCORING_THREADS` threads).
     The ranking score is sum_t w_t * s_t over the model's fusion scale s (`model.fusion_scale`:
     log p, standardised value, retrieval logit), so a one-hot `weights` [T] ranks by one task's
@@ -124,14 +141,14 @@ def rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage:
     dev = device_of(run.model)
     with cpu_compute(SCORING_THREADS if dev.type == "cpu" else 0):
         return _rank_users(run, rows, k, weights, stage, candidates, exclude_seen, retrieval_task, want_preds, seen,
-                           chunk_pairs)
+                           chunk_pairs, context_for(run, context))
 
 
 @torch.inference_mode()
 def _rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage: str | None = None,
                candidates: int | None = None, exclude_seen: bool = True, retrieval_task: str | None = None,
                want_preds: bool = False, seen: tuple[np.ndarray, np.ndarray] | None = None,
-               chunk_pairs: int = DEFAULT_CHUNK_PAIRS) -> Ranked:
+               chunk_pairs: int = DEFAULT_CHUNK_PAIRS, ctx=None) -> Ranked:
     stage = check_stage(run, stage, candidates, k, retrieval_task)
     candidates = candidates_for(run, candidates)
     model = run.model
@@ -147,7 +164,7 @@ def _rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage
     preds_out = np.full((len(rows), k, T), np.nan, np.float32) if want_preds else None
     t0, c0 = time.perf_counter(), time.process_time()
     if stage == "full":
-        for lo, hi, preds in iter_scores(model, rows, None, chunk_pairs):
+        for lo, hi, preds in iter_scores(model, rows, None, chunk_pairs, context=ctx):
             S = (model.fusion_scale(preds) * w).sum(-1)
             if exclude_seen:
                 mask_seen(S, rows[lo:hi], indptr, seen_items)
@@ -160,15 +177,15 @@ def _rank_users(run: Run, rows: np.ndarray, k: int, weights: torch.Tensor, stage
         step = max(1, CASCADE_CELLS // n_i)
         for lo in range(0, len(rows), step):
             r = rows[lo:lo + step]
-            R = retrieval_scores(model, r, retrieval_task)  # [u, n_items]
+            R = retrieval_scores(model, r, retrieval_task, context=ctx)  # [u, n_items]
             if exclude_seen:
                 mask_seen(R, r, indptr, seen_items)
             rs, ri = top_k(R, n_cand)  # the retrieval stage's list, best first
             if stage == "retrieval":
                 S, order = rs, torch.arange(n_cand, device=rs.device).expand(len(r), -1)
-                P = score_candidates(model, r, ri) if want_preds else None
+                P = score_candidates(model, r, ri, context=ctx) if want_preds else None
             else:
-                P = score_candidates(model, r, ri)  # [u, N, T]: rank the candidates
+                P = score_candidates(model, r, ri, context=ctx)  # [u, N, T]: rank the candidates
                 S = (model.fusion_scale(P) * w).sum(-1)
                 S = S.masked_fill(~torch.isfinite(rs), float("-inf"))  # a seen item is no candidate
                 S, order = top_k(S, k)

@@ -101,13 +101,15 @@ def _display_items(run: Run) -> pd.DataFrame:
 
 def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool = True,
                    chunk_pairs: int = DEFAULT_CHUNK_PAIRS, store=None, stage: str | None = None,
-                   candidates: int | None = None) -> pd.DataFrame:
+                   candidates: int | None = None, context: dict | None = None) -> pd.DataFrame:
     """Top-k per user, long format: user_id, rank, item_id, item attributes, score (fused), one
     column per task (probability / value; a retrieval task's column is its cosine score), cold
     (item has no id embedding), source ("model" | "popularity" for users the run does not know),
     stage (what placed the item: "full", "cascade" or "retrieval"; mtrlib.serve.cascade) and, after a
     retrieval stage, "retrieval rank" (its place among the `candidates` retrieved). The stage
-    defaults to the cascade when the run has a retrieval task. Notes in `df.attrs['notes']`."""
+    defaults to the cascade when the run has a retrieval task. `context`: column -> value of the
+    request context to score in, for a run with context features (the rest: the run's defaults;
+    `df.attrs['context']` says what was used). Notes in `df.attrs['notes']`."""
     run = load_run(run, store)
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise RunError(f"k must be a whole number of at least 1 (got {k}).", fix="e.g. --k 10")
@@ -128,7 +130,7 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
     results: dict[int, pd.DataFrame] = {}
     if len(uniq_rows):
         ranked = rank_users(run, uniq_rows, k_eff, w, stage, candidates, exclude_seen, want_preds=True,
-                            chunk_pairs=chunk_pairs)
+                            chunk_pairs=chunk_pairs, context=context)
         for r_local, r in enumerate(uniq_rows):
             ok = ranked.items[r_local] >= 0
             it = ranked.items[r_local][ok]
@@ -169,17 +171,19 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
     out.attrs["fusion"] = weights
     out.attrs["excluded_seen"] = bool(exclude_seen)
     out.attrs["stage"] = stage
+    space = getattr(run.space, "context", None)
+    out.attrs["context"] = space.resolve(context) if space is not None else {}
     out.attrs["candidates"] = candidates_for(run, candidates) if stage == "cascade" else None
     return out
 
 
 def recommend(run, user_id, k: int = 10, fusion=None, exclude_seen: bool = True, store=None,
-              stage: str | None = None, candidates: int | None = None) -> pd.DataFrame:
+              stage: str | None = None, candidates: int | None = None, context: dict | None = None) -> pd.DataFrame:
     """Top-k for one user: rank, item_id, attributes, score (fused), per-task scores, cold, source,
     stage. `df.attrs`: notes (fallbacks said in words), fusion (weights used), fallback (bool),
     user_id, stage, candidates."""
     df = recommend_many(run, [user_id], k, fusion, exclude_seen, store=store, stage=stage,
-                        candidates=candidates).drop(columns=["user_id"])
+                        candidates=candidates, context=context).drop(columns=["user_id"])
     df.attrs["user_id"] = str(user_id).strip()
     df.attrs["fallback"] = bool(len(df) and (df["source"] == "popularity").all())
     return df

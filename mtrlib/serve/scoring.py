@@ -24,13 +24,23 @@ DEFAULT_CHUNK_PAIRS = 1 << 17  # (user, item) pairs per yielded chunk (ranking, 
 CPU_BLOCK_PAIRS = 8192  # pairs per forward pass on CPU: small blocks stay in cache
 
 
-def _pair_raw(model, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def _pair_raw(model, users: torch.Tensor, items: torch.Tensor, context=None) -> torch.Tensor:
     """Raw outputs of the ranking towers for every pair of users x items, flattened user-major [U*I, R]."""
     if model.scores_from_parts():
         inp = model.split_input()
-        return model.score_parts(inp.user_part(users), inp.item_part(items))
+        return model.score_parts(user_part(inp, users, context), inp.item_part(items))
     n_i = int(items.shape[0])
-    return model.ranking_forward(users.repeat_interleave(n_i), items.repeat(int(users.shape[0])))
+    return model.ranking_forward(users.repeat_interleave(n_i), items.repeat(int(users.shape[0])), context=context)
+
+
+def user_part(inp, users: torch.Tensor, context=None) -> torch.Tensor:
+    """The users' part of the input row, with the request's context when one is chosen (None:
+    the run's default context, read by the input layer itself)."""
+    return inp.user_part(users) if context is None else inp.user_part(users, context)
+
+
+def _forward(model, users, items, context=None):
+    return model(users, items) if context is None else model(users, items, context=context)
 
 
 @contextlib.contextmanager
@@ -56,7 +66,8 @@ def _blocks(n_i: int, block_pairs: int) -> tuple[int, int]:
 
 @torch.inference_mode()
 def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-                block_pairs: int | None = None, factorised: bool = True, threads: int | None = None):
+                block_pairs: int | None = None, factorised: bool = True, threads: int | None = None,
+                context=None):
     """Yield (lo, hi, preds [hi-lo, n_items, T]) over chunks of users x all items (`item_rows`
     None: every item row of the model): `model.predict` of each pair, in eval mode.
 
@@ -69,8 +80,12 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
     `factorised=False` runs the model's plain forward pass over repeated rows, and `threads`
     overrides the thread count (0: leave it). The factorised first layer rounds differently
     (within ~1e-6), so a caller whose published numbers came from the plain pass (the cold-start
-    ranking, where near-tied cold items reorder) asks for it to keep them bit-identical."""
+    ranking, where near-tied cold items reorder) asks for it to keep them bit-identical.
+
+    `context`: the request's context (mtrlib.data.context.Context, one row) every pair is scored
+    in, for a run with context features; None: the run's default context."""
     with _scoring(model, threads) as dev:
+        context = None if context is None else context.to(dev)
         users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
         items = (torch.arange(model.n_items, device=dev) if item_rows is None
                  else torch.as_tensor(np.asarray(item_rows), dtype=torch.long, device=dev))
@@ -90,8 +105,8 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
             u = users[lo:lo + step]
             cu = int(u.shape[0])
             out = torch.empty(cu, n_i, T, device=dev)
-            xu = inp.user_part(u) if inp is not None else None
-            uv = [model.retrieval_user_vectors(u, t) for t in retrieval]
+            xu = user_part(inp, u, context) if inp is not None else None
+            uv = [model.retrieval_user_vectors(u, t, context) for t in retrieval]
             for b in range(0, n_i, ib):
                 cache: dict = {}
                 for a in range(0, cu, ub):
@@ -102,43 +117,48 @@ def iter_scores(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHU
                             raw = model.join_outputs(raw, torch.stack(cos, -1))
                     else:
                         uu, ii = u[a:a + ub], items[b:b + ib]
-                        raw = model(uu.repeat_interleave(len(ii)), ii.repeat(len(uu)))
+                        raw = _forward(model, uu.repeat_interleave(len(ii)), ii.repeat(len(uu)), context)
                     out[a:a + ub, b:b + ib] = model.predict(raw).view(min(ub, cu - a), -1, T)
             yield lo, lo + cu, out
 
 
 def score_matrix(model, user_rows, item_rows=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-                 block_pairs: int | None = None, factorised: bool = True, threads: int | None = None) -> np.ndarray:
+                 block_pairs: int | None = None, factorised: bool = True, threads: int | None = None,
+                 context=None) -> np.ndarray:
     """float32 [len(user_rows), n_items, T]: `model.predict` of every (user row, item row) pair
     (`item_rows` None: every item row), i.e. probabilities for binary tasks and values for
     regression, from `iter_scores` (same options). For a run's fused or per-task ranking scores,
     with seen items masked, see `mtrlib.serve.recommend.run_scores`."""
     n_i = model.n_items if item_rows is None else len(item_rows)
     out = np.zeros((len(user_rows), n_i, len(model.output_tasks)), np.float32)
-    for lo, hi, preds in iter_scores(model, user_rows, item_rows, chunk_pairs, block_pairs, factorised, threads):
+    for lo, hi, preds in iter_scores(model, user_rows, item_rows, chunk_pairs, block_pairs, factorised, threads,
+                                     context):
         out[lo:hi] = preds.float().cpu().numpy()
     return out
 
 
 @torch.inference_mode()
-def retrieval_scores(model, user_rows, task: str | None = None, threads: int | None = None) -> torch.Tensor:
+def retrieval_scores(model, user_rows, task: str | None = None, threads: int | None = None,
+                     context=None) -> torch.Tensor:
     """The retrieval stage's scores [len(user_rows), n_items] of a model with a retrieval task
     (`task` None: its first): the cosine of each user's vector with every item's, one matrix
     product, exact for the whole catalogue (610 x 9,742 in a few milliseconds)."""
     with _scoring(model, threads) as dev:
         users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
-        return model.retrieval_user_vectors(users, task) @ model.retrieval_item_vectors(None, task).T
+        context = None if context is None else context.to(dev)
+        return model.retrieval_user_vectors(users, task, context) @ model.retrieval_item_vectors(None, task).T
 
 
 @torch.inference_mode()
 def score_candidates(model, user_rows, candidates, block_pairs: int | None = None,
-                     threads: int | None = None) -> torch.Tensor:
+                     threads: int | None = None, context=None) -> torch.Tensor:
     """`model.predict` [U, N, T] of each user row against its own N candidate item rows
     (`candidates` [U, N]): the cascade's ranking stage. The first layer is factorised as in
     `iter_scores` (computed once per user and once per candidate item, then gathered per pair)."""
     with _scoring(model, threads) as dev:
         users = torch.as_tensor(np.asarray(user_rows), dtype=torch.long, device=dev)
         cand = torch.as_tensor(np.asarray(candidates), dtype=torch.long, device=dev)
+        context = None if context is None else context.to(dev)
         n_u, n_c = cand.shape
         T = len(model.output_tasks)
         if n_u == 0 or n_c == 0:
@@ -155,9 +175,9 @@ def score_candidates(model, user_rows, candidates, block_pairs: int | None = Non
             block_pairs = CPU_BLOCK_PAIRS if dev.type == "cpu" else len(pu)
         fast = model.scores_from_parts()
         inp = model.split_input() if fast else None
-        xu, xi = (inp.user_part(users), inp.item_part(uniq)) if fast else (None, None)
+        xu, xi = (user_part(inp, users, context), inp.item_part(uniq)) if fast else (None, None)
         retrieval = [t.name for t in model.retrieval_tasks] if fast else []
-        uv = [model.retrieval_user_vectors(users, t) for t in retrieval]
+        uv = [model.retrieval_user_vectors(users, t, context) for t in retrieval]
         iv = [model.retrieval_item_vectors(uniq, t) for t in retrieval]
         cache: dict = {}
         out = torch.empty(len(pu), T, device=dev)
@@ -169,7 +189,7 @@ def score_candidates(model, user_rows, candidates, block_pairs: int | None = Non
                     cos = [(x.index_select(0, a) * y.index_select(0, b)).sum(-1) for x, y in zip(uv, iv)]
                     raw = model.join_outputs(raw, torch.stack(cos, -1))
             else:
-                raw = model(users[a], uniq[b])
+                raw = _forward(model, users[a], uniq[b], context)
             out[lo:lo + block_pairs] = model.predict(raw)
         return out.view(n_u, n_c, T)
 

@@ -52,6 +52,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ..data.context import context_of
 from ..errors import DistributedError
 from ..eval.pointwise import task_metrics
 from ..weighting import WEIGHTINGS
@@ -134,7 +135,8 @@ class Processes:
             idx = rows[lo:hi]
             hist = data.table.batch(data.rows[idx]) if getattr(data, "table", None) is not None else None
             yield ShardBatch(data.user[idx], data.item[idx], data.labels[idx], mask[idx], len(rows),
-                             b + batch_size >= n, whole_mask=mask[rows], world=self.world, history=hist)
+                             b + batch_size >= n, whole_mask=mask[rows], world=self.world, history=hist,
+                             context=context_of(data, idx))
 
     def agree(self, losses: torch.Tensor, total: torch.Tensor, stop) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(mean losses, mean total, whether any process was asked to stop) over the processes:
@@ -221,6 +223,7 @@ class ShardBatch:
     whole_mask: torch.Tensor = None
     world: int = 1
     history: object | None = None  # the slice's past items (mtrlib.data.history), if the run has them
+    context: object | None = None  # the slice's impression context (mtrlib.data.context), if any
 
 
 class Objective(nn.Module):
@@ -233,8 +236,8 @@ class Objective(nn.Module):
         self.model = model
         self.extras = nn.ParameterList(list(weighting.extra_parameters()))
 
-    def forward(self, user, item, labels, mask, history=None):
-        return self.model.task_losses(model_forward(self.model, user, item, history), labels, mask)
+    def forward(self, user, item, labels, mask, history=None, context=None):
+        return self.model.task_losses(model_forward(self.model, user, item, history, context), labels, mask)
 
 
 class Forward:
@@ -256,9 +259,9 @@ class Forward:
 
     def __call__(self, batch) -> torch.Tensor:
         if self.ddp is None:
-            return self.objective(batch.user, batch.item, batch.labels, batch.mask, batch.history)
+            return self.objective(batch.user, batch.item, batch.labels, batch.mask, batch.history, batch.context)
         with self.ddp.no_sync() if self.own_gradients else nullcontext():
-            losses = self.ddp(batch.user, batch.item, batch.labels, batch.mask, batch.history)
+            losses = self.ddp(batch.user, batch.item, batch.labels, batch.mask, batch.history, batch.context)
         # each task's loss is a mean over this slice's observed rows; weighted by the slice's share
         # of the whole batch's, the average over processes (what DDP does to the gradients) is the
         # whole batch's mean: the same step one process takes on the same global batch

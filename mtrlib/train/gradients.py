@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..data.context import context_of
 from ..data.history import history_of
 from ..models.blocks import InputLayer, SideEmbedding
 from .steps import forward
@@ -87,9 +88,10 @@ class SharedParameters:
     def find(cls, model: nn.Module, data, rows: int = PROBE_ROWS) -> SharedParameters:
         """Probe a MultiTaskModel on the first `rows` examples of `data` (EncodedExamples)."""
         u, i, y, h = data.user[:rows], data.item[:rows], data.labels[:rows], history_of(data, slice(0, rows))
+        c = context_of(data, slice(0, rows))
         towers = dict(zip(model.task_names, model.towers))  # the ranking tasks' heads; none for retrieval
         heads = [towers.get(t.name) for t in model.output_tasks]
-        return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h), y, torch.ones_like(y)), heads)
+        return cls.from_losses(model, lambda: model.task_losses(forward(model, u, i, h, c), y, torch.ones_like(y)), heads)
 
     @classmethod
     def from_losses(cls, model: nn.Module, losses_fn, heads: list[nn.Module | None] | None = None) -> SharedParameters:

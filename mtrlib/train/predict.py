@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data.encode import EncodedExamples
+from ..data.context import context_of
 from ..data.history import history_of
 from ..eval.pointwise import task_metrics
 from ..models import MultiTaskModel
@@ -23,7 +24,8 @@ def predict(model: MultiTaskModel, data: EncodedExamples, batch: int = EVAL_BATC
     """Predictions [N, T] (probabilities / values), in large batches."""
     was = model.training
     model.eval()
-    out = [model.predict(model_forward(model, data.user[s:s + batch], data.item[s:s + batch], history_of(data, slice(s, s + batch))))
+    out = [model.predict(model_forward(model, data.user[s:s + batch], data.item[s:s + batch],
+                                       history_of(data, slice(s, s + batch)), context_of(data, slice(s, s + batch))))
            for s in range(0, len(data), batch)]
     model.train(was)
     if not out:

@@ -12,6 +12,7 @@ import pandas as pd
 from ..config import TrainConfig, validate
 from ..errors import DataError
 from ..data import Dataset, Examples, Split, build_examples, load, make_world, split
+from ..data.context import ContextSpace
 from ..data.encode import EncodedExamples, FeatureSpace, encode_examples
 from ..data.history import with_history
 from ..data.text import item_text_vectors
@@ -55,10 +56,16 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
     ex = build_examples(ds, tasks, negatives=cfg.data.negatives, seed=cfg.seed)
     sp = split(ex, cfg.data.split, cfg.data.val_frac, cfg.data.test_frac, seed=cfg.seed)
     space = FeatureSpace.fit(ds, seen_ids(ex.frame, sp.train), use_features=cfg.data.use_features)
+    origin = ex.frame["origin"].to_numpy()
+    if ds.context_features and cfg.data.use_features and cfg.data.context:  # (mtrlib.data.context)
+        space.context = ContextSpace.fit(ds.interactions, ds.context_features, np.unique(origin[sp.train]),
+                                         position=ds.position_column)
     if cfg.model.text_features:
         space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=text_device_for(cfg.device),
                                             progress=text_progress)
     enc = encode_examples(space, ex.frame, ex.labels)
+    if space.context is not None:
+        enc.context = space.context.rows(ds.interactions, origin)
     if cfg.model.history:  # each example's past interactions; sets space.history (mtrlib.data.history)
         enc = with_history(cfg.model, ex, sp, space, enc, ds, tasks)
     return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks)

@@ -29,6 +29,7 @@ class Batch:
     size: int
     last: bool  # the epoch's last batch
     history: object | None = None  # the examples' past items (mtrlib.data.history.History), if the run has them
+    context: object | None = None  # the examples' impression context (mtrlib.data.context.Context), if any
 
 
 def shuffled_batches(data, perm: torch.Tensor, mask: torch.Tensor, batch_size: int):
@@ -36,16 +37,19 @@ def shuffled_batches(data, perm: torch.Tensor, mask: torch.Tensor, batch_size: i
     n = len(perm)
     U, I, Y, M = data.user[perm], data.item[perm], data.labels[perm], mask[perm]
     H = data.rows[perm] if getattr(data, "table", None) is not None else None  # history table rows
+    C = data.context.subset(perm) if getattr(data, "context", None) is not None else None
     for b in range(0, n, batch_size):
         yield Batch(U[b:b + batch_size], I[b:b + batch_size], Y[b:b + batch_size], M[b:b + batch_size],
                     min(batch_size, n - b), b + batch_size >= n,
-                    None if H is None else data.table.batch(H[b:b + batch_size]))
+                    None if H is None else data.table.batch(H[b:b + batch_size]),
+                    None if C is None else C.batch(slice(b, b + batch_size)))
 
 
-def forward(model, user: torch.Tensor, item: torch.Tensor, history=None) -> torch.Tensor:
-    """The model's raw outputs; `history` is passed only when there is one, so a model without a
-    history block is called exactly as before."""
-    return model(user, item) if history is None else model(user, item, history=history)
+def forward(model, user: torch.Tensor, item: torch.Tensor, history=None, context=None) -> torch.Tensor:
+    """The model's raw outputs; `history` and `context` are passed only when there is one, so a
+    model without them is called exactly as before."""
+    extra = {k: v for k, v in (("history", history), ("context", context)) if v is not None}
+    return model(user, item, **extra)
 
 
 def diverged_reason(cfg, step: int, task: str | None, what: str) -> str:

@@ -52,8 +52,9 @@ class StepContext:
     def losses_again(self) -> torch.Tensor:
         """This batch's per-task losses, recomputed without gradients (after the update: FAMO)."""
         with torch.no_grad():
-            b, h = self.batch, getattr(self.batch, "history", None)  # history passed only when there is one
-            out = self.model(b.user, b.item) if h is None else self.model(b.user, b.item, history=h)
+            b = self.batch  # history and context passed only when there is one
+            extra = {k: getattr(b, k, None) for k in ("history", "context") if getattr(b, k, None) is not None}
+            out = self.model(b.user, b.item, **extra)
             return self.mean(self.model.task_losses(out, b.labels, b.mask))  # every process's mean
 
 

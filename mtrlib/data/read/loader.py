@@ -117,8 +117,7 @@ def _map_interactions(table: Table, release: ml.Release | None, mapping: dict | 
         layout, strict_ts = release.layout, True
     else:
         explicit = mp.check_mapping(mapping, raw.columns, source=src) if mapping else {}
-        m = mp.guess_mapping(raw, header=header)
-        m.update(explicit)
+        m = mp.merge_mapping(mp.guess_mapping(raw, header=header), explicit)
         orig_item, orig_user = m["item"], m["user"]
         layout, strict_ts = "generic", "timestamp" in explicit
         if m.get("timestamp") is None and "timestamp" not in explicit:
@@ -162,8 +161,9 @@ def _map_interactions(table: Table, release: ml.Release | None, mapping: dict | 
                 notes.append(f"Column(s) {', '.join(varying)} vary within one {what}; the first value is used.")
             moved[what] = block.groupby(level=0, sort=False).first()
             used.update(feats)
+    dropped = mp.as_ignore(explicit.get("ignore")) if release is None else {}
     for c in raw.columns:
-        if c in used:
+        if c in used or str(c) in dropped:  # what the user ignores is listed (Dataset.ignored), not carried
             continue
         target = c if c not in ("user_id", "item_id", "timestamp") else f"{c}_original"
         if target != c:
@@ -235,15 +235,46 @@ def _load(interactions, items, users, mapping, name) -> Dataset:
                 raise DataError(f"The {what} feature '{c}' is not a column of the interactions"
                                 f"{' or of ' + side.source if side else ''}.",
                                 fix=f"choose {what} features among the existing columns")
+    context, position, ignored = _context_of(m, inter, src, explicit)
     title = (item_side.title if item_side else None) or mp.guess_title(items_df, kinds["item"])
     if release is not None:  # its own mapping labels the ratings, so its own tasks fit
         suggested = list(release.suggested_tasks)
     else:
-        suggested = mp.suggest_tasks(inter, [c for c in (m.get("labels") or []) if c in inter.columns])
+        suggested = mp.suggest_tasks(inter, [c for c in (m.get("labels") or []) if c in inter.columns
+                                             and c not in context])
     if name is None:
         name = re.sub(r"\.(csv|tsv|txt|dat|data|parquet|gz|zip)$", "", src, flags=re.I) or "data"
     return Dataset(
         interactions=inter, items=items_df, users=users_df, layout=mapped.layout, name=name,
         item_features=kinds["item"], user_features=kinds["user"], title_column=title,
         text_columns=[c for c, k in kinds["item"].items() if k == "text"], suggested_tasks=suggested, notes=notes,
+        context_features=context, position_column=position, ignored=ignored,
+        reasons={str(k): v for k, v in (m.get("reasons") or {}).items()},
+        mapping=_effective(m, kinds, context, position, ignored),
     )
+
+
+def _context_of(m: dict, inter: pd.DataFrame, src: str, explicit: dict) -> tuple[dict, str | None, dict]:
+    """The context features (column -> kind) the interactions keep, the position column and the
+    ignored columns (column -> why). A context column the user names must exist; a guessed one
+    that is gone (renamed, moved) is left out."""
+    context = {}
+    for c, k in (m.get("context_features") or {}).items():
+        if c in inter.columns and c not in ("user_id", "item_id", "timestamp"):
+            context[c] = k
+        elif "context_features" in explicit:
+            raise DataError(f"The context feature '{c}' is not a column of the interactions.",
+                            fix="choose context features among the interactions' columns: "
+                                + ", ".join(str(x) for x in inter.columns[2:][:20]), source=src)
+    position = m.get("position") if m.get("position") in context else None
+    return context, position, mp.as_ignore(m.get("ignore"))
+
+
+def _effective(m: dict, kinds: dict, context: dict, position, ignored: dict) -> dict:
+    """The mapping as loading used it, as JSON (what `inspect --mapping-out` writes and a run records)."""
+    out = {k: m.get(k) for k in ("user", "item", "timestamp", "item_table_id", "user_table_id", "split")
+           if m.get(k) is not None}
+    out.update(labels=list(m.get("labels") or []), item_features=dict(kinds["item"]),
+               user_features=dict(kinds["user"]), context_features=dict(context), position=position,
+               ignore=dict(ignored), reasons={str(k): v for k, v in (m.get("reasons") or {}).items()})
+    return {k: (str(v) if k in ("user", "item", "timestamp", "split") else v) for k, v in out.items()}

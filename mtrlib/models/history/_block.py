@@ -104,14 +104,16 @@ class HistoryInput(InputLayer):
         return h, self.encoder.weights(past, mask, target)
 
     # -- the row ----------------------------------------------------------------------------------
-    def forward(self, user, item, history: History | None = None) -> torch.Tensor:
-        return torch.cat([super().forward(user, item), self.encode(user, item, history)], -1)
+    def forward(self, user, item, history: History | None = None, context=None) -> torch.Tensor:
+        # (past items are read with their own features only, not the context they were met in:
+        # the logged rows' context is not kept per past item)
+        return torch.cat([super().forward(user, item, context=context), self.encode(user, item, history)], -1)
 
-    def user_part(self, rows):
+    def user_part(self, rows, context=None):
         """The users' columns (and their latest history's vector: it depends on the user only)."""
         if not self.factorised:
             raise NotImplementedError("a target-aware history is not split into user and item parts")
-        return torch.cat([super().user_part(rows), self.encode(rows, None)], -1)
+        return torch.cat([super().user_part(rows, context), self.encode(rows, None)], -1)
 
     def item_part(self, rows):
         return torch.cat([super().item_part(rows), torch.zeros(len(rows), self.history_dim, device=rows.device)], -1)
