@@ -124,6 +124,14 @@ def format_report(rep: dict) -> str:
         feats = rep[side]
         label = "Item features:" if side == "item_features" else "User features:"
         lines.append(f"{label} " + (", ".join(f"{c} ({k})" for c, k in feats.items()) if feats else "none"))
+    ctx = rep.get("context_features") or {}
+    lines.append("Context features: " + (", ".join(
+        f"{c} ({k}{', the slot' if c == rep.get('position') else ''})" for c, k in ctx.items()) if ctx else "none"))
+    for c, why in (rep.get("ignored") or {}).items():
+        lines.append(f"Ignored: {c}: {why}")
+    if rep.get("reasons"):
+        lines.append("Why each column has its role:")
+        lines += [f"  {c}: {why}" for c, why in rep["reasons"].items()]
     if rep["suggested_tasks"]:
         lines.append("Suggested tasks: " + " ".join(f"--task '{t}'" for t in rep["suggested_tasks"]))
     for note in rep["notes"]:

@@ -33,6 +33,7 @@ def register(subparsers, verb: str | None = None) -> None:
                    help="fusion weights, e.g. watched=1,liked=2 (default: 1 per binary task = product of probabilities)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already interacted with")
     _stage_args(p)
+    _context_arg(p)
     p.add_argument("--explain", action="store_true",
                    help="why each item: the history items closest to it, and each task's part of the fused score")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
@@ -48,6 +49,7 @@ def register(subparsers, verb: str | None = None) -> None:
     p.add_argument("--k", default="5,10,20", help="cut-offs, e.g. 5,10,20")
     p.add_argument("--fusion", metavar="T=W,...", help="rank by this fusion instead of the task's own score")
     _stage_args(p)
+    _context_arg(p)
     p.add_argument("--compare-full", action="store_true",
                    help="with --stage cascade/retrieval: also rank fully and report recall_of_full@K")
     p.add_argument("--topk-accuracy", type=int, metavar="K",
@@ -106,6 +108,24 @@ def _stage_args(p) -> None:
                    help="items the cascade retrieves per user before ranking (default 200, at most the catalogue)")
 
 
+def _context_arg(p) -> None:
+    p.add_argument("--context", metavar="COL=VALUE", action="append", default=[],
+                   help="for a run with context features: score in this context, e.g. --context device=mobile "
+                        "--context hour=22 (repeatable; other columns: their most frequent value, the position "
+                        "its first slot)")
+
+
+def context_values(pairs: list[str]) -> dict[str, str]:
+    """['device=mobile', 'hour=22'] -> {'device': 'mobile', 'hour': '22'}."""
+    out = {}
+    for p in pairs or []:
+        col, eq, value = str(p).partition("=")
+        if not eq or not col.strip():
+            raise DataError(f"--context takes COLUMN=VALUE (got '{p}').", fix="e.g. --context device=mobile")
+        out[col.strip()] = value.strip()
+    return out
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -151,7 +171,7 @@ def cmd_recommend(args) -> int:
 
     run = load_run(args.run, args.store)
     df = recommend(run, args.user, k=args.k, fusion=args.fusion, exclude_seen=not args.include_seen,
-                   stage=args.stage, candidates=args.candidates)
+                   stage=args.stage, candidates=args.candidates, context=context_values(args.context))
     why = None
     if args.explain and not df.attrs.get("fallback"):
         from mtrlib.serve.recommend import explain  # deferred: heavy, this verb only
@@ -165,7 +185,7 @@ def cmd_recommend(args) -> int:
                 rec["because"] = w["because"]
                 rec["contributions"] = {c.split(":", 1)[1]: w[c] for c in contrib}
         out = {"user": args.user, "notes": df.attrs.get("notes", []), "fusion": df.attrs.get("fusion"),
-               "stage": df.attrs.get("stage"), "items": items}
+               "stage": df.attrs.get("stage"), "context": df.attrs.get("context", {}), "items": items}
         if why is not None:
             out["explained_in"] = why.attrs["space"]
             out["history"] = why.attrs["history"]
@@ -176,6 +196,8 @@ def cmd_recommend(args) -> int:
     w = df.attrs.get("fusion", {})
     stage = df.attrs.get("stage")
     where = f" · stage {stage}" + (f" ({df.attrs['candidates']} candidates)" if df.attrs.get("candidates") else "")
+    ctx = df.attrs.get("context") or {}
+    where += (" · context " + ", ".join(f"{c}={v}" for c, v in ctx.items())) if ctx else ""
     print(f"Run {run.name} · user {args.user} · fusion " + ", ".join(f"{t}={v:g}" for t, v in w.items()) + where)
     cols = ["rank", "item_id"] + [c for c in ("title", "genre") if c in df.columns] + ["score"] + run.task_names + ["cold"]
     cols += [c for c in ("retrieval rank",) if c in df.columns]
@@ -201,7 +223,7 @@ def cmd_eval(args) -> int:
         return _eval_truth(args, ks)
     res = rank_eval(args.run, task=args.task, ks=ks, fusion=args.fusion, store=args.store, stage=args.stage,
                     candidates=args.candidates, compare_full=args.compare_full, topk_accuracy=args.topk_accuracy,
-                    lm_baseline=args.lm_baseline)
+                    lm_baseline=args.lm_baseline, context=context_values(args.context))
     cols = [c for c in ("model", "popularity", "lm_zero_shot") if c in res]
     rows = [[m] + [res[c].get(m) for c in cols] for m in res["model"]]
     how = {"full": "every item ranked", "retrieval": "retrieval stage only",

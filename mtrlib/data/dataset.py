@@ -118,6 +118,10 @@ class Dataset:
             "columns": list(inter.columns),
             "item_features": dict(self.item_features),
             "user_features": dict(self.user_features),
+            "context_features": dict(self.context_features),
+            "position": self.position_column,
+            "ignored": dict(self.ignored),
+            "reasons": dict(self.reasons),
             "suggested_tasks": list(self.suggested_tasks),
             "notes": list(self.notes),
         }

@@ -310,7 +310,7 @@ def _tops(score_fn, users: np.ndarray, k: int, n_items: int, seen=None, chunk_pa
 
 def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
               store=None, stage: str | None = None, candidates: int | None = None, compare_full: bool = False,
-              topk_accuracy: int | None = None, lm_baseline: bool | None = None) -> dict:
+              topk_accuracy: int | None = None, lm_baseline: bool | None = None, context: dict | None = None) -> dict:
     """Ranking evaluation over the held-out (test) positives of a binary or retrieval task
     (default: the first binary task). Candidates per user: every item not seen in training /
     validation. The model ranks by the task's own score (or by the fused score when `fusion` is
@@ -360,7 +360,8 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     else:
         w = torch.zeros(len(run.task_names), device=dev)
         w[j] = 1.0
-    ranked = rank_users(run, users, kmax, w, stage, candidates, True, seen=seen_rows, chunk_pairs=chunk_pairs)
+    ranked = rank_users(run, users, kmax, w, stage, candidates, True, seen=seen_rows, chunk_pairs=chunk_pairs,
+                        context=context)
     pop = popularity(run, t.name)
     pop_rank = np.empty(n_i)
     pop_rank[np.lexsort((np.arange(n_i), -pop))] = np.arange(n_i)
@@ -379,7 +380,8 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     if topk_accuracy is not None:
         K = int(min(int(topk_accuracy), n_i))
         pair_users = np.unique(pair_u)
-        every = rank_users(run, pair_users, K, w, stage, candidates, exclude_seen=False, chunk_pairs=chunk_pairs)
+        every = rank_users(run, pair_users, K, w, stage, candidates, exclude_seen=False, chunk_pairs=chunk_pairs,
+                           context=context)
         res["model"][f"topk_accuracy@{topk_accuracy}"] = topk_accuracy_of(every.items, pair_users, pair_u, pair_i)
         pop_top = np.broadcast_to(np.argsort(pop_rank)[:K], (len(pair_users), K))
         res["popularity"][f"topk_accuracy@{topk_accuracy}"] = topk_accuracy_of(pop_top, pair_users, pair_u, pair_i)
@@ -389,10 +391,14 @@ def rank_eval(run, task: str | None = None, ks=KS, fusion=None, chunk_pairs: int
     out = {"task": t.name, **res, "users": int(len(users)), "items": int(n_i), "positives": int(len(keys)),
            "ranked_by": "fused score" if fusion is not None else f"{t.name} score",
            "seconds": ranked.seconds, "stage": stage, "cpu_seconds": ranked.cpu_seconds}
+    space = getattr(run.space, "context", None)
+    if space is not None:  # what the ranking was scored in
+        out["context"] = space.resolve(context)
     if stage == "cascade":
         out["candidates"] = candidates_for(run, candidates)
     if compare_full and stage != "full":
-        full = rank_users(run, users, kmax, w, "full", candidates, True, seen=seen_rows, chunk_pairs=chunk_pairs)
+        full = rank_users(run, users, kmax, w, "full", candidates, True, seen=seen_rows, chunk_pairs=chunk_pairs,
+                          context=context)
         out.update(overlap_at(ranked.items, full.items, ks))
         out["full_seconds"] = full.seconds
     return out
