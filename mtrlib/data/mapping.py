@@ -250,6 +250,9 @@ def merge_mapping(guess: dict, explicit: dict) -> dict:
     for key in ("position", "split"):
         if key not in explicit and m.get(key) is not None and named.get(str(m[key]), key) != key:
             m[key] = None
+    if "context_features" in explicit and "position" not in explicit \
+            and m.get("position") not in (explicit["context_features"] or {}):
+        m["position"] = None  # the user's context features leave the guessed slot out
     if m.get("position") is not None and m["position"] not in (m.get("context_features") or {}):
         m.setdefault("context_features", {})
         m["context_features"] = {**m["context_features"], m["position"]: "categorical"}
