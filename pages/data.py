@@ -24,15 +24,51 @@ explain(
     "only where* another is positive, like a purchase that can only follow a click."
 )
 
+ROLE_LABELS = {"label": "label (task source)", "context": "context feature", "position": "position (the slot)",
+               "item_feature": "item feature", "user_feature": "user feature", "split": "given split",
+               "ignored": "ignore"}
+
+
+def _guessed_role(g: dict, col: str) -> tuple[str, str]:
+    """(role key, kind) of a column in mapping `g`."""
+    if col == g.get("position"):
+        return "position", "categorical"
+    for key, role in (("context_features", "context"), ("item_features", "item_feature"),
+                      ("user_features", "user_feature")):
+        if col in (g.get(key) or {}):
+            return role, g[key][col]
+    if col == g.get("split"):
+        return "split", ""
+    if col in (g.get("ignore") or {}):
+        return "ignored", ""
+    return ("label", "") if col in (g.get("labels") or []) else ("ignored", "")
+
+
 def mapping_form(raw: Table, problem: str | None) -> None:
-    """Which column is the user, the item, the time; what the other columns are."""
+    """Which column is the user, the item, the time; what the other columns are, and why we guessed so."""
+    import json
+
     from mtrlib.data import guess_mapping
-    from mtrlib.data.dataset import FEATURE_KINDS
+    from mtrlib.data.dataset import CONTEXT_KINDS
+    from mtrlib.data.mapping import check_mapping
 
     st.subheader("Column mapping")
-    st.caption("We guessed which column is which from names and values. Change any guess and press Apply.")
+    st.caption("We guessed each column's role from its name and values; the last column says why. Context "
+               "features describe the impression (device, hour, position) and vary from row to row. Change any "
+               "guess and press Apply.")
     cols = [str(x) for x in raw.frame.columns]
     g = st.session_state.mapping or guess_mapping(raw.frame, header=raw.header)
+    up = st.file_uploader("Load a mapping (JSON, as downloaded below or written by `inspect --mapping-out`)",
+                          type=["json"], key="map_upload")
+    if up is not None and st.session_state.get("map_loaded") != up.file_id:
+        try:
+            loaded = json.loads(up.getvalue().decode("utf-8"))
+            st.session_state.mapping = check_mapping(loaded, cols, source="the mapping file")
+            st.session_state.map_loaded = up.file_id
+            c.data.tasks = []
+            st.rerun()
+        except (UnicodeDecodeError, ValueError) as e:  # json errors and DataError are ValueErrors
+            st.error(plain(f"The mapping file could not be used: {e}"))
     def pick(key, opts):
         """The widget's index of the guessed column (the first one when the guess is not offered)."""
         return opts.index(g.get(key)) if g.get(key) in opts else 0
@@ -43,37 +79,46 @@ def mapping_form(raw: Table, problem: str | None) -> None:
                        key="map_item")
     ts_opts = ["(none)"] + cols
     ts = t.selectbox("Timestamp (optional)", ts_opts, index=pick("timestamp", ts_opts), key="map_ts")
+    reasons = g.get("reasons") or {}
     roles = []
     for col in cols:
         if col in (user, item, ts):
             continue
-        if col in (g.get("item_features") or {}):
-            role, kind = "item feature", g["item_features"][col]
-        elif col in (g.get("user_features") or {}):
-            role, kind = "user feature", g["user_features"][col]
-        else:
-            role, kind = "label (task source)", ""
-        roles.append({"column": col, "use as": role, "kind": kind})
-    edited = st.data_editor(pd.DataFrame(roles, columns=["column", "use as", "kind"]), hide_index=True, key="map_roles",
-                            disabled=["column"], column_config={
-                                "use as": st.column_config.SelectboxColumn(
-                                    options=["label (task source)", "item feature", "user feature", "ignore"]),
-                                "kind": st.column_config.SelectboxColumn(options=[""] + list(FEATURE_KINDS))})
+        role, kind = _guessed_role(g, col)
+        why = reasons.get(col) or (g.get("ignore") or {}).get(col, "")
+        roles.append({"column": col, "use as": ROLE_LABELS[role], "kind": kind, "why": why})
+    edited = st.data_editor(pd.DataFrame(roles, columns=["column", "use as", "kind", "why"]), hide_index=True,
+                            key="map_roles", disabled=["column", "why"], column_config={
+                                "use as": st.column_config.SelectboxColumn(options=list(ROLE_LABELS.values())),
+                                "kind": st.column_config.SelectboxColumn(options=[""] + list(CONTEXT_KINDS)),
+                                "why": st.column_config.TextColumn(width="large")})
     if problem:
         st.caption("The file could not be used with the current mapping (see the message below).")
+    by_label = {v: k for k, v in ROLE_LABELS.items()}
+    m = {"user": user, "item": item, "timestamp": None if ts == "(none)" else ts, "labels": [],
+         "item_features": {}, "user_features": {}, "context_features": {}, "position": None, "split": None,
+         "ignore": {}}
+    for _, r in edited.iterrows():
+        role, col, kind = by_label.get(r["use as"], "ignored"), r["column"], r["kind"] or "categorical"
+        if role in ("context", "position"):
+            m["context_features"][col] = "categorical" if role == "position" else kind
+            if role == "position":
+                m["position"] = col
+        elif role in ("item_feature", "user_feature"):
+            m[f"{role}s"][col] = kind if kind != "bucket" else "numeric"
+        elif role == "label":
+            m["labels"].append(col)
+        elif role == "split":
+            m["split"] = col
+        else:
+            m["ignore"][col] = reasons.get(col, "").removeprefix("ignored: ") or "ignored by you"
+    st.download_button("Download this mapping (JSON)", json.dumps(m, indent=2), file_name="mapping.json",
+                       mime="application/json", key="map_download",
+                       help="the same file `mtr train --mapping mapping.json` and `mtr inspect --mapping` read")
     if st.button("Apply mapping", key="map_apply", type="primary"):
         if user == item:
             st.error("The user and item columns must be different columns.")
             return
-        m = {"user": user, "item": item, "timestamp": None if ts == "(none)" else ts,
-             "item_features": {}, "user_features": {}, "labels": []}
-        for _, r in edited.iterrows():
-            if r["use as"] == "item feature":
-                m["item_features"][r["column"]] = r["kind"] or "categorical"
-            elif r["use as"] == "user feature":
-                m["user_features"][r["column"]] = r["kind"] or "categorical"
-            elif r["use as"] == "label (task source)":
-                m["labels"].append(r["column"])
         st.session_state.mapping = m
         c.data.tasks = []
         st.rerun()
@@ -170,6 +215,14 @@ m5.metric("Layout", {"world": "World", "movielens-latest": "MovieLens", "moviele
                      "movielens-1m": "ML-1M"}.get(ds.layout, ds.layout.title()), help=f"detected layout: {ds.layout}")
 for note in ds.notes:
     st.caption(plain(note))
+if ds.context_features or ds.ignored:
+    with st.expander(f"Columns: {len(ds.context_features)} context feature(s), {len(ds.ignored)} ignored",
+                     expanded=bool(ds.ignored)):
+        st.dataframe(pd.DataFrame(
+            [{"column": col, "role": "context feature" + (" (the slot)" if col == ds.position_column else ""),
+              "kind": kind, "why": ds.reasons.get(col, "")} for col, kind in ds.context_features.items()]
+            + [{"column": col, "role": "ignored", "kind": "", "why": why} for col, why in ds.ignored.items()],
+            columns=["column", "role", "kind", "why"]), hide_index=True)
 
 with st.expander("Preview", expanded=False):
     st.dataframe(ds.interactions.head(20), hide_index=True)

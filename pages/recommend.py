@@ -57,6 +57,40 @@ def _stage_choice(r) -> tuple[str | None, int | None]:
 
 
 stage, n_cand = _stage_choice(run)
+
+
+def _context_choice(r) -> dict:
+    """For a run with context features: the context the list is scored in (device, hour, the
+    slot), each column's most frequent training value by default (mtrlib.data.context)."""
+    space = getattr(r.space, "context", None)
+    if space is None:
+        return {}
+    st.subheader("Context")
+    st.caption("This run reads the impression's context. Choose the one to score in: the list below is what "
+               "the model would show then. The position is fixed to one slot for every item, so it does not "
+               "favour any item by where it happened to be shown.")
+    chosen = {}
+    cols = st.columns(min(4, len(space.kinds)))
+    for j, (col, kind) in enumerate(space.kinds.items()):
+        box = cols[j % len(cols)]
+        label = f"{col} (the slot)" if col == space.position else col
+        opts = space.choices(col)
+        default = space.defaults.get(col, "")
+        if kind == "categorical" and opts:
+            chosen[col] = box.selectbox(label, opts, index=opts.index(default) if default in opts else 0,
+                                        key=f"rc_ctx_{col}")
+        elif kind in ("numeric", "bucket"):
+            try:
+                start = float(default)
+            except ValueError:
+                start = 0.0
+            chosen[col] = f"{box.number_input(label, value=start, key=f'rc_ctx_{col}'):g}"
+        else:
+            chosen[col] = box.text_input(label, value=default, key=f"rc_ctx_{col}")
+    return chosen
+
+
+context = _context_choice(run)
 if "true_genre" in run.users.columns and uid in run.users.index:
     st.caption(f"Ground truth (synthetic world): user {plain(uid)}'s favourite genre is "
                f"**{run.users.loc[uid, 'true_genre']}**.")
@@ -73,11 +107,12 @@ if fusion_is_zero(fusion):
     halt()
 
 
-def _table(r, user, weights, held_r: pd.DataFrame, stage=None, candidates=None) -> pd.DataFrame | None:
+def _table(r, user, weights, held_r: pd.DataFrame, stage=None, candidates=None, ctx=None) -> pd.DataFrame | None:
     """The top-K table of run `r` for `user`; `held_r` = held_out(r, user), marked in it. For a run
-    with a retrieval task: the stage that placed each item and its rank in the retrieved list."""
+    with a retrieval task: the stage that placed each item and its rank in the retrieved list.
+    `ctx`: the context to score in (a run with context features)."""
     try:
-        df = recommend(r, user, k=k, fusion=weights, stage=stage, candidates=candidates)
+        df = recommend(r, user, k=k, fusion=weights, stage=stage, candidates=candidates, context=ctx or None)
     except RunError as e:
         st.error(plain(e))
         return None
@@ -127,8 +162,10 @@ held = held_out(run, uid)  # once per rerun: the top list and the expander below
 left, right = st.container(), st.container()
 with left:
     st.markdown(f"**Top {k} for user {plain(uid)}** · {plain(info.name)}")
-    top = _table(run, uid, fusion, held, stage, n_cand)
+    top = _table(run, uid, fusion, held, stage, n_cand, context)
     if top is not None:
+        if top.attrs.get("context"):
+            st.caption("Scored in context: " + plain(", ".join(f"{c} = {v}" for c, v in top.attrs["context"].items())))
         if top.attrs.get("stage") == "cascade":
             st.caption(f"Cascade: the two towers retrieved {top.attrs.get('candidates')} of {run.n_items:,} items, "
                        "then the rankers ordered them by the fused score.")

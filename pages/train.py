@@ -231,6 +231,9 @@ with knobs:
             c.data.split = "random"
         setting("data.split", options=split_opts, help="temporal: each user's last interactions are the test set; "
                                                        "cold-items: 10% of items never appear in training")
+        if ds.context_features:
+            setting("data.context", help="The impression's context columns as features: "
+                    + ", ".join(ds.context_features) + ". Off: the model sees users, items and their features only.")
         devs = ["auto"] + available_devices()
         if c.device not in devs:
             c.device = "auto"
