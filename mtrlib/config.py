@@ -69,6 +69,8 @@ GRAD_SPACES = ("params", "rep")  # where a gradient method takes the tasks' grad
 EMBEDDING_UPDATES = ("auto", "dense", "lazy")  # mtrlib.train.optim
 
 
+POSITION_MODES = ("feature", "tower", "none")  # ModelConfig.position
+
 @dataclass
 class DataConfig:
     source: str = knob("world", "Data source", noun="data source", choices=("world", "files"), url="src",
@@ -151,6 +153,14 @@ class ModelConfig(NestedOptions):
                                  "the validation interactions before them)",
                              help="what a test example's history holds: train (the training interactions before it, "
                                   "default) or train+val (also the validation ones before it)")
+    # what the model does with the context column that is the slot an item was shown in (data
+    # with a position only; mtrlib.models.base.PositionBias): read it as a feature, learn it in a
+    # bias tower dropped at serving (PAL, Guo et al. RecSys 2019), or leave it out
+    position: str = knob("feature", "Position", noun="position handling", choices=POSITION_MODES, widget="radio",
+                         flag="--position", url="pos",
+                         help="data with a position column: feature (a context feature like any other), tower "
+                              "(a bias tower used in training and dropped at serving: PAL, Guo et al. RecSys 2019; "
+                              "YouTube's shallow tower, Zhao et al. RecSys 2019) or none (left out)")
     # the retrieval task's towers (mtrlib.models.retrieval): used whichever architecture is chosen
     retrieval_dim: int = _declared(RetrievalOptions, "retrieval_dim")
     retrieval_layers: list[int] = _declared(RetrievalOptions, "retrieval_layers")

@@ -62,7 +62,7 @@ def sizes_editor(label: str, key: str, values: list[int], max_layers: int = 4) -
 
 
 placed: set[str] = set()  # the settings this page has drawn (or chosen not to draw) so far
-ELSEWHERE = {"data.negatives"}  # placed by the Data page
+ELSEWHERE = {"data.negatives", "model.position"}  # placed by the Data page / only for data with a position
 
 
 def setting(path: str, **over):
@@ -234,6 +234,13 @@ with knobs:
         if ds.context_features:
             setting("data.context", help="The impression's context columns as features: "
                     + ", ".join(ds.context_features) + ". Off: the model sees users, items and their features only.")
+        if ds.position_column and c.data.context:
+            setting("model.position", horizontal=True, format_func={
+                "feature": "as a feature", "tower": "bias tower (dropped at serving)", "none": "left out"}.get,
+                help=f"'{ds.position_column}' is the slot each item was shown in. Users click higher slots more "
+                     "whatever the item: as a feature the model can confuse slot with quality; a bias tower "
+                     "(PAL, Guo et al. RecSys 2019) learns the slot's effect beside the model and is dropped when "
+                     "recommending.")
         devs = ["auto"] + available_devices()
         if c.device not in devs:
             c.device = "auto"

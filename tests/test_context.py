@@ -200,3 +200,28 @@ def test_scoring_in_a_chosen_context_moves_the_top_k(tmp_path):
     assert tops["mobile"].attrs["context"]["position"] == "1"  # the slot scored in by default
     with pytest.raises(Exception, match="not a context feature"):
         recommend(run, "5", context={"colour": "red"})
+
+
+@pytest.mark.parametrize("mode", ["feature", "tower", "none"])
+def test_position_as_feature_bias_tower_or_nothing(mode):
+    ds = load(device_log(4000))
+    cfg = _cfg("mmoe")
+    cfg.model.position = mode
+    prep = prepare(cfg, ds)
+    model = train(cfg, prep).model
+    ctx = model.input.context
+    assert (ctx.feature_dim == ctx.request_dim) == (mode != "feature")
+    assert (getattr(model, "position_bias", None) is not None) == (mode == "tower")
+    u, i = torch.arange(4), torch.arange(4)
+    slot1 = prep.space.context.encode_values({"position": "1"})
+    slot9 = prep.space.context.encode_values({"position": "9"})
+    model.eval()
+    with torch.no_grad():
+        same = torch.allclose(model(u, i, context=slot1), model(u, i, context=slot9))
+    assert same == (mode != "feature")  # served without the slot unless it is a feature
+    if mode == "tower":  # in training the tower's bias is added, and it learned that later slots are clicked less
+        model.train()
+        with torch.no_grad():
+            b = model.position_bias.bias.weight[:, 0]
+        codes = [prep.space.context.vocab["position"].index(s) + 1 for s in ("1", "9")]
+        assert b[codes[0]] > b[codes[1]]

@@ -64,6 +64,9 @@ class MultiTaskModel(nn.Module):
         self.register_buffer("target_mean", torch.zeros(len(tasks)))
         self.register_buffer("target_std", torch.ones(len(tasks)))
         self.expert_names: list[str] = self.spec.expert_names(self.options, self.task_names)
+        ctx = desc.get("context") or {}
+        if getattr(cfg, "position", "feature") == "tower" and ctx.get("position") in (ctx.get("cat") or {}):
+            self.position_bias = PositionBias(ctx, len(tasks))
 
     @property
     def arch(self) -> str:
@@ -140,7 +143,11 @@ class MultiTaskModel(nn.Module):
         inputs = getattr(self, "task_inputs", None)
         if inputs:  # task-specific embeddings: each tower also reads its task's own input row
             ins = [torch.cat([h, inp(user, item, context)], -1) for h, inp in zip(ins, inputs)]
-        return torch.stack([tw(h) for tw, h in zip(self.towers, ins)], -1)
+        raw = torch.stack([tw(h) for tw, h in zip(self.towers, ins)], -1)
+        bias = getattr(self, "position_bias", None)
+        if bias is not None and self.training and context is not None:  # dropped at serving and evaluation
+            raw = raw + bias(context) * self.is_binary
+        return raw
 
     def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-task mean loss over observed labels [T]: BCE for binary, MSE for (scaled) regression.
@@ -253,6 +260,29 @@ class MultiTaskModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class PositionBias(nn.Module):
+    """A bias tower on the slot an item was shown in, added to each binary task's logit in training
+    and dropped at serving: the click a user gives depends on whether they examined the slot,
+    which says nothing of the item, so the main towers should not learn it.
+
+    PAL (Guo, Liu, Tang, Zhang, Yu, "PAL: A Position-bias Aware Learning Framework for CTR
+    Prediction in Live Recommender Systems", RecSys 2019) factorises p(click | x, pos) =
+    p(seen | pos) p(click | x, seen) and serves p(click | x, seen); YouTube's multitask ranker
+    (Zhao et al., "Recommending What Video to Watch Next", RecSys 2019) adds a shallow tower's
+    logit on position features to the main logit, and drops it at serving. This is the shallow
+    tower's additive form, logit = f(x) + b_t(pos), one bias per slot and binary task, from zero."""
+
+    def __init__(self, ctx: dict, n_tasks: int):
+        super().__init__()
+        self.index = list(ctx["cat"]).index(ctx["position"])  # the slot's column among the context codes
+        self.bias = nn.Embedding(int(ctx["cat"][ctx["position"]]), n_tasks)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, context) -> torch.Tensor:
+        """[B, T]: each example's slot's bias per task."""
+        return self.bias(context.cat[:, self.index])
 
 
 def input_of(inp: InputLayer, user, item, history=None, context=None) -> torch.Tensor:

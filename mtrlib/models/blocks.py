@@ -176,6 +176,10 @@ class ContextEmbedding(nn.Module):
         self.dim = dim
         self.feature_dim = dim * (len(self.cat_names) + len(self.multi_names)) + self.n_numeric
         self.request_dim = self.feature_dim - (dim if self.position_index >= 0 else 0)
+        # the slot read elsewhere (a bias tower) or not at all: the row holds the request's columns only
+        self.drop_position = bool(desc.get("drop_position")) and self.position_index >= 0
+        if self.drop_position:
+            self.feature_dim = self.request_dim
 
     def _parts(self, context, n: int, request: bool = False) -> list[torch.Tensor]:
         if context is None:
@@ -201,7 +205,7 @@ class ContextEmbedding(nn.Module):
 
     def forward(self, context, n: int, device=None) -> torch.Tensor:
         """[n, feature_dim]: `context` (a Context of n rows, or of 1 row for all n; None: the default)."""
-        parts = self._parts(context, n)
+        parts = self._parts(context, n, request=self.drop_position)
         return torch.cat(parts, -1) if parts else torch.zeros(n, 0, device=device)
 
     def request(self, context, n: int, device=None) -> torch.Tensor:
