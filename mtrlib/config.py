@@ -153,6 +153,15 @@ class ModelConfig(NestedOptions):
                                  "the validation interactions before them)",
                              help="what a test example's history holds: train (the training interactions before it, "
                                   "default) or train+val (also the validation ones before it)")
+    # each context field's embedding width: a device or an hour has tens of codes where an id has
+    # thousands, and a narrower vector per field keeps a log of 20 fields at over half the speed
+    # of none (bench/context_speed.py). Mixed-dimension embeddings: Ginart, Naumov, Mudigere,
+    # Yang, Zou, ISIT 2021 (width should shrink with a feature's cardinality and popularity)
+    context_dim: int = knob(8, "Context embedding dimension", noun="context embedding dimension", lo=1, hi=128,
+                            flag="--context-dim", url="cdim", valid=lambda v: 1 <= v <= 512, example="8",
+                            message="The context embedding dimension must be 1..512 (got {v}).", fix="e.g. 8",
+                            help="width of each context field's embedding (default 8; at most the embedding "
+                                 "dimension)")
     # what the model does with the context column that is the slot an item was shown in (data
     # with a position only; mtrlib.models.base.PositionBias): read it as a feature, learn it in a
     # bias tower dropped at serving (PAL, Guo et al. RecSys 2019), or leave it out

@@ -23,9 +23,9 @@ def build_model(cfg, desc: dict, tables: dict[str, torch.Tensor], tasks) -> Mult
     task, it also gets its two towers and their options (mtrlib.models.retrieval)."""
     spec = ARCHITECTURES[cfg.arch]
     ctx = desc.get("context")
-    if ctx and ctx.get("position") and getattr(cfg, "position", "feature") != "feature":
-        # a bias tower or nothing reads the slot: the input layers leave it out (mtrlib.models.base.PositionBias)
-        desc = {**desc, "context": {**ctx, "drop_position": True}}
+    if ctx:  # the context fields' width; the slot left out where a bias tower or nothing reads it (models.base.PositionBias)
+        drop = bool(ctx.get("position")) and getattr(cfg, "position", "feature") != "feature"
+        desc = {**desc, "context": {**ctx, "dim": getattr(cfg, "context_dim", None), "drop_position": drop}}
     if any(t.is_retrieval for t in tasks):
         return with_retrieval(spec.Model)(cfg, desc, tables, tasks, options_of(spec, cfg),
                                           retrieval=options_of(Retrieval, cfg))

@@ -250,7 +250,8 @@ class InputLayer(nn.Module):
                 item_dim = dim + text_dim
         self.item_dim = item_dim
         # context features (device, hour, slot) when the data has them: the row's last columns
-        self.context = ContextEmbedding(desc["context"], tables, dim) if desc.get("context") else None
+        ctx = desc.get("context")  # each context field is `context_dim` wide (ModelConfig.context_dim), at most `dim`
+        self.context = ContextEmbedding(ctx, tables, min(dim, int(ctx.get("dim") or dim))) if ctx else None
         self.context_dim = self.context.feature_dim if self.context is not None else 0
         self.out_dim = dim + item_dim + self.user.feature_dim + self.item.feature_dim + self.context_dim
 
