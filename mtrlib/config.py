@@ -74,14 +74,15 @@ class DataConfig:
     source: str = knob("world", "Data source", noun="data source", choices=("world", "files"), url="src",
                        widget="none", help="the built-in world, or files (the CLI's --data sets it)")
     world: WorldConfig = field(default_factory=WorldConfig)
-    files: dict[str, str] = field(default_factory=dict)  # role -> path (CLI) or upload name (UI, display only)
+    files: dict[str, str] = field(default_factory=dict)  # role (interactions/items/users, or train/val/test) -> path
+    mapping: dict = field(default_factory=dict)  # the column mapping (mtrlib.data.mapping) the files are read with
     tasks: list[str] = field(default_factory=list)  # empty: the dataset's suggested tasks
     negatives: int = knob(4, "Negatives per positive", noun="number of negatives", lo=1, hi=50, flag="--negatives",
                           url="neg", valid=lambda v: 0 <= v <= 1000, example="4", fix="e.g. 4",
                           message="The number of negatives per positive must be 0 to 1000 (got {v}).",
                           help="sampled negatives per positive for an implicit task")
     split: str = knob("random", "Split", noun="split", choices=SPLITS, widget="select", flag="--split", url="split",
-                      help="random | temporal (each user's latest) | cold-items")
+                      help="random | temporal (each user's latest) | cold-items | given (the data's own split)")
     val_frac: float = knob(0.1, "Validation fraction", noun="validation fraction", lo=0.0, hi=0.5, step=0.05,
                            flag="--val-frac", valid=lambda v: 0 <= v < 1, fix="e.g. 0.1",
                            message="The validation fraction must be in [0, 1) (got {v}).", help="validation fraction")
