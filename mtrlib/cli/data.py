@@ -256,7 +256,7 @@ def roles_report(ds) -> list[str]:
         lines.append(f"Position:  {ds.position_column}")
     col = ds.mapping.get("split")
     if col:
-        lines.append(f"Split column: {col} ({ds.reasons.get(col, 'a given split')})")
+        lines.append(f"Split column: {col}: {ds.reasons.get(col, 'a given split')}")
     for c, why in ds.ignored.items():
         lines.append(f"Ignored:   {c} ({why})")
     return lines

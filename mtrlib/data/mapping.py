@@ -263,8 +263,10 @@ def _check_kinds(key: str, feats, kinds) -> None:
                         fix=f"write it as \"{key}\": {{\"COLUMN\": \"categorical\"}}")
     for c, k in feats.items():
         if k not in kinds:
-            raise DataError(f"Feature '{c}' has kind '{k}', which is not one of {', '.join(kinds)}.",
-                            fix=f"pick one of those kinds{' (bucket: context features only)' if 'bucket' in kinds else ''}")
+            raise DataError(f"Feature '{c}' has kind '{k}', which is not one of {', '.join(kinds)}"
+                            f"{' (bucket is for context features only)' if k == 'bucket' else ''}.",
+                            fix="pick one of those kinds" + (f", or make '{c}' a context feature" if k == "bucket"
+                                                            else ""))
 
 
 def check_mapping(mapping: dict, columns, *, source: str) -> dict:

@@ -211,13 +211,13 @@ def settle(ds: Dataset, explicit: dict | None, by_files: bool = False) -> Datase
     for k, v in explicit.items():
         m.setdefault(k, v)
     col = m.get("split")
+    ignored = _ignored(m.get("ignore"))
     if col is None:
-        col = guess_split_column(ds.interactions, exclude=("user_id", "item_id", "timestamp"))
+        col = guess_split_column(ds.interactions, exclude=("user_id", "item_id", "timestamp", *ignored))
         if col is not None:
             m["split"] = col
             ds.notes.append(f"Column '{col}' holds train / val / test: --split given uses it as the split "
                             "(otherwise it is ignored).")
-    ignored = _ignored(m.get("ignore"))
     out = set(ignored) | ({col} if col is not None else set())
     for c in out:
         _take_back(ds, c, back=c == col)
