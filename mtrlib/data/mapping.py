@@ -336,7 +336,7 @@ def _check_one_role(mapping: dict, source) -> None:
             if c is None:
                 continue
             if c in roles and roles[c] != role:
-                raise DataError(f"Column '{c}' has two roles in the column mapping: {roles[c]} and {role}.",
+                raise DataError(f"The same column '{c}' has two roles in the column mapping: {roles[c]} and {role}.",
                                 fix="give each column one role (a flag such as --ignore or --label moves it)",
                                 source=source)
             roles[c] = role

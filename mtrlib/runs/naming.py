@@ -101,6 +101,8 @@ def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
     d = format_1_view(cfg.to_dict())  # the same group as before plugin options were nested
     for k in _NOT_THE_SETUP:
         d.pop(k, None)
+    if not d.get("data", {}).get("mapping", True):
+        d["data"].pop("mapping")  # no column mapping (the guess): the same group as before the field existed
     if d["model"].get("text_features") and d["model"].get("text_combine") == "sum":
         d["model"]["text_dim"] = d["model"].get("emb_dim")  # what validation makes of it
     data = {k: (dataset or {}).get(k) for k in ("name", "layout", "users", "items", "interactions")}
