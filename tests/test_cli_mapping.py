@@ -98,6 +98,23 @@ def test_flags_override_the_mapping_file(tmp_path, capsys):
     assert "KIND one of categorical, multi, numeric, text, bucket" in capsys.readouterr().err
 
 
+def test_position_and_feature_flags_move_a_column(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    write_log(log)
+    out = tmp_path / "m.json"
+    assert cli.main(["inspect", str(log), "--position", "row_no", "--label", "click", "--mapping-out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["position"] == "row_no" and m["context_features"]["row_no"] == "categorical"
+    assert cli.main(["inspect", str(log), "--mapping", str(out), "--feature", "row_no=bucket",
+                     "--mapping-out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["position"] == "row_no" and m["context_features"]["row_no"] == "bucket"
+    assert cli.main(["inspect", str(log), "--mapping", str(out), "--ignore", "row_no", "--mapping-out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert "position" not in m and "row_no" not in m.get("context_features", {}) and "row_no" in m["ignore"]
+    capsys.readouterr()
+
+
 def test_mapping_round_trip_reproduces_the_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path / "store"))
     log = tmp_path / "log.csv"

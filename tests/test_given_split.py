@@ -108,3 +108,17 @@ def test_part_values_and_file_names():
         part_codes(pd.Series([0, 3, 1, 2]), "s")
     assert [part_of_name(n) for n in ("ratings_train.csv", "dev.tsv", "x.valid.csv", "test.parquet", "notes.md",
                                       "train_test.csv")] == ["train", "val", "val", "test", None, None]
+
+
+def test_a_split_column_constant_per_item_stays_a_split(tmp_path):
+    """A cold-start split given by item (every row of an item in one part) looks like an item
+    attribute to the guess; it stays the split column, not an item feature."""
+    df = log_frame(n=600)
+    part_of_item = {i: ("TEST" if i % 5 == 0 else "Valid" if i % 5 == 1 else "train") for i in range(20)}
+    df["fold"] = df["iid"].map(part_of_item)
+    df.to_csv(tmp_path / "cold.csv", index=False)
+    ds = load(tmp_path / "cold.csv", mapping={"split": "fold"})
+    assert "fold" not in ds.item_features and "fold" not in ds.items.columns and "fold" in ds.interactions.columns
+    ex, sp = parts_of(ds)
+    test_items = set(ex.frame["item_id"].to_numpy()[sp.test][~ex.frame["sampled"].to_numpy()[sp.test]])
+    assert test_items == {str(i) for i in range(0, 20, 5)}

@@ -71,6 +71,9 @@ def add_mapping_arguments(g, old_names: bool = False) -> None:
     for what in ("item", "user"):
         g.add_argument(f"--{what}-feature", action="append", metavar="COL=KIND",
                        help=f"a {what} attribute (one value per {what}); KIND: {', '.join(FEATURE_KINDS)}; repeatable")
+    g.add_argument("--position", metavar="COL",
+                   help="the context column holding the slot an item was shown in (a categorical context feature "
+                        "unless --feature gives it another kind)")
     g.add_argument("--label", action="append", metavar="COL", help="a label column (tasks read it); repeatable")
     g.add_argument("--ignore", action="append", metavar="COL", help="a column not to use at all; repeatable")
     g.add_argument("--split-col", metavar="COL",
@@ -157,8 +160,16 @@ def mapping_from_args(args, base: dict | None = None) -> dict:
                              ("--user-feature", "user_features", FEATURE_KINDS)):
         for text in getattr(args, flag[2:].replace("-", "_")) or []:
             col, kind = _col_kind(text, flag, kinds)
+            slot = m.get("position")
             _give_role(m, col)
             m.setdefault(key, {})[col] = kind
+            if key == "context_features" and slot == col:
+                m["position"] = slot  # a new kind for the position column keeps it the position
+    if args.position:
+        if args.position not in (m.get("context_features") or {}):
+            _give_role(m, args.position)
+            m.setdefault("context_features", {})[args.position] = "categorical"
+        m["position"] = args.position
     for col in args.label or []:
         _give_role(m, col)
         m.setdefault("labels", []).append(col)
@@ -175,7 +186,7 @@ def mapping_from_args(args, base: dict | None = None) -> dict:
 def mapping_given(args) -> bool:
     """Whether any column flag or --mapping was given."""
     return any(getattr(args, a, None) for a in ("mapping", "user_col", "item_col", "time_col", "split_col", "feature",
-                                                   "item_feature", "user_feature", "label", "ignore"))
+                                                   "item_feature", "user_feature", "label", "ignore", "position"))
 
 
 def cmd_world(args) -> int:
