@@ -134,6 +134,19 @@ def test_mapping_round_trip_reproduces_the_run(tmp_path, capsys, monkeypatch):
     assert again["metrics"] == first["metrics"] and set(first["metrics"]) == {"click"}
 
 
+def test_a_bad_mapping_file_is_a_message(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    write_log(log)
+    for text, words in (("{not json", "not valid JSON"), ("[1, 2]", "one JSON object"),
+                        ('{"user": "uid", "labels": "click"}', "must be a list of column names")):
+        (tmp_path / "m.json").write_text(text)
+        assert cli.main(["inspect", str(log), "--mapping", str(tmp_path / "m.json")]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Fix:" in err and "Traceback" not in err
+    assert cli.main(["inspect", str(log), "--mapping", str(tmp_path / "missing.json")]) == 2
+    assert "Cannot read the mapping file" in capsys.readouterr().err
+
+
 def test_column_flags_need_a_data_file(capsys):
     assert cli.main(["train", "--user-col", "uid", "--save-config", "unused.json"]) == 2
     err = capsys.readouterr().err
@@ -152,6 +165,9 @@ def test_column_flags_need_a_data_file(capsys):
     ({"labels": ["click"], "ignore": ["click"]}, ["two roles", "label and ignored column"]),
     ({"split": "fold", "labels": ["fold"]}, ["two roles"]),
     ({"usr": "uid"}, ["Unknown key", "did you mean 'user'"]),
+    ({"labels": 5}, ["must be a list of column names"]),
+    ({"position": ["row_no"]}, ["one column name"]),
+    (["uid"], ["must be a dictionary"]),
 ])
 def test_check_mapping_names_the_problem(mapping, words):
     cols = ["uid", "iid", "device", "row_no", "click", "fold"]

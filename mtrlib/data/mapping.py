@@ -274,7 +274,8 @@ def check_mapping(mapping: dict, columns, *, source: str) -> dict:
     keys, the columns it names (of the interactions; side-table features are checked when those
     are read), the kinds, the position among the context features, and no column in two roles."""
     if not isinstance(mapping, dict):
-        raise DataError("The column mapping must be a dictionary such as {'user': 'customer', 'item': 'sku'}.")
+        raise DataError("The column mapping must be a dictionary such as {'user': 'customer', 'item': 'sku'}.",
+                        fix="write it as a JSON object (what `inspect FILE --mapping-out FILE` writes)")
     unknown = [k for k in mapping if k not in MAPPING_KEYS]
     if unknown:
         near = _nearest(unknown[0], MAPPING_KEYS)
@@ -295,6 +296,9 @@ def check_mapping(mapping: dict, columns, *, source: str) -> dict:
             if c not in cols:
                 raise _no_column("a context feature", c, cols, source)
     position = mapping.get("position")
+    if position is not None and not isinstance(position, str):
+        raise DataError(f"'position' in the column mapping must be one column name (got {position!r}).",
+                        fix='e.g. "position": "slot"')
     if position is not None and position not in (context or {}):
         raise DataError(f"The position column '{position}' is not among the context features "
                         f"({', '.join(map(str, context or {})) or 'none'}).",
@@ -309,8 +313,9 @@ def check_mapping(mapping: dict, columns, *, source: str) -> dict:
                 raise _no_column("a column to ignore", c, cols, source)
     labels = mapping.get("labels")
     if labels is not None:
-        if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
-            raise DataError("'labels' in the column mapping must be a list of column names.")
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels):
+            raise DataError("'labels' in the column mapping must be a list of column names.",
+                            fix='e.g. "labels": ["click", "rating"]')
         missing = [c for c in labels if c not in cols]
         if missing:
             raise DataError(f"Label column(s) {', '.join(missing)} not found{_nearest(missing[0], cols)}. "
