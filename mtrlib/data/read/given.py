@@ -217,7 +217,7 @@ def settle(ds: Dataset, explicit: dict | None, by_files: bool = False) -> Datase
         if col is not None:
             m["split"] = col
             ds.notes.append(f"Column '{col}' holds train / val / test: --split given uses it as the split "
-                            "(otherwise it is ignored).")
+                            "(otherwise it is not used).")
     out = set(ignored) | ({col} if col is not None else set())
     for c in out:
         _take_back(ds, c, back=c == col)
@@ -225,7 +225,8 @@ def settle(ds: Dataset, explicit: dict | None, by_files: bool = False) -> Datase
     if col is not None:
         ds.reasons[col] = FILES_REASON if by_files else (CHOSEN_REASON if "split" in explicit else SUGGESTED_REASON)
         if by_files:
-            ds.notes.append("The data comes as train / val / test files: their split is used (--split given).")
+            ds.notes.append("The data comes as train / val / test files: their split is used (--split given; "
+                            "--split temporal or cold-items would split the rows anew).")
     for c, why in ignored.items():
         ds.ignored.setdefault(c, why)
         ds.reasons.setdefault(c, why)
