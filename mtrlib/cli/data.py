@@ -70,7 +70,8 @@ def add_mapping_arguments(g, old_names: bool = False) -> None:
                         "repeatable")
     for what in ("item", "user"):
         g.add_argument(f"--{what}-feature", action="append", metavar="COL=KIND",
-                       help=f"{'an' if what == 'item' else 'a'} {what} attribute (one value per {what}); KIND: {', '.join(FEATURE_KINDS)}; repeatable")
+                       help=f"{'an' if what == 'item' else 'a'} {what} attribute (one value per {what}); "
+                            f"KIND: {', '.join(FEATURE_KINDS)}; repeatable")
     g.add_argument("--position", metavar="COL",
                    help="the context column holding the slot an item was shown in (a categorical context feature "
                         "unless --feature gives it another kind)")
