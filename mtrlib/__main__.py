@@ -4,7 +4,9 @@ Each module registers its verbs with `register(subparsers)` and points each at a
 with `set_defaults(func=...)`; a module that does not exist yet is skipped, so verbs can be
 added one file at a time. Files of any size are read (`--max-file-mb` caps them; the app's
 uploads keep their 200 MB cap). Bad data is the user's problem to fix, not a crash: a DataError
-is printed as its message (no traceback) and the exit status is 2.
+is printed as its message (no traceback) and the exit status is 2. Flags are exact (no prefix
+matching: `--user` is not `--users`); an unknown one is named with the nearest real flag
+(mtrlib.cli.parser).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from mtrlib.cli.parser import Parser
 from mtrlib.data.read.sources import file_cap
 from mtrlib.errors import DataError, UserError
 
@@ -24,8 +27,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `verb`, verbs other than it may register only their name and help (a
     verb whose flags come from the registries then costs nothing for `inspect` and friends)."""
     prog = "mtr" if Path(sys.argv[0]).name == "mtr" else "python -m mtrlib"  # the installed command, or the module
-    parser = argparse.ArgumentParser(prog=prog,
-                                     description="Multi-task recommender studio: data, training and runs.")
+    parser = Parser(prog=prog, description="Multi-task recommender studio: data, training and runs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in CLI_MODULES:
         modname = f"mtrlib.cli.{name}"

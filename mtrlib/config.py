@@ -41,17 +41,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data.history import MAX_HISTORY, ORDERS, POOLS, check_length
+from .data.history import MAX_HISTORY, ORDERS, POOLS
 from .data.split import SPLITS
 from .data.world import WorldConfig
 from .errors import ConfigError
 from .models import ARCHITECTURES
-from .models.history import HISTORY_ENCODERS
+from .models.history import HISTORY_ENCODERS, check_history_settings
+from .models.context import ContextOptions
 from .models.retrieval import RetrievalOptions
 from .plugin_options import (FLAT_DEFAULTS, FLAT_NAMES, PLUGIN_OWNERS, PLUGIN_SETTINGS, PLUGINS, NestedOptions,
                              as_dict, build, chosen_plugin, get_value, migrate_format_1, plugin_options, plugin_place,
                              set_value, weighting_prefix)
-from .registry import KnobField, LiveNames, check_knob_rule, check_knob_type, knob, knob_fields, options_of
+from .registry import KnobField, LiveNames, check_knob_rule, check_knob_type, knob, knob_fields
 from .weighting import WEIGHTINGS as _WEIGHTING_CLASSES
 
 FORMAT_VERSION = 2  # the config.json shape this code writes (1: plugin knobs flat, see `migrate`)
@@ -69,21 +70,20 @@ GRAD_SPACES = ("params", "rep")  # where a gradient method takes the tasks' grad
 EMBEDDING_UPDATES = ("auto", "dense", "lazy")  # mtrlib.train.optim
 
 
-POSITION_MODES = ("feature", "tower", "none")  # ModelConfig.position
-
 @dataclass
 class DataConfig:
     source: str = knob("world", "Data source", noun="data source", choices=("world", "files"), url="src",
                        widget="none", help="the built-in world, or files (the CLI's --data sets it)")
     world: WorldConfig = field(default_factory=WorldConfig)
-    files: dict[str, str] = field(default_factory=dict)  # role -> path (CLI) or upload name (UI, display only)
+    files: dict[str, str] = field(default_factory=dict)  # role (interactions/items/users, or train/val/test) -> path
+    mapping: dict = field(default_factory=dict)  # the column mapping (mtrlib.data.mapping) the files are read with
     tasks: list[str] = field(default_factory=list)  # empty: the dataset's suggested tasks
     negatives: int = knob(4, "Negatives per positive", noun="number of negatives", lo=1, hi=50, flag="--negatives",
                           url="neg", valid=lambda v: 0 <= v <= 1000, example="4", fix="e.g. 4",
                           message="The number of negatives per positive must be 0 to 1000 (got {v}).",
                           help="sampled negatives per positive for an implicit task")
     split: str = knob("random", "Split", noun="split", choices=SPLITS, widget="select", flag="--split", url="split",
-                      help="random | temporal (each user's latest) | cold-items")
+                      help="random | temporal (each user's latest) | cold-items | given (the data's own split)")
     val_frac: float = knob(0.1, "Validation fraction", noun="validation fraction", lo=0.0, hi=0.5, step=0.05,
                            flag="--val-frac", valid=lambda v: 0 <= v < 1, fix="e.g. 0.1",
                            message="The validation fraction must be in [0, 1) (got {v}).", help="validation fraction")
@@ -153,23 +153,9 @@ class ModelConfig(NestedOptions):
                                  "the validation interactions before them)",
                              help="what a test example's history holds: train (the training interactions before it, "
                                   "default) or train+val (also the validation ones before it)")
-    # each context field's embedding width: a device or an hour has tens of codes where an id has
-    # thousands, and a narrower vector per field keeps a log of 20 fields at over half the speed
-    # of none (bench/context_speed.py). Mixed-dimension embeddings: Ginart, Naumov, Mudigere,
-    # Yang, Zou, ISIT 2021 (width should shrink with a feature's cardinality and popularity)
-    context_dim: int = knob(8, "Context embedding dimension", noun="context embedding dimension", lo=1, hi=128,
-                            flag="--context-dim", url="cdim", valid=lambda v: 1 <= v <= 512, example="8",
-                            message="The context embedding dimension must be 1..512 (got {v}).", fix="e.g. 8",
-                            help="width of each context field's embedding (default 8; at most the embedding "
-                                 "dimension)")
-    # what the model does with the context column that is the slot an item was shown in (data
-    # with a position only; mtrlib.models.base.PositionBias): read it as a feature, learn it in a
-    # bias tower dropped at serving (PAL, Guo et al. RecSys 2019), or leave it out
-    position: str = knob("feature", "Position", noun="position handling", choices=POSITION_MODES, widget="radio",
-                         flag="--position", url="pos",
-                         help="data with a position column: feature (a context feature like any other), tower "
-                              "(a bias tower used in training and dropped at serving: PAL, Guo et al. RecSys 2019; "
-                              "YouTube's shallow tower, Zhao et al. RecSys 2019) or none (left out)")
+    # the context fields' width, and what reads the slot (mtrlib.models.context)
+    context_dim: int = _declared(ContextOptions, "context_dim")
+    position: str = _declared(ContextOptions, "position")
     # the retrieval task's towers (mtrlib.models.retrieval): used whichever architecture is chosen
     retrieval_dim: int = _declared(RetrievalOptions, "retrieval_dim")
     retrieval_layers: list[int] = _declared(RetrievalOptions, "retrieval_layers")
@@ -440,19 +426,6 @@ def weighting_options(cfg) -> dict:
 
 # -- validation -------------------------------------------------------------------------------------
 
-def check_history_settings(m, task_names: list[str] | None = None) -> list[str]:
-    """The history block's settings beyond each knob's own rule (mtrlib.data.history; what the
-    data must hold is checked when it is prepared): the task, and the chosen encoder's rules."""
-    check_length(m.history)
-    if not m.history:
-        return []
-    if task_names is not None and m.history_task is not None and m.history_task not in task_names:
-        raise ConfigError(f"The history task '{m.history_task}' is not one of the tasks.",
-                          fix=f"tasks are: {', '.join(task_names)} (or leave --history-task out for every interaction)")
-    enc = HISTORY_ENCODERS[m.history_encoder]
-    return enc.check(options_of(enc, m), m)
-
-
 def _check_sizes(kf: KnobField, sizes) -> None:
     noun = kf.knob.name_in_text
     if any((not isinstance(s, int)) or isinstance(s, bool) or s < 1 for s in sizes):
@@ -515,4 +488,4 @@ __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "WeightingConfig", "World
            "get_value", "set_value", "settings_of", "setting_of", "section", "plugin_place", "chosen_plugin", "migrate",
            "validate", "arch_class", "model_options", "weighting_class", "weighting_options", "FORMAT_VERSION",
            "ARCHS", "ARCH_LABELS", "WEIGHTINGS", "WEIGHTING_LABELS", "HISTORY_ENCODER_LABELS", "OPTIMIZERS",
-           "DEVICES", "TEXT_COMBINE", "GRAD_SPACES", "EMBEDDING_UPDATES", "check_history_settings"]
+           "DEVICES", "TEXT_COMBINE", "GRAD_SPACES", "EMBEDDING_UPDATES"]

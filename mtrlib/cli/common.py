@@ -4,7 +4,8 @@ Every setting whose `knob(...)` declares a `flag` (mtrlib.config.SETTINGS: core 
 plugin's options) becomes one flag, with its type, choices and help; `build_config` reads them
 back onto a TrainConfig by dotted path. Only flags that are not settings are written here by
 hand: the data files (`--data`, `--items`, `--users`: a table with --data, else the world's
-size), tasks and task weights, repeats, and the output flags. Importing this module imports
+size; `--train-file` / `--val-file` / `--test-file`), the column mapping (`--mapping`, `--user-col`,
+`--feature COL=KIND`, ...: mtrlib.cli.data), tasks and task weights, repeats, and the output flags. Importing this module imports
 the registries (torch): verbs import it only when they are asked for.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from mtrlib.config import (CORE_SETTINGS, PLUGIN_OWNERS, PLUGIN_SETTINGS, PLUGINS, TrainConfig,
                            chosen_plugin, plugin_place, section, set_value)
-from mtrlib.cli.data import add_max_file_mb
+from mtrlib.cli.data import add_mapping_arguments, add_max_file_mb, add_part_files, mapping_from_args, mapping_given, \
+    part_files
 from mtrlib.data.tasks import parse_task_values
 from mtrlib.errors import ConfigError, DataError
 from mtrlib.track.flags import add_mlflow_argument
@@ -90,7 +92,9 @@ def add_train_arguments(p) -> None:
                                   "omit for the built-in synthetic world")
     g.add_argument("--items", help="items table (with --data); else the world's number of items")
     g.add_argument("--users", help="users table (with --data); else the world's number of users")
+    add_part_files(g)
     add_max_file_mb(g)
+    add_mapping_arguments(p.add_argument_group("columns (with --data; default: guessed; flags override --mapping)"))
     g.add_argument("--task", action="append", metavar="SPEC",
                    help="a task, repeatable: NAME=COL, NAME=COL>=X, NAME=COL:reg, NAME=implicit, ...|OTHER "
                         "(default: the data's suggested tasks)")
@@ -144,15 +148,29 @@ def _read_config(path: str) -> TrainConfig:
 
 
 def _data_files(args, cfg) -> None:
-    """--data / --items / --users: files with --data, else the world's size (whole numbers)."""
+    """--data / --items / --users: files with --data, else the world's size (whole numbers);
+    --train-file / --val-file / --test-file: a given split by files; the column flags: the mapping."""
     d, w = cfg.data, cfg.data.world
-    if args.data:
+    parts = part_files(args)
+    if parts is not None and args.data:
+        raise DataError(f"Give either --data {args.data} or --train-file / --val-file / --test-file, not both.",
+                        fix="drop one of them")
+    if args.data or parts is not None:
         d.source = "files"
-        d.files = {"interactions": args.data}
+        d.files = dict(parts) if parts is not None else {"interactions": args.data}
         if args.items:
             d.files["items"] = args.items
         if args.users:
             d.files["users"] = args.users
+    chosen = getattr(args, dest("data.split"), None)
+    if (parts is not None or args.split_col) and chosen is None:
+        d.split = "given"  # three files or a split column: their own split, unless another was asked for
+    if mapping_given(args):
+        if d.source != "files":
+            raise ConfigError("The column flags (--mapping, --user-col, --feature, ...) describe a data file, and "
+                              "none was given.", fix="add --data FILE (or --train-file / --val-file / --test-file)")
+        d.mapping = mapping_from_args(args, base=d.mapping)
+    if args.data or parts is not None:
         return
     for flag, val in (("--users", args.users), ("--items", args.items)):
         if val is not None and _int_or_none(val) is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mtrlib.data.dataset import CONTEXT_KINDS, FEATURE_KINDS
 from mtrlib.errors import DataError
 from mtrlib.data.world import LIKE_OBSERVED
 
@@ -33,14 +34,18 @@ def register(subparsers, verb: str | None = None) -> None:
     p = subparsers.add_parser("inspect", help="read a data file and report what was found",
                               description="Read interactions (+ item and user tables) and print a short report. "
                                           "Exit status 2 when the data cannot be used, with the reason.")
-    p.add_argument("file", help="interactions file, or a folder (MovieLens, or one written by `world`)")
+    p.add_argument("file", nargs="?", help="interactions file, or a folder (MovieLens, one written by `world`, or "
+                                          "train / val / test files); or give --train-file ...")
     p.add_argument("--items", action="append", default=None, help="items table (may be given more than once)")
     p.add_argument("--users", default=None, help="users table")
-    p.add_argument("--user", default=None, help="column holding the user id (default: guessed)")
-    p.add_argument("--item", default=None, help="column holding the item id (default: guessed)")
-    p.add_argument("--timestamp", default=None, help="column holding the time (default: guessed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--mapping-out", metavar="FILE",
+                   help="write the column mapping loading used (JSON) to FILE: edit it, then give it to "
+                        "inspect / train --mapping")
     add_max_file_mb(p)
+    add_mapping_arguments(p.add_argument_group("columns (default: guessed; flags override --mapping)"),
+                          old_names=True)
+    add_part_files(p)
     p.set_defaults(func=cmd_inspect)
 
 
@@ -49,6 +54,140 @@ def add_max_file_mb(group) -> None:
     group.add_argument("--max-file-mb", type=float, metavar="MB",
                        help="refuse a data file bigger than MB megabytes (default: no limit on the command line; "
                             "MTR_MAX_FILE_MB also sets it)")
+
+
+def add_mapping_arguments(g, old_names: bool = False) -> None:
+    """The column mapping: a JSON file (--mapping) and per-column flags that override it. `old_names`:
+    inspect's --user / --item / --timestamp stay accepted (exactly) as --user-col / --item-col / --time-col."""
+    g.add_argument("--mapping", metavar="FILE", help="the column mapping as JSON (what inspect --mapping-out writes)")
+    for flag, old, what in (("--user-col", "--user", "the user id"), ("--item-col", "--item", "the item id"),
+                            ("--time-col", "--timestamp", "the time")):
+        g.add_argument(flag, *((old,) if old_names else ()), dest=flag[2:].replace("-", "_"), metavar="COL",
+                       help=f"column holding {what}")
+    kinds = ", ".join(CONTEXT_KINDS)
+    g.add_argument("--feature", action="append", metavar="COL=KIND",
+                   help=f"a context feature: a column describing the impression (device, hour); KIND: {kinds}; "
+                        "repeatable")
+    for what in ("item", "user"):
+        g.add_argument(f"--{what}-feature", action="append", metavar="COL=KIND",
+                       help=f"{'an' if what == 'item' else 'a'} {what} attribute (one value per {what}); "
+                            f"KIND: {', '.join(FEATURE_KINDS)}; repeatable")
+    g.add_argument("--position-col", metavar="COL",
+                   help="the context column holding the slot an item was shown in (a categorical context feature "
+                        "unless --feature gives it another kind)")
+    g.add_argument("--label", action="append", metavar="COL", help="a label column (tasks read it); repeatable")
+    g.add_argument("--ignore", action="append", metavar="COL", help="a column not to use at all; repeatable")
+    g.add_argument("--split-col", metavar="COL",
+                   help="the column naming each row's part (train / val / test, or 0 / 1 / 2): a given split")
+
+
+def add_part_files(g) -> None:
+    """--train-file / --val-file / --test-file: a given split as three files of one layout."""
+    for part, what in (("train", "training"), ("val", "validation"), ("test", "test")):
+        g.add_argument(f"--{part}-file", metavar="FILE",
+                       help=f"the {what} rows (with the other two: a given split by files, of one layout)")
+
+
+def part_files(args) -> dict | None:
+    """{"train", "val", "test" -> path} from --train-file / --val-file / --test-file, or None."""
+    parts = {p: getattr(args, f"{p}_file", None) for p in ("train", "val", "test")}
+    parts = {p: f for p, f in parts.items() if f}
+    if not parts:
+        return None
+    missing = [f"--{p}-file" for p in ("train", "val", "test") if p not in parts]
+    if missing:
+        raise DataError(f"A split given by files needs all three files; {' and '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} missing.",
+                        fix="give --train-file, --val-file and --test-file, or one file with --split-col, "
+                            "or a single --data file with a random split")
+    return parts
+
+
+def read_mapping(path: str) -> dict:
+    """A column mapping JSON file (an object), or a DataError saying what is wrong with it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"Cannot read the mapping file {path}: {getattr(e, 'strerror', None) or e}.",
+                        fix="give the JSON file that `inspect --mapping-out` wrote") from None
+    try:
+        m = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"The mapping file {path} is not valid JSON ({e.msg} at line {e.lineno}).",
+                        fix="check the file, or write it again with `inspect FILE --mapping-out FILE`") from None
+    if not isinstance(m, dict):
+        raise DataError(f"The mapping file {path} must hold one JSON object.",
+                        fix='e.g. {"user": "customer", "item": "sku"}')
+    return m
+
+
+def _col_kind(text: str, flag: str, kinds) -> tuple[str, str]:
+    col, eq, kind = str(text).rpartition("=")
+    if not eq or not col or kind not in kinds:
+        raise DataError(f"{flag} {text}: give COL=KIND with KIND one of {', '.join(kinds)}.",
+                        fix=f"e.g. {flag} {col or text}={kinds[0]}")
+    return col, kind
+
+
+def _give_role(m: dict, col: str) -> None:
+    """Take `col` out of every role it has, so that a flag gives it its new one (flags override the file)."""
+    for key in ("user", "item", "timestamp", "split", "position"):
+        if m.get(key) == col:
+            m[key] = None
+    if isinstance(m.get("labels"), list):
+        m["labels"] = [c for c in m["labels"] if c != col]
+    for key in ("item_features", "user_features", "context_features", "ignore", "reasons"):
+        v = m.get(key)
+        if isinstance(v, dict):
+            v.pop(col, None)
+        elif isinstance(v, list):
+            m[key] = [c for c in v if c != col]
+
+
+def mapping_from_args(args, base: dict | None = None) -> dict:
+    """The column mapping: `base` (a config's), replaced by --mapping FILE, then each flag (which
+    moves its column to the role it names)."""
+    m = dict(base or {})
+    if getattr(args, "mapping", None):
+        m = read_mapping(args.mapping)
+    m = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v) for k, v in m.items()}
+    for key, col in (("user", args.user_col), ("item", args.item_col), ("timestamp", args.time_col),
+                     ("split", args.split_col)):
+        if col:
+            _give_role(m, col)
+            m[key] = col
+    for flag, key, kinds in (("--feature", "context_features", CONTEXT_KINDS),
+                             ("--item-feature", "item_features", FEATURE_KINDS),
+                             ("--user-feature", "user_features", FEATURE_KINDS)):
+        for text in getattr(args, flag[2:].replace("-", "_")) or []:
+            col, kind = _col_kind(text, flag, kinds)
+            slot = m.get("position")
+            _give_role(m, col)
+            m.setdefault(key, {})[col] = kind
+            if key == "context_features" and slot == col:
+                m["position"] = slot  # a new kind for the position column keeps it the position
+    if args.position_col:
+        if args.position_col not in (m.get("context_features") or {}):
+            _give_role(m, args.position_col)
+            m.setdefault("context_features", {})[args.position_col] = "categorical"
+        m["position"] = args.position_col
+    for col in args.label or []:
+        _give_role(m, col)
+        m.setdefault("labels", []).append(col)
+    for col in args.ignore or []:
+        _give_role(m, col)
+        ign = m.setdefault("ignore", {})
+        if isinstance(ign, dict):
+            ign[col] = "ignored by you (--ignore)"
+        else:
+            ign.append(col)
+    return {k: v for k, v in m.items() if not (k == "reasons" or (v is None and k != "timestamp"))}
+
+
+def mapping_given(args) -> bool:
+    """Whether any column flag or --mapping was given."""
+    return any(getattr(args, a, None) for a in ("mapping", "user_col", "item_col", "time_col", "split_col", "feature",
+                                                   "item_feature", "user_feature", "label", "ignore", "position"))
 
 
 def cmd_world(args) -> int:
@@ -89,14 +228,50 @@ def write_csv(df, path: Path) -> None:
 def cmd_inspect(args) -> int:
     from mtrlib.data.read import load  # deferred: heavy, this verb only
 
-    mapping = {k: v for k, v in (("user", args.user), ("item", args.item), ("timestamp", args.timestamp)) if v}
-    ds = load(args.file, items=args.items, users=args.users, mapping=mapping or None)
+    parts = part_files(args)
+    if parts is not None and args.file:
+        raise DataError(f"Give either the data ({args.file}) or --train-file / --val-file / --test-file, not both.",
+                        fix="drop one of them")
+    if parts is None and not args.file:
+        raise DataError("No data was given.", fix="give a FILE or folder, or --train-file / --val-file / --test-file")
+    mapping = mapping_from_args(args) if mapping_given(args) else None
+    ds = load(parts or args.file, items=args.items, users=args.users, mapping=mapping)
+    if args.mapping_out:
+        write_mapping(ds.mapping, args.mapping_out)
     rep = ds.report()
+    rep["mapping"] = ds.mapping
     if args.json:
         print(json.dumps(rep, indent=2, default=str))
         return 0
     print(format_report(rep))
+    for line in roles_report(ds):
+        print(line)
+    if args.mapping_out:
+        print(f"Mapping written to {args.mapping_out} (edit it, then: --mapping {args.mapping_out})")
     return 0
+
+
+def write_mapping(mapping: dict, path: str) -> None:
+    try:
+        Path(path).write_text(json.dumps(mapping, indent=2, default=str) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"Cannot write the mapping to {path}: {e.strerror or e}.",
+                        fix="choose a file in a folder you can write to") from None
+
+
+def roles_report(ds) -> list[str]:
+    """The columns beyond the report's: context features, position, the split column, ignored ones."""
+    lines = []
+    if ds.context_features:
+        lines.append("Context features: " + ", ".join(f"{c} ({k})" for c, k in ds.context_features.items()))
+    if ds.position_column:
+        lines.append(f"Position:  {ds.position_column}")
+    col = ds.mapping.get("split")
+    if col:
+        lines.append(f"Split column: {col}: {ds.reasons.get(col, 'a given split')}")
+    for c, why in ds.ignored.items():
+        lines.append(f"Ignored:   {c} ({why})")
+    return lines
 
 
 def format_report(rep: dict) -> str:

@@ -19,13 +19,14 @@ that is the slot), `ignore` (column -> why it is not used), `split` (a given spl
 """
 from __future__ import annotations
 
+import difflib
 import re
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .dataset import FEATURE_KINDS
+from .dataset import CONTEXT_KINDS, FEATURE_KINDS
 from .roles import interaction_roles, kind_with_reason
 from .values import as_numeric, is_boolish, to_epoch_seconds
 
@@ -272,41 +273,105 @@ def find_id_column(table: pd.DataFrame, same_as: list, names, words) -> str | No
     return find_column(cols, names, words)
 
 
+def _nearest(name, cols) -> str:
+    near = difflib.get_close_matches(str(name), [str(c) for c in cols], n=1, cutoff=0.6)
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+def _no_column(what: str, name, cols, source) -> DataError:
+    return DataError(f"The column mapping names '{name}' as {what}, but there is no such column{_nearest(name, cols)}. "
+                     f"The columns are: {', '.join(map(str, cols))}.",
+                     fix=f"choose one of those columns as {what}", source=source)
+
+
+def _check_kinds(key: str, feats, kinds) -> None:
+    if not isinstance(feats, dict):
+        raise DataError(f"'{key}' in the column mapping must map column -> kind, e.g. {{'genre': 'categorical'}}.",
+                        fix=f"write it as \"{key}\": {{\"COLUMN\": \"categorical\"}}")
+    for c, k in feats.items():
+        if k not in kinds:
+            raise DataError(f"Feature '{c}' has kind '{k}', which is not one of {', '.join(kinds)}"
+                            f"{' (bucket is for context features only)' if k == 'bucket' else ''}.",
+                            fix="pick one of those kinds" + (f", or make '{c}' a context feature" if k == "bucket"
+                                                            else ""))
+
+
 def check_mapping(mapping: dict, columns, *, source: str) -> dict:
-    """Validate a user-given mapping's shape early, with messages about the mapping itself."""
+    """Validate a user-given mapping's shape early, with messages about the mapping itself: its
+    keys, the columns it names (of the interactions; side-table features are checked when those
+    are read), the kinds, the position among the context features, and no column in two roles."""
     if not isinstance(mapping, dict):
-        raise DataError("The column mapping must be a dictionary such as {'user': 'customer', 'item': 'sku'}.")
+        raise DataError("The column mapping must be a dictionary such as {'user': 'customer', 'item': 'sku'}.",
+                        fix="write it as a JSON object (what `inspect FILE --mapping-out FILE` writes)")
     unknown = [k for k in mapping if k not in MAPPING_KEYS]
     if unknown:
-        raise DataError(f"Unknown key(s) in the column mapping: {', '.join(map(str, unknown))}.",
+        near = _nearest(unknown[0], MAPPING_KEYS)
+        raise DataError(f"Unknown key(s) in the column mapping: {', '.join(map(str, unknown))}{near}.",
                         fix=f"use only: {', '.join(MAPPING_KEYS)}")
     cols = list(columns)
-    for key in ("user", "item", "timestamp"):
+    for key, what in (("user", "the user"), ("item", "the item"), ("timestamp", "the timestamp"),
+                      ("split", "the split column")):
         if key in mapping and mapping[key] is not None and mapping[key] not in cols:
-            raise DataError(
-                f"The column mapping says the {key} is in column '{mapping[key]}', but there is no such column. "
-                f"The columns are: {', '.join(map(str, cols))}.",
-                fix=f"choose one of those columns as the {key}", source=source)
+            raise _no_column(what, mapping[key], cols, source)
     for key in ("item_features", "user_features"):
-        feats = mapping.get(key)
-        if feats is None:
-            continue
-        if not isinstance(feats, dict):
-            raise DataError(f"'{key}' in the column mapping must map column -> kind, e.g. {{'genre': 'categorical'}}.")
-        for c, k in feats.items():
-            if k not in FEATURE_KINDS:
-                raise DataError(f"Feature '{c}' has kind '{k}', which is not one of {', '.join(FEATURE_KINDS)}.",
-                                fix="pick one of those kinds")
+        if mapping.get(key) is not None:
+            _check_kinds(key, mapping[key], FEATURE_KINDS)
+    context = mapping.get("context_features")
+    if context is not None:
+        _check_kinds("context_features", context, CONTEXT_KINDS)
+        for c in context:
+            if c not in cols:
+                raise _no_column("a context feature", c, cols, source)
+    position = mapping.get("position")
+    if position is not None and not isinstance(position, str):
+        raise DataError(f"'position' in the column mapping must be one column name (got {position!r}).",
+                        fix='e.g. "position": "slot"')
+    if position is not None and position not in (context or {}):
+        raise DataError(f"The position column '{position}' is not among the context features "
+                        f"({', '.join(map(str, context or {})) or 'none'}).",
+                        fix=f"add it to context_features (e.g. --feature {position}=categorical) or leave position out")
+    ignore = mapping.get("ignore")
+    if ignore is not None:
+        if isinstance(ignore, str) or not isinstance(ignore, (list, tuple, dict)):
+            raise DataError("'ignore' in the column mapping must be a list of column names (or column -> why).",
+                            fix='e.g. "ignore": ["row_id"]')
+        for c in ignore:
+            if c not in cols:
+                raise _no_column("a column to ignore", c, cols, source)
     labels = mapping.get("labels")
     if labels is not None:
-        if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
-            raise DataError("'labels' in the column mapping must be a list of column names.")
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels):
+            raise DataError("'labels' in the column mapping must be a list of column names.",
+                            fix='e.g. "labels": ["click", "rating"]')
         missing = [c for c in labels if c not in cols]
         if missing:
-            raise DataError(f"Label column(s) {', '.join(missing)} not found. "
+            raise DataError(f"Label column(s) {', '.join(missing)} not found{_nearest(missing[0], cols)}. "
                             f"The columns are: {', '.join(map(str, cols))}.",
                             fix="choose label columns from that list", source=source)
+    if mapping.get("reasons") is not None and not isinstance(mapping["reasons"], dict):
+        raise DataError("'reasons' in the column mapping must map column -> reason (it is informational).",
+                        fix="remove it, or write it as {\"COLUMN\": \"why\"}")
+    _check_one_role(mapping, source)
     return dict(mapping)
+
+
+def _check_one_role(mapping: dict, source) -> None:
+    """A column has one role: a label is not also ignored, the split column is not a feature."""
+    roles: dict[str, str] = {}
+    named = [("user", [mapping.get("user")]), ("item", [mapping.get("item")]),
+             ("timestamp", [mapping.get("timestamp")]), ("split column", [mapping.get("split")]),
+             ("label", mapping.get("labels") or []), ("context feature", mapping.get("context_features") or {}),
+             ("item feature", mapping.get("item_features") or {}), ("user feature", mapping.get("user_features") or {}),
+             ("ignored column", mapping.get("ignore") or [])]
+    for role, names in named:
+        for c in names:
+            if c is None:
+                continue
+            if c in roles and roles[c] != role:
+                raise DataError(f"The same column '{c}' has two roles in the column mapping: {roles[c]} and {role}.",
+                                fix="give each column one role (a flag such as --ignore or --label moves it)",
+                                source=source)
+            roles[c] = role
 
 
 # ---------------------------------------------------------------- tasks

@@ -1,4 +1,7 @@
-"""Train / validation / test splits, seeded; a sampled negative always follows its positive."""
+"""Train / validation / test splits, seeded; a sampled negative always follows its positive.
+
+"given" uses the data's own split (each logged row's part: mtrlib.data.read.given.part_codes),
+a split column or train / val / test files, instead of random numbers."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +12,7 @@ import pandas as pd
 from ..errors import DataError
 from .examples import Examples
 
-SPLITS = ("random", "temporal", "cold-items")
+SPLITS = ("random", "temporal", "cold-items", "given")
 
 
 @dataclass
@@ -28,10 +31,13 @@ def _by_origin(ex: Examples, part_of_logged: np.ndarray) -> np.ndarray:
 
 
 def split(ex: Examples, method: str = "random", val_frac: float = 0.1, test_frac: float = 0.1,
-          seed: int = 0, cold_frac: float = 0.1) -> Split:
-    """Random (per logged row), temporal (each user's last fraction by time) or cold-items."""
+          seed: int = 0, cold_frac: float = 0.1, given: np.ndarray | None = None) -> Split:
+    """Random (per logged row), temporal (each user's last fraction by time), cold-items, or given
+    (`given`: each logged row's part, 0 train, 1 val, 2 test, in the order of the interactions)."""
     if method not in SPLITS:
         raise DataError(f"Unknown split '{method}'.", fix=f"use one of: {', '.join(SPLITS)}")
+    if method == "given":
+        return _given(ex, given)
     if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 0.9):
         raise DataError("Validation and test fractions must be between 0 and 1 and leave room for training.",
                         fix="e.g. validation 0.1, test 0.2")
@@ -79,6 +85,22 @@ def split(ex: Examples, method: str = "random", val_frac: float = 0.1, test_frac
             fix="use a larger file (at least a few dozen interactions) or smaller validation/test fractions",
         )
     return Split(train, val, test, method, report=_report(ex, train, val, test), cold_items=cold)
+
+
+def _given(ex: Examples, given: np.ndarray | None) -> Split:
+    """The data's own split: each example in its logged row's part (a negative follows its positive)."""
+    n_logged = int((~ex.frame["sampled"].to_numpy()).sum())
+    if given is None or len(given) != n_logged:
+        raise DataError("The given split needs each logged row's part (train, val or test).",
+                        fix="name the split column (--split-col COL) or give --train-file / --val-file / --test-file")
+    parts = _by_origin(ex, np.asarray(given, dtype=np.int64))
+    train, val, test = (np.flatnonzero(parts == k) for k in range(3))
+    if len(train) < 10 or len(val) < 1 or len(test) < 1:
+        raise DataError(f"The given split leaves {len(train)} example(s) for training, {len(val)} for validation "
+                        f"and {len(test)} for test.",
+                        fix="give at least a few dozen training rows and some validation and test rows, "
+                            "or use --split random")
+    return Split(train, val, test, "given", report=_report(ex, train, val, test))
 
 
 def _report(ex: Examples, train, val, test) -> dict:

@@ -57,7 +57,8 @@ def job_slot(limiter, stop: threading.Event, waiting: Callable[[], None] | None 
 
 def _data_key(cfg: TrainConfig) -> str:
     d = cfg.data
-    return json.dumps({"source": d.source, "world": d.world.to_dict(), "files": d.files}, sort_keys=True)
+    return json.dumps({"source": d.source, "world": d.world.to_dict(), "files": d.files, "mapping": d.mapping},
+                      sort_keys=True, default=str)
 
 
 def _prep_key(cfg: TrainConfig) -> str:

@@ -25,6 +25,7 @@ from ..errors import DataError
 from ..data.tasks import TaskSpec
 from ..registry import knob, knob_fields
 from .blocks import InputLayer, PairRows, Tower
+from .context import PositionBias
 from .diagram import Canvas, sizes
 from .history._block import HistoryInput
 
@@ -260,29 +261,6 @@ class MultiTaskModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-class PositionBias(nn.Module):
-    """A bias tower on the slot an item was shown in, added to each binary task's logit in training
-    and dropped at serving: the click a user gives depends on whether they examined the slot,
-    which says nothing of the item, so the main towers should not learn it.
-
-    PAL (Guo, Liu, Tang, Zhang, Yu, "PAL: A Position-bias Aware Learning Framework for CTR
-    Prediction in Live Recommender Systems", RecSys 2019) factorises p(click | x, pos) =
-    p(seen | pos) p(click | x, seen) and serves p(click | x, seen); YouTube's multitask ranker
-    (Zhao et al., "Recommending What Video to Watch Next", RecSys 2019) adds a shallow tower's
-    logit on position features to the main logit, and drops it at serving. This is the shallow
-    tower's additive form, logit = f(x) + b_t(pos), one bias per slot and binary task, from zero."""
-
-    def __init__(self, ctx: dict, n_tasks: int):
-        super().__init__()
-        self.index = list(ctx["cat"]).index(ctx["position"])  # the slot's column among the context codes
-        self.bias = nn.Embedding(int(ctx["cat"][ctx["position"]]), n_tasks)
-        nn.init.zeros_(self.bias.weight)
-
-    def forward(self, context) -> torch.Tensor:
-        """[B, T]: each example's slot's bias per task."""
-        return self.bias(context.cat[:, self.index])
 
 
 def input_of(inp: InputLayer, user, item, history=None, context=None) -> torch.Tensor:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .context import ContextEmbedding
+
 
 class PairRows:
     """The input rows of every (user, item) pair of a user block x an item block, kept factorised:
@@ -148,79 +150,6 @@ class SideEmbedding(nn.Module):
         if self.n_numeric:
             out.append(self.numeric[rows])
         return out
-
-
-class ContextEmbedding(nn.Module):
-    """Embeds an impression's context (mtrlib.data.context): a vector per categorical or bucket
-    code, the mean of a multi / text cell's code vectors, the standardised numbers as they are.
-    The columns' codes share one table (each column at its offset), so a batch costs one lookup
-    for all categorical columns and one for all multi-valued ones, not one per column.
-    Without a context (a caller that has none, e.g. scoring with the defaults) it reads the
-    default context saved with the run: each column's most frequent value, the position's slot."""
-
-    def __init__(self, desc: dict, tables: dict[str, torch.Tensor], dim: int):
-        super().__init__()
-        self.cat_names, self.multi_names = list(desc["cat"]), list(desc["multi"])
-        cat_sizes = [desc["cat"][c] for c in self.cat_names]
-        multi_sizes = [desc["multi"][c] for c in self.multi_names]
-        self.cat = nn.Embedding(max(1, sum(cat_sizes)), dim)
-        self.multi = nn.Embedding(1 + sum(multi_sizes), dim, padding_idx=0)  # row 0: the pad, zero
-        self.register_buffer("cat_offset", torch.tensor(_offsets(cat_sizes, 0), dtype=torch.long))
-        self.register_buffer("multi_offset", torch.tensor(_offsets(multi_sizes, 1), dtype=torch.long)[:, None])
-        self.n_numeric = int(desc["numeric"])
-        self.position = desc.get("position")
-        # the position's column of `cat` (the slot): what a user tower leaves out
-        self.position_index = self.cat_names.index(self.position) if self.position in self.cat_names else -1
-        for part in ("cat", "multi", "num"):
-            self.register_buffer(f"default_{part}", tables[f"context.default.{part}"].clone())
-        self.dim = dim
-        self.feature_dim = dim * (len(self.cat_names) + len(self.multi_names)) + self.n_numeric
-        self.request_dim = self.feature_dim - (dim if self.position_index >= 0 else 0)
-        # the slot read elsewhere (a bias tower) or not at all: the row holds the request's columns only
-        self.drop_position = bool(desc.get("drop_position")) and self.position_index >= 0
-        if self.drop_position:
-            self.feature_dim = self.request_dim
-
-    def _parts(self, context, n: int, request: bool = False) -> list[torch.Tensor]:
-        if context is None:
-            cat, multi, num = self.default_cat, self.default_multi, self.default_num
-        else:
-            cat, multi, num = context
-        if len(cat) == 1 and n != 1:  # one request's context for every row
-            cat, multi, num = cat.expand(n, -1), multi.expand(n, -1, -1), num.expand(n, -1)
-        out = []
-        if self.cat_names:
-            vec = self.cat(cat + self.cat_offset)  # [B, Cc, dim]
-            if request and self.position_index >= 0:
-                keep = [j for j in range(len(self.cat_names)) if j != self.position_index]
-                vec = vec[:, keep]
-            out.append(vec.reshape(len(vec), -1))
-        if self.multi_names:
-            codes = torch.where(multi > 0, multi + self.multi_offset, torch.zeros_like(multi))  # [B, Cm, L]
-            vec = self.multi(codes).sum(2) / (multi > 0).sum(-1, keepdim=True).clamp(min=1)  # [B, Cm, dim]
-            out.append(vec.reshape(len(vec), -1))
-        if self.n_numeric:
-            out.append(num.float())
-        return out
-
-    def forward(self, context, n: int, device=None) -> torch.Tensor:
-        """[n, feature_dim]: `context` (a Context of n rows, or of 1 row for all n; None: the default)."""
-        parts = self._parts(context, n, request=self.drop_position)
-        return torch.cat(parts, -1) if parts else torch.zeros(n, 0, device=device)
-
-    def request(self, context, n: int, device=None) -> torch.Tensor:
-        """[n, request_dim]: the columns a request has before any item is placed (not the slot)."""
-        parts = self._parts(context, n, request=True)
-        return torch.cat(parts, -1) if parts else torch.zeros(n, 0, device=device)
-
-
-def _offsets(sizes: list[int], start: int) -> list[int]:
-    """Where each column's codes start in a shared table."""
-    out, at = [], start
-    for s in sizes:
-        out.append(at)
-        at += s
-    return out
 
 
 class InputLayer(nn.Module):

@@ -93,6 +93,12 @@ def run_key(cfg: TrainConfig, ds) -> str:
     return f"{group_key(cfg, data_signature(ds))}/{cfg.seed}/{data_fingerprint(ds)}"
 
 
+# fields added after the config's format 2 (issue 26), with their defaults: a run that leaves them
+# at the default is the same setup as one saved before they existed
+LATER_FIELDS = {("data", "mapping"): {}, ("data", "context"): True, ("model", "context_dim"): 8,
+                ("model", "position"): "feature"}
+
+
 def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
     """The experiment a run belongs to: a short hash of its whole setup except the seed (and
     bookkeeping), plus what identifies its data (`dataset`: `data_signature`), so two uploads
@@ -101,6 +107,9 @@ def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
     d = format_1_view(cfg.to_dict())  # the same group as before plugin options were nested
     for k in _NOT_THE_SETUP:
         d.pop(k, None)
+    for (section, key), default in LATER_FIELDS.items():  # at its default: the same group as before the field existed
+        if d.get(section, {}).get(key, default) == default:
+            d.get(section, {}).pop(key, None)
     if d["model"].get("text_features") and d["model"].get("text_combine") == "sum":
         d["model"]["text_dim"] = d["model"].get("emb_dim")  # what validation makes of it
     data = {k: (dataset or {}).get(k) for k in ("name", "layout", "users", "items", "interactions")}

@@ -15,6 +15,7 @@ from ..data import Dataset, Examples, Split, build_examples, load, make_world, s
 from ..data.context import ContextSpace
 from ..data.encode import EncodedExamples, FeatureSpace, encode_examples
 from ..data.history import with_history
+from ..data.read.given import PARTS, plan_split
 from ..data.text import item_text_vectors
 from ..data.tasks import TaskSpec, parse_tasks
 from .device import text_device_for
@@ -42,9 +43,12 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     if d.source == "world":
         return make_world(**d.world.to_dict())
     f = d.files
-    if "interactions" not in f:
+    if "interactions" not in f and "train" not in f:
         raise DataError("No interactions file was given.", fix="pass --data FILE (or choose the built-in world)")
-    return load(f["interactions"], f.get("items"), f.get("users"))
+    mapping = d.mapping or None
+    if "train" in f:  # a given split by files: train / val / test of one layout (mtrlib.data.read.given)
+        return load({p: f[p] for p in PARTS if p in f}, f.get("items"), f.get("users"), mapping=mapping)
+    return load(f["interactions"], f.get("items"), f.get("users"), mapping=mapping)
 
 
 def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
@@ -54,7 +58,8 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
     tasks = parse_tasks(cfg.data.tasks or ds.suggested_tasks)
     validate(cfg, [t.name for t in tasks])
     ex = build_examples(ds, tasks, negatives=cfg.data.negatives, seed=cfg.seed)
-    sp = split(ex, cfg.data.split, cfg.data.val_frac, cfg.data.test_frac, seed=cfg.seed)
+    cfg.data.split, given = plan_split(cfg.data.split, ds)  # train / val / test files: their own split
+    sp = split(ex, cfg.data.split, cfg.data.val_frac, cfg.data.test_frac, seed=cfg.seed, given=given)
     space = FeatureSpace.fit(ds, seen_ids(ex.frame, sp.train), use_features=cfg.data.use_features)
     origin = ex.frame["origin"].to_numpy()
     if ds.context_features and cfg.data.use_features and cfg.data.context:  # (mtrlib.data.context)

@@ -17,6 +17,7 @@ import pandas as pd
 from .. import mapping as mp
 from .. import values as vl
 from .. import movielens as ml
+from . import given as gv
 from ..dataset import Dataset
 from ...errors import DataError
 from .parse import Table, read_one
@@ -45,11 +46,15 @@ def read_table(source, *, name: str | None = None, header: bool | None = None) -
 
 
 def _resolve_folder(folder: Folder) -> tuple:
-    """A folder or multi-file zip -> (interactions source, item sources, users source, name)."""
+    """A folder or multi-file zip -> (interactions source, item sources, users source, name); the
+    interactions source is a dict of parts for train / val / test files (`given.find_parts`)."""
     files = {k.lower(): v for k, v in folder.files.items()}
     parts = ml.folder_parts(files)
     if parts is not None:
         return (*parts, folder.name)
+    given_parts = gv.find_parts(files)
+    if given_parts is not None:  # published splits: *train*, *val* / *valid*, *test* files of one layout
+        return (given_parts, *gv.side_files(files), folder.name)
     for ext in ("csv", "tsv", "parquet", "csv.gz", "txt"):  # the trio `python -m mtrlib world` writes
         if f"interactions.{ext}" in files:
             items = files.get(f"items.{ext}")
@@ -59,7 +64,8 @@ def _resolve_folder(folder: Folder) -> tuple:
     raise DataError(
         f"The folder '{folder.name}' holds no set of files that is recognised ({listing}).",
         fix="choose the interactions file itself, or a MovieLens folder (ratings.csv + movies.csv, u.data, "
-            "ratings.dat) or a folder with interactions.csv (+ items.csv, users.csv)")
+            "ratings.dat), a folder with interactions.csv (+ items.csv, users.csv), or one with train / val / "
+            "test files of one layout (*train*, *val* or *valid*, *test*)")
 
 
 def _missing_column(what: str, cols, src: str) -> DataError:
@@ -78,7 +84,8 @@ def load(interactions, items=None, users=None, *, mapping: dict | None = None, n
     """
     try:
         with vl.numbers_memo():
-            return _load(interactions, items, users, mapping, name)
+            ds, by_files = _load(interactions, items, users, mapping, name)
+            return gv.settle(ds, mapping, by_files=by_files)
     except DataError:
         raise
     except Exception as e:  # the last line of defence: the user sees a message, never a traceback
@@ -194,21 +201,30 @@ def _as_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else ([] if x is None else [x])
 
 
-def _load(interactions, items, users, mapping, name) -> Dataset:
+def _load(interactions, items, users, mapping, name) -> tuple[Dataset, bool]:
+    """(the Dataset, whether its split is given by train / val / test files)."""
     notes: list[str] = []
     if interactions is None:
         raise DataError("No interactions data was given.",
                         fix="choose the file with one row per user-item interaction (e.g. ratings.csv)")
-    src_obj = open_source(interactions, "interactions")
+    src_obj = interactions if gv.is_parts(interactions) else open_source(interactions, "interactions")
     if isinstance(src_obj, Blob):
         src_obj = unpack(src_obj)
-    if isinstance(src_obj, Folder):  # MovieLens release or exported world: the folder names the parts
+    if isinstance(src_obj, Folder):  # MovieLens release, exported world or split files: the folder names the parts
         inter_src, f_items, f_users, folder_name = _resolve_folder(src_obj)
         items = f_items if items is None else items
         users = f_users if users is None else users
         name = name or folder_name
         src_obj = inter_src
-    raw = read_one(src_obj, "interactions")
+    by_files = gv.is_parts(src_obj)
+    if by_files:  # train / val / test files: one table with a split column naming each row's file
+        raw = gv.read_parts(src_obj)
+        mapping = {**(mapping or {}), "split": gv.split_column_of(raw)}
+        if name is None:
+            name = re.sub(r"[._-]*train[._-]*", "", re.sub(r"\.(csv|tsv|txt|dat|parquet|gz)$", "",
+                                                           raw.source.split(" + ")[0], flags=re.I)) or "data"
+    else:
+        raw = read_one(src_obj, "interactions")
     src = raw.source
     release = ml.recognise(raw)
     notes += notes_on(raw, release)
@@ -250,8 +266,8 @@ def _load(interactions, items, users, mapping, name) -> Dataset:
         text_columns=[c for c, k in kinds["item"].items() if k == "text"], suggested_tasks=suggested, notes=notes,
         context_features=context, position_column=position, ignored=ignored,
         reasons={str(k): v for k, v in (m.get("reasons") or {}).items()},
-        mapping=_effective(m, kinds, context, position, ignored),
-    )
+        mapping=gv.as_written(_effective(m, kinds, context, position, ignored), mapped),
+    ), by_files
 
 
 def _context_of(m: dict, inter: pd.DataFrame, src: str, explicit: dict) -> tuple[dict, str | None, dict]:
@@ -275,6 +291,8 @@ def _effective(m: dict, kinds: dict, context: dict, position, ignored: dict) -> 
     out = {k: m.get(k) for k in ("user", "item", "timestamp", "item_table_id", "user_table_id", "split")
            if m.get(k) is not None}
     out.update(labels=list(m.get("labels") or []), item_features=dict(kinds["item"]),
-               user_features=dict(kinds["user"]), context_features=dict(context), position=position,
+               user_features=dict(kinds["user"]), context_features=dict(context),
                ignore=dict(ignored), reasons={str(k): v for k, v in (m.get("reasons") or {}).items()})
+    if position is not None:
+        out["position"] = position
     return {k: (str(v) if k in ("user", "item", "timestamp", "split") else v) for k, v in out.items()}

@@ -11,7 +11,9 @@ and an `Encoder` with `name`, `label`, `paper`, `Options` (its knobs, config fie
 """
 from __future__ import annotations
 
-from ...registry import discover
+from ...data.history import check_length
+from ...errors import ConfigError
+from ...registry import discover, options_of
 from ._base import Encoder, HistoryEncoder
 
 HISTORY_ENCODERS: dict[str, type[Encoder]] = discover(__name__, Encoder, "name")
@@ -44,4 +46,18 @@ def draw_input(c, cfg, embeddings: str, width: float | None = None) -> None:
     c.box(w * 0.77, 0.3, w * 0.34, 0.4, caption, "history")
 
 
-__all__ = ["HISTORY_ENCODERS", "Encoder", "HistoryEncoder", "PREFIX", "encoder_class", "history_caption", "draw_input"]
+def check_history_settings(m, task_names: list[str] | None = None) -> list[str]:
+    """The history block's settings beyond each knob's own rule (mtrlib.data.history; what the
+    data must hold is checked when it is prepared): the task, and the chosen encoder's rules."""
+    check_length(m.history)
+    if not m.history:
+        return []
+    if task_names is not None and m.history_task is not None and m.history_task not in task_names:
+        raise ConfigError(f"The history task '{m.history_task}' is not one of the tasks.",
+                          fix=f"tasks are: {', '.join(task_names)} (or leave --history-task out for every interaction)")
+    enc = HISTORY_ENCODERS[m.history_encoder]
+    return enc.check(options_of(enc, m), m)
+
+
+__all__ = ["HISTORY_ENCODERS", "Encoder", "HistoryEncoder", "PREFIX", "encoder_class", "history_caption", "draw_input",
+           "check_history_settings"]
