@@ -9,6 +9,7 @@ from mtrlib.config import (ARCH_LABELS, GRAD_SPACES, WEIGHTING_LABELS, get_value
                            settings_of, validate, weighting_class)
 from mtrlib.data.history import check_history
 from mtrlib.data.tasks import parse_tasks
+from mtrlib.data.warnings import describe as describe_warning
 from mtrlib.errors import UserError
 from mtrlib.jobs import SHARED, finished_run
 from mtrlib.models.history import HISTORY_ENCODERS
@@ -43,6 +44,22 @@ retrieval = retrieval_task_names(ds)
 st.caption(f"Data: **{plain(ds.name)}** · tasks: " + plain(", ".join(task_list(ds))))
 
 job = st.session_state.get("job")
+
+
+def split_warnings_of(j) -> list[dict]:
+    """The warnings of the last run's split (mtrlib.data.warnings), while its tasks and split
+    are still the ones set here (they are computed once the data is split, when a run starts)."""
+    prep = getattr(j, "prepared", None)
+    if prep is None or j.cfg.data.split != c.data.split or [t.to_string() for t in prep.tasks] != task_list(ds):
+        return []
+    return list(prep.warnings)
+
+
+TASK_WARNINGS = ("no_observed", "one_class")  # about a task; the other codes are about a column
+shown_warnings = split_warnings_of(job)
+for w in shown_warnings:  # beside the task list they concern
+    if w["code"] in TASK_WARNINGS:
+        st.warning(plain(describe_warning(w)))
 busy = job is not None and job.active
 expert = not classroom()  # classroom mode hides the expert-only controls (the config keeps their values)
 knobs, view = st.columns([1, 1.35], gap="large")
@@ -231,6 +248,9 @@ with knobs:
             c.data.split = "random"
         setting("data.split", options=split_opts, help="temporal: each user's last interactions are the test set; "
                                                        "cold-items: 10% of items never appear in training")
+        for w in shown_warnings:  # a column's values, as this split divides them
+            if w["code"] not in TASK_WARNINGS:
+                st.warning(plain(describe_warning(w)))
         devs = ["auto"] + available_devices()
         if c.device not in devs:
             c.device = "auto"
@@ -358,6 +378,9 @@ def live() -> None:
         st.success(plain(s["message"]) or "Finished.")
     if s["save_error"]:
         st.warning(plain(s["save_error"]))
+    if j.prepared is not None and j.active:  # the split's warnings while it trains (beside the controls after)
+        for w in j.prepared.warnings:
+            st.warning(plain(describe_warning(w)))
     steps = pd.DataFrame(s["steps"])
     epochs = pd.DataFrame(s["epochs"])
     tnames = j.prepared.task_names if j.prepared is not None else names

@@ -104,6 +104,7 @@ class RunWriter:
                      "items": int(prep.space.items.n), "interactions": int(ds.n_interactions),
                      "split": prep.split.method, "rows": prep.split.report.get("rows", {}),
                      "ground_truth": bool(ds.ground_truth)},
+            warnings=list(getattr(prep, "warnings", [])),
             epochs_done=0, steps=0, last_val={}, summary={}, has_weights=False, checkpoint_epoch=None,
             group=group_key(cfg, data_signature(ds)), fingerprint=data_fingerprint(ds), owner=self.owner,
         )
