@@ -4,6 +4,8 @@ recommendations in original units) and the warnings computed after the split
 column whose test values are mostly unseen)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,3 +222,26 @@ def test_warnings_reach_prepared_and_meta(tmp_path):
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert meta["warnings"] == prep.warnings
     assert "rmse_orig" in res.metrics["dwell"] and "rmse_orig" in res.baseline["dwell"]
+
+
+def test_cli_train_names_the_warnings_in_its_json_line_and_log(tmp_path, capsys, monkeypatch):
+    import json
+
+    from mtrlib.__main__ import main as entry
+    rows = []
+    for u in range(12):
+        for k in range(10):
+            rows.append((f"u{u}", f"i{(u + 3 * k) % 20}", 1000 * k + u, (k + u) % 2, 1 if k < 2 else 0, 2.0 * k))
+    path = tmp_path / "log.csv"
+    pd.DataFrame(rows, columns=["user", "item", "ts", "clicked", "early", "secs"]).to_csv(path, index=False)
+    monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path / "store"))
+    rc = entry(["train", "--data", str(path), "--task", "click=clicked", "--task", "early=early",
+                "--task", "d=secs:reg:log", "--split", "temporal", "--epochs", "1", "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err[-2000:]
+    res = json.loads(out.out.strip().splitlines()[-1])
+    assert [(w["code"], w["subject"]) for w in res["warnings"]] == [("one_class", "early"), ("one_class", "early")]
+    assert "warning: Task 'early' has no positives in the test split" in out.err
+    assert {"rmse", "rmse_orig"} <= set(res["metrics"]["d"])
+    meta = json.loads((Path(res["run_dir"]) / "meta.json").read_text())
+    assert meta["warnings"] == res["warnings"]
