@@ -112,9 +112,10 @@ def _unseen_share(codes: np.ndarray, split: Split) -> tuple[float, int, int]:
     return float(unseen.mean()), int(len(np.unique(test[unseen]))), int(len(test))
 
 
-def _feature_codes(table: pd.DataFrame, col: str, ids: pd.Series) -> np.ndarray:
-    """Per example: the code of its item's (or user's) value of `col`; -1 where missing."""
-    id_codes, uniques = pd.factorize(ids)
+def _feature_codes(table: pd.DataFrame, col: str, ids: tuple[np.ndarray, pd.Index]) -> np.ndarray:
+    """Per example: the code of its item's (or user's) value of `col`; -1 where missing. `ids`:
+    the examples' ids factorized once (codes, distinct ids), not once per column."""
+    id_codes, uniques = ids
     values = table[col].reindex(pd.Index(uniques.astype(str)))
     value_codes, _ = pd.factorize(values)
     return np.where(id_codes >= 0, value_codes[np.maximum(id_codes, 0)], -1)
@@ -131,9 +132,10 @@ def unseen_warnings(ds: Dataset, examples: Examples, split: Split) -> list[dict]
             codes, _ = pd.factorize(inter[col])
             columns.append((col, "context column", codes[origin]))
     for table, features, who in ((ds.items, ds.item_features, "item"), (ds.users, ds.user_features, "user")):
-        for col, kind in features.items():
-            if kind == "categorical" and col in table.columns:
-                columns.append((col, f"{who} feature", _feature_codes(table, col, frame[f"{who}_id"])))
+        wanted = [col for col, kind in features.items() if kind == "categorical" and col in table.columns]
+        ids = pd.factorize(frame[f"{who}_id"]) if wanted else None
+        for col in wanted:
+            columns.append((col, f"{who} feature", _feature_codes(table, col, ids)))
     for col, what, codes in columns:
         share, n_unseen, n_test = _unseen_share(codes, split)
         if n_test and share > UNSEEN_SHARE:
