@@ -185,7 +185,7 @@ def _centroids(G: int, h: int, rng: np.random.Generator) -> np.ndarray:
 
 def suggested_tasks(like_observed: str) -> list[str]:
     like = "like=like" if like_observed == "all" else "like=like|click"
-    return ["click=click", like, "dwell=dwell:reg:log|click"]
+    return ["click=click", like, "dwell=dwell:reg|click"]
 
 
 def make_world(*, max_impressions: int | None = APP_MAX_IMPRESSIONS, **fields) -> Dataset:
