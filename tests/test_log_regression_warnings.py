@@ -97,16 +97,30 @@ def test_metrics_of_a_log_task_in_both_units():
     assert {"rmse", "rmse_orig"} <= set(base["dwell"]) and "rmse_orig" not in base["plain"]
 
 
-def test_world_dwell_trains_on_log_and_reports_original_units(tiny_prepared):
-    from mtrlib.data.world import suggested_tasks
-    assert "dwell=dwell:reg:log|click" in suggested_tasks("click")
-    dwell = next(t for t in tiny_prepared.tasks if t.name == "dwell")
+def test_world_dwell_on_log_trains_and_recommends_in_original_units(tmp_path):
+    from _mtr import tiny_cfg
+    from mtrlib.runs import recorded_training
+    from mtrlib.runs import load_run
+    from mtrlib.serve.recommend import recommend
+    from mtrlib.serve.scoring import score_matrix
+    from mtrlib.train.loop import prepare
+    cfg = tiny_cfg(epochs=1, data={"tasks": ["click=click", "like=like|click", "dwell=dwell:reg:log|click"]})
+    prep = prepare(cfg)
+    dwell = next(t for t in prep.tasks if t.name == "dwell")
     assert dwell.transform == "log"
-    raw = tiny_prepared.dataset.interactions["dwell"].to_numpy(dtype=float)
-    j = tiny_prepared.task_names.index("dwell")
-    y = tiny_prepared.examples.labels[: len(raw), j]
+    raw = prep.dataset.interactions["dwell"].to_numpy(dtype=float)
+    y = prep.examples.labels[: len(raw), prep.task_names.index("dwell")]
     ok = ~np.isnan(raw)
     np.testing.assert_allclose(np.expm1(y[ok].astype(np.float64)), raw[ok], rtol=1e-4, atol=1e-4)
+    res, writer = recorded_training(cfg, prep, path=tmp_path / "run")
+    m = res.metrics["dwell"]
+    assert m["rmse"] < 3 < m["rmse_orig"] or m["rmse_orig"] > m["rmse"]  # log units are small, dwell's are not
+    user = prep.dataset.interactions["user_id"].iloc[0]
+    rec = recommend(writer.path, user, k=5)
+    run = load_run(writer.path)
+    logs = score_matrix(run.model, run.space.user_rows([user]).astype(np.int64))[0, :, run.task_names.index("dwell")]
+    rows = run.items.index.get_indexer(rec["item_id"])
+    np.testing.assert_allclose(rec["dwell"], np.expm1(logs[rows].astype(np.float64)), rtol=1e-5)  # seconds, not logs
 
 
 # ---------------------------------------------------------------- warnings
