@@ -391,11 +391,12 @@ def live() -> None:
                             x="epoch", colours=palette), key="t_loss", where=a)
         chart(charts.task_weights(steps, tnames, palette), key="t_weights", where=b)
     if not epochs.empty:
-        cols = [col for col in epochs.columns if col.startswith("val/") and col.endswith(("/auc", "/rmse"))]
+        cols = [col for col in epochs.columns if col.startswith("val/") and col.endswith(("/auc", "/rmse", "/rmse_orig"))]
         a, b = st.columns(2)
         chart(charts.curves({"run": epochs}, [x for x in cols if x.endswith("/auc")],
                             "Validation AUC per task", x="epoch", colours=palette), key="t_auc", where=a)
-        reg = [x for x in cols if x.endswith("/rmse")]
+        # in the column's units: a ':reg:log' task's rmse_orig, not its RMSE of logs
+        reg = [x for x in cols if x.endswith("/rmse_orig") or (x.endswith("/rmse") and x + "_orig" not in cols)]
         if reg:
             chart(charts.curves({"run": epochs}, reg, "Validation RMSE", x="epoch", colours=palette), key="t_rmse", where=b)
         elif not steps.empty:

@@ -259,3 +259,24 @@ def test_cli_train_names_the_warnings_in_its_json_line_and_log(tmp_path, capsys,
     assert {"rmse", "rmse_orig"} <= set(res["metrics"]["d"])
     meta = json.loads((Path(res["run_dir"]) / "meta.json").read_text())
     assert meta["warnings"] == res["warnings"]
+
+
+def test_train_page_shows_the_split_warnings_beside_their_controls(store):
+    from _mtr import PAGES, app_test, shown, tiny_cfg, wait_job
+    at = app_test(tiny_cfg(world=PAGES, epochs=1), "pages/train.py")
+    at.button(key="t_train").click().run()
+    job = wait_job(at)
+    assert job.state == "finished", job.message
+    job.prepared.warnings = [
+        {"code": "one_class", "subject": "like", "message": "Task 'like' has no positives in the test split.",
+         "fix": "use a larger test fraction"},
+        {"code": "constant_context", "subject": "device", "message": "Context column 'device' holds one value.",
+         "fix": "drop 'device'"}]
+    at.run()
+    assert not at.exception
+    texts = [shown(w.value) for w in at.warning]
+    assert "Task 'like' has no positives in the test split. Fix: use a larger test fraction." in texts
+    assert "Context column 'device' holds one value. Fix: drop 'device'." in texts
+    at.session_state["cfg"].data.split = "cold-items"  # another split: the last run's warnings no longer apply
+    at.run()
+    assert not any("Context column 'device'" in shown(w.value) for w in at.warning)

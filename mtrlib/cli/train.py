@@ -76,7 +76,7 @@ class Progress:
         elif t == "epoch" and self.bar is not None:
             parts = []
             for n in self.tasks:
-                for k in ("auc", "logloss", "rmse", "recall@10"):
+                for k in ("auc", "logloss", "rmse", "rmse_orig", "recall@10"):
                     v = e.get(f"val/{n}/{k}")
                     if v is not None:
                         parts.append(f"{n} {k} {v:.4f}")
