@@ -238,7 +238,7 @@ for text in task_list(ds):
     try:
         t = parse_task(text)
         rows.append({"name": t.name, "kind": t.kind, "column": "" if t.is_retrieval else t.column or "",
-                     "op": t.op or "", "threshold": t.threshold, "observed only where": t.parent or ""})
+                     "op": t.op or t.transform or "", "threshold": t.threshold, "observed only where": t.parent or ""})
     except UserError:
         pass
 cols = ds.label_columns()
@@ -249,7 +249,8 @@ edited = st.data_editor(
         "kind": st.column_config.SelectboxColumn(options=["binary", "threshold", "regression", "implicit", "retrieval"],
                                              required=True),
         "column": st.column_config.SelectboxColumn(options=[""] + cols),
-        "op": st.column_config.SelectboxColumn(options=["", ">=", ">", "<=", "<", "=="]),
+        "op": st.column_config.SelectboxColumn(options=["", ">=", ">", "<=", "<", "==", "log"],
+                                           help="a threshold's operator; 'log' for a regression on log(1 + value)"),
         "threshold": st.column_config.NumberColumn(),
         "observed only where": st.column_config.TextColumn(help="name of another (binary) task"),
     },

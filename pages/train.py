@@ -9,6 +9,7 @@ from mtrlib.config import (ARCH_LABELS, GRAD_SPACES, WEIGHTING_LABELS, get_value
                            settings_of, validate, weighting_class)
 from mtrlib.data.history import check_history
 from mtrlib.data.tasks import parse_tasks
+from mtrlib.data.warnings import describe as describe_warning
 from mtrlib.errors import UserError
 from mtrlib.jobs import SHARED, finished_run
 from mtrlib.models.history import HISTORY_ENCODERS
@@ -43,6 +44,22 @@ retrieval = retrieval_task_names(ds)
 st.caption(f"Data: **{plain(ds.name)}** · tasks: " + plain(", ".join(task_list(ds))))
 
 job = st.session_state.get("job")
+
+
+def split_warnings_of(j) -> list[dict]:
+    """The warnings of the last run's split (mtrlib.data.warnings), while its tasks and split
+    are still the ones set here (they are computed once the data is split, when a run starts)."""
+    prep = getattr(j, "prepared", None)
+    if prep is None or j.cfg.data.split != c.data.split or [t.to_string() for t in prep.tasks] != task_list(ds):
+        return []
+    return list(prep.warnings)
+
+
+TASK_WARNINGS = ("no_observed", "one_class")  # about a task; the other codes are about a column
+shown_warnings = split_warnings_of(job)
+for w in shown_warnings:  # beside the task list they concern
+    if w["code"] in TASK_WARNINGS:
+        st.warning(plain(describe_warning(w)))
 busy = job is not None and job.active
 expert = not classroom()  # classroom mode hides the expert-only controls (the config keeps their values)
 knobs, view = st.columns([1, 1.35], gap="large")
@@ -227,10 +244,16 @@ with knobs:
         if expert:
             setting("batch_size", help=None)
         split_opts = ["random", "temporal", "cold-items"] if ds.has_timestamp else ["random", "cold-items"]
+        if (ds.mapping or {}).get("split"):  # the data's own train / val / test (a split column, or part files)
+            split_opts.append("given")
         if c.data.split not in split_opts:
             c.data.split = "random"
         setting("data.split", options=split_opts, help="temporal: each user's last interactions are the test set; "
-                                                       "cold-items: 10% of items never appear in training")
+                                                       "cold-items: 10% of items never appear in training; given: the data's own "
+                                                       "train / val / test")
+        for w in shown_warnings:  # a column's values, as this split divides them
+            if w["code"] not in TASK_WARNINGS:
+                st.warning(plain(describe_warning(w)))
         if ds.context_features:
             setting("data.context", help="The impression's context columns as features: "
                     + ", ".join(ds.context_features) + ". Off: the model sees users, items and their features only.")
@@ -368,6 +391,9 @@ def live() -> None:
         st.success(plain(s["message"]) or "Finished.")
     if s["save_error"]:
         st.warning(plain(s["save_error"]))
+    if j.prepared is not None and j.active:  # the split's warnings while it trains (beside the controls after)
+        for w in j.prepared.warnings:
+            st.warning(plain(describe_warning(w)))
     steps = pd.DataFrame(s["steps"])
     epochs = pd.DataFrame(s["epochs"])
     tnames = j.prepared.task_names if j.prepared is not None else names
@@ -378,11 +404,12 @@ def live() -> None:
                             x="epoch", colours=palette), key="t_loss", where=a)
         chart(charts.task_weights(steps, tnames, palette), key="t_weights", where=b)
     if not epochs.empty:
-        cols = [col for col in epochs.columns if col.startswith("val/") and col.endswith(("/auc", "/rmse"))]
+        cols = [col for col in epochs.columns if col.startswith("val/") and col.endswith(("/auc", "/rmse", "/rmse_orig"))]
         a, b = st.columns(2)
         chart(charts.curves({"run": epochs}, [x for x in cols if x.endswith("/auc")],
                             "Validation AUC per task", x="epoch", colours=palette), key="t_auc", where=a)
-        reg = [x for x in cols if x.endswith("/rmse")]
+        # in the column's units: a ':reg:log' task's rmse_orig, not its RMSE of logs
+        reg = [x for x in cols if x.endswith("/rmse_orig") or (x.endswith("/rmse") and x + "_orig" not in cols)]
         if reg:
             chart(charts.curves({"run": epochs}, reg, "Validation RMSE", x="epoch", colours=palette), key="t_rmse", where=b)
         elif not steps.empty:

@@ -4,7 +4,8 @@ Data: `--data FILE|FOLDER [--items FILE] [--users FILE]`, or no `--data` for the
 synthetic world (then `--users N --items M --genres G --correlation R` are its knobs).
 Settings come from `--config FILE` (a TrainConfig JSON) when given, then the flags override.
 A progress bar with per-task numbers goes to stderr; the LAST line of stdout is one JSON
-object: {"run_dir", "status", "metrics" (test split, per task), "samples_per_s", ...}.
+object: {"run_dir", "status", "metrics" (test split, per task), "samples_per_s", "warnings" (what the
+split left wrong: {"code", "subject", "message", "fix"} each; [] when none), ...}.
 Ctrl-C (or SIGTERM) stops training cleanly after the current batch: status "stopped", run kept.
 Exit status: 0 trained (finished / stopped / diverged: see "status"), 1 trained but the run
 could not be saved, 2 bad input.
@@ -75,7 +76,7 @@ class Progress:
         elif t == "epoch" and self.bar is not None:
             parts = []
             for n in self.tasks:
-                for k in ("auc", "logloss", "rmse", "recall@10"):
+                for k in ("auc", "logloss", "rmse", "rmse_orig", "recall@10"):
                     v = e.get(f"val/{n}/{k}")
                     if v is not None:
                         parts.append(f"{n} {k} {v:.4f}")
@@ -152,6 +153,9 @@ def _train_and_report(args, cfg, prep, procs) -> int:
         if procs.main:
             print("\nstopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
 
+    if procs.main:  # what the split left wrong, named before training starts (mtrlib.data.warnings)
+        for w in prep.warnings:
+            print(f"warning: {w['message']} Fix: {w['fix']}.", file=sys.stderr)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if not procs.main:  # the other processes train alongside; rank 0 writes and prints
@@ -174,7 +178,7 @@ def _train_and_report(args, cfg, prep, procs) -> int:
            "metrics": {t: {k: v for k, v in ms.items()} for t, ms in result.metrics.items()},
            "samples_per_s": result.samples_per_s, "run_id": writer.id if path else None, "name": writer.name,
            "saved": path is not None, "reason": result.reason, "baseline": result.baseline,
-           "elapsed": result.elapsed, "grad": result.grad}
+           "elapsed": result.elapsed, "grad": result.grad, "warnings": list(prep.warnings)}
     if writer.error:
         out["error"] = writer.error
     out.update(one_run_summary(cfg, prep, result))  # "group" and "summary" (n = 1), as repeats give them

@@ -36,6 +36,7 @@ class TaskSpec:
     op: str | None = None
     threshold: float | None = None
     given: str | None = None
+    transform: str | None = None  # a regression's target transform: "log" trains on log(1 + value) (":reg:log")
 
     @property
     def type(self) -> str:
@@ -77,6 +78,13 @@ class TaskSpec:
 
     def __str__(self) -> str:
         return self.to_string()
+
+    def to_original(self, values):
+        """Values on the scale the task trains and is scored on (its labels, the model's predictions)
+        back in the column's own units: expm1 for a ':reg:log' task, unchanged otherwise."""
+        if self.transform != "log":
+            return values
+        return np.expm1(np.asarray(values, dtype=np.float64))
 
 
 # -- label columns: how the kinds read the interactions ------------------------------------------------
@@ -242,25 +250,50 @@ class Implicit(TaskKind):
 
 
 class Regression(TaskKind):
+    """`NAME=COL:reg`, or `NAME=COL:reg:log` for a heavy-tailed column (durations, counts, prices):
+    trained and scored on log(1 + value), its RMSE also reported in the column's units."""
     name = "regression"
     type = "regression"
+    TRANSFORMS = ("log",)
 
     def parse(self, name, body, given):
+        head, sep, transform = body.rpartition(":reg:")
+        if sep and ":" not in transform:
+            transform = transform.strip()
+            if transform not in self.TRANSFORMS:
+                what = f"unknown transform ':{transform}'" if transform else "no transform"
+                raise DataError(f"Task '{name}': {what} after ':reg'.",
+                                fix="write COL:reg, or COL:reg:log to train on log(1 + value)")
+            body = head + ":reg"
+        else:
+            transform = None
         if not body.endswith(":reg"):
             return None
         col = body[: -len(":reg")].strip()
         if not col:
             raise DataError(f"Task '{name}': no column before ':reg'.", fix=EXAMPLE)
-        return TaskSpec(name, self.name, column=col, given=given)
+        return TaskSpec(name, self.name, column=col, given=given, transform=transform)
 
     def body(self, t):
-        return f"{t.column}:reg"
+        return f"{t.column}:reg" + (f":{t.transform}" if t.transform else "")
 
     def describe(self, t):
+        if t.transform == "log":
+            return f"regression on log(1 + {t.column})"
         return f"regression on '{t.column}'"
 
     def labels(self, ds, t):
-        return numeric_column(ds, t)
+        values = numeric_column(ds, t)
+        if t.transform != "log":
+            return values
+        with np.errstate(invalid="ignore"):
+            bad = values <= -1
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"Task '{t.name}': log(1 + {t.column}) needs values above -1, but row {row + 1} has {values[row]:g}.",
+                fix=f"fix or remove that row, or train on the raw values with {t.name}={t.column}:reg")
+        return np.log1p(values)
 
 
 class Threshold(TaskKind):

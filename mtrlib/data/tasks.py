@@ -5,6 +5,8 @@ Grammar (used by the CLI and the run store):
     NAME=COL            binary column (0/1, true/false, yes/no)
     NAME=COL>=X         threshold of a numeric column (also >, <=, <, ==)
     NAME=COL:reg        regression on a numeric column
+    NAME=COL:reg:log    regression on log(1 + COL), for heavy tails (values above -1); RMSE
+                        is also reported in COL's units (`rmse_orig`)
     NAME=implicit       every logged row is 1; K sampled negatives per positive
     NAME=retrieval      a two-tower retrieval task; every logged row is a positive
     NAME=retrieval:OTHER  a retrieval task on the positives of binary task OTHER
@@ -59,7 +61,8 @@ def task_from_fields(name, kind, column=None, op=None, threshold=None, given=Non
     refuses with the same message the CLI gives: a blank name, column or kind stays blank, a
     threshold that is blank (None/NaN) writes nothing after the operator, and a blank operator
     means '>='. Text fields are stripped; the column is ignored by implicit and retrieval tasks (a
-    retrieval task's 'observed only where' is the OTHER of 'NAME=retrieval:OTHER').
+    retrieval task's 'observed only where' is the OTHER of 'NAME=retrieval:OTHER'). A regression
+    row's operator cell holds its transform: "log" for 'COL:reg:log', blank (or any other) for none.
     """
     def text(x) -> str:
         return str(x or "").strip()
@@ -68,7 +71,9 @@ def task_from_fields(name, kind, column=None, op=None, threshold=None, given=Non
         return TaskSpec(text(name), kind, text(column), str(op or "") or ">=", _number(threshold), text(given) or None)
     if kind == "retrieval":  # 'observed only where' names its OTHER task ('retrieval:OTHER'); no column
         return TaskSpec(text(name), kind, text(given) or None)
-    return TaskSpec(text(name), kind, None if kind == "implicit" else text(column), given=text(given) or None)
+    transform = "log" if kind == "regression" and text(op) == "log" else None
+    return TaskSpec(text(name), kind, None if kind == "implicit" else text(column), given=text(given) or None,
+                    transform=transform)
 
 
 def _number(x) -> float | None:

@@ -1,5 +1,9 @@
 """Per-task metrics, always keyed by task name: AUC / logloss / accuracy, RMSE / MAE.
 
+A regression trained on log(1 + value) (`COL:reg:log`) is scored on that scale (`rmse`, `mae`,
+the headline) and also in the column's own units (`rmse_orig`, `mae_orig`: expm1 of the
+prediction against the raw value).
+
 AUC is computed per task over that task's observed rows only (never over all tasks' outputs
 concatenated, a mistake seen in peer libraries); conditional tasks are therefore evaluated
 only where their parent task is positive.
@@ -37,6 +41,16 @@ def regression_metrics(y, pred) -> dict:
     return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err))), "n": int(len(y))}
 
 
+def regression_task_metrics(task, y, pred) -> dict:
+    """RMSE / MAE on the task's training scale, plus `rmse_orig` / `mae_orig` in the column's
+    units when the task trains on a transform of it (`TaskSpec.to_original`)."""
+    out = regression_metrics(y, pred)
+    if getattr(task, "transform", None):
+        orig = regression_metrics(task.to_original(y), task.to_original(pred))
+        out["rmse_orig"], out["mae_orig"] = orig["rmse"], orig["mae"]
+    return out
+
+
 def task_metrics(tasks, labels: np.ndarray, mask: np.ndarray, preds: np.ndarray) -> dict[str, dict]:
     """{task name: metrics} over each task's observed rows."""
     out = {}
@@ -46,7 +60,7 @@ def task_metrics(tasks, labels: np.ndarray, mask: np.ndarray, preds: np.ndarray)
             out[t.name] = {"n": int(m.sum())}  # mtrlib.models.retrieval.sampled_recall adds it
             continue
         y, p = labels[m, j], preds[m, j]
-        out[t.name] = binary_metrics(y, p) if t.is_binary else regression_metrics(y, p)
+        out[t.name] = binary_metrics(y, p) if t.is_binary else regression_task_metrics(t, y, p)
     return out
 
 
@@ -62,7 +76,7 @@ def headline(task, metrics: dict) -> tuple[str, float]:
 
 
 def higher_is_better(key: str) -> bool:
-    return key not in ("rmse", "mae", "logloss")
+    return key not in ("rmse", "mae", "logloss", "rmse_orig", "mae_orig")
 
 
 def headline_key(keys) -> str:
@@ -92,5 +106,5 @@ def popularity_baseline(tasks, train_items: np.ndarray, train_labels: np.ndarray
         if t.is_binary:
             out[t.name] = {"auc": auc(test_labels[tm, j], pred), "n": int(tm.sum())}
         else:
-            out[t.name] = regression_metrics(test_labels[tm, j], pred)
+            out[t.name] = regression_task_metrics(t, test_labels[tm, j], pred)
     return out

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from ..eval.stats import Estimate, mean_ci, paired_difference, verdict
 
-KEY_METRICS = ("auc", "logloss", "rmse", "mae")
-HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False, "rmse": False, "mae": False}
+KEY_METRICS = ("auc", "logloss", "rmse", "mae", "rmse_orig")
+HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False, "rmse": False, "mae": False, "rmse_orig": False,
+                    "mae_orig": False}
 MIN_PAIRED = 2
 
 

@@ -13,7 +13,8 @@ from ..eval.stats import Estimate
 from ..experiments.groups import higher_is_better, metric_value
 from .sections import ci_text
 
-METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "rmse": "RMSE", "mae": "MAE", "logloss": "log loss"}
+METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "rmse": "RMSE", "mae": "MAE", "logloss": "log loss",
+                "rmse_orig": "RMSE (original units)", "mae_orig": "MAE (original units)"}
 HEADLINES = ("auc", "rmse", "recall@10", "logloss", "mae")
 
 

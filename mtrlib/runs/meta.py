@@ -53,6 +53,7 @@ class RunMeta:
     task_types: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # naming.settings_of
     dataset: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)  # what the split left wrong (mtrlib.data.warnings)
     epochs_done: int = 0
     steps: int = 0
     last_val: dict = field(default_factory=dict)

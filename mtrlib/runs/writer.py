@@ -106,6 +106,7 @@ class RunWriter:
                      "ignored": dict(ds.ignored),
                      "split": prep.split.method, "rows": prep.split.report.get("rows", {}),
                      "ground_truth": bool(ds.ground_truth)},
+            warnings=list(getattr(prep, "warnings", [])),
             epochs_done=0, steps=0, last_val={}, summary={}, has_weights=False, checkpoint_epoch=None,
             group=group_key(cfg, data_signature(ds)), fingerprint=data_fingerprint(ds), owner=self.owner,
         )

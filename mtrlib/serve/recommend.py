@@ -103,7 +103,8 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
                    chunk_pairs: int = DEFAULT_CHUNK_PAIRS, store=None, stage: str | None = None,
                    candidates: int | None = None, context: dict | None = None) -> pd.DataFrame:
     """Top-k per user, long format: user_id, rank, item_id, item attributes, score (fused), one
-    column per task (probability / value; a retrieval task's column is its cosine score), cold
+    column per task (probability / value, a ':reg:log' task's in its column's units, not its log;
+    a retrieval task's column is its cosine score), cold
     (item has no id embedding), source ("model" | "popularity" for users the run does not know),
     stage (what placed the item: "full", "cascade" or "retrieval"; mtrlib.serve.cascade) and, after a
     retrieval stage, "retrieval rank" (its place among the `candidates` retrieved). The stage
@@ -137,8 +138,8 @@ def recommend_many(run, user_ids, k: int = 10, fusion=None, exclude_seen: bool =
             df = disp.iloc[it].reset_index()
             df.insert(0, "rank", np.arange(1, len(it) + 1))
             df["score"] = ranked.scores[r_local][ok]
-            for j, n in enumerate(names):
-                df[n] = ranked.preds[r_local][ok, j]
+            for j, n in enumerate(names):  # a ':reg:log' task's value back in its column's units
+                df[n] = run.task(n).to_original(ranked.preds[r_local][ok, j])
             df["cold"] = cold_items[it]
             df["source"] = "model"
             df["stage"] = stage

@@ -3,7 +3,7 @@ tensors (+ language-model text vectors). Built once per data + task choice; the 
 run store and the evaluations all read the `Prepared` result."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +17,7 @@ from ..data.encode import EncodedExamples, FeatureSpace, encode_examples
 from ..data.history import with_history
 from ..data.read.given import PARTS, plan_split
 from ..data.text import item_text_vectors
+from ..data.warnings import split_warnings
 from ..data.tasks import TaskSpec, parse_tasks
 from .device import text_device_for
 
@@ -32,6 +33,8 @@ class Prepared:
     val: EncodedExamples
     test: EncodedExamples
     tasks: list[TaskSpec]
+    # what the split leaves wrong, named (mtrlib.data.warnings): {"code", "subject", "message", "fix"}
+    warnings: list[dict] = field(default_factory=list)
 
     @property
     def task_names(self) -> list[str]:
@@ -73,7 +76,8 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
         enc.context = space.context.rows(ds.interactions, origin)
     if cfg.model.history:  # each example's past interactions; sets space.history (mtrlib.data.history)
         enc = with_history(cfg.model, ex, sp, space, enc, ds, tasks)
-    return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks)
+    return Prepared(ds, ex, sp, space, enc.subset(sp.train), enc.subset(sp.val), enc.subset(sp.test), tasks,
+                    split_warnings(ds, ex, sp, tasks))
 
 
 def seen_ids(frame, rows) -> dict:
