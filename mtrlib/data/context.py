@@ -241,6 +241,13 @@ class ContextSpace:
                    position=meta.get("position"))
 
 
+def usable_context(ds, tasks) -> dict[str, str]:
+    """The dataset's context features a model may read with these tasks: a column a task is made
+    from is its label, never a feature as well (that would leak the answer into the input)."""
+    labels = {t.column for t in tasks if getattr(t, "column", None)}
+    return {c: k for c, k in ds.context_features.items() if c not in labels}
+
+
 def context_of(data, idx) -> Context | None:
     """The contexts of examples `idx` of `data`, or None when the data has none."""
     ctx = getattr(data, "context", None)

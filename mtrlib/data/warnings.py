@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .context import usable_context
 from .dataset import Dataset
 from .examples import Examples
 from .split import Split
@@ -36,8 +37,9 @@ def split_warnings(ds: Dataset, examples: Examples, split: Split, tasks=None) ->
     """Every warning for this split of these examples (an empty list when all is well)."""
     tasks = list(tasks if tasks is not None else examples.tasks)
     out = task_warnings(examples, split, tasks)
-    out += context_warnings(ds, examples, split)
-    out += unseen_warnings(ds, examples, split)
+    context = usable_context(ds, tasks)  # a task's label column is no context feature
+    out += context_warnings(ds, examples, split, context)
+    out += unseen_warnings(ds, examples, split, context)
     return out
 
 
@@ -76,12 +78,12 @@ def _rows(examples: Examples, idx: np.ndarray) -> np.ndarray:
     return examples.frame["origin"].to_numpy()[idx]
 
 
-def context_warnings(ds: Dataset, examples: Examples, split: Split) -> list[dict]:
+def context_warnings(ds: Dataset, examples: Examples, split: Split, context: dict | None = None) -> list[dict]:
     """A context column with one value (or none) in the training rows."""
     out = []
     inter = ds.interactions
     train_rows = np.unique(_rows(examples, split.train))
-    for col in ds.context_features:
+    for col in (ds.context_features if context is None else context):
         if col not in inter.columns:
             continue
         values = inter[col].iloc[train_rows].dropna()
@@ -121,13 +123,13 @@ def _feature_codes(table: pd.DataFrame, col: str, ids: tuple[np.ndarray, pd.Inde
     return np.where(id_codes >= 0, value_codes[np.maximum(id_codes, 0)], -1)
 
 
-def unseen_warnings(ds: Dataset, examples: Examples, split: Split) -> list[dict]:
+def unseen_warnings(ds: Dataset, examples: Examples, split: Split, context: dict | None = None) -> list[dict]:
     """A categorical column whose test values are mostly unseen in training."""
     out = []
     inter, frame = ds.interactions, examples.frame
     columns = []  # (column, what it is, codes per example)
     origin = frame["origin"].to_numpy()
-    for col, kind in ds.context_features.items():
+    for col, kind in (ds.context_features if context is None else context).items():
         if kind == "categorical" and col in inter.columns:
             codes, _ = pd.factorize(inter[col])
             columns.append((col, "context column", codes[origin]))

@@ -12,7 +12,7 @@ import pandas as pd
 from ..config import TrainConfig, validate
 from ..errors import DataError
 from ..data import Dataset, Examples, Split, build_examples, load, make_world, split
-from ..data.context import ContextSpace
+from ..data.context import ContextSpace, usable_context
 from ..data.encode import EncodedExamples, FeatureSpace, encode_examples
 from ..data.history import with_history
 from ..data.read.given import PARTS, plan_split
@@ -65,9 +65,13 @@ def prepare(cfg: TrainConfig, dataset: Dataset | None = None,
     sp = split(ex, cfg.data.split, cfg.data.val_frac, cfg.data.test_frac, seed=cfg.seed, given=given)
     space = FeatureSpace.fit(ds, seen_ids(ex.frame, sp.train), use_features=cfg.data.use_features)
     origin = ex.frame["origin"].to_numpy()
-    if ds.context_features and cfg.data.use_features and cfg.data.context:  # (mtrlib.data.context)
-        space.context = ContextSpace.fit(ds.interactions, ds.context_features, np.unique(origin[sp.train]),
-                                         position=ds.position_column)
+    context = usable_context(ds, tasks)
+    for c in ds.context_features:
+        if c not in context:
+            ex.notes.append(f"Column '{c}' is a task's label here, so it is not read as a context feature.")
+    if context and cfg.data.use_features and cfg.data.context:  # (mtrlib.data.context)
+        space.context = ContextSpace.fit(ds.interactions, context, np.unique(origin[sp.train]),
+                                         position=ds.position_column if ds.position_column in context else None)
     if cfg.model.text_features:
         space.item_text = item_text_vectors(ds, cfg.data.text_columns, device=text_device_for(cfg.device),
                                             progress=text_progress)
