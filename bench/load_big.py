@@ -44,6 +44,7 @@ def child(path: str, mapping_json: str, trace: bool) -> None:
     import tracemalloc
 
     from mtrlib.data import load
+    from mtrlib.data.read.sources import file_cap
     from mtrlib.errors import DataError
     mapping = json.loads(mapping_json) or None
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
@@ -51,11 +52,12 @@ def child(path: str, mapping_json: str, trace: bool) -> None:
         tracemalloc.start()
     t = time.perf_counter()
     note = ""
-    try:
-        ds = load(path, mapping=mapping)
-    except DataError as e:  # a mapping key this version does not read yet: load as the loader guesses
-        note = f"mapping refused ({e}); loaded without it"
-        ds = load(path)
+    with file_cap("none"):  # as the command line reads: any size (the app caps uploads at 200 MB)
+        try:
+            ds = load(path, mapping=mapping)
+        except DataError as e:  # a mapping key this version does not read yet: load as the loader guesses
+            note = f"mapping refused ({e}); loaded without it"
+            ds = load(path)
     seconds = time.perf_counter() - t
     traced = tracemalloc.get_traced_memory()[1] if trace else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -72,7 +74,9 @@ def measure(path: Path, mapping: dict, trace: bool) -> dict:
     cmd = [sys.executable, __file__, "--child", str(path), "--mapping", json.dumps(mapping)]
     if trace:
         cmd.append("--tracemalloc")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=C.REPO)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=C.REPO)
+    if out.returncode:
+        raise SystemExit(f"loading {path.name} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
