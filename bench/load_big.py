@@ -16,8 +16,8 @@ purchase and 30 integer-coded fields, Ali-CCP's layout) and writes it twice:
   them is what a user who wanted a working setup did.
 
 Each load runs in a fresh Python process (`--child`), so that one's peak does not hide the
-other's: wall time of `load(...)`, and peak resident memory (getrusage's ru_maxrss) above the
-process's resident memory once its imports are done; `--tracemalloc` adds the peak of Python
+other's: wall time of `load(...)`, and peak resident memory (VmHWM, reset once the imports are
+done) above the process's resident memory at that point; `--tracemalloc` adds the peak of Python
 allocations (numpy and pandas report theirs; slower). The table prints both side by side with
 their ratios (full / today); the last line is one JSON object, also written to
 bench/out/load_big.json. Run the 5M-row version once (minutes of CPU, ~1.1 GB of CSV on disk:
@@ -39,6 +39,31 @@ import _common as C  # noqa: E402
 MiB = 1024 * 1024
 
 
+def _status(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> int:
+    """This process's resident memory now, with its high-water mark reset to it (Linux:
+    /proc/self/clear_refs). getrusage's ru_maxrss is no use here: it keeps the parent's peak
+    across fork and exec, and the parent has just held the whole log."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return _status("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _peak() -> int:
+    return _status("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(path: str, mapping_json: str, trace: bool) -> None:
     """In a fresh process: load `path` once and print {seconds, peak_mib, ...} as JSON."""
     import tracemalloc
@@ -47,7 +72,7 @@ def child(path: str, mapping_json: str, trace: bool) -> None:
     from mtrlib.data.read.sources import file_cap
     from mtrlib.errors import DataError
     mapping = json.loads(mapping_json) or None
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    base = _reset_peak()
     if trace:
         tracemalloc.start()
     t = time.perf_counter()
@@ -60,7 +85,7 @@ def child(path: str, mapping_json: str, trace: bool) -> None:
             ds = load(path)
     seconds = time.perf_counter() - t
     traced = tracemalloc.get_traced_memory()[1] if trace else None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak()
     print(json.dumps({
         "seconds": round(seconds, 2), "peak_mib": round((peak - base) / MiB, 1), "base_mib": round(base / MiB, 1),
         "traced_peak_mib": None if traced is None else round(traced / MiB, 1),

@@ -122,6 +122,12 @@ def test_truth_is_the_unexamined_relevance(pair):
     assert abs(inter.loc[top, "click"].mean() - p[top].mean()) < 0.03
 
 
+def test_context_must_be_on_or_off():
+    from mtrlib.data import DataError
+    with pytest.raises(DataError, match="on or off"):
+        make_world(**SMALL, context="yes")
+
+
 def test_context_knob_flag_and_url():
     from mtrlib.config import SETTINGS, TrainConfig
     from mtrlib.share import from_params, to_params

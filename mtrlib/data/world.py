@@ -143,6 +143,8 @@ def _validate(cfg: WorldConfig, max_impressions: int | None) -> None:
     if cfg.like_observed not in LIKE_OBSERVED:
         raise DataError(f"Unknown like_observed '{cfg.like_observed}'.",
                         fix="use 'all' (a like asked on every impression) or 'clicks' (only after a click)")
+    if not isinstance(cfg.context, (bool, np.bool_)):
+        raise DataError(f"The world's context setting is on or off (got {cfg.context!r}).", fix="true or false")
     if cfg.n_users < 10 or cfg.n_items < 10:
         raise DataError("The world needs at least 10 users and 10 items.", fix="raise the number of users or items")
     if not 4 <= cfg.latent_dim <= 256:
