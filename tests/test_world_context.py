@@ -140,6 +140,15 @@ def test_context_knob_flag_and_url():
     assert not problems and back.data.world.context is True
 
 
+def test_context_on_is_another_run_group():
+    """Off, a setup keeps the group it had before the knob (tests/test_config_migration.py's fixture)."""
+    from mtrlib.config import TrainConfig
+    from mtrlib.runs import group_key
+    on = TrainConfig()
+    on.data.world.context = True
+    assert group_key(on) != group_key(TrainConfig())
+
+
 def test_truth_eval_on_a_context_world(tmp_path, capsys):
     """A run trained on a context world is scored against the unexamined truth: the truth's own
     top 10 is the one of the same world without context (same users, same unseen candidates)."""

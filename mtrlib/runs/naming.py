@@ -59,6 +59,8 @@ def settings_of(cfg: TrainConfig) -> dict:
 # what does not change what a run learns, so runs that differ only here are one experiment
 # (the seed is what repeats vary; the name, the device and the logging are bookkeeping)
 _NOT_THE_SETUP = ("seed", "name", "device", "cpu_threads", "log_every")
+# settings added after runs were grouped, with their default: at it, the key stays what it was
+_ADDED_LATER = ((("data", "world", "context"), False),)  # issue 26: the world's impression context
 
 
 def data_signature(ds) -> dict:
@@ -101,6 +103,12 @@ def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
     d = format_1_view(cfg.to_dict())  # the same group as before plugin options were nested
     for k in _NOT_THE_SETUP:
         d.pop(k, None)
+    for (*parents, key), default in _ADDED_LATER:
+        node = d
+        for p in parents:
+            node = node.get(p) or {}
+        if key in node and node[key] == default:
+            node.pop(key)
     if d["model"].get("text_features") and d["model"].get("text_combine") == "sum":
         d["model"]["text_dim"] = d["model"].get("emb_dim")  # what validation makes of it
     data = {k: (dataset or {}).get(k) for k in ("name", "layout", "users", "items", "interactions")}
