@@ -20,7 +20,7 @@ from mtrlib.cli.parser import Parser
 from mtrlib.data.read.sources import file_cap
 from mtrlib.errors import DataError, UserError
 
-CLI_MODULES = ["data", "train", "runs", "experiments", "report", "tune"]
+CLI_MODULES = ["data", "train", "runs", "experiments", "report", "tune", "industry"]
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:

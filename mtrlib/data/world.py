@@ -28,6 +28,10 @@ The teaching dimensions each have their own knob:
 - size (`n_users`, `n_items`, `impressions_per_user`): the world is generated in chunks,
   vectorised, so a world of MovieLens-25M's shape (162k users, 59k items, 25M impressions)
   is built from the CLI; the app keeps a sane limit (`APP_MAX_IMPRESSIONS`).
+- `context` (off by default; off, the world is unchanged): each impression's slot 1-10 and
+  device, context columns of the interactions. P(click) = P(examined | slot) x P(relevant),
+  with more relevant items shown higher (position bias, confounded); the device shifts dwell.
+  The truth stays the unexamined relevance. Curve, effect sizes and citations: `world_context`.
 
 Everything is deterministic by seed. `ground_truth` holds the latent vectors, genres, moods
 and what `true_logits` needs to give the noiseless click / like logits of *any* pair (the
@@ -41,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .dataset import Dataset
+from .world_context import CONTEXT_FEATURES, NOTE as CONTEXT_NOTE, draw_context, truth_of_context
 from ..errors import DataError
 from ..registry import knob
 
@@ -119,6 +124,10 @@ class WorldConfig:
                               help="world: a like asked on every impression (all, default) or only after a click (clicks)")
     moods: int = knob(6, "Moods", noun="number of moods", lo=0, hi=MAX_MOODS, flag="--moods", url="moods", widget="none",
                       help="world: moods named in the item text, 0-8 (default 6)")  # sub-topics named in item text
+    # each impression's slot (examined less further down) and device: position bias (world_context.py)
+    context: bool = knob(False, "Impression context", widget="none", flag="--world-context", flag_sets=True,
+                         url="ctx", help="world: log each impression's slot 1-10 (P(examined) = 1/slot multiplies "
+                                         "the click probability) and device (shifts dwell); off by default")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,6 +143,8 @@ def _validate(cfg: WorldConfig, max_impressions: int | None) -> None:
     if cfg.like_observed not in LIKE_OBSERVED:
         raise DataError(f"Unknown like_observed '{cfg.like_observed}'.",
                         fix="use 'all' (a like asked on every impression) or 'clicks' (only after a click)")
+    if not isinstance(cfg.context, (bool, np.bool_)):
+        raise DataError(f"The world's context setting is on or off (got {cfg.context!r}).", fix="true or false")
     if cfg.n_users < 10 or cfg.n_items < 10:
         raise DataError("The world needs at least 10 users and 10 items.", fix="raise the number of users or items")
     if not 4 <= cfg.latent_dim <= 256:
@@ -198,7 +209,7 @@ def make_world(*, max_impressions: int | None = APP_MAX_IMPRESSIONS, **fields) -
     cfg.correlation = float(cfg.correlation)
     _validate(cfg, max_impressions)
     # independent streams per stage, so one stage's sizes never shift another's numbers
-    r_lat, r_exp, r_lab, r_txt = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(4))
+    r_lat, r_exp, r_lab, r_txt, r_ctx = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(5))
     n_users, n_items, d, G, M = cfg.n_users, cfg.n_items, cfg.latent_dim, cfg.n_genres, cfg.moods
 
     h = _genre_dims(d)
@@ -252,23 +263,30 @@ def make_world(*, max_impressions: int | None = APP_MAX_IMPRESSIONS, **fields) -
     s_click, s_like = _scores(truth, g_part, p_part)
     del g_part, p_part
 
+    # time: each user's impressions spread over a year, in random order
+    ts = 1_700_000_000 + r_exp.integers(0, 365 * 86400, size=n)
+    order = np.lexsort((ts, u_idx))  # by user, then time (ids are zero-padded: string order = row order)
+    ctx = None
+    if cfg.context:  # slots follow a noisy ranking of the true click logits (world_context.py)
+        ctx = draw_context(r_ctx, order, cfg.impressions_per_user, np.concatenate([
+            _logits(truth, s_click[a:a + CHUNK_ROWS], s_like[a:a + CHUNK_ROWS], u_idx[a:a + CHUNK_ROWS],
+                    i_idx[a:a + CHUNK_ROWS])[0] for a in range(0, n, CHUNK_ROWS)]))
+
     click = np.empty(n)
     like = np.empty(n)
     dwell = np.empty(n)
     for a in range(0, n, CHUNK_ROWS):
         b = min(n, a + CHUNK_ROWS)
         cl, ll = _logits(truth, s_click[a:b], s_like[a:b], u_idx[a:b], i_idx[a:b])
-        click[a:b] = r_lab.random(b - a) < _sigmoid(cl)
+        p_click = _sigmoid(cl) if ctx is None else ctx.examined(a, b) * _sigmoid(cl)  # examined x relevant
+        click[a:b] = r_lab.random(b - a) < p_click
         like[a:b] = r_lab.random(b - a) < _sigmoid(ll)
-        dwell[a:b] = np.round(np.exp(0.8 + 0.35 * ll + 0.25 * r_lab.normal(size=b - a)), 2)
+        log_dwell = 0.8 + 0.35 * ll + 0.25 * r_lab.normal(size=b - a)
+        dwell[a:b] = np.round(np.exp(log_dwell if ctx is None else log_dwell + ctx.dwell_shift(a, b)), 2)
     del s_click, s_like
     if cfg.like_observed == "clicks":
         like[click == 0] = np.nan
     dwell[click == 0] = np.nan
-
-    # time: each user's impressions spread over a year, in random order
-    ts = 1_700_000_000 + r_exp.integers(0, 365 * 86400, size=n)
-    order = np.lexsort((ts, u_idx))  # by user, then time (ids are zero-padded: string order = row order)
 
     width = max(5, len(str(max(n_users, n_items) - 1)))
     uid = np.array([f"u{k:0{width}d}" for k in range(n_users)], dtype=object)
@@ -276,6 +294,7 @@ def make_world(*, max_impressions: int | None = APP_MAX_IMPRESSIONS, **fields) -
     inter = pd.DataFrame({
         "user_id": uid[u_idx[order]], "item_id": iid[i_idx[order]], "timestamp": ts[order].astype(np.int64),
         "click": click[order], "like": like[order], "dwell": dwell[order],
+        **(ctx.columns(order) if ctx is not None else {}),
     })
     del click, like, dwell, ts, order
 
@@ -301,18 +320,29 @@ def make_world(*, max_impressions: int | None = APP_MAX_IMPRESSIONS, **fields) -
         "personal_direction": u2,
         "truth": truth,
     }
+    if ctx is not None:  # the examination curve and the device effects (the truth above ignores them)
+        gt["context"] = truth_of_context()
     funnel = "a like is asked on every impression" if cfg.like_observed == "all" else "a like is observed only after a click"
     return Dataset(
         interactions=inter, items=items, users=users, layout="world",
-        name=f"world(users={n_users}, items={n_items}, genres={G}, rho={cfg.correlation:g}, seed={cfg.seed})",
+        name=f"world(users={n_users}, items={n_items}, genres={G}, rho={cfg.correlation:g}, seed={cfg.seed}"
+             f"{', context' if ctx is not None else ''})",
         item_features={"genre": "categorical", "price_band": "categorical", "title": "text", "description": "text"},
         user_features={"age_band": "categorical", "region": "categorical"},
         title_column="title", text_columns=["title", "description"],
         suggested_tasks=suggested_tasks(cfg.like_observed),
         ground_truth=gt,
         notes=[f"Synthetic world: task correlation rho = {cfg.correlation:g} (Ma et al., KDD 2018 construction); "
-               f"{funnel}; {M} moods in the item text."],
+               f"{funnel}; {M} moods in the item text.", *([CONTEXT_NOTE] if ctx is not None else [])],
+        **(_context_fields() if ctx is not None else {}),
     )
+
+
+def _context_fields() -> dict:
+    """A context world's Dataset fields: the slot and the device are categorical context features."""
+    return {"context_features": dict(CONTEXT_FEATURES), "position_column": "position",
+            "reasons": {"position": "the world's slot (1-10) the item was shown in: position bias",
+                        "device": "the world's device of the impression (mobile, desktop, tablet): shifts dwell"}}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

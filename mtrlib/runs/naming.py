@@ -59,6 +59,11 @@ def settings_of(cfg: TrainConfig) -> dict:
 # what does not change what a run learns, so runs that differ only here are one experiment
 # (the seed is what repeats vary; the name, the device and the logging are bookkeeping)
 _NOT_THE_SETUP = ("seed", "name", "device", "cpu_threads", "log_every")
+# settings added after runs were grouped, with their default: at it, the key stays what it was
+# settings added after the config's format 2 (issue 26), with their defaults: a run that leaves
+# them at the default is the same setup as one saved before they existed
+_ADDED_LATER = ((("data", "world", "context"), False), (("data", "mapping"), {}), (("data", "context"), True),
+                (("model", "context_dim"), 8), (("model", "position"), "feature"))
 
 
 def data_signature(ds) -> dict:
@@ -93,12 +98,6 @@ def run_key(cfg: TrainConfig, ds) -> str:
     return f"{group_key(cfg, data_signature(ds))}/{cfg.seed}/{data_fingerprint(ds)}"
 
 
-# fields added after the config's format 2 (issue 26), with their defaults: a run that leaves them
-# at the default is the same setup as one saved before they existed
-LATER_FIELDS = {("data", "mapping"): {}, ("data", "context"): True, ("model", "context_dim"): 8,
-                ("model", "position"): "feature"}
-
-
 def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
     """The experiment a run belongs to: a short hash of its whole setup except the seed (and
     bookkeeping), plus what identifies its data (`dataset`: `data_signature`), so two uploads
@@ -107,9 +106,12 @@ def group_key(cfg: TrainConfig, dataset: dict | None = None) -> str:
     d = format_1_view(cfg.to_dict())  # the same group as before plugin options were nested
     for k in _NOT_THE_SETUP:
         d.pop(k, None)
-    for (section, key), default in LATER_FIELDS.items():  # at its default: the same group as before the field existed
-        if d.get(section, {}).get(key, default) == default:
-            d.get(section, {}).pop(key, None)
+    for (*parents, key), default in _ADDED_LATER:
+        node = d
+        for p in parents:
+            node = node.get(p) or {}
+        if key in node and node[key] == default:
+            node.pop(key)
     if d["model"].get("text_features") and d["model"].get("text_combine") == "sum":
         d["model"]["text_dim"] = d["model"].get("emb_dim")  # what validation makes of it
     data = {k: (dataset or {}).get(k) for k in ("name", "layout", "users", "items", "interactions")}
