@@ -59,7 +59,6 @@ def settings_of(cfg: TrainConfig) -> dict:
 # what does not change what a run learns, so runs that differ only here are one experiment
 # (the seed is what repeats vary; the name, the device and the logging are bookkeeping)
 _NOT_THE_SETUP = ("seed", "name", "device", "cpu_threads", "log_every")
-# settings added after runs were grouped, with their default: at it, the key stays what it was
 # settings added after the config's format 2 (issue 26), with their defaults: a run that leaves
 # them at the default is the same setup as one saved before they existed
 _ADDED_LATER = ((("data", "world", "context"), False), (("data", "mapping"), {}), (("data", "context"), True),
