@@ -88,7 +88,7 @@ def test_flags_override_the_mapping_file(tmp_path, capsys):
     assert cli.main(["inspect", str(log), "--mapping", str(out), "--feature", "device=categorical",
                      "--ignore", "row_no", "--mapping-out", str(tmp_path / "m2.json")]) == 0
     text = capsys.readouterr().out
-    assert "Context features: device (categorical)" in text and "Ignored:   row_no" in text
+    assert "Context features: device (categorical)" in text and "Ignored: row_no" in text
     m2 = json.loads((tmp_path / "m2.json").read_text())
     assert m2["context_features"] == {"device": "categorical"} and "row_no" in m2["ignore"]
     assert "row_no" not in m2["labels"]

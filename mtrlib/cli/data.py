@@ -260,18 +260,9 @@ def write_mapping(mapping: dict, path: str) -> None:
 
 
 def roles_report(ds) -> list[str]:
-    """The columns beyond the report's: context features, position, the split column, ignored ones."""
-    lines = []
-    if ds.context_features:
-        lines.append("Context features: " + ", ".join(f"{c} ({k})" for c, k in ds.context_features.items()))
-    if ds.position_column:
-        lines.append(f"Position:  {ds.position_column}")
+    """The column beyond the report's (context features, the slot and ignored columns are in it): the split."""
     col = ds.mapping.get("split")
-    if col:
-        lines.append(f"Split column: {col}: {ds.reasons.get(col, 'a given split')}")
-    for c, why in ds.ignored.items():
-        lines.append(f"Ignored:   {c} ({why})")
-    return lines
+    return [f"Split column: {col}: {ds.reasons.get(col, 'a given split')}"] if col else []
 
 
 def format_report(rep: dict) -> str:

@@ -145,8 +145,8 @@ def split_values(s: pd.Series) -> np.ndarray | None:
 def is_split_column(s: pd.Series) -> bool:
     if not _has_word(s.name, SPLIT_NAMES):
         return False
-    head = s.dropna().head(GUESS_SAMPLE)
-    return len(head) > 0 and split_values(head) is not None and head.astype("str").nunique() >= 2
+    values = pd.Series(s.dropna().unique())  # every distinct value (a file's test rows may all come last)
+    return 2 <= len(values) <= 12 and split_values(values) is not None
 
 
 def is_position_column(name) -> bool:

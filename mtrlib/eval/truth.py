@@ -108,4 +108,13 @@ def truth_eval(run, users: int = 300, k: int = 10, task: str | None = None, fusi
             "k": kk, "ranked_by": ranked, "notes": notes}
 
 
-__all__ = ["truth_eval", "world_of", "truth_weights"]
+def truth_metrics(run, task: str = "click", k: int = 10, users: int = 300, store=None) -> dict[str, float]:
+    """{"truth_overlap@K", "truth_genre_share@K"}: the model's side of `truth_eval` ranked by `task`,
+    as metrics of that task (what a sweep adds to each run of a lesson that is judged by the truth)."""
+    res = truth_eval(run, users=users, k=k, task=task, store=store)
+    kk = res["k"]
+    return {f"truth_overlap@{kk}": res[f"truth_overlap@{kk}"]["model"],
+            f"truth_genre_share@{kk}": res[f"favourite_genre_share@{kk}"]["model"]}
+
+
+__all__ = ["truth_eval", "world_of", "truth_weights", "truth_metrics"]

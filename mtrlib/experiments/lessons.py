@@ -25,12 +25,12 @@ from collections.abc import Callable
 
 from ..config import ARCH_LABELS, TrainConfig
 from ..errors import ConfigError
-from ..eval.stats import Estimate, mean_ci, paired_difference
+from ..eval.stats import Estimate
 from .settings import Axis, flatten, with_overrides
 from .runner import run_sweep
 from .sweep import Sweep, SweepResult
-from . import charts
 from .pareto import front
+from .headlines import MEAN_OF_MTL, figure, headline  # noqa: F401  (figure, headline: re-exported)
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Lesson:
     front_name: str = ""  # "front" lessons: the legend name of the front
     reference: str = ""  # "bars" lessons: the setting the others are compared with, paired per seed
     plot: tuple[str, ...] = ()  # "bars" lessons: the metrics drawn (default: `metrics`)
+    truth: str | None = None  # a task whose ranking is also judged against the world's truth (Sweep.truth)
 
     def setup(self, quick: bool = False) -> TrainConfig:
         """The base TrainConfig of the lesson (or of its quick size)."""
@@ -86,7 +87,7 @@ class Lesson:
         if not 1 <= int(n) <= 20:
             raise ConfigError(f"A lesson runs with 1..20 seeds (got {n}).", fix="e.g. --seeds 3")
         return Sweep(self.setup(quick), [a.axis() for a in self.axes], list(range(int(n))),
-                     corners=[dict(c) for c in self.corners], name=f"lesson {self.name}")
+                     corners=[dict(c) for c in self.corners], name=f"lesson {self.name}", truth=self.truth)
 
     def check(self) -> None:
         """Every override and swept key exists in this version's config (ConfigError otherwise)."""
@@ -98,121 +99,6 @@ class Lesson:
 
     def setting_label(self, settings: dict) -> str:
         return " · ".join(a.label_of(settings) for a in self.axes) or "base"
-
-
-# -- what each kind measures ------------------------------------------------------------------------------
-
-def _mean_over(ms: dict, metrics: tuple[str, ...]) -> float:
-    vals = [ms.get(t, {}).get(k) for t, k in (m.split("/") for m in metrics)]
-    vals = [v for v in vals if v is not None]
-    return sum(vals) / len(vals) if len(vals) == len(metrics) else math.nan
-
-
-def gain_headline(lesson: Lesson, res: SweepResult) -> dict:
-    """{"arch · ρ": {"gain": Estimate}}: mean AUC over the tasks minus the single-task model's, paired
-    per seed at the same swept value. Needs an `arch` axis that includes "single"."""
-    arch_axis = next(a for a in lesson.axes if a.keys == ("arch",))
-    other = [a for a in lesson.axes if a is not arch_axis]
-    out, per_rest = {}, {}
-    for i in res.grid():
-        s = res.configs[i].settings
-        if s["arch"] == "single":
-            continue
-        ref = next(j for j in res.grid() if res.configs[j].settings == {**s, "arch": "single"})
-        a, b = res.per_seed(ref), res.per_seed(i)
-        seeds = sorted(set(a) & set(b))
-        diff = paired_difference([_mean_over(a[k], lesson.metrics) for k in seeds],
-                                 [_mean_over(b[k], lesson.metrics) for k in seeds])
-        name = " · ".join([arch_axis.label_of(s)] + [x.label_of(s) for x in other])
-        out[name] = {"gain": diff}
-        rest = " · ".join(x.label_of(s) for x in other)
-        for k in seeds:
-            per_rest.setdefault(rest, {}).setdefault(k, []).append(
-                _mean_over(b[k], lesson.metrics) - _mean_over(a[k], lesson.metrics))
-    for rest, by_seed in per_rest.items():  # the gain averaged over the multi-task models, per seed
-        out[f"{MEAN_OF_MTL} · {rest}"] = {"gain": mean_ci([sum(v) / len(v) for v in by_seed.values()])}
-    return out
-
-
-def front_headline(lesson: Lesson, res: SweepResult) -> dict:
-    """{"ratio label": {x: Estimate, y: Estimate}} for every grid point and the single-task corner."""
-    x, y = lesson.metrics
-    out = {}
-    for i in res.grid():
-        ex, ey = res.point(i, x, y)
-        out[lesson.setting_label(res.configs[i].settings)] = {x: ex, y: ey}
-    for i in res.corner_indices():
-        ex, ey = res.point(i, x, y)
-        out["single-task"] = {x: ex, y: ey}
-    return out
-
-
-def bars_headline(lesson: Lesson, res: SweepResult) -> dict:
-    """{"setting label": {metric: Estimate}} for every grid point, then, with a `reference`
-    setting, {"X − reference (paired)": {metric: paired difference over the common seeds}}."""
-    out, per = {}, {}
-    for i in res.grid():
-        name = lesson.setting_label(res.configs[i].settings)
-        s = res.summary(i)
-        out[name] = {m: (s.get(m.split("/")[0]) or {}).get(m.split("/")[1]) or mean_ci([]) for m in lesson.metrics}
-        per[name] = res.per_seed(i)
-    if lesson.reference and lesson.reference in per:
-        ref = per[lesson.reference]
-        for name, ps in per.items():
-            if name == lesson.reference:
-                continue
-            seeds = sorted(set(ref) & set(ps))
-            out[f"{name} − {lesson.reference} (paired)"] = {
-                m: paired_difference([_value(ref[k], m) for k in seeds], [_value(ps[k], m) for k in seeds])
-                for m in lesson.metrics}
-    return out
-
-
-def _value(ms: dict, path: str) -> float:
-    t, k = path.split("/")
-    v = (ms.get(t) or {}).get(k)
-    return math.nan if v is None else v
-
-
-HEADLINES = {"gain": gain_headline, "front": front_headline, "bars": bars_headline}
-
-
-def headline(lesson: Lesson, res: SweepResult) -> dict:
-    return HEADLINES[lesson.kind](lesson, res)
-
-
-def figure(lesson: Lesson, res: SweepResult, h: dict | None = None):
-    """The lesson's figure, every number with its 95% CI as an error bar."""
-
-    h = headline(lesson, res) if h is None else h
-    if lesson.kind == "gain":
-        arch_axis = next(a for a in lesson.axes if a.keys == ("arch",))
-        swept = next(a for a in lesson.axes if a is not arch_axis)
-        series: dict[str, list] = {}
-        for i in res.grid():
-            st = res.configs[i].settings
-            if st["arch"] == "single":
-                continue
-            name = " · ".join([arch_axis.label_of(st)] + [swept.label_of(st)])
-            series.setdefault(arch_axis.label_of(st), []).append((float(st[swept.keys[0]]), h[name]["gain"]))
-            mean = h.get(f"{MEAN_OF_MTL} · {swept.label_of(st)}")
-            if mean is not None and (float(st[swept.keys[0]]), mean["gain"]) not in series.get(MEAN_OF_MTL, []):
-                series.setdefault(MEAN_OF_MTL, []).append((float(st[swept.keys[0]]), mean["gain"]))
-        return charts.gain(series, swept.labels_title or swept.keys[0],
-                           "AUC gain over single-task (mean of the tasks)", lesson.title)
-    if lesson.kind == "front":
-        x, y = lesson.metrics
-        grid = res.grid()
-        pts = [(*res.point(i, x, y), lesson.setting_label(res.configs[i].settings)) for i in grid]
-        on = [grid.index(i) for i in res.front(x, y)]
-        group = {"name": lesson.front_name or "front", "points": pts, "front": on,
-                 "rhv": res.relative_hypervolume(x, y)}
-        return charts.front([group], x, y, lesson.title, corner=res.best_single(x, y))
-    names = [n for n in h if not n.endswith("(paired)")]
-    metrics = {m: [h[n][m] for n in names] for m in (lesson.plot or lesson.metrics)}
-    floor = 0.5 if all(m.endswith("auc") for m in metrics) else None
-    return charts.bars(names, metrics, lesson.title, "test " + " / ".join(sorted({m.split('/')[1] for m in metrics})),
-                       floor=floor)
 
 
 def _beats(a: Estimate, b: Estimate) -> bool:
@@ -229,7 +115,6 @@ def _above(e: Estimate, value: float = 0.0) -> bool:
 # `quick` is the reduced size of `--quick` and of tests/test_lessons.py.
 
 TWO_TASKS = ["click=click", "like=like|click"]  # the click -> like funnel of the built-in world
-MEAN_OF_MTL = "mean of the multi-task models"
 QUICK_WORLD = {"n_users": 600, "n_items": 150, "impressions_per_user": 30}
 RHOS = (0.9, 0.0, -0.9)
 RATIOS = ((1, 8), (1, 4), (1, 2), (1, 1), (2, 1), (4, 1), (8, 1))
@@ -434,6 +319,53 @@ _register(Lesson(
     # quick: the full lesson's 3 seeds and 8 epochs (the text projection learns slowly) on a smaller
     # world with 200 items, so that the 10% held out are 20 cold items, enough to rank (120 gave 12)
     quick={"seeds": 3, "base": {"world": {"n_users": 600, "n_items": 200, "impressions_per_user": 30}}},
+))
+
+
+def _paired_vs_reference(h: dict, metric: str) -> list:
+    return [v[metric] for k, v in h.items() if k.endswith("(paired)")]
+
+
+def _position_holds(h: dict) -> bool:
+    """The bias tower's top 10 overlaps the true top 10 more than the others', on the means."""
+    return bool(_paired_vs_reference(h, TRUTH_METRIC)) and all(d.mean < 0 for d in _paired_vs_reference(h, TRUTH_METRIC))
+
+
+def _position_clear(h: dict) -> bool:
+    diffs = _paired_vs_reference(h, TRUTH_METRIC)
+    return bool(diffs) and all(d.n >= 2 and d.high < 0 for d in diffs)
+
+
+TRUTH_METRIC = "click/truth_overlap@10"
+TOWER = "bias tower (PAL)"
+_register(Lesson(
+    name="position", title="Position bias",
+    question="People click what is shown first. Should a model learn where an item was shown, and how?",
+    expectation="trained with a bias tower that reads the slot and is dropped at serving, the model's top 10 "
+                "holds more of the true top 10 (by the world's true click relevance) than with the position as "
+                "a feature or with no position at all, paired over seeds.",
+    explanation=(
+        "In this world a feed shows each user's impressions in pages of 10 slots, ordered by a noisy logging "
+        "ranker that puts likelier clicks higher, and a user examines slot k with probability 1/k before "
+        "deciding (the *examination hypothesis*: Craswell et al., WSDM 2008; the 1/k curve of Joachims et al., "
+        "WSDM 2017): P(click) = P(examined | slot) × P(relevant). A click therefore mixes two things, the item's "
+        "appeal and the luck of its slot. **No position**: the model credits an item for the good slots it "
+        "happened to get. **Position as a feature**: the model can read the slot, but it is free to mix it "
+        "with everything else, and at serving every item is scored in the same slot (slot 1). **Bias tower**: "
+        "a separate tower learns one bias per slot, added to the click logit in training only, so the main "
+        "towers are left to explain the rest; at serving it is dropped (PAL, Guo et al., *A Position-bias Aware "
+        "Learning Framework for CTR Prediction in Live Recommender Systems*, RecSys 2019; the shallow tower of "
+        "Zhao et al., *Recommending What Video to Watch Next*, RecSys 2019). The measure is not the test AUC, "
+        "whose labels carry the same bias, but the world's truth: the share of each user's true top 10 (by "
+        "true click relevance, without examination) that the model's top 10 holds, over 300 users. Bars: that "
+        "share and the test click AUC, with 95% intervals over seeds; the table adds the paired differences "
+        "to the bias tower."),
+    kind="bars",
+    base={"world": {"context": True}, "data": {"tasks": TWO_TASKS}},
+    axes=(LessonAxis(("position",), ("none", "feature", "tower"), ("no position", "position as a feature", TOWER)),),
+    seeds=5, holds=_position_holds, clear=_position_clear, metrics=(TRUTH_METRIC, "click/auc"), reference=TOWER,
+    plot=(TRUTH_METRIC,), truth="click",
+    quick={"seeds": 3, "base": {"world": QUICK_WORLD, "epochs": 6}},
 ))
 
 

@@ -23,6 +23,7 @@ from ..jobs import Background, BusyError, finished_run
 from ..runs import data_signature, group_key, list_runs, recorded_training, run_key
 from ..runs.naming import model_summary
 from ..train.prepare import load_dataset, prepare
+from ..eval.truth import truth_metrics
 from .groups import key_metrics
 from .sweep import Cell, Config, Progress, Sweep, SweepResult
 
@@ -104,6 +105,17 @@ class _Plan:
 
     def dataset(self, cfg):
         return self.datasets[_data_key(cfg)]
+
+
+def _add_truth(cell: Cell, task: str, store) -> None:
+    """A finished run's ranking of `task` against the world's truth, beside its test metrics."""
+    if cell.status != "finished" or not cell.run_id:
+        return
+    try:
+        cell.metrics = {**cell.metrics, task: {**cell.metrics.get(task, {}), **truth_metrics(cell.run_id, task,
+                                                                                              store=store)}}
+    except UserError as e:  # not a world run, or one this version cannot rebuild: said, not raised
+        cell.message = (cell.message + " " if cell.message else "") + f"No truth: {e}"
 
 
 def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: threading.Event | None = None,
@@ -210,6 +222,9 @@ def run_sweep(sweep: Sweep, *, dataset=None, store=None, limiter=None, stop: thr
         if cell.status == "stopped":
             stopped = True
             break
+    if sweep.truth:
+        for cell in cells:
+            _add_truth(cell, sweep.truth, store)
     stopped = stopped or (not train and any(c.status == "pending" for c in cells))
     prog.state = "stopped" if stopped else "finished"
     report(prog, None)

@@ -52,6 +52,9 @@ class Sweep:
     seeds: list[int] = field(default_factory=lambda: [0])
     corners: list[dict] = field(default_factory=list)
     name: str | None = None  # prefix of the runs' names
+    # a task of the built-in world whose ranking is also judged against the world's truth
+    # (mtrlib.eval.truth.truth_metrics, added to each finished run's metrics of that task)
+    truth: str | None = None
 
     def crossed_axes(self) -> list[Axis]:
         """The axes a corner is repeated along: those that change neither the model nor the task
