@@ -1,4 +1,4 @@
-"""The four lessons at their reduced size (`--quick`): each runs, prints its JSON line, and its
+"""The five lessons at their reduced size (`--quick`): each runs, prints its JSON line, and its
 headline direction holds. Each is the lesson's own definition (mtrlib.experiments.lessons) at
 the size `python -m mtrlib lesson NAME --quick` runs, not a setting chosen for the test."""
 from __future__ import annotations
@@ -62,8 +62,19 @@ def test_cold_items_need_more_than_their_id(tmp_path):
     assert out["holds"]
 
 
+def test_position_as_a_feature_wins_the_auc_and_loses_the_ranking(tmp_path):
+    out, res = _run("position", tmp_path)
+    h = out["headline"]
+    feature, tower = h["position as a feature"], h["bias tower (PAL)"]
+    # each run was also ranked against the world's truth (the sweep's truth metrics)
+    assert all("truth_overlap@10" in c.metrics["click"] for c in res.cells)
+    assert feature["click/auc"]["mean"] > tower["click/auc"]["mean"]
+    assert feature["click/truth_overlap@10"]["mean"] < tower["click/truth_overlap@10"]["mean"], h
+    assert out["holds"]
+
+
 def test_lessons_are_data_checked_against_the_real_config():
-    assert set(LESSONS) == {"conflict", "seesaw", "funnel", "cold-text"}
+    assert set(LESSONS) == {"conflict", "seesaw", "funnel", "cold-text", "position"}
     for lesson in LESSONS.values():
         lesson.check()
         assert lesson.question.endswith("?") and "(" in lesson.explanation  # a question; the paper cited

@@ -68,6 +68,8 @@ class MultiTaskModel(nn.Module):
         ctx = desc.get("context") or {}
         if getattr(cfg, "position", "feature") == "tower" and ctx.get("position") in (ctx.get("cat") or {}):
             self.position_bias = PositionBias(ctx, len(tasks))
+            self.register_buffer("examined", torch.tensor([t.is_binary and not t.parent for t in tasks]),
+                                 persistent=False)
 
     @property
     def arch(self) -> str:
@@ -147,7 +149,7 @@ class MultiTaskModel(nn.Module):
         raw = torch.stack([tw(h) for tw, h in zip(self.towers, ins)], -1)
         bias = getattr(self, "position_bias", None)
         if bias is not None and self.training and context is not None:  # dropped at serving and evaluation
-            raw = raw + bias(context) * self.is_binary
+            raw = bias(raw, context, self.examined)
         return raw
 
     def task_losses(self, raw: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

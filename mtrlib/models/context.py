@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..registry import knob
@@ -109,23 +110,30 @@ def _offsets(sizes: list[int], start: int) -> list[int]:
 
 
 class PositionBias(nn.Module):
-    """A bias tower on the slot an item was shown in, added to each binary task's logit in training
-    and dropped at serving: the click a user gives depends on whether they examined the slot,
-    which says nothing of the item, so the main towers should not learn it.
+    """A position tower on the slot an item was shown in, used in training and dropped at serving:
+    the click a user gives depends on whether they examined the slot, which says nothing of the
+    item, so the main towers should not learn it.
 
     PAL (Guo, Liu, Tang, Zhang, Yu, "PAL: A Position-bias Aware Learning Framework for CTR
-    Prediction in Live Recommender Systems", RecSys 2019) factorises p(click | x, pos) =
-    p(seen | pos) p(click | x, seen) and serves p(click | x, seen); YouTube's multitask ranker
-    (Zhao et al., "Recommending What Video to Watch Next", RecSys 2019) adds a shallow tower's
-    logit on position features to the main logit, and drops it at serving. This is the shallow
-    tower's additive form, logit = f(x) + b_t(pos), one bias per slot and binary task, from zero."""
+    Prediction in Live Recommender Systems", RecSys 2019) factorises
+
+        p(click | x, pos) = p(seen | pos) * p(click | x, seen),
+
+    trains the product on the logged clicks and serves p(click | x, seen) alone; here p(seen | pos)
+    = sigmoid(b_t[pos]), one learned value per slot and binary task, starting near 1 (b = 3).
+    YouTube's multitask ranker (Zhao et al., "Recommending What Video to Watch Next", RecSys 2019)
+    adds a shallow tower's logit instead; the product is PAL's, and the examination hypothesis's
+    (Craswell et al., WSDM 2008). Only tasks observed on every impression are examined: one
+    observed only where another is 1 (like | click) was asked after the user saw the item."""
 
     def __init__(self, ctx: dict, n_tasks: int):
         super().__init__()
         self.index = list(ctx["cat"]).index(ctx["position"])  # the slot's column among the context codes
         self.bias = nn.Embedding(int(ctx["cat"][ctx["position"]]), n_tasks)
-        nn.init.zeros_(self.bias.weight)
+        nn.init.constant_(self.bias.weight, 3.0)
 
-    def forward(self, context) -> torch.Tensor:
-        """[B, T]: each example's slot's bias per task."""
-        return self.bias(context.cat[:, self.index])
+    def forward(self, raw: torch.Tensor, context, examined: torch.Tensor) -> torch.Tensor:
+        """The logits of p(seen | pos) * p(click | x, seen) where `examined` [T] (the others as they are):
+        log p = log sigmoid(raw) + log sigmoid(b), logit = log p - log(1 - p)."""
+        logp = (F.logsigmoid(raw) + F.logsigmoid(self.bias(context.cat[:, self.index]))).clamp(max=-1e-6)
+        return torch.where(examined, logp - torch.log(-torch.expm1(logp)), raw)
