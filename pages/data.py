@@ -155,6 +155,10 @@ if c.data.source == "world":
                help="On every impression, both tasks have the same sample, so ρ alone sets how much they agree "
                     "(the correlation lesson). Only after a click: the click → like funnel, where ESMM's "
                     "whole-space training matters.")
+        widget(st.toggle, "Impression context (slot and device)", "d_wctx", lambda: bool(w.context),
+               lambda v: setattr(w, "context", bool(v)),
+               help="Each impression gets a slot 1-10 (a user examines slot k with probability 1/k before clicking) "
+                    "and a device that shifts dwell: context features, and the position-bias lesson's world.")
     with b2:
         widget(st.slider, "Moods in the item text", "d_moods", lambda: w.moods, lambda v: setattr(w, "moods", v),
                min_value=0, max_value=MAX_MOODS,

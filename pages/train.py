@@ -287,7 +287,10 @@ def press(fresh: bool = False) -> None:
     if data is None:
         return
     who = visitor()
-    t = SHARED.submit(copy.deepcopy(cfg()), data, store=store(), owner=who.owner, who=who.label, fresh=fresh)
+    job_cfg = copy.deepcopy(cfg())
+    if job_cfg.data.source == "files" and data.mapping:  # the run's config.json records how the files were read
+        job_cfg.data.mapping = {k: v for k, v in data.mapping.items() if k != "reasons"}
+    t = SHARED.submit(job_cfg, data, store=store(), owner=who.owner, who=who.label, fresh=fresh)
     t.setup = cfg().to_json()  # an answer about this setup: dropped once the setup changes
     ss.ticket = t
     if t.job is not None:

@@ -2,6 +2,8 @@
 the impression's context read by every architecture, and scoring in a chosen context."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -225,3 +227,35 @@ def test_position_as_feature_bias_tower_or_nothing(mode):
             b = model.position_bias.bias.weight[:, 0]
         codes = [prep.space.context.vocab["position"].index(s) + 1 for s in ("1", "9")]
         assert b[codes[0]] > b[codes[1]]
+
+
+def test_the_apps_mapping_reproduces_a_run_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """app -> JSON -> CLI -> config.json -> rerun: the mapping the Data page applies (and offers as a
+    download) is what `train --mapping` reads; the run's config records it; `train --config`
+    reproduces the run's metrics."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from mtrlib.__main__ import main as cli
+    from test_reliability_ui import files_session, upload
+
+    log = tmp_path / "impressions.csv"
+    device_log(3000).to_csv(log, index=False)
+    at = upload(files_session(), "interactions", "impressions.csv", log.read_bytes())
+    assert isinstance(at, AppTest) and not at.exception
+    at.button(key="map_apply").click().run()
+    mapping = at.session_state["mapping"]
+    assert mapping["context_features"] == {"device": "categorical", "position": "categorical", "hour": "categorical"}
+    assert mapping["position"] == "position" and mapping["labels"] == ["click", "buy"]
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps(mapping))  # the download button's bytes are this dict as JSON
+
+    monkeypatch.setenv("MTR_RUN_STORE", str(tmp_path / "store"))
+    assert cli(["train", "--data", str(log), "--mapping", str(path), "--epochs", "2", "--quiet"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((Path(first["run_dir"]) / "config.json").read_text())
+    assert config["data"]["mapping"]["context_features"] == mapping["context_features"]
+    assert cli(["train", "--config", str(Path(first["run_dir"]) / "config.json"), "--quiet"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["metrics"] == first["metrics"]

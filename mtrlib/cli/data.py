@@ -29,6 +29,8 @@ def register(subparsers, verb: str | None = None) -> None:
                    help="moods (sub-topics) named in the item text and shaping the items' latent vectors, "
                         "0-8 (default 6; 0: the text repeats the genre only)")
     p.add_argument("--zipf", type=float, default=1.0, help="popularity skew of the exposure (default 1.0)")
+    p.add_argument("--context", action="store_true",
+                   help="log each impression's slot (1-10, examined with probability 1/slot) and device")
     p.set_defaults(func=cmd_world)
 
     p = subparsers.add_parser("inspect", help="read a data file and report what was found",
@@ -198,7 +200,7 @@ def cmd_world(args) -> int:
     impressions = args.impressions if args.impressions is not None else min(40, args.items)
     ds = make_world(n_users=args.users, n_items=args.items, n_genres=args.genres, correlation=args.correlation,
                     seed=args.seed, impressions_per_user=impressions, like_observed=args.like_observed,
-                    moods=args.moods, zipf=args.zipf, max_impressions=None)
+                    moods=args.moods, zipf=args.zipf, max_impressions=None, context=args.context)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -128,7 +128,9 @@ class ContextSpace:
     def fit(cls, frame: pd.DataFrame, kinds: dict[str, str], train_rows: np.ndarray,
             position: str | None = None) -> "ContextSpace":
         """Vocabularies, cut points and statistics from the logged rows `train_rows` of `frame`."""
-        sp = cls(kinds={c: k for c, k in kinds.items() if c in frame.columns}, position=position)
+        # in the table's column order, whatever order the mapping listed them in (a config.json
+        # written with sorted keys must build the same model)
+        sp = cls(kinds={c: kinds[c] for c in frame.columns if c in kinds}, position=position)
         tr = frame.iloc[train_rows]
         for c, k in sp.kinds.items():
             s = tr[c]

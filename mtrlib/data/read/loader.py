@@ -274,11 +274,10 @@ def _context_of(m: dict, inter: pd.DataFrame, src: str, explicit: dict) -> tuple
     """The context features (column -> kind) the interactions keep, the position column and the
     ignored columns (column -> why). A context column the user names must exist; a guessed one
     that is gone (renamed, moved) is left out."""
-    context = {}
-    for c, k in (m.get("context_features") or {}).items():
-        if c in inter.columns and c not in ("user_id", "item_id", "timestamp"):
-            context[c] = k
-        elif "context_features" in explicit:
+    given = m.get("context_features") or {}
+    context = {c: given[c] for c in inter.columns if c in given and c not in ("user_id", "item_id", "timestamp")}
+    for c in given:  # (in the table's column order, whatever order the mapping lists them in)
+        if c not in context and "context_features" in explicit:
             raise DataError(f"The context feature '{c}' is not a column of the interactions.",
                             fix="choose context features among the interactions' columns: "
                                 + ", ".join(str(x) for x in inter.columns[2:][:20]), source=src)
