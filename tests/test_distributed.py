@@ -216,3 +216,21 @@ def test_a_gradient_method_on_the_representation_is_refused_on_several_processes
     _set(monkeypatch, WORLD_SIZE=2, RANK=0)
     assert main(["train", "--weighting", "upgrad", "--grad-space", "rep", *CLI_WORLD]) == 2
     assert "error: The weighting method 'upgrad'" in capsys.readouterr().err
+
+
+def test_torchrun_with_context_features_and_a_position_tower(tmp_path):
+    """Context features (the world's slot and device) and the bias tower under DDP: every parameter
+    is read by every batch (an unread one stalls DDP), and the AUCs are the single process's."""
+    extra = ["--world-context", "--position", "tower"]
+    p = subprocess.run([TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "mtrlib", "train", *CLI_WORLD, *extra],
+                       cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, failed(p.stdout, p.stderr)
+    out = json.loads([ln for ln in p.stdout.splitlines() if ln.strip()][-1])
+    assert out["status"] == "finished"
+    cfg = TrainConfig(device="cpu", **SETTINGS)
+    for k, v in {**WORLD, "context": True}.items():
+        setattr(cfg.data.world, k, v)
+    cfg.model.position = "tower"
+    res, _ = run(cfg)
+    close({t: m["auc"] for t, m in out["metrics"].items() if "auc" in m},
+          {t: m["auc"] for t, m in res.metrics.items() if "auc" in m})

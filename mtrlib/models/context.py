@@ -49,8 +49,9 @@ class ContextEmbedding(nn.Module):
         self.cat_names, self.multi_names = list(desc["cat"]), list(desc["multi"])
         cat_sizes = [desc["cat"][c] for c in self.cat_names]
         multi_sizes = [desc["multi"][c] for c in self.multi_names]
-        self.cat = nn.Embedding(max(1, sum(cat_sizes)), dim)
-        self.multi = nn.Embedding(1 + sum(multi_sizes), dim, padding_idx=0)  # row 0: the pad, zero
+        # (a table only for a kind the data has: a parameter no batch reads stalls DDP)
+        self.cat = nn.Embedding(sum(cat_sizes), dim) if cat_sizes else None
+        self.multi = nn.Embedding(1 + sum(multi_sizes), dim, padding_idx=0) if multi_sizes else None  # row 0: the pad
         self.register_buffer("cat_offset", torch.tensor(_offsets(cat_sizes, 0), dtype=torch.long))
         self.register_buffer("multi_offset", torch.tensor(_offsets(multi_sizes, 1), dtype=torch.long)[:, None])
         self.n_numeric = int(desc["numeric"])
