@@ -202,8 +202,14 @@ def export_onnx(run, folder, store=None, fusion=None) -> dict:
     if run.weights_path is None:
         raise ExportError(f"Run '{run.name}' has no saved weights to export.", fix="train it (at least one epoch) first")
     model = run.build_model()
-    return export_model(model, folder, user_ids=run.space.users.ids, item_ids=run.space.items.ids,
-                        fusion=fusion_weights(run, fusion), run_id=run.id)
+    sig = export_model(model, folder, user_ids=run.space.users.ids, item_ids=run.space.items.ids,
+                       fusion=fusion_weights(run, fusion), run_id=run.id)
+    space = getattr(run.space, "context", None)
+    if space is not None:  # the graph scores in the run's default context (its inputs are ids only)
+        sig["context"] = {"fixed": space.resolve(), "note": "scored in this context (each column's most frequent "
+                          "training value, the position's first slot); the ONNX inputs are ids only"}
+        atomic_write_json(Path(folder) / "signature.json", sig)
+    return sig
 
 
 __all__ = ["export_onnx", "export_model", "export_zip", "fusion_entries", "ExportError", "OPSET"]
