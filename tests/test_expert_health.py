@@ -145,3 +145,37 @@ def test_cli_json_and_history(tmp_path, monkeypatch, capsys):
     assert set(experts.from_row(hist.epochs.iloc[-1].to_dict())["tasks"]) == {"click", "like", "dwell"}
     assert main(["train", "--model", "shared-bottom", "--out", str(tmp_path / "sb"), *tiny]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["experts"] == {}
+
+
+# -- pages (streamlit.testing.v1.AppTest) ---------------------------------------------------------------
+def test_train_page_shows_health_after_a_run(store):
+    from _mtr import PAGES, app, shown, wait_job
+
+    at = app(tiny_cfg("mmoe", world=PAGES, epochs=1), "pages/train.py")
+    at.button(key="t_train").click().run()
+    assert wait_job(at).state == "finished"
+    at.run()
+    assert not at.exception
+    assert "Expert health" in [h.value for h in at.subheader]
+    assert any("dead share" in df.value.columns for df in at.dataframe)
+    assert any("effective experts (mean gate)" in df.value.columns for df in at.dataframe)
+    assert any("collapsed: dead" in shown(c.value) and "underfitted" in shown(c.value) for c in at.caption)  # rules
+    assert any("Dead-unit share per expert" in c.proto.spec for c in at.get("plotly_chart"))
+
+
+def test_embeddings_tab_and_runs_overlay(store):
+    from _mtr import PAGES, app
+    from mtrlib.runs import train_and_save
+    from mtrlib.train.loop import prepare
+
+    cfg = tiny_cfg("ple", world=PAGES, epochs=2)
+    _, writer = train_and_save(cfg, prepare(cfg), store=store)
+    assert writer.saved
+    at = app(page="pages/embeddings.py")
+    assert not at.exception and not at.error
+    assert [t.label for t in at.tabs][-2:] == ["Gate weights (task × expert)", "Expert health"]
+    assert any("on its own experts" in df.value.columns for df in at.dataframe)
+    at = app(page="pages/runs.py")
+    at.radio(key="r_view").set_value("expert health").run()
+    assert not at.exception
+    assert any("Dead-unit share per expert" in c.proto.spec for c in at.get("plotly_chart"))
