@@ -145,6 +145,8 @@ def test_cli_json_and_history(tmp_path, monkeypatch, capsys):
     assert set(experts.from_row(hist.epochs.iloc[-1].to_dict())["tasks"]) == {"click", "like", "dwell"}
     assert main(["train", "--model", "shared-bottom", "--out", str(tmp_path / "sb"), *tiny]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["experts"] == {}
+    assert main(["train", "--model", "mmoe", "--no-expert-health", "--out", str(tmp_path / "off"), *tiny]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["experts"] == {}
 
 
 # -- pages (streamlit.testing.v1.AppTest) ---------------------------------------------------------------
