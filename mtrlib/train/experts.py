@@ -75,6 +75,11 @@ def owner_of(expert: str, tasks: list[str]) -> str | None:
     return head if head in tasks and tail.isdigit() else None
 
 
+def _tensor(out) -> torch.Tensor:
+    """A module's output as one tensor (the first, for a module that returns several)."""
+    return out if isinstance(out, torch.Tensor) else out[0]
+
+
 def _entropy(p: torch.Tensor) -> torch.Tensor:
     """Entropy (natural log) along the last axis, 0 log 0 = 0."""
     p = p.double()
@@ -93,7 +98,7 @@ def expert_health(model: nn.Module, sample: Sample | None) -> dict:
     if not modules or sample is None or len(sample) == 0:
         return {}
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: outputs[name].append(out.detach()))
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: outputs[name].append(_tensor(out).detach()))
              for name, m in modules.items()]
     was_training = model.training
     model.eval()
