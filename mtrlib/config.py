@@ -243,6 +243,10 @@ class TrainConfig:
                                 flag_sets=False, url="gtel",
                                 help="measure the cosines between the tasks' gradients every log_every steps "
                                      "(the flag turns it off)")
+    expert_health: bool = knob(True, "Measure expert health", widget="toggle", flag="--no-expert-health",
+                               flag_sets=False, url="ehealth",
+                               help="once per epoch, on 2,048 validation examples: dead units per expert, gate entropy "
+                                    "per task, collapse / degradation / underfitting flags (the flag turns it off)")
     # how the user / item id tables are updated (mtrlib.train.optim): "dense" every row at every step,
     # "lazy" only the rows of the batch (sparse gradients, SparseAdam, lazy weight decay), "auto"
     # lazy for big tables on the CPU (bench/embedding_optim.py)

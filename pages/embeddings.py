@@ -12,6 +12,7 @@ from mtrlib.viz import charts
 from mtrlib.viz.project import (CAPS, export_projector, gate_matrix, gate_table, knn_purity, neighbours, project,
     representations, umap_available, vectors)
 from mtrlib.runs import RunError
+from pages._experts import last_health, show_health
 from pages._shared import boot, explain, halt, load_run, plain, run_picker, trained_runs
 
 boot()
@@ -165,18 +166,22 @@ if "text" in reps and what in ("items", "item-input"):
 
 gates = [r for r in reps if r.startswith("gate:")]
 if gates:
-    st.subheader("Gate weights (task × expert)")
-    split_opts = [x for x in run.items.columns if x not in ("title", "cold", "popularity", "description", "tags")
-                  and run.items[x].astype(str).nunique() <= 50]
-    if "true_genre" in run.users.columns:
-        split_opts.append("user_true_genre")
-    by = st.selectbox("Split by (item or user attribute)", ["(average over all)"] + split_opts, key="e_gate_by")
-    try:
-        gt = _gates(run, key, None if by.startswith("(") else by)
-    except RunError as e:
-        st.caption(plain(e))
-        gt = _gates(run, key, None)
-        by = "(average over all)"
-    if not gt.empty:
-        M, rows, experts = gate_matrix(gt, None if by.startswith("(") else by, getattr(run.model, "expert_names", []))
-        st.plotly_chart(charts.heatmap(M, rows, experts, "Average gate weight"), key="e_gates")
+    st.subheader("Gates and experts")
+    tab_gates, tab_health = st.tabs(["Gate weights (task × expert)", "Expert health"])
+    with tab_health:  # the last epoch's, from the run's history (mtrlib.train.experts)
+        show_health(last_health(run.history.epochs), key="e_health")
+    with tab_gates:
+        split_opts = [x for x in run.items.columns if x not in ("title", "cold", "popularity", "description", "tags")
+                      and run.items[x].astype(str).nunique() <= 50]
+        if "true_genre" in run.users.columns:
+            split_opts.append("user_true_genre")
+        by = st.selectbox("Split by (item or user attribute)", ["(average over all)"] + split_opts, key="e_gate_by")
+        try:
+            gt = _gates(run, key, None if by.startswith("(") else by)
+        except RunError as e:
+            st.caption(plain(e))
+            gt = _gates(run, key, None)
+            by = "(average over all)"
+        if not gt.empty:
+            M, rows, experts = gate_matrix(gt, None if by.startswith("(") else by, getattr(run.model, "expert_names", []))
+            st.plotly_chart(charts.heatmap(M, rows, experts, "Average gate weight"), key="e_gates")

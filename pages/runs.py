@@ -13,6 +13,7 @@ from mtrlib.report import run_report
 from mtrlib.runs import RunError, delete_run, rename_run, run_config_text, run_history, weights_file
 from mtrlib.safe import safe_csv
 from mtrlib.viz.series import thin
+from pages._experts import dead_share_overlay
 from pages._shared import boot, chart, explain, halt, may_change, plain, runs_list, visitor
 
 boot()
@@ -54,14 +55,16 @@ chosen = [runs[i] for i in rows] or runs[:1]
 
 st.subheader("Curves")
 a, b, c3, d = st.columns([1, 1, 1, 2])
-view = a.radio("Show", ["validation", "training loss", "task weights", "gradient conflict"], key="r_view")
+view = a.radio("Show", ["validation", "training loss", "task weights", "gradient conflict", "expert health"],
+               key="r_view")
 xaxis = b.radio("x axis", ["epoch", "step", "time"], key="r_x")
 smoothing = c3.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="r_smooth")
 tasks = list(dict.fromkeys(t for r in chosen for t in r.tasks))  # first-seen order
 pick = d.multiselect("Tasks", tasks, default=tasks, key="r_tasks")
 palette = charts.task_colours(tasks)
 
-label = {"validation": "val", "training loss": "loss", "task weights": "weight", "gradient conflict": "grad"}[view]
+label = {"validation": "val", "training loss": "loss", "task weights": "weight", "gradient conflict": "grad",
+         "expert health": "experts"}[view]
 names = {r.id: (r.name if [x.name for x in chosen].count(r.name) == 1 else f"{r.name} ({r.id[-6:]})") for r in chosen}
 live = any(r.status == "running" for r in chosen)
 
@@ -77,6 +80,11 @@ def curve_grid() -> dict:
     grid = st.columns(2)
     if label == "grad":
         conflict_grid(histories, grid)
+        return histories
+    if label == "experts":  # dead-unit share per epoch, every selected run (mtrlib.train.experts)
+        if not dead_share_overlay({n: h.epochs for n, h in histories.items()}, key="r_experts", x=xaxis):
+            st.info("No expert-health measurements in the selected runs (architectures without experts, runs "
+                    "trained before it existed, or with it off).")
         return histories
     for n_chart, t in enumerate(pick):
         data, cols, title = {}, [], ""

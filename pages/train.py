@@ -17,6 +17,7 @@ from mtrlib.train import telemetry
 from mtrlib.train.loop import available_devices
 from mtrlib.viz import charts
 from pages._experiments import repeat_section
+from pages._experts import last_health, show_health
 from pages._shared import (boot, cfg, chart, classroom, current_dataset, explain, halt, may_change, plain,
                            retrieval_task_names, store, task_list, task_names, visitor, widget)
 
@@ -430,6 +431,10 @@ def live() -> None:
         grad = j.result.grad if j.result is not None else telemetry.summary(s["steps"])
         st.caption("  \n".join(["Last epoch:"] + [plain(line) for line in telemetry.describe(grad)]))
         explain(telemetry.explanation())
+    health = last_health(epochs)  # mtrlib.train.experts, once per epoch
+    if health:
+        st.subheader("Expert health")
+        show_health(health, key="t_health")
     if j.result is not None and not j.active:
         r = j.result
         rows = []

@@ -5,7 +5,8 @@ synthetic world (then `--users N --items M --genres G --correlation R` are its k
 Settings come from `--config FILE` (a TrainConfig JSON) when given, then the flags override.
 A progress bar with per-task numbers goes to stderr; the LAST line of stdout is one JSON
 object: {"run_dir", "status", "metrics" (test split, per task), "samples_per_s", "warnings" (what the
-split left wrong: {"code", "subject", "message", "fix"} each; [] when none), ...}.
+split left wrong: {"code", "subject", "message", "fix"} each; [] when none), "experts" (the last
+epoch's expert health, mtrlib.train.experts; {} without experts), ...}.
 Ctrl-C (or SIGTERM) stops training cleanly after the current batch: status "stopped", run kept.
 Exit status: 0 trained (finished / stopped / diverged: see "status"), 1 trained but the run
 could not be saved, 2 bad input.
@@ -178,7 +179,8 @@ def _train_and_report(args, cfg, prep, procs) -> int:
            "metrics": {t: {k: v for k, v in ms.items()} for t, ms in result.metrics.items()},
            "samples_per_s": result.samples_per_s, "run_id": writer.id if path else None, "name": writer.name,
            "saved": path is not None, "reason": result.reason, "baseline": result.baseline,
-           "elapsed": result.elapsed, "grad": result.grad, "warnings": list(prep.warnings)}
+           "elapsed": result.elapsed, "grad": result.grad, "experts": result.experts,
+           "warnings": list(prep.warnings)}
     if writer.error:
         out["error"] = writer.error
     out.update(one_run_summary(cfg, prep, result))  # "group" and "summary" (n = 1), as repeats give them

@@ -264,6 +264,11 @@ class MultiTaskModel(nn.Module):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def expert_modules(self) -> dict[str, nn.Module]:
+        """The modules whose forward output is each expert's output, keyed and ordered like
+        `expert_names` (mtrlib.train.experts hooks them); {} for an architecture without experts."""
+        return {}
+
 
 def input_of(inp: InputLayer, user, item, history=None, context=None) -> torch.Tensor:
     """An input layer's row, given a history only when there is one (a plain InputLayer takes none)."""

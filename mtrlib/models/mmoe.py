@@ -40,6 +40,10 @@ class MMoENet(MultiTaskModel):
         return Body(tower_inputs=[mix(g, e) for g in gates], shared=lambda: e.transpose(0, 1).flatten(1),
                     gates={n: g.t() for n, g in zip(self.task_names, gates)})
 
+    def expert_modules(self) -> dict[str, nn.Module]:
+        """Each expert's MLP (its output is the expert's), by `expert_names` (expert-health telemetry)."""
+        return dict(zip(self.expert_names, self.experts))
+
 
 class MMoE(Architecture):
     arch = "mmoe"

@@ -88,6 +88,12 @@ class PLENet(MultiTaskModel):
             task_x, shared_x, gates = lvl(task_x, shared_x)
         return Body(tower_inputs=task_x, shared=shared_x, gates=dict(zip(self.task_names, gates)))
 
+    def expert_modules(self) -> dict[str, nn.Module]:
+        """The LAST level's experts (the ones its reported gates mix), by `expert_names`: each task's
+        specific experts, then the shared ones (expert-health telemetry)."""
+        last = self.levels[-1]
+        return dict(zip(self.expert_names, [ex for group in last.specific for ex in group] + list(last.shared)))
+
 
 class PLE(Architecture):
     arch = "ple"

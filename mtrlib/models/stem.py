@@ -78,6 +78,10 @@ class STEMNet(MultiTaskModel):
         out["input"] = out["input"][0]  # the shared embeddings' row
         return out
 
+    def expert_modules(self) -> dict[str, nn.Module]:
+        """Each task's specific experts, then the shared ones, by `expert_names` (expert-health telemetry)."""
+        return dict(zip(self.expert_names, [ex for group in self.specific for ex in group] + list(self.shared)))
+
 
 class STEM(Architecture):
     arch = "stem"

@@ -25,6 +25,7 @@ from .optim import training_optimizer
 from .prepare import Prepared, load_dataset, prepare
 from .steps import Clock, DivergenceGuard, EarlyStopping, StepWindow, snapshot
 from .telemetry import GradientTelemetry, summary as grad_summary
+from . import experts
 from ..weighting import StepContext, make_weighting
 
 
@@ -50,6 +51,7 @@ class TrainResult:
     device: str = "cpu"
     event_overhead: float = 0.0  # share of training time spent building and sending step events
     grad: dict = field(default_factory=dict)  # gradient-conflict summary of the last epoch (mtrlib.train.telemetry.summary)
+    experts: dict = field(default_factory=dict)  # expert health of the last epoch ({} without experts: mtrlib.train.experts)
 
 
 def build(cfg: TrainConfig, prep: Prepared) -> MultiTaskModel:
@@ -95,6 +97,8 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     n, steps_per_epoch = len(tr), max(1, -(-len(tr) // int(cfg.batch_size)))
     mask = tr.mask.to(torch.float32)
+    health_sample = experts.fixed_sample(va) if cfg.expert_health and model.expert_modules() else None
+    health = {}
     emit({"type": "start", "tasks": names, "n_train": n, "n_val": len(va), "steps_per_epoch": steps_per_epoch,
           "epochs": cfg.epochs, "device": str(device), "parameters": model.n_parameters()})
 
@@ -150,6 +154,8 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
         weighting.end_epoch(epoch_loss)
         val = procs.evaluate(model, va, prep.tasks)
         row = _epoch_row(epoch, step, clock, window.seen, n / max(ep_time, 1e-9), names, epoch_loss.tolist(), used, val)
+        health, health_cols = experts.measure(model, health_sample)  # one forward pass of the fixed sample
+        row.update(health_cols)
         hist.epochs.append(row)
         emit({"type": "epoch", **row})
         last_good, epochs_done = snapshot(model), epoch
@@ -174,7 +180,7 @@ def _train(cfg: TrainConfig, prep: Prepared, callback, stop, model) -> TrainResu
     emit({"type": "end", "status": status, "reason": reason, "metrics": test_m, "samples_per_s": sps,
           "elapsed": elapsed, "event_overhead": overhead})
     return TrainResult(status, reason, model, hist, test_m, val_m, base, sps, elapsed, early.best_epoch, str(device),
-                       overhead, grad_summary(hist.steps))
+                       overhead, grad_summary(hist.steps), health)
 
 
 def _shared_parameters(measure: bool, model: MultiTaskModel, data, weighting) -> SharedParameters:
