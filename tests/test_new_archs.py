@@ -161,3 +161,21 @@ def test_pepnet_gates_lie_in_zero_to_gamma_and_read_the_user_side_only(prep, gam
     ep2, _, _ = m.gate_values(m.input_row(u, prep.train.item[7:14]))
     torch.testing.assert_close(ep, ep2)
     assert m.expert_names == [] and m.expert_modules() == {}
+
+
+# -- the diagram --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch,options", [("adatt", {}), ("adatt", {"levels": 2, "shared_experts": 0}), ("home", {}),
+                                          ("home", {"task_groups": "click,like"}), ("home", {"task_groups": "buy"}),
+                                          ("pepnet", {}), ("mmoe", {"expert_norm": "batch", "feature_gate": True})])
+def test_each_new_architecture_draws_its_diagram(arch, options):
+    from mtrlib.config import ModelConfig
+    from mtrlib.viz import charts
+    m = ModelConfig(arch=arch)
+    for k, v in options.items():
+        setattr(m.options, k, v)
+    fig = charts.network(m, TASKS)
+    assert len(fig.layout.shapes) > 0
+    if arch == "home" and options.get("task_groups") == "click,like":
+        texts = " ".join(a.text for a in fig.layout.annotations)
+        assert "G1.1" in texts and "G2.1" in texts  # the click+like group and dwell's own

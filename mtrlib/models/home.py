@@ -145,18 +145,19 @@ class HoME(Architecture):
 
     @classmethod
     def _experts(cls, opts, tasks) -> list[tuple[str, str, list[str]]]:
-        """(diagram label, colour, the tasks it serves) per expert, in `expert_names`' order."""
-        groups = task_groups(opts.task_groups, list(tasks))
+        """(diagram label, colour, the tasks it serves) per expert, in `expert_names`' order (groups that
+        name tasks this setup lacks are drawn as one group per task: the Train page's tasks may change)."""
+        try:
+            groups = task_groups(opts.task_groups, list(tasks))
+        except DataError:
+            groups = [[t] for t in tasks]
         out = [(f"{t[:6]}{k + 1}", "specific", [t]) for t in tasks for k in range(opts.specific_experts)]
         out += [(f"G{g + 1}.{k + 1}", "extra", grp) for g, grp in enumerate(groups) for k in range(opts.group_experts)]
         return out + [(f"S{k + 1}", "shared", list(tasks)) for k in range(opts.shared_experts)]
 
     @classmethod
     def draw(cls, c, opts, m):
-        try:
-            experts = cls._experts(opts, c.tasks)
-        except DataError:  # groups naming tasks this setup lacks: draw one group per task
-            experts = cls._experts(type(opts)(**{**vars(opts), "task_groups": ""}), c.tasks)
+        experts = cls._experts(opts, c.tasks)
         serves = {lab: tasks for lab, _, tasks in experts}
         norm = "" if opts.home_norm == "none" else f" · {opts.home_norm} norm"
         experts_and_gates(c, [(lab, col) for lab, col, _ in experts],
