@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from mtrlib.config import ModelConfig
 from mtrlib.errors import DataError
 from mtrlib.models.blocks import BatchNorm, GatedExpert, InputLinear, mlp
 from mtrlib.models.home import task_groups
 from mtrlib.train.loop import build
+from mtrlib.viz import charts
 
 from _mtr import tiny_cfg
 
@@ -169,8 +171,6 @@ def test_pepnet_gates_lie_in_zero_to_gamma_and_read_the_user_side_only(prep, gam
                                           ("home", {"task_groups": "click,like"}), ("home", {"task_groups": "buy"}),
                                           ("pepnet", {}), ("mmoe", {"expert_norm": "batch", "feature_gate": True})])
 def test_each_new_architecture_draws_its_diagram(arch, options):
-    from mtrlib.config import ModelConfig
-    from mtrlib.viz import charts
     m = ModelConfig(arch=arch)
     for k, v in options.items():
         setattr(m.options, k, v)
