@@ -91,7 +91,7 @@ REFUSED = {
     "early stop on unknown task": (dict(early_stop_task="buy"), ["watches task 'buy', which is not defined"]),
     # names
     "unknown architecture": (dict(arch="transformer"),
-                             ["Unknown model 'transformer'", "single, shared-bottom, mmoe, ple, stem, esmm"]),
+                             ["Unknown model 'transformer'", "single, shared-bottom, mmoe, ple, stem, adatt, home, pepnet, esmm"]),
     "unknown weighting": (dict(weighting="magic"), ["Unknown weighting 'magic'", "fixed, uncertainty"]),
     "unknown optimiser": (dict(optimizer="lbfgs"), ["Unknown optimiser 'lbfgs'", "adam, adamw, sgd"]),
     "unknown device": (dict(device="tpu"), ["Unknown device 'tpu'", "auto, cpu, cuda"]),

@@ -70,15 +70,71 @@ class InputLinear(nn.Linear):
         return super().forward(x)
 
 
-def mlp(in_dim: int, sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
-    """Linear -> ReLU (-> Dropout) per layer; the first layer reads `PairRows` too (InputLinear)."""
+NORMS = ("none", "batch", "layer")  # blocks.mlp's `norm` (HoME's expert normalisation)
+ACTIVATIONS = ("relu", "swish")  # blocks.mlp's `activation` (swish = x * sigmoid(x), nn.SiLU)
+
+
+class BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that normalises a one-row training batch with its running statistics (a batch of
+    one has no variance to normalise by; plain BatchNorm1d refuses it)."""
+
+    def forward(self, x):
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                            False, 0.0, self.eps)
+        return super().forward(x)
+
+
+def mlp(in_dim: int, sizes: list[int], dropout: float = 0.0, norm: str = "none", activation: str = "relu") -> nn.Sequential:
+    """Linear (-> Norm) -> ReLU or Swish (-> Dropout) per layer; the first layer reads `PairRows` too
+    (InputLinear). The defaults (no norm, ReLU) build exactly Linear -> ReLU (-> Dropout)."""
     layers: list[nn.Module] = []
     for k, out in enumerate(sizes):
-        layers += [(InputLinear if k == 0 else nn.Linear)(in_dim, out), nn.ReLU()]
+        layers.append((InputLinear if k == 0 else nn.Linear)(in_dim, out))
+        if norm == "batch":
+            layers.append(BatchNorm(out))
+        elif norm == "layer":
+            layers.append(nn.LayerNorm(out))
+        layers.append(nn.SiLU() if activation == "swish" else nn.ReLU())
         if dropout:
             layers.append(nn.Dropout(dropout))
         in_dim = out
     return nn.Sequential(*layers)
+
+
+class GatedExpert(nn.Module):
+    """An expert MLP with HoME's gates (Wang et al., arXiv 2408.05430, section 4.3), either or both:
+
+    - feature gate: x' = 2 sigmoid(W_f x + b_f) * x, elementwise, before the expert (one gate per
+      expert, so each expert sees its own view of the input; 2 sigmoid keeps the mean scale at 1);
+    - self gate: e' = e + sigmoid(W_s e + b_s) * e, a gated residual on the expert's output.
+
+    x [B, d_in] -> [B, sizes[-1]]. The feature gate multiplies the row by a function of itself, so a
+    body using it reads x densely (not factorised: its network sets `factorised_body = False`)."""
+
+    def __init__(self, in_dim, sizes, dropout=0.0, norm="none", activation="relu", feature_gate=False, self_gate=False):
+        super().__init__()
+        self.feature_gate = InputLinear(in_dim, in_dim) if feature_gate else None
+        self.body = mlp(in_dim, sizes, dropout, norm, activation)
+        d = mlp_out_dim(in_dim, sizes)
+        self.self_gate = nn.Linear(d, d) if self_gate else None
+
+    def forward(self, x):
+        if self.feature_gate is not None:
+            x = 2 * torch.sigmoid(self.feature_gate(x)) * (x.dense() if isinstance(x, PairRows) else x)
+        e = self.body(x)  # [B, d]
+        if self.self_gate is not None:
+            e = e + torch.sigmoid(self.self_gate(e)) * e
+        return e
+
+
+def expert(in_dim: int, sizes: list[int], dropout: float = 0.0, norm: str = "none", activation: str = "relu",
+           feature_gate: bool = False, self_gate: bool = False) -> nn.Module:
+    """One expert: the plain `mlp` without gates (the default: the same modules as before the knobs),
+    a `GatedExpert` with HoME's feature and / or self gate."""
+    if not (feature_gate or self_gate):
+        return mlp(in_dim, sizes, dropout, norm, activation)
+    return GatedExpert(in_dim, sizes, dropout, norm, activation, feature_gate, self_gate)
 
 
 def mlp_out_dim(in_dim: int, sizes: list[int]) -> int:

@@ -13,11 +13,29 @@ from torch import nn
 
 from ..registry import knob
 from .base import TASK_EMB, Architecture, Body, MultiTaskModel, require_experts
-from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
+from .blocks import ACTIVATIONS, NORMS, InputLinear, expert, gate, mix, mlp_out_dim
 from .diagram import experts_and_gates, sizes
 
 EXPERT_LAYERS = dict(noun="expert layer", widget="sizes", flag="--experts", url="experts",
                      help="one expert's MLP")  # also used by PLE
+
+# HoME's fixes for an expert (Wang et al., arXiv 2408.05430, sections 4.1 and 4.3), knobs of MMoE, PLE
+# and STEM (one config field, flag and URL key each); default off, so the experts stay as they were
+EXPERT_NORM = dict(noun="expert normalisation", choices=NORMS, widget="select", flag="--expert-norm", url="enorm",
+                   help="normalise each expert layer before its activation (HoME: batch norm, so that the experts' "
+                        "outputs share one scale and no gate collapses onto one)")
+EXPERT_ACTIVATION = dict(noun="expert activation", choices=ACTIVATIONS, widget="select", flag="--expert-activation",
+                         url="eact", help="the experts' activation; HoME uses Swish so that fewer units stay at zero")
+FEATURE_GATE = dict(noun="feature gate", widget="toggle", flag="--feature-gate", flag_sets=True, url="fgate",
+                    help="each expert reads its own view of the input, 2 sigmoid(W x) * x (HoME's feature gate); "
+                         "scoring then reads the rows densely")
+SELF_GATE = dict(noun="self gate", widget="toggle", flag="--self-gate", flag_sets=True, url="sgate",
+                 help="a gated residual on each expert's output, e + sigmoid(W e) * e (after HoME's self gate)")
+
+
+def expert_options(o) -> dict:
+    """The HoME knobs of an architecture's options, as `blocks.expert`'s keywords."""
+    return dict(norm=o.expert_norm, activation=o.expert_activation, feature_gate=o.feature_gate, self_gate=o.self_gate)
 
 
 class MMoENet(MultiTaskModel):
@@ -28,7 +46,8 @@ class MMoENet(MultiTaskModel):
         o = self.options
         self.input = self.make_input(desc, tables)
         d_in = self.input.out_dim
-        self.experts = nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(o.n_experts))
+        self.experts = nn.ModuleList(expert(d_in, o.experts, cfg.dropout, **expert_options(o)) for _ in range(o.n_experts))
+        self.factorised_body = not o.feature_gate  # the feature gate reads the row densely
         self.gates = nn.ModuleList(InputLinear(d_in, o.n_experts) for _ in tasks)
         d = mlp_out_dim(d_in, o.experts)
         self.make_task_inputs(desc, tables)
@@ -60,6 +79,10 @@ class MMoE(Architecture):
                               help="experts every task's gate can mix")
         experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
         task_emb: int = knob(0, "Task-specific embeddings", **TASK_EMB)
+        expert_norm: str = knob("none", "Expert normalisation", **EXPERT_NORM)
+        expert_activation: str = knob("relu", "Expert activation", **EXPERT_ACTIVATION)
+        feature_gate: bool = knob(False, "Feature gate per expert", **FEATURE_GATE)
+        self_gate: bool = knob(False, "Self gate per expert", **SELF_GATE)
 
     @classmethod
     def check(cls, opts, m):

@@ -17,10 +17,10 @@ from torch import nn
 from ..errors import DataError
 from ..registry import knob
 from .base import TASK_EMB, Architecture, Body, MultiTaskModel, require_experts
-from .blocks import InputLinear, gate, mix, mlp, mlp_out_dim
+from .blocks import InputLinear, expert, gate, mix, mlp_out_dim
 from .diagram import (experts_and_gates, sizes, specific_and_shared, specific_and_shared_names,
                       specific_and_shared_width)
-from .mmoe import EXPERT_LAYERS
+from .mmoe import EXPERT_ACTIVATION, EXPERT_LAYERS, EXPERT_NORM, FEATURE_GATE, SELF_GATE, expert_options
 
 _AT_MOST_64 = dict(valid=lambda v: v <= 64, fix="e.g. 1 specific, 2 shared",
                    message="PLE and STEM take at most 64 task-specific and 64 shared experts (got {specific_experts} and "
@@ -30,6 +30,10 @@ _AT_MOST_64 = dict(valid=lambda v: v <= 64, fix="e.g. 1 specific, 2 shared",
 # also STEM's (mtrlib.models.stem): one flag sets both
 SPECIFIC_EXPERTS = dict(noun="task-specific experts", lo=0, hi=8, flag="--specific-experts", url="spec", **_AT_MOST_64)
 SHARED_EXPERTS = dict(noun="shared experts", lo=0, hi=8, flag="--shared-experts", url="shexp", **_AT_MOST_64)
+# also AdaTT's (mtrlib.models.adatt): one flag sets both
+LEVELS = dict(noun="extraction levels", lo=1, hi=4, flag="--levels", url="levels",
+              help="1 level = CGC; more levels = PLE (AdaTT: fusion levels)", valid=lambda v: 1 <= v <= 4,
+              message="PLE and AdaTT take 1 to 4 extraction levels (got {v}).", fix="1 (CGC) or 2")
 
 
 class _Level(nn.Module):
@@ -39,9 +43,10 @@ class _Level(nn.Module):
         super().__init__()
         s, h = opts.specific_experts, opts.shared_experts
         self.s, self.h, self.n_tasks, self.last = s, h, n_tasks, last
+        kw = expert_options(opts)
         self.specific = nn.ModuleList(
-            nn.ModuleList(mlp(d_in, opts.experts, dropout) for _ in range(s)) for _ in range(n_tasks))
-        self.shared = nn.ModuleList(mlp(d_in, opts.experts, dropout) for _ in range(h))
+            nn.ModuleList(expert(d_in, opts.experts, dropout, **kw) for _ in range(s)) for _ in range(n_tasks))
+        self.shared = nn.ModuleList(expert(d_in, opts.experts, dropout, **kw) for _ in range(h))
         self.task_gates = nn.ModuleList(InputLinear(d_in, s + h) for _ in range(n_tasks))
         self.shared_gate = None if last else InputLinear(d_in, n_tasks * s + h)
         self.out_dim = mlp_out_dim(d_in, opts.experts)
@@ -79,6 +84,7 @@ class PLENet(MultiTaskModel):
             levels.append(lvl)
             d = lvl.out_dim
         self.levels = nn.ModuleList(levels)
+        self.factorised_body = not o.feature_gate  # the feature gate reads the row densely
         self.make_task_inputs(desc, tables)
         self.towers = self.make_towers([d] * len(tasks))
 
@@ -106,11 +112,13 @@ class PLE(Architecture):
     class Options:
         specific_experts: int = knob(1, "Experts per task", **SPECIFIC_EXPERTS)
         shared_experts: int = knob(2, "Shared experts", **SHARED_EXPERTS)
-        levels: int = knob(1, "Levels", noun="extraction levels", lo=1, hi=4, flag="--levels", url="levels",
-                           help="1 level = CGC; more levels = PLE", valid=lambda v: 1 <= v <= 4,
-                           message="PLE takes 1 to 4 extraction levels (got {v}).", fix="1 (CGC) or 2")
+        levels: int = knob(1, "Levels", **LEVELS)
         experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
         task_emb: int = knob(0, "Task-specific embeddings", **TASK_EMB)
+        expert_norm: str = knob("none", "Expert normalisation", **EXPERT_NORM)
+        expert_activation: str = knob("relu", "Expert activation", **EXPERT_ACTIVATION)
+        feature_gate: bool = knob(False, "Feature gate per expert", **FEATURE_GATE)
+        self_gate: bool = knob(False, "Self gate per expert", **SELF_GATE)
 
     @classmethod
     def check(cls, opts, m):

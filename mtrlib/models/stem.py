@@ -25,10 +25,10 @@ from torch import nn
 from ..errors import DataError
 from ..registry import knob
 from .base import Architecture, Body, MultiTaskModel, input_of, require_experts
-from .blocks import InputLayer, gate, mix, mlp, mlp_out_dim
+from .blocks import InputLayer, expert, gate, mix, mlp_out_dim
 from .diagram import (experts_and_gates, sizes, specific_and_shared, specific_and_shared_names,
                       specific_and_shared_width)
-from .mmoe import EXPERT_LAYERS
+from .mmoe import EXPERT_ACTIVATION, EXPERT_LAYERS, EXPERT_NORM, FEATURE_GATE, SELF_GATE, expert_options
 from .ple import SHARED_EXPERTS, SPECIFIC_EXPERTS
 
 
@@ -40,9 +40,10 @@ class STEMNet(MultiTaskModel):
         # row 0: the shared embeddings; row 1 + k: task k's own
         self.inputs_ = nn.ModuleList(self.make_input(desc, tables) for _ in range(T + 1))
         d_in = self.inputs_[0].out_dim
+        kw = expert_options(o)
         self.specific = nn.ModuleList(
-            nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(s)) for _ in range(T))
-        self.shared = nn.ModuleList(mlp(d_in, o.experts, cfg.dropout) for _ in range(h))
+            nn.ModuleList(expert(d_in, o.experts, cfg.dropout, **kw) for _ in range(s)) for _ in range(T))
+        self.shared = nn.ModuleList(expert(d_in, o.experts, cfg.dropout, **kw) for _ in range(h))
         self.gates = nn.ModuleList(nn.Linear(d_in, T * s + h) for _ in range(T))
         self.towers = self.make_towers([mlp_out_dim(d_in, o.experts)] * T)
 
@@ -95,6 +96,10 @@ class STEM(Architecture):
         specific_experts: int = knob(1, "Experts per task", **SPECIFIC_EXPERTS)
         shared_experts: int = knob(2, "Shared experts", **SHARED_EXPERTS)
         experts: list[int] = knob([64, 32], "Expert", **EXPERT_LAYERS)
+        expert_norm: str = knob("none", "Expert normalisation", **EXPERT_NORM)
+        expert_activation: str = knob("relu", "Expert activation", **EXPERT_ACTIVATION)
+        feature_gate: bool = knob(False, "Feature gate per expert", **FEATURE_GATE)
+        self_gate: bool = knob(False, "Self gate per expert", **SELF_GATE)
 
     @classmethod
     def check(cls, opts, m):

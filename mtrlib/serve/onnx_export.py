@@ -159,13 +159,15 @@ def export_model(model, folder, *, user_ids: list[str], item_ids: list[str], fus
             inputs += ["history_items", "history_lengths"]
             args += [items * (torch.arange(length) < lengths[:, None]), lengths]
             dynamic.update({"history_items": {0: "batch"}, "history_lengths": {0: "batch"}})
-        _export(_Ranking(model, bool(length)), tuple(args), folder / "ranking.onnx", inputs, names, dynamic)
+        # the wrappers in eval mode: the exporter puts the model back in its wrapper's mode afterwards
+        # (a fresh wrapper's is training: batch norm would then read batch statistics)
+        _export(_Ranking(model, bool(length)).eval(), tuple(args), folder / "ranking.onnx", inputs, names, dynamic)
         towers = []
         for t in model.retrieval_tasks:
             suffix = "" if len(model.retrieval_tasks) == 1 else f"_{t.name}"
             for side, n in (("user", model.n_users), ("item", model.n_items)):
                 f = f"{side}_tower{suffix}.onnx"
-                _export(_Tower(model, side, t.name), (torch.arange(4) % n,), folder / f, [side], ["vectors"],
+                _export(_Tower(model, side, t.name).eval(), (torch.arange(4) % n,), folder / f, [side], ["vectors"],
                         {side: {0: "batch"}, "vectors": {0: "batch"}})
                 towers.append({"task": t.name, "side": side, "file": f, "input": side, "output": "vectors"})
     finally:
