@@ -41,7 +41,10 @@ def test_a_format_1_run_opens_with_its_settings_nested(store):
     assert c.model.history_encoder == "sasrec" and c.model.history_options.heads == 2
     assert c.weighting.name == "gradnorm" and c.weighting.options.alpha == 2.5
     d = c.to_dict()  # only the chosen plugins' options are kept
-    assert set(d["model"]["options"]) == {"specific_experts", "shared_experts", "levels", "experts", "task_emb"}
+    # PLE's own knobs only (the expert knobs added later by issue 28 at their defaults)
+    assert set(d["model"]["options"]) == {"specific_experts", "shared_experts", "levels", "experts", "task_emb",
+                                          "expert_norm", "expert_activation", "feature_gate", "self_gate"}
+    assert (c.model.options.expert_norm, c.model.options.feature_gate) == ("none", False)
     assert d["weighting"] == {"name": "gradnorm", "options": {"alpha": 2.5}}
     assert "gradnorm_alpha" not in d and "n_experts" not in d["model"]
     assert validate(c, [t.name for t in run.tasks]) == []

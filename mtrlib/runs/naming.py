@@ -62,7 +62,11 @@ _NOT_THE_SETUP = ("seed", "name", "device", "cpu_threads", "log_every")
 # settings added after the config's format 2 (issue 26), with their defaults: a run that leaves
 # them at the default is the same setup as one saved before they existed
 _ADDED_LATER = ((("data", "world", "context"), False), (("data", "mapping"), {}), (("data", "context"), True),
-                (("model", "context_dim"), 8), (("model", "position"), "feature"))
+                (("model", "context_dim"), 8), (("model", "position"), "feature"),
+                (("expert_health",), True), (("model", "expert_norm"), "none"), (("model", "expert_activation"), "relu"),
+                (("model", "feature_gate"), False), (("model", "self_gate"), False),  # issue 28: HoME's knobs
+                (("model", "task_groups"), ""), (("model", "group_experts"), 1), (("model", "home_norm"), "batch"),
+                (("model", "home_activation"), "swish"), (("model", "gamma"), 2.0))  # HoME's and PEPNet's own
 
 
 def data_signature(ds) -> dict:
