@@ -52,7 +52,7 @@ def show_health(health: dict, key: str) -> None:
         hide_index=True, key=f"{key}_tasks")
     st.dataframe(pd.DataFrame([{
         "expert": n, "dead share": e["dead_share"], "mean output norm": e["mean_norm"],
-        "belongs to": e["owner"] or "shared",
+        "belongs to": e["owner"] or ("its task group" if n.startswith("group ") else "shared"),  # (HoME's group experts)
         "top task's share": max(e["task_share"].values()) if e.get("task_share") else None,
         "flags": ", ".join(e["flags"])} for n, e in ex.items()]), hide_index=True, key=f"{key}_experts")
     lines = [f"{f['flag']}: {f['subject']} ({f['value']:.0%})" for f in health["flags"]]
